@@ -1,0 +1,1 @@
+//! kv1 (being written)

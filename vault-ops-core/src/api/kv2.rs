@@ -1,0 +1,1 @@
+//! kv2 (being written)

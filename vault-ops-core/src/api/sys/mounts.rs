@@ -1,0 +1,1 @@
+//! Mounts (secret engines), auth methods, audit devices and the sanitized configuration.

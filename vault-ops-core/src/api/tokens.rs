@@ -1,0 +1,288 @@
+//! Tokens: `vault token lookup/create/renew/revoke/capabilities`.
+
+use std::collections::HashMap;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::client::VaultClient;
+use crate::error::Result;
+use crate::http::Request;
+use crate::response::{null_default, AuthInfo, VaultResponse};
+
+/// Token operations. Get it with [`VaultClient::tokens`].
+#[derive(Debug, Clone)]
+pub struct Tokens<'a> {
+    client: &'a VaultClient,
+    mount: String,
+}
+
+impl VaultClient {
+    /// Token operations on the `auth/token` mount.
+    pub fn tokens(&self) -> Tokens<'_> {
+        Tokens {
+            client: self,
+            mount: "auth/token".into(),
+        }
+    }
+}
+
+/// What `lookup` tells about a token. The token itself (`id`) is never kept.
+#[derive(Debug, Clone, Deserialize)]
+#[non_exhaustive]
+pub struct TokenInfo {
+    /// The accessor.
+    #[serde(default)]
+    pub accessor: String,
+    /// The display name, e.g. `token` or `kubernetes-ns1-sa1`.
+    #[serde(default)]
+    pub display_name: String,
+    /// The policies attached to the token.
+    #[serde(default, deserialize_with = "null_default")]
+    pub policies: Vec<String>,
+    /// Policies from the identity.
+    #[serde(default, deserialize_with = "null_default")]
+    pub identity_policies: Vec<String>,
+    /// Remaining time to live in seconds (0 for a root token without expiry).
+    #[serde(default)]
+    pub ttl: i64,
+    /// The TTL the token was created with.
+    #[serde(default)]
+    pub creation_ttl: i64,
+    /// The maximum TTL explicitly set on the token, 0 for none.
+    #[serde(default)]
+    pub explicit_max_ttl: i64,
+    /// Whether the token can be renewed.
+    #[serde(default)]
+    pub renewable: bool,
+    /// Whether the token is an orphan.
+    #[serde(default)]
+    pub orphan: bool,
+    /// Unix time of creation.
+    #[serde(default)]
+    pub creation_time: i64,
+    /// When the token expires (RFC 3339), `None` for never.
+    #[serde(default)]
+    pub expire_time: Option<String>,
+    /// When the token was issued (RFC 3339).
+    #[serde(default)]
+    pub issue_time: Option<String>,
+    /// The auth path that created it, e.g. `auth/kubernetes/login`.
+    #[serde(default)]
+    pub path: String,
+    /// Metadata.
+    #[serde(default, deserialize_with = "null_default")]
+    pub meta: HashMap<String, String>,
+    /// Remaining uses, 0 for unlimited.
+    #[serde(default)]
+    pub num_uses: i64,
+    /// The identity entity id.
+    #[serde(default)]
+    pub entity_id: String,
+    /// `service` or `batch`.
+    #[serde(default, rename = "type")]
+    pub token_type: String,
+}
+
+impl TokenInfo {
+    /// `true` for a token whose TTL is 0 (root tokens and others that never expire).
+    pub fn never_expires(&self) -> bool {
+        self.ttl == 0 && self.expire_time.is_none()
+    }
+}
+
+/// Options for [`Tokens::create`] (`vault token create`).
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct TokenCreateRequest {
+    /// Policies to attach.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
+    /// TTL, e.g. `1h`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// Explicit max TTL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explicit_max_ttl: Option<String>,
+    /// Renewal period (a periodic token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    /// Whether the token can be renewed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renewable: Option<bool>,
+    /// Create an orphan (no parent). Sent to `create-orphan` when set.
+    #[serde(skip)]
+    pub orphan: bool,
+    /// Leave out the `default` policy.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_default_policy: bool,
+    /// Display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Number of uses, 0 for unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_uses: Option<u64>,
+    /// Metadata.
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub meta: HashMap<String, String>,
+    /// `service` or `batch`.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+}
+
+impl TokenCreateRequest {
+    /// A request for a token with these policies.
+    pub fn with_policies<S: Into<String>>(policies: impl IntoIterator<Item = S>) -> Self {
+        TokenCreateRequest {
+            policies: policies.into_iter().map(Into::into).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the TTL.
+    pub fn ttl(mut self, ttl: impl Into<String>) -> Self {
+        self.ttl = Some(ttl.into());
+        self
+    }
+
+    /// Makes it an orphan.
+    pub fn orphan(mut self) -> Self {
+        self.orphan = true;
+        self
+    }
+
+    /// Sets whether it is renewable.
+    pub fn renewable(mut self, renewable: bool) -> Self {
+        self.renewable = Some(renewable);
+        self
+    }
+
+    /// Sets the explicit max TTL.
+    pub fn explicit_max_ttl(mut self, ttl: impl Into<String>) -> Self {
+        self.explicit_max_ttl = Some(ttl.into());
+        self
+    }
+}
+
+#[derive(Deserialize)]
+struct CapabilitiesData {
+    #[serde(default)]
+    capabilities: Vec<String>,
+}
+
+impl Tokens<'_> {
+    fn path(&self, op: &str) -> String {
+        format!("{}/{}", self.mount, op)
+    }
+
+    /// `vault token lookup` (the client's own token).
+    pub async fn lookup_self(&self) -> Result<TokenInfo> {
+        let resp = self.client.execute(Request::get(self.path("lookup-self"))).await?;
+        Ok(resp.json::<VaultResponse<TokenInfo>>()?.data)
+    }
+
+    /// `vault token lookup TOKEN`.
+    pub async fn lookup(&self, token: &SecretString) -> Result<TokenInfo> {
+        let req = Request::post(self.path("lookup")).json(&json!({"token": token.expose_secret()}))?;
+        Ok(self.client.execute(req).await?.json::<VaultResponse<TokenInfo>>()?.data)
+    }
+
+    /// `vault token lookup -accessor ACCESSOR`.
+    pub async fn lookup_accessor(&self, accessor: &str) -> Result<TokenInfo> {
+        let req = Request::post(self.path("lookup-accessor")).json(&json!({"accessor": accessor}))?;
+        Ok(self.client.execute(req).await?.json::<VaultResponse<TokenInfo>>()?.data)
+    }
+
+    /// `vault token create`; the new token is in the returned [`AuthInfo`].
+    pub async fn create(&self, request: &TokenCreateRequest) -> Result<AuthInfo> {
+        let op = if request.orphan { "create-orphan" } else { "create" };
+        let resp = self.client.execute(Request::post(self.path(op)).json(request)?).await?;
+        auth_of(&resp)
+    }
+
+    /// `vault token renew` (the client's own token), optionally asking for an increment.
+    pub async fn renew_self(&self, increment: Option<std::time::Duration>) -> Result<AuthInfo> {
+        let body = increment_body(increment, None);
+        let resp = self
+            .client
+            .execute(Request::post(self.path("renew-self")).json(&body)?)
+            .await?;
+        auth_of(&resp)
+    }
+
+    /// `vault token renew TOKEN`.
+    pub async fn renew(&self, token: &SecretString, increment: Option<std::time::Duration>) -> Result<AuthInfo> {
+        let body = increment_body(increment, Some(token));
+        let resp = self.client.execute(Request::post(self.path("renew")).json(&body)?).await?;
+        auth_of(&resp)
+    }
+
+    /// `vault token revoke -self`.
+    pub async fn revoke_self(&self) -> Result<()> {
+        self.client.execute(Request::post(self.path("revoke-self"))).await?;
+        Ok(())
+    }
+
+    /// `vault token revoke TOKEN` (with its children).
+    pub async fn revoke(&self, token: &SecretString) -> Result<()> {
+        let req = Request::post(self.path("revoke")).json(&json!({"token": token.expose_secret()}))?;
+        self.client.execute(req).await?;
+        Ok(())
+    }
+
+    /// `vault token revoke -accessor ACCESSOR`.
+    pub async fn revoke_accessor(&self, accessor: &str) -> Result<()> {
+        let req = Request::post(self.path("revoke-accessor")).json(&json!({"accessor": accessor}))?;
+        self.client.execute(req).await?;
+        Ok(())
+    }
+
+    /// `vault token capabilities TOKEN PATH`: what `token` may do on `path`.
+    pub async fn capabilities(&self, token: &SecretString, path: &str) -> Result<Vec<String>> {
+        let req = Request::post("sys/capabilities")
+            .json(&json!({"token": token.expose_secret(), "paths": [path]}))?;
+        capabilities_of(self.client, req, path).await
+    }
+
+    /// `vault token capabilities PATH`: what the client's own token may do on `path`.
+    pub async fn capabilities_self(&self, path: &str) -> Result<Vec<String>> {
+        let req = Request::post("sys/capabilities-self").json(&json!({"paths": [path]}))?;
+        capabilities_of(self.client, req, path).await
+    }
+}
+
+fn increment_body(increment: Option<std::time::Duration>, token: Option<&SecretString>) -> serde_json::Value {
+    let mut body = serde_json::Map::new();
+    if let Some(i) = increment {
+        body.insert("increment".into(), json!(format!("{}s", i.as_secs().max(1))));
+    }
+    if let Some(t) = token {
+        body.insert("token".into(), json!(t.expose_secret()));
+    }
+    serde_json::Value::Object(body)
+}
+
+fn auth_of(resp: &crate::Response) -> Result<AuthInfo> {
+    resp.json::<VaultResponse<serde_json::Value>>()?
+        .auth
+        .ok_or_else(|| resp.decode_error("the reply has no auth block"))
+}
+
+async fn capabilities_of(client: &VaultClient, req: Request, path: &str) -> Result<Vec<String>> {
+    let resp = client.execute(req).await?;
+    let v: serde_json::Value = resp.json()?;
+    // Vault answers both at the top level (per path and as `capabilities`) and under `data`.
+    let pick = |v: &serde_json::Value| -> Option<Vec<String>> {
+        let caps = v.get(path).or_else(|| v.get("capabilities"))?;
+        serde_json::from_value::<Vec<String>>(caps.clone()).ok()
+    };
+    pick(&v)
+        .or_else(|| v.get("data").and_then(pick))
+        .or_else(|| {
+            serde_json::from_value::<CapabilitiesData>(v.clone())
+                .ok()
+                .map(|c| c.capabilities)
+        })
+        .ok_or_else(|| resp.decode_error("the reply has no capabilities"))
+}

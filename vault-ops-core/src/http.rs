@@ -1,0 +1,576 @@
+//! Request plumbing: a request is plain data ([`Request`]), sent in exactly one place
+//! ([`VaultClient::execute`]), which adds headers, retries, redirects, timeouts, tracing and
+//! error mapping for every API area.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::client::VaultClient;
+use crate::error::{ApiError, Error, Result};
+
+/// The header that carries the token.
+pub const TOKEN_HEADER: &str = "x-vault-token";
+/// The header that carries the namespace.
+pub const NAMESPACE_HEADER: &str = "x-vault-namespace";
+/// Marks API requests so Vault's CSRF protection accepts them.
+pub const REQUEST_HEADER: &str = "x-vault-request";
+
+/// Which token a request carries.
+#[derive(Clone, Default)]
+pub enum TokenChoice {
+    /// The client's current token (the default). Fails with [`Error::MissingToken`] when unset.
+    #[default]
+    Client,
+    /// The client's token when one is set, none otherwise (for endpoints that work either way).
+    ClientIfSet,
+    /// No token (login endpoints, `sys/health`, `sys/seal-status`, unseal, init).
+    None,
+    /// This token instead of the client's.
+    Explicit(SecretString),
+}
+
+impl std::fmt::Debug for TokenChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenChoice::Client => f.write_str("Client"),
+            TokenChoice::ClientIfSet => f.write_str("ClientIfSet"),
+            TokenChoice::None => f.write_str("None"),
+            TokenChoice::Explicit(_) => f.write_str("Explicit([REDACTED])"),
+        }
+    }
+}
+
+/// One request to Vault, as plain data. Build it, then send it with [`VaultClient::execute`].
+///
+/// ```no_run
+/// # async fn run(client: vault_ops_core::VaultClient) -> Result<(), vault_ops_core::Error> {
+/// use vault_ops_core::Request;
+/// let reply = client
+///     .execute(Request::get("sys/mounts"))
+///     .await?
+///     .json::<serde_json::Value>()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Request {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) body: Option<Bytes>,
+    pub(crate) token: TokenChoice,
+    pub(crate) ok_statuses: Vec<u16>,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) retry: bool,
+}
+
+impl Request {
+    /// A request with this method to `path` (below `/v1/`, with or without a leading `/`).
+    pub fn new(method: Method, path: impl Into<String>) -> Self {
+        let path: String = path.into();
+        Request {
+            method,
+            path: path.trim_start_matches('/').to_string(),
+            query: Vec::new(),
+            body: None,
+            token: TokenChoice::Client,
+            ok_statuses: Vec::new(),
+            headers: Vec::new(),
+            retry: true,
+        }
+    }
+
+    /// A `GET`.
+    pub fn get(path: impl Into<String>) -> Self {
+        Self::new(Method::GET, path)
+    }
+
+    /// A `POST`.
+    pub fn post(path: impl Into<String>) -> Self {
+        Self::new(Method::POST, path)
+    }
+
+    /// A `PUT`.
+    pub fn put(path: impl Into<String>) -> Self {
+        Self::new(Method::PUT, path)
+    }
+
+    /// A `PATCH`; the body is sent as `application/merge-patch+json`.
+    pub fn patch(path: impl Into<String>) -> Self {
+        Self::new(Method::PATCH, path).header(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/merge-patch+json"),
+        )
+    }
+
+    /// A `DELETE`.
+    pub fn delete(path: impl Into<String>) -> Self {
+        Self::new(Method::DELETE, path)
+    }
+
+    /// A `LIST`, sent as `GET ...?list=true` (accepted by every proxy).
+    pub fn list(path: impl Into<String>) -> Self {
+        Self::new(Method::GET, path).query("list", "true")
+    }
+
+    /// Adds a query parameter.
+    pub fn query(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.query.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets a JSON body.
+    pub fn json(mut self, body: &impl Serialize) -> Result<Self> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| Error::InvalidInput(format!("cannot encode the request body: {e}")))?;
+        self.body = Some(Bytes::from(bytes));
+        Ok(self)
+    }
+
+    /// Sets a raw body (e.g. a raft snapshot).
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
+
+    /// Chooses which token the request carries.
+    pub fn token(mut self, token: TokenChoice) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// Sends no token.
+    pub fn without_token(self) -> Self {
+        self.token(TokenChoice::None)
+    }
+
+    /// Treats these statuses as answers rather than errors (e.g. `sys/health`'s 429, 503).
+    pub fn accept_statuses(mut self, statuses: &[u16]) -> Self {
+        self.ok_statuses.extend_from_slice(statuses);
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Turns off retries for this request (for calls that must not be repeated blindly).
+    pub fn no_retry(mut self) -> Self {
+        self.retry = false;
+        self
+    }
+
+    /// The path below `/v1/`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+}
+
+/// A reply from Vault with a success status (or one the request accepted).
+pub struct Response {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Response {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// A header's value, when present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The raw body.
+    pub fn bytes(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// `true` when the body is empty (as for 204).
+    pub fn is_empty(&self) -> bool {
+        self.body.iter().all(u8::is_ascii_whitespace)
+    }
+
+    /// Decodes the JSON body.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body).map_err(|e| self.decode_error(e.to_string()))
+    }
+
+    /// Decodes the JSON body, or `None` when it is empty.
+    pub fn json_opt<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        if self.is_empty() {
+            Ok(None)
+        } else {
+            self.json().map(Some)
+        }
+    }
+
+    /// A decode error for this reply.
+    pub fn decode_error(&self, message: impl Into<String>) -> Error {
+        Error::Decode {
+            method: self.method.to_string(),
+            path: self.path.clone(),
+            status: self.status,
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads Vault's error body into `(errors, warnings, request_id)`. Never fails: a body that
+/// is not Vault's JSON still yields the status, and a short plain-text line is kept.
+pub(crate) fn parse_error_body(body: &[u8]) -> (Vec<String>, Vec<String>, Option<String>) {
+    fn strings(v: Option<&serde_json::Value>) -> Vec<String> {
+        match v {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|i| match i {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect(),
+            Some(serde_json::Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(map)) => (
+            strings(map.get("errors")),
+            strings(map.get("warnings")),
+            map.get("request_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+        ),
+        Ok(_) => (Vec::new(), Vec::new(), None),
+        Err(_) => {
+            // Keep a short single-line plain-text message (e.g. "prometheus is not enabled");
+            // anything longer or multi-line is not repeated, since bodies may hold secrets.
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if !text.is_empty()
+                && text.len() <= 200
+                && !text.contains('\n')
+                && !text.contains('{')
+                && !text.starts_with('<')
+            {
+                (vec![text.to_string()], Vec::new(), None)
+            } else if text.is_empty() {
+                (Vec::new(), Vec::new(), None)
+            } else {
+                (
+                    vec![format!("(a non-JSON body of {} bytes)", body.len())],
+                    Vec::new(),
+                    None,
+                )
+            }
+        }
+    }
+}
+
+fn is_retryable_status(status: u16) -> bool {
+    status == 412 || status == 429 || (status >= 500 && status != 501)
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    // Only the delay-seconds form; an HTTP date falls back to the backoff.
+    let secs: u64 = v.parse().ok()?;
+    Some(Duration::from_secs(secs.min(300)))
+}
+
+/// Whether a reqwest error is a TLS certificate problem (never retried).
+fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string().to_ascii_lowercase();
+        if text.contains("certificate")
+            || text.contains("unknownissuer")
+            || text.contains("invalid peer")
+            || text.contains("tls handshake")
+            || text.contains("handshake failure")
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+enum Attempt {
+    Done(Response),
+    Retry { error: Error, wait: Option<Duration> },
+    Fail(Error),
+}
+
+impl VaultClient {
+    /// Sends a request: the one send path every API area uses.
+    ///
+    /// Adds `X-Vault-Request`, the token (marked sensitive) and the namespace; retries
+    /// connection errors and HTTP 412, 429 and 5xx except 501 with jittered linear backoff,
+    /// honouring `Retry-After`; maps error replies to [`Error::Api`]. Tracing records the
+    /// method, path, status and latency, never headers or bodies.
+    pub async fn execute(&self, req: Request) -> Result<Response> {
+        validate_path(&req.path)?;
+        let url = self.url_for(&req.path)?;
+        let retry = self.retry_policy();
+        let max_retries = if req.retry { retry.max_retries } else { 0 };
+        let mut attempt: u32 = 0;
+        loop {
+            match self.attempt(&req, &url).await {
+                Attempt::Done(resp) => return Ok(resp),
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry { error, wait } => {
+                    if attempt >= max_retries {
+                        return Err(error);
+                    }
+                    attempt += 1;
+                    let wait = wait.unwrap_or_else(|| retry.backoff(attempt));
+                    tracing::debug!(
+                        method = %req.method,
+                        path = %req.path,
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        error = %error,
+                        "retrying Vault request"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, req: &Request, url: &url::Url) -> Attempt {
+        let method_str = || req.method.to_string();
+        let mut builder = self
+            .http()
+            .request(req.method.clone(), url.clone())
+            .header(REQUEST_HEADER, HeaderValue::from_static("true"));
+        if !req.query.is_empty() {
+            builder = builder.query(&req.query);
+        }
+        let token = match &req.token {
+            TokenChoice::Client => match self.token() {
+                Some(t) => Some(t),
+                None => return Attempt::Fail(Error::MissingToken),
+            },
+            TokenChoice::ClientIfSet => self.token(),
+            TokenChoice::None => None,
+            TokenChoice::Explicit(t) => Some(t.clone()),
+        };
+        if let Some(token) = token {
+            match HeaderValue::from_str(token.expose_secret()) {
+                Ok(mut v) => {
+                    v.set_sensitive(true);
+                    builder = builder.header(TOKEN_HEADER, v);
+                }
+                Err(_) => {
+                    return Attempt::Fail(Error::InvalidInput(
+                        "the token contains characters that cannot be sent in a header".into(),
+                    ))
+                }
+            }
+        }
+        if let Some(ns) = self.namespace_header() {
+            builder = builder.header(NAMESPACE_HEADER, ns.clone());
+        }
+        let mut has_content_type = false;
+        for (name, value) in &req.headers {
+            has_content_type |= name == CONTENT_TYPE;
+            builder = builder.header(name.clone(), value.clone());
+        }
+        if let Some(body) = &req.body {
+            if !has_content_type {
+                builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            builder = builder.body(body.clone());
+        }
+
+        let started = Instant::now();
+        let result = builder.send().await;
+        let resp = match result {
+            Ok(resp) => resp,
+            Err(e) => {
+                let error = self.transport_error(req, &e);
+                tracing::debug!(method = %req.method, path = %req.path, latency_ms = started.elapsed().as_millis() as u64, error = %error, "Vault request failed");
+                return match &error {
+                    Error::Transport { tls: true, .. } => Attempt::Fail(error),
+                    _ => Attempt::Retry { error, wait: None },
+                };
+            }
+        };
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                let error = self.transport_error(req, &e);
+                return Attempt::Retry { error, wait: None };
+            }
+        };
+        let latency_ms = started.elapsed().as_millis() as u64;
+        tracing::debug!(method = %req.method, path = %req.path, status, latency_ms, "Vault request");
+
+        if (200..300).contains(&status) || req.ok_statuses.contains(&status) {
+            return Attempt::Done(Response {
+                method: req.method.clone(),
+                path: req.path.clone(),
+                status,
+                headers,
+                body,
+            });
+        }
+        let (errors, warnings, request_id) = parse_error_body(&body);
+        let error = Error::from(ApiError {
+            status,
+            method: method_str(),
+            path: req.path.clone(),
+            errors,
+            warnings,
+            request_id,
+        });
+        if is_retryable_status(status) {
+            Attempt::Retry {
+                error,
+                wait: retry_after(&headers),
+            }
+        } else {
+            Attempt::Fail(error)
+        }
+    }
+
+    fn transport_error(&self, req: &Request, e: &reqwest::Error) -> Error {
+        if e.is_timeout() {
+            return Error::Timeout {
+                method: req.method.to_string(),
+                path: req.path.clone(),
+                timeout: self.timeout(),
+            };
+        }
+        let mut message = error_chain(e);
+        // reqwest prints the URL; it holds no secret, but keep messages short and stable.
+        if let Some(url) = e.url() {
+            message = message.replace(&format!(" ({url})"), "");
+        }
+        Error::Transport {
+            method: req.method.to_string(),
+            path: req.path.clone(),
+            tls: is_tls_error(e),
+            message,
+        }
+    }
+}
+
+fn validate_path(path: &str) -> Result<()> {
+    if path.is_empty() {
+        return Err(Error::InvalidInput("the request path is empty".into()));
+    }
+    if path
+        .split('/')
+        .any(|seg| seg == ".." || seg == ".")
+    {
+        return Err(Error::InvalidInput(format!(
+            "the path {path:?} has a '.' or '..' segment"
+        )));
+    }
+    if path.chars().any(|c| c.is_control() || c == '?' || c == '#') {
+        return Err(Error::InvalidInput(format!(
+            "the path {path:?} has a control character, '?' or '#'"
+        )));
+    }
+    Ok(())
+}
+
+/// Joins path segments with `/`, trimming slashes at the joins. Empty segments are skipped.
+pub fn join_path(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies() {
+        let (e, w, _) = parse_error_body(br#"{"errors":["permission denied"],"warnings":["w1"]}"#);
+        assert_eq!(e, vec!["permission denied"]);
+        assert_eq!(w, vec!["w1"]);
+        let (e, _, _) = parse_error_body(b"prometheus is not enabled\n");
+        assert_eq!(e, vec!["prometheus is not enabled"]);
+        let (e, _, _) = parse_error_body(b"<html>\n<body>oops</body></html>");
+        assert_eq!(e, vec!["(a non-JSON body of 32 bytes)"]);
+        let (e, _, _) = parse_error_body(b"");
+        assert!(e.is_empty());
+        let (e, _, _) = parse_error_body(br#"{"errors":[1, {"a":2}]}"#);
+        assert_eq!(e, vec!["1", r#"{"a":2}"#]);
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        for s in [412, 429, 500, 502, 503, 504] {
+            assert!(is_retryable_status(s), "{s}");
+        }
+        for s in [400, 401, 403, 404, 405, 501] {
+            assert!(!is_retryable_status(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn paths() {
+        assert!(validate_path("secret/data/a b").is_ok());
+        assert!(validate_path("").is_err());
+        assert!(validate_path("secret/../sys/seal").is_err());
+        assert!(validate_path("secret/data/x?list=true").is_err());
+        assert_eq!(join_path(&["/secret/", "data", "/a/b/"]), "secret/data/a/b");
+    }
+}

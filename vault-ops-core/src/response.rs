@@ -1,0 +1,111 @@
+//! The envelope Vault wraps most replies in.
+
+use std::collections::HashMap;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+
+/// Vault's reply envelope: `data` plus lease, auth and warning fields.
+#[derive(Debug, Clone, Deserialize)]
+#[non_exhaustive]
+pub struct VaultResponse<T> {
+    /// Vault's request id.
+    #[serde(default)]
+    pub request_id: String,
+    /// The lease id of a dynamic secret (empty for static ones).
+    #[serde(default)]
+    pub lease_id: String,
+    /// Whether the lease can be renewed.
+    #[serde(default)]
+    pub renewable: bool,
+    /// The lease duration in seconds.
+    #[serde(default)]
+    pub lease_duration: u64,
+    /// The payload.
+    pub data: T,
+    /// Warnings Vault attached to the reply.
+    #[serde(default, deserialize_with = "null_default")]
+    pub warnings: Vec<String>,
+    /// Set when the request created or renewed a token.
+    #[serde(default)]
+    pub auth: Option<AuthInfo>,
+    /// The mount type that answered (e.g. `kv`).
+    #[serde(default)]
+    pub mount_type: Option<String>,
+}
+
+/// The `auth` block of a login, token create or renew reply.
+#[derive(Clone, Deserialize)]
+#[non_exhaustive]
+pub struct AuthInfo {
+    /// The token. Never printed by `Debug`.
+    pub client_token: SecretString,
+    /// The token's accessor (not a secret: it can look up and revoke, not use, the token).
+    #[serde(default)]
+    pub accessor: String,
+    /// All policies of the token.
+    #[serde(default, deserialize_with = "null_default")]
+    pub policies: Vec<String>,
+    /// Policies attached to the token itself.
+    #[serde(default, deserialize_with = "null_default")]
+    pub token_policies: Vec<String>,
+    /// Policies that come from the identity (entity and groups).
+    #[serde(default, deserialize_with = "null_default")]
+    pub identity_policies: Vec<String>,
+    /// Metadata the auth method attached (e.g. the service account name).
+    #[serde(default, deserialize_with = "null_default")]
+    pub metadata: HashMap<String, String>,
+    /// TTL in seconds.
+    #[serde(default)]
+    pub lease_duration: u64,
+    /// Whether the token can be renewed.
+    #[serde(default)]
+    pub renewable: bool,
+    /// The identity entity id.
+    #[serde(default)]
+    pub entity_id: String,
+    /// `service` or `batch`.
+    #[serde(default)]
+    pub token_type: String,
+    /// Whether the token is an orphan.
+    #[serde(default)]
+    pub orphan: bool,
+    /// Remaining uses, 0 for unlimited.
+    #[serde(default)]
+    pub num_uses: u64,
+}
+
+impl std::fmt::Debug for AuthInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthInfo")
+            .field("client_token", &"[REDACTED]")
+            .field("accessor", &self.accessor)
+            .field("policies", &self.policies)
+            .field("token_policies", &self.token_policies)
+            .field("identity_policies", &self.identity_policies)
+            .field("metadata", &self.metadata)
+            .field("lease_duration", &self.lease_duration)
+            .field("renewable", &self.renewable)
+            .field("entity_id", &self.entity_id)
+            .field("token_type", &self.token_type)
+            .field("orphan", &self.orphan)
+            .field("num_uses", &self.num_uses)
+            .finish()
+    }
+}
+
+/// Deserializes `null` as the type's default (Vault often sends `null` for empty lists and maps).
+pub fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The `data.keys` of a LIST reply.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ListData {
+    #[serde(default, deserialize_with = "null_default")]
+    pub keys: Vec<String>,
+}

@@ -548,7 +548,7 @@ mod tests {
         let (e, _, _) = parse_error_body(b"prometheus is not enabled\n");
         assert_eq!(e, vec!["prometheus is not enabled"]);
         let (e, _, _) = parse_error_body(b"<html>\n<body>oops</body></html>");
-        assert_eq!(e, vec!["(a non-JSON body of 32 bytes)"]);
+        assert_eq!(e, vec!["(a non-JSON body of 31 bytes)"]);
         let (e, _, _) = parse_error_body(b"");
         assert!(e.is_empty());
         let (e, _, _) = parse_error_body(br#"{"errors":[1, {"a":2}]}"#);

@@ -1,1 +1,2 @@
+//! The guided tour (being written).
 fn main() {}

@@ -1,0 +1,73 @@
+//! The [`Rotator`] trait and what a rotation reports.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+/// How a rotation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RotationStatus {
+    /// A new credential is in place and verified.
+    Success,
+    /// Nothing to do: the secret is not due yet (or another replica just rotated it).
+    SkippedNotDue,
+    /// The new credential failed verification; the old one was restored and still works.
+    RolledBack,
+    /// The rotation failed; the credential in Vault still works (a later run resumes or retries).
+    Failed,
+    /// Something changed outside the protocol (an out-of-band password change, a concurrent
+    /// edit of the credential): nothing was overwritten, a human must look.
+    Conflict,
+}
+
+/// One step's timing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StepTiming {
+    /// The step: `claim`, `apply`, `verify`, `commit`, `close`, `probe`, `rollback`...
+    pub step: &'static str,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// What [`Rotator::rotate`] reports.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RotationResult {
+    /// The secret's name, e.g. `main-db`.
+    pub name: String,
+    /// How it ended.
+    pub status: RotationStatus,
+    /// The credential's KV version before.
+    pub version_before: Option<u64>,
+    /// The credential's KV version after (equal to before unless it succeeded).
+    pub version_after: Option<u64>,
+    /// When the run started.
+    pub started_at: SystemTime,
+    /// How long the run took.
+    pub duration: Duration,
+    /// Per-step timings.
+    pub steps: Vec<StepTiming>,
+    /// The error, for `Failed`, `RolledBack` and `Conflict`.
+    pub error: Option<crate::RotationError>,
+}
+
+impl RotationResult {
+    /// `true` for [`RotationStatus::Success`].
+    pub fn is_success(&self) -> bool {
+        self.status == RotationStatus::Success
+    }
+}
+
+/// Something that rotates named secrets.
+#[async_trait]
+pub trait Rotator: Send + Sync {
+    /// Rotates `name` now, first finishing (or undoing) any rotation a crashed run left behind.
+    async fn rotate(&self, name: &str) -> RotationResult;
+
+    /// Rotates `name` if its last rotation is at least `every` ago (by Vault's clock), else
+    /// reports [`RotationStatus::SkippedNotDue`]. Safe to call from many replicas at once:
+    /// exactly one of them rotates per period.
+    async fn rotate_if_due(&self, name: &str, every: Duration) -> RotationResult;
+}

@@ -1,0 +1,21 @@
+//! Test support for vault-ops: throwaway OpenBao servers and PostgreSQL clusters on loopback.
+//!
+//! Everything here is meant for tests and examples only:
+//!
+//! - [`bao_bin`] finds the OpenBao binary (installed by `./dev install` into `.tools/openbao`).
+//! - [`BaoServer`] runs `bao server -dev` on a free loopback port and stops it on drop.
+//! - [`BaoConfigServer`] runs `bao server -config=...` (non-dev, e.g. a raft node).
+//! - [`PgCluster`] runs a throwaway PostgreSQL cluster with SCRAM password authentication.
+//! - [`free_port_pair`] / [`free_port`] hand out free loopback ports.
+//!
+//! Nothing here skips silently: when a binary is missing the helpers panic and tell the user to
+//! run `./dev test`, which installs what is needed.
+
+mod bao;
+mod pg;
+mod ports;
+mod util;
+
+pub use bao::{bao_bin, BaoConfigServer, BaoInit, BaoServer};
+pub use pg::{pg_bin_dir, PgCluster};
+pub use ports::{free_port, free_port_pair};

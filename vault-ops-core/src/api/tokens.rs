@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::client::VaultClient;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::http::Request;
 use crate::response::{null_default, AuthInfo, VaultResponse};
 
@@ -96,7 +96,7 @@ impl TokenInfo {
 #[derive(Debug, Clone, Default, Serialize)]
 #[non_exhaustive]
 pub struct TokenCreateRequest {
-    /// Policies to attach.
+    /// Policies to attach (empty: the creating token's policies).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<String>,
     /// TTL, e.g. `1h`.
@@ -163,6 +163,42 @@ impl TokenCreateRequest {
         self.explicit_max_ttl = Some(ttl.into());
         self
     }
+
+    /// Makes it a periodic token, renewable for `period` at a time without a max TTL.
+    pub fn period(mut self, period: impl Into<String>) -> Self {
+        self.period = Some(period.into());
+        self
+    }
+
+    /// Leaves out the `default` policy.
+    pub fn no_default_policy(mut self) -> Self {
+        self.no_default_policy = true;
+        self
+    }
+
+    /// Sets the display name.
+    pub fn display_name(mut self, name: impl Into<String>) -> Self {
+        self.display_name = Some(name.into());
+        self
+    }
+
+    /// Limits the number of uses.
+    pub fn num_uses(mut self, uses: u64) -> Self {
+        self.num_uses = Some(uses);
+        self
+    }
+
+    /// Adds a metadata entry.
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.meta.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the token type (`service` or `batch`).
+    pub fn token_type(mut self, token_type: impl Into<String>) -> Self {
+        self.token_type = Some(token_type.into());
+        self
+    }
 }
 
 #[derive(Deserialize)]
@@ -178,26 +214,52 @@ impl Tokens<'_> {
 
     /// `vault token lookup` (the client's own token).
     pub async fn lookup_self(&self) -> Result<TokenInfo> {
-        let resp = self.client.execute(Request::get(self.path("lookup-self"))).await?;
+        let resp = self
+            .client
+            .execute(Request::get(self.path("lookup-self")))
+            .await?;
         Ok(resp.json::<VaultResponse<TokenInfo>>()?.data)
     }
 
     /// `vault token lookup TOKEN`.
+    ///
+    /// An empty token is refused locally: Vault would answer with the *caller's* token instead.
     pub async fn lookup(&self, token: &SecretString) -> Result<TokenInfo> {
-        let req = Request::post(self.path("lookup")).json(&json!({"token": token.expose_secret()}))?;
-        Ok(self.client.execute(req).await?.json::<VaultResponse<TokenInfo>>()?.data)
+        non_empty("token", token.expose_secret())?;
+        let req =
+            Request::post(self.path("lookup")).json(&json!({"token": token.expose_secret()}))?;
+        Ok(self
+            .client
+            .execute(req)
+            .await?
+            .json::<VaultResponse<TokenInfo>>()?
+            .data)
     }
 
     /// `vault token lookup -accessor ACCESSOR`.
     pub async fn lookup_accessor(&self, accessor: &str) -> Result<TokenInfo> {
-        let req = Request::post(self.path("lookup-accessor")).json(&json!({"accessor": accessor}))?;
-        Ok(self.client.execute(req).await?.json::<VaultResponse<TokenInfo>>()?.data)
+        non_empty("accessor", accessor)?;
+        let req =
+            Request::post(self.path("lookup-accessor")).json(&json!({"accessor": accessor}))?;
+        Ok(self
+            .client
+            .execute(req)
+            .await?
+            .json::<VaultResponse<TokenInfo>>()?
+            .data)
     }
 
     /// `vault token create`; the new token is in the returned [`AuthInfo`].
     pub async fn create(&self, request: &TokenCreateRequest) -> Result<AuthInfo> {
-        let op = if request.orphan { "create-orphan" } else { "create" };
-        let resp = self.client.execute(Request::post(self.path(op)).json(request)?).await?;
+        let op = if request.orphan {
+            "create-orphan"
+        } else {
+            "create"
+        };
+        let resp = self
+            .client
+            .execute(Request::post(self.path(op)).json(request)?)
+            .await?;
         auth_of(&resp)
     }
 
@@ -212,50 +274,93 @@ impl Tokens<'_> {
     }
 
     /// `vault token renew TOKEN`.
-    pub async fn renew(&self, token: &SecretString, increment: Option<std::time::Duration>) -> Result<AuthInfo> {
+    pub async fn renew(
+        &self,
+        token: &SecretString,
+        increment: Option<std::time::Duration>,
+    ) -> Result<AuthInfo> {
+        non_empty("token", token.expose_secret())?;
         let body = increment_body(increment, Some(token));
-        let resp = self.client.execute(Request::post(self.path("renew")).json(&body)?).await?;
+        let resp = self
+            .client
+            .execute(Request::post(self.path("renew")).json(&body)?)
+            .await?;
         auth_of(&resp)
     }
 
     /// `vault token revoke -self`.
     pub async fn revoke_self(&self) -> Result<()> {
-        self.client.execute(Request::post(self.path("revoke-self"))).await?;
+        self.client
+            .execute(Request::post(self.path("revoke-self")))
+            .await?;
         Ok(())
     }
 
     /// `vault token revoke TOKEN` (with its children).
     pub async fn revoke(&self, token: &SecretString) -> Result<()> {
-        let req = Request::post(self.path("revoke")).json(&json!({"token": token.expose_secret()}))?;
+        non_empty("token", token.expose_secret())?;
+        let req =
+            Request::post(self.path("revoke")).json(&json!({"token": token.expose_secret()}))?;
         self.client.execute(req).await?;
         Ok(())
     }
 
     /// `vault token revoke -accessor ACCESSOR`.
     pub async fn revoke_accessor(&self, accessor: &str) -> Result<()> {
-        let req = Request::post(self.path("revoke-accessor")).json(&json!({"accessor": accessor}))?;
+        non_empty("accessor", accessor)?;
+        let req =
+            Request::post(self.path("revoke-accessor")).json(&json!({"accessor": accessor}))?;
         self.client.execute(req).await?;
         Ok(())
     }
 
-    /// `vault token capabilities TOKEN PATH`: what `token` may do on `path`.
+    /// `vault token capabilities TOKEN PATH`: what `token` may do on `path`
+    /// (e.g. `["read"]`, `["deny"]`, `["root"]`).
+    ///
+    /// An empty token is refused locally (Vault would answer HTTP 500, which is retried).
     pub async fn capabilities(&self, token: &SecretString, path: &str) -> Result<Vec<String>> {
+        non_empty("token", token.expose_secret())?;
+        non_empty("path", path)?;
         let req = Request::post("sys/capabilities")
             .json(&json!({"token": token.expose_secret(), "paths": [path]}))?;
         capabilities_of(self.client, req, path).await
     }
 
+    /// `vault token capabilities -accessor ACCESSOR PATH`: what the token behind `accessor`
+    /// may do on `path`.
+    pub async fn capabilities_accessor(&self, accessor: &str, path: &str) -> Result<Vec<String>> {
+        non_empty("accessor", accessor)?;
+        non_empty("path", path)?;
+        let req = Request::post("sys/capabilities-accessor")
+            .json(&json!({"accessor": accessor, "paths": [path]}))?;
+        capabilities_of(self.client, req, path).await
+    }
+
     /// `vault token capabilities PATH`: what the client's own token may do on `path`.
     pub async fn capabilities_self(&self, path: &str) -> Result<Vec<String>> {
+        non_empty("path", path)?;
         let req = Request::post("sys/capabilities-self").json(&json!({"paths": [path]}))?;
         capabilities_of(self.client, req, path).await
     }
 }
 
-fn increment_body(increment: Option<std::time::Duration>, token: Option<&SecretString>) -> serde_json::Value {
+fn non_empty(what: &str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(Error::InvalidInput(format!("the {what} is empty")));
+    }
+    Ok(())
+}
+
+fn increment_body(
+    increment: Option<std::time::Duration>,
+    token: Option<&SecretString>,
+) -> serde_json::Value {
     let mut body = serde_json::Map::new();
     if let Some(i) = increment {
-        body.insert("increment".into(), json!(format!("{}s", i.as_secs().max(1))));
+        body.insert(
+            "increment".into(),
+            json!(format!("{}s", i.as_secs().max(1))),
+        );
     }
     if let Some(t) = token {
         body.insert("token".into(), json!(t.expose_secret()));

@@ -1,1 +1,126 @@
-//! policies (being written)
+//! ACL policies: `vault policy list/read/write/delete` on `sys/policies/acl`.
+//!
+//! ```no_run
+//! # async fn run(client: vault_ops_core::VaultClient) -> Result<(), vault_ops_core::Error> {
+//! let policies = client.policies();
+//! policies
+//!     .write("app-read", r#"path "secret/data/app/*" { capabilities = ["read"] }"#)
+//!     .await?;
+//! if let Some(p) = policies.read("app-read").await? {
+//!     println!("{}:\n{}", p.name, p.policy);
+//! }
+//! println!("{:?}", policies.list().await?);
+//! policies.delete("app-read").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Vault lower-cases policy names; an HCL text it cannot parse is rejected with HTTP 400 and
+//! its parser's message, kept in [`Error::Api`].
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::generic::list_keys;
+use crate::client::VaultClient;
+use crate::error::{Error, Result};
+use crate::http::Request;
+use crate::response::VaultResponse;
+
+/// ACL policy operations. Get it with [`VaultClient::policies`].
+#[derive(Debug, Clone, Copy)]
+pub struct Policies<'a> {
+    client: &'a VaultClient,
+}
+
+impl VaultClient {
+    /// ACL policies (`vault policy ...`) on `sys/policies/acl`.
+    pub fn policies(&self) -> Policies<'_> {
+        Policies { client: self }
+    }
+}
+
+/// An ACL policy: its name and its HCL (or JSON) text.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct Policy {
+    /// The policy name (as Vault stores it: lower-case).
+    #[serde(default)]
+    pub name: String,
+    /// The policy text (HCL or JSON), exactly as written.
+    #[serde(default)]
+    pub policy: String,
+    /// The policy's version (OpenBao counts writes; `None` when the server does not say).
+    #[serde(default)]
+    pub version: Option<u64>,
+    /// When the policy was last written (RFC 3339), when the server says.
+    #[serde(default)]
+    pub modified: Option<String>,
+}
+
+const ACL: &str = "sys/policies/acl";
+
+fn policy_path(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Error::InvalidInput("the policy name is empty".into()));
+    }
+    if name.contains('/') {
+        return Err(Error::InvalidInput(format!(
+            "the policy name {name:?} contains '/'"
+        )));
+    }
+    Ok(format!("{ACL}/{name}"))
+}
+
+impl Policies<'_> {
+    /// `vault policy list`: the names of all ACL policies (including `default` and `root`).
+    pub async fn list(&self) -> Result<Vec<String>> {
+        list_keys(self.client, ACL).await
+    }
+
+    /// `vault policy read NAME`: the policy, or `None` when there is none by that name.
+    pub async fn read(&self, name: &str) -> Result<Option<Policy>> {
+        let path = policy_path(name)?;
+        match self.client.execute(Request::get(path)).await {
+            Ok(resp) => Ok(Some(resp.json::<VaultResponse<Policy>>()?.data)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `vault policy write NAME POLICY`: creates or replaces the policy. `policy` is HCL or
+    /// JSON text; Vault checks it and answers 400 with its parser's message when it is invalid.
+    pub async fn write(&self, name: &str, policy: &str) -> Result<()> {
+        let path = policy_path(name)?;
+        if policy.trim().is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "the text of policy {:?} is empty",
+                name.trim()
+            )));
+        }
+        let req = Request::put(path).json(&json!({ "policy": policy }))?;
+        self.client.execute(req).await?;
+        Ok(())
+    }
+
+    /// `vault policy delete NAME`. Deleting a policy that does not exist succeeds (as in Vault).
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let path = policy_path(name)?;
+        self.client.execute(Request::delete(path)).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(policy_path("app").unwrap(), "sys/policies/acl/app");
+        assert_eq!(policy_path(" app ").unwrap(), "sys/policies/acl/app");
+        assert!(matches!(policy_path(""), Err(Error::InvalidInput(_))));
+        assert!(matches!(policy_path("  "), Err(Error::InvalidInput(_))));
+        assert!(matches!(policy_path("a/b"), Err(Error::InvalidInput(_))));
+    }
+}

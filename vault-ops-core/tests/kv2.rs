@@ -270,3 +270,14 @@ async fn other_mount_and_paths_with_spaces() {
     assert_eq!(kv.get_json("a folder/my secret").await.unwrap().data["v"], json!("ok"));
     assert_eq!(kv.list("a folder").await.unwrap(), vec!["my secret"]);
 }
+
+#[tokio::test]
+async fn listing_an_unknown_mount_is_an_error_not_empty() {
+    let bao = BaoServer::start().await;
+    let c = client(&bao);
+    let err = c.kv2("no-such-mount").list("x").await.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    assert!(err.to_string().contains("no handler for route"), "{err}");
+    let err = c.generic().list("no-such-mount/x").await.unwrap_err();
+    assert!(err.to_string().contains("no handler for route"), "{err}");
+}

@@ -55,7 +55,8 @@ impl Generic<'_> {
             .unwrap_or(Value::Null))
     }
 
-    /// `vault list PATH`: the keys, or an empty list when there are none (Vault's 404).
+    /// `vault list PATH`: the keys, or an empty list when there are none (Vault's bare 404).
+    /// An unknown mount is an error.
     pub async fn list(&self, path: &str) -> Result<Vec<String>> {
         list_keys(self.client, path).await
     }
@@ -67,14 +68,14 @@ impl Generic<'_> {
     }
 }
 
-/// LIST a path: the keys, or empty when Vault answers 404 (its answer for "nothing here").
+/// LIST a path: the keys, or empty when Vault answers a bare 404 (its answer for "nothing
+/// here"). A 404 with a message (an unknown mount: `no handler for route`) stays an error.
 pub(crate) async fn list_keys(client: &VaultClient, path: &str) -> Result<Vec<String>> {
     match client.execute(Request::list(path)).await {
-        Ok(resp) => Ok(resp
-            .json::<VaultResponse<ListData>>()?
-            .data
-            .keys),
-        Err(e) if e.is_not_found() => Ok(Vec::new()),
+        Ok(resp) => Ok(resp.json::<VaultResponse<ListData>>()?.data.keys),
+        Err(e) if e.is_not_found() && e.api().is_some_and(|a| a.errors.is_empty()) => {
+            Ok(Vec::new())
+        }
         Err(e) => Err(e),
     }
 }

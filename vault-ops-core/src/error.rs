@@ -207,12 +207,7 @@ impl fmt::Display for ApiError {
             "Vault answered {} {} with HTTP {}",
             self.method, self.path, self.status
         )?;
-        let errors: Vec<String> = self
-            .errors
-            .iter()
-            .map(|e| e.trim().replace("\n\t* ", "; ").replace('\n', " "))
-            .filter(|e| !e.is_empty())
-            .collect();
+        let errors: Vec<String> = self.errors.iter().flat_map(|e| flatten_multierror(e)).collect();
         if errors.is_empty() {
             write!(f, " ({})", status_reason(self.status))?;
         } else {
@@ -226,6 +221,59 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(errors: &[&str]) -> ApiError {
+        ApiError {
+            status: 403,
+            method: "GET".into(),
+            path: "secret/data/x".into(),
+            errors: errors.iter().map(|e| e.to_string()).collect(),
+            warnings: vec![],
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn display_keeps_vaults_messages() {
+        assert_eq!(
+            api(&["1 error occurred:\n\t* permission denied\n\n"]).to_string(),
+            "Vault answered GET secret/data/x with HTTP 403: permission denied"
+        );
+        assert_eq!(
+            api(&["2 errors occurred:\n\t* a\n\t* b\n\n"]).to_string(),
+            "Vault answered GET secret/data/x with HTTP 403: a; b"
+        );
+        assert_eq!(
+            api(&[]).to_string(),
+            "Vault answered GET secret/data/x with HTTP 403 (permission denied)"
+        );
+        assert_eq!(
+            api(&["no handler for route \"x/y\". route entry not found."]).to_string(),
+            "Vault answered GET secret/data/x with HTTP 403: no handler for route \"x/y\". route entry not found."
+        );
+    }
+}
+
+/// Vault wraps some messages as `1 error occurred:\n\t* permission denied\n\n`: keep the items.
+fn flatten_multierror(message: &str) -> Vec<String> {
+    let text = message.trim();
+    let (head, rest) = text.split_once('\n').unwrap_or((text, ""));
+    let is_wrapper = head.ends_with("occurred:")
+        && head.split_whitespace().next().is_some_and(|n| n.parse::<u32>().is_ok());
+    let items: Vec<String> = if is_wrapper {
+        rest.lines()
+            .map(|l| l.trim().trim_start_matches("* ").trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    } else {
+        vec![text.replace('\n', " ")]
+    };
+    items.into_iter().filter(|l| !l.is_empty()).collect()
+}
 
 fn status_reason(status: u16) -> &'static str {
     match status {

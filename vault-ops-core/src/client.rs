@@ -11,6 +11,7 @@ use url::Url;
 
 use crate::config::{CaSource, ClientBuilder, RetryPolicy, DEFAULT_TIMEOUT};
 use crate::error::{ConfigError, Result};
+use crate::http::error_chain;
 
 /// An async client for Vault and OpenBao.
 ///
@@ -148,20 +149,18 @@ impl VaultClient {
             (base, _) => base,
         };
         match (base, http, address) {
-            (Some(base), Some(http), Some(address)) if errors.is_empty() => {
-                Ok(VaultClient {
-                    inner: Arc::new(Inner {
-                        http,
-                        base,
-                        address,
-                        token: RwLock::new(b.token),
-                        namespace,
-                        namespace_text: b.namespace,
-                        retry: b.retry,
-                        timeout,
-                    }),
-                })
-            }
+            (Some(base), Some(http), Some(address)) if errors.is_empty() => Ok(VaultClient {
+                inner: Arc::new(Inner {
+                    http,
+                    base,
+                    address,
+                    token: RwLock::new(b.token),
+                    namespace,
+                    namespace_text: b.namespace,
+                    retry: b.retry,
+                    timeout,
+                }),
+            }),
             _ if errors.len() == 1 => Err(errors.remove(0)),
             _ => Err(ConfigError::Many(errors)),
         }
@@ -277,10 +276,24 @@ impl VaultClient {
         self.inner.namespace.as_ref()
     }
 
+    /// The URL of `path` below `/v1/`. A path that would leave the configured server or
+    /// `/v1/` (an absolute URL, `\\host`, `%2e%2e`) is refused, so the token goes nowhere else.
     pub(crate) fn url_for(&self, path: &str) -> Result<Url> {
-        self.inner.base.join(path).map_err(|e| {
+        let base = &self.inner.base;
+        // "./" keeps a first segment with a colon (`a:b`) relative instead of a URL scheme.
+        let url = base.join(&format!("./{path}")).map_err(|e| {
             crate::Error::InvalidInput(format!("cannot make a URL of the path {path:?}: {e}"))
-        })
+        })?;
+        if url.scheme() != base.scheme()
+            || url.host() != base.host()
+            || url.port_or_known_default() != base.port_or_known_default()
+            || !url.path().starts_with(base.path())
+        {
+            return Err(crate::Error::InvalidInput(format!(
+                "the path {path:?} does not stay below /v1/ on the configured server"
+            )));
+        }
+        Ok(url)
     }
 }
 
@@ -318,7 +331,11 @@ fn add_ca_pem(
     Ok(http)
 }
 
-fn build_http(b: &ClientBuilder, base: &Url, timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+fn build_http(
+    b: &ClientBuilder,
+    base: &Url,
+    timeout: Duration,
+) -> Result<reqwest::Client, ConfigError> {
     let https = base.scheme() == "https";
     if https && !cfg!(any(feature = "rustls", feature = "native-tls")) {
         return Err(ConfigError::InvalidAddress {
@@ -374,16 +391,17 @@ fn build_http(b: &ClientBuilder, base: &Url, timeout: Duration) -> Result<reqwes
             CaSource::Pem(pem) => http = add_ca_pem(http, pem, "PEM text")?,
         }
     }
-    let identity_pem: Option<Vec<u8>> = match (&b.client_cert, &b.client_key, &b.client_identity_pem) {
-        (Some(c), Some(k), _) => {
-            let mut pem = read_file("client certificate", c)?;
-            pem.push(b'\n');
-            pem.extend(read_file("client key", k)?);
-            Some(pem)
-        }
-        (_, _, Some(p)) => Some(secrecy::ExposeSecret::expose_secret(p).as_bytes().to_vec()),
-        _ => None,
-    };
+    let identity_pem: Option<Vec<u8>> =
+        match (&b.client_cert, &b.client_key, &b.client_identity_pem) {
+            (Some(c), Some(k), _) => {
+                let mut pem = read_file("client certificate", c)?;
+                pem.push(b'\n');
+                pem.extend(read_file("client key", k)?);
+                Some(pem)
+            }
+            (_, _, Some(p)) => Some(secrecy::ExposeSecret::expose_secret(p).as_bytes().to_vec()),
+            _ => None,
+        };
     if let Some(pem) = identity_pem {
         http = http.identity(make_identity(&pem)?);
     }
@@ -392,7 +410,11 @@ fn build_http(b: &ClientBuilder, base: &Url, timeout: Duration) -> Result<reqwes
     }
     if let Some(name) = &b.tls_server_name {
         // Connect to the configured host, but use `name` for SNI and certificate checks.
-        let host = base.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
+        let host = base
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_string();
         let port = base.port_or_known_default().unwrap_or(8200);
         http = http.dns_resolver(Arc::new(ServerNameResolver {
             server_name: name.clone(),
@@ -400,7 +422,7 @@ fn build_http(b: &ClientBuilder, base: &Url, timeout: Duration) -> Result<reqwes
             port,
         }));
     }
-    http.build().map_err(|e| ConfigError::Http(e.to_string()))
+    http.build().map_err(|e| ConfigError::Http(error_chain(&e)))
 }
 
 #[cfg(any(feature = "rustls", feature = "native-tls"))]
@@ -415,11 +437,20 @@ fn make_identity(pem: &[u8]) -> Result<reqwest::Identity, ConfigError> {
             .ok_or_else(|| tls_err("client key", "no PEM private key found"))?;
         let (certs, key) = text.split_at(key_start);
         reqwest::Identity::from_pkcs8_pem(certs.as_bytes(), key.as_bytes())
-            .map_err(|e| tls_err("client certificate", e))
+            .map_err(|e| tls_err("client certificate", error_chain(&e)))
     }
     #[cfg(not(feature = "native-tls"))]
     {
-        reqwest::Identity::from_pem(pem).map_err(|e| tls_err("client certificate", e))
+        let id = reqwest::Identity::from_pem(pem)
+            .map_err(|e| tls_err("client certificate", error_chain(&e)))?;
+        // rustls checks the key only when the TLS config is built: do that now, so a bad key
+        // is a TLS error naming the cause rather than an opaque "builder error" later.
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .identity(id.clone())
+            .build()
+            .map_err(|e| tls_err("client certificate or key", error_chain(&e)))?;
+        Ok(id)
     }
 }
 
@@ -455,25 +486,98 @@ impl reqwest::dns::Resolve for ServerNameResolver {
 
 fn redirect_policy() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
-        if attempt.previous().len() > 1 {
-            return attempt.error("Vault redirected more than once");
+        match check_redirect(attempt.previous(), attempt.url()) {
+            Ok(()) => attempt.follow(),
+            Err(why) => attempt.error(why),
         }
-        let from_https = attempt
-            .previous()
-            .last()
-            .is_some_and(|u| u.scheme() == "https");
-        if from_https && attempt.url().scheme() != "https" {
-            return attempt.error("refusing a redirect from https to http");
-        }
-        attempt.follow()
     })
+}
+
+/// Whether a redirect to `next` may be followed, given the URLs visited so far (the first is
+/// the request's own): at most one redirect (a standby pointing at the active node), and
+/// never from https to anything else.
+fn check_redirect(previous: &[Url], next: &Url) -> Result<(), &'static str> {
+    if previous.len() > 1 {
+        return Err("Vault redirected more than once");
+    }
+    let from_https = previous.last().is_some_and(|u| u.scheme() == "https");
+    if from_https && next.scheme() != "https" {
+        return Err("refusing a redirect from https to http");
+    }
+    Ok(())
 }
 
 fn rewrite_host(base: &Url, name: &str) -> Result<Url, ConfigError> {
     let mut u = base.clone();
-    u.set_host(Some(name)).map_err(|e| ConfigError::InvalidValue {
-        name: "TLS server name".into(),
-        reason: format!("{name:?} is not a host name: {e}"),
-    })?;
+    u.set_host(Some(name))
+        .map_err(|e| ConfigError::InvalidValue {
+            name: "TLS server name".into(),
+            reason: format!("{name:?} is not a host name: {e}"),
+        })?;
     Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(s: &str) -> Url {
+        Url::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn redirects() {
+        let https = u("https://vault-0:8200/v1/secret/data/a");
+        let http = u("http://vault-0:8200/v1/secret/data/a");
+        assert_eq!(
+            check_redirect(
+                std::slice::from_ref(&https),
+                &u("https://vault-1:8200/v1/x")
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_redirect(std::slice::from_ref(&http), &u("http://vault-1:8200/v1/x")),
+            Ok(())
+        );
+        assert_eq!(
+            check_redirect(std::slice::from_ref(&http), &u("https://vault-1:8200/v1/x")),
+            Ok(())
+        );
+        assert_eq!(
+            check_redirect(std::slice::from_ref(&https), &u("http://vault-1:8200/v1/x")),
+            Err("refusing a redirect from https to http")
+        );
+        assert_eq!(
+            check_redirect(&[http.clone(), https], &u("https://vault-2:8200/v1/x")),
+            Err("Vault redirected more than once")
+        );
+    }
+
+    #[test]
+    fn urls_stay_below_v1() {
+        let c = VaultClient::new("http://127.0.0.1:8200").unwrap_or_else(|e| panic!("{e}"));
+        let ok = |p: &str| c.url_for(p).map(|u| u.to_string());
+        assert_eq!(
+            ok("sys/health").ok().as_deref(),
+            Some("http://127.0.0.1:8200/v1/sys/health")
+        );
+        assert_eq!(
+            ok("kv:1/data/a").ok().as_deref(),
+            Some("http://127.0.0.1:8200/v1/kv:1/data/a")
+        );
+        for hostile in [
+            "http://evil.example/v1/x",
+            "//evil.example/x",
+            "\\\\evil.example\\x",
+            "%2e%2e/x",
+        ] {
+            if let Ok(url) = c.url_for(hostile) {
+                assert_eq!(url.host_str(), Some("127.0.0.1"), "{hostile}");
+                assert!(url.path().starts_with("/v1/"), "{hostile} -> {url}");
+            }
+        }
+        assert!(c.url_for("%2e%2e/sys/seal").is_err());
+        assert!(c.url_for("a/%2E%2e/%2e%2e/x").is_err());
+    }
 }

@@ -82,7 +82,10 @@ impl RetryPolicy {
 
     /// The wait before retry number `attempt` (1-based), without `Retry-After`.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let (lo, hi) = (self.min_wait.as_nanos() as u64, self.max_wait.as_nanos() as u64);
+        let (lo, hi) = (
+            self.min_wait.as_nanos() as u64,
+            self.max_wait.as_nanos() as u64,
+        );
         let unit = if hi > lo {
             rand::random_range(lo..=hi)
         } else {
@@ -377,7 +380,7 @@ impl ClientBuilder {
 /// empty (the client adds `/v1/`).
 pub(crate) fn parse_address(raw: &str) -> Result<Url, ConfigError> {
     let bad = |reason: &str| ConfigError::InvalidAddress {
-        address: raw.to_string(),
+        address: redact_userinfo(raw),
         reason: reason.to_string(),
     };
     let trimmed = raw.trim();
@@ -405,6 +408,18 @@ pub(crate) fn parse_address(raw: &str) -> Result<Url, ConfigError> {
     let mut base = url.clone();
     base.set_path("/v1/");
     Ok(base)
+}
+
+/// The address with any `user:password@` replaced, for error messages.
+fn redact_userinfo(raw: &str) -> String {
+    let start = raw.find("://").map_or(0, |i| i + 3);
+    let authority_end = raw[start..]
+        .find(['/', '?', '#'])
+        .map_or(raw.len(), |i| start + i);
+    match raw[start..authority_end].rfind('@') {
+        Some(at) => format!("{}[REDACTED]@{}", &raw[..start], &raw[start + at + 1..]),
+        None => raw.to_string(),
+    }
 }
 
 pub(crate) fn parse_bool(v: &str) -> Option<bool> {

@@ -57,7 +57,7 @@ impl std::fmt::Debug for TokenChoice {
 ///     .json::<serde_json::Value>()?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct Request {
     pub(crate) method: Method,
@@ -68,6 +68,30 @@ pub struct Request {
     pub(crate) ok_statuses: Vec<u16>,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) retry: bool,
+}
+
+impl std::fmt::Debug for Request {
+    /// Shows the method, path, query and header names; never the body or header values,
+    /// which may hold passwords, keys or tokens.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("body_len", &self.body.as_ref().map(Bytes::len))
+            .field("token", &self.token)
+            .field("ok_statuses", &self.ok_statuses)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("retry", &self.retry)
+            .finish()
+    }
 }
 
 impl Request {
@@ -239,15 +263,115 @@ impl Response {
         }
     }
 
-    /// A decode error for this reply.
+    /// A decode error for this reply. Values that serde quotes in its messages (strings,
+    /// numbers, variants) are redacted, since they come from the body and may be secrets.
     pub fn decode_error(&self, message: impl Into<String>) -> Error {
         Error::Decode {
             method: self.method.to_string(),
             path: self.path.clone(),
             status: self.status,
-            message: message.into(),
+            message: redact_serde_message(&message.into()),
         }
     }
+
+    /// Turns a raw reply into a [`Response`], or into [`Error::Api`] (status and Vault's
+    /// messages kept, never the body) when the status is not 2xx and not in `accepted`.
+    ///
+    /// This is what the send path does with every reply; it is public so the mapping can be
+    /// tested without a server.
+    #[doc(hidden)]
+    pub fn from_parts(
+        method: Method,
+        path: impl Into<String>,
+        status: u16,
+        headers: HeaderMap,
+        body: impl Into<Bytes>,
+        accepted: &[u16],
+    ) -> Result<Response> {
+        let path = path.into();
+        let body = body.into();
+        if (200..300).contains(&status) || accepted.contains(&status) {
+            return Ok(Response {
+                method,
+                path,
+                status,
+                headers,
+                body,
+            });
+        }
+        let (errors, warnings, request_id) = parse_error_body(&body);
+        Err(Error::from(ApiError {
+            status,
+            method: method.to_string(),
+            path,
+            errors,
+            warnings,
+            request_id,
+        }))
+    }
+}
+
+/// Maps a raw reply to `T` exactly as the send path followed by [`Response::json`] does: a
+/// non-2xx status is [`Error::Api`] keeping the status and Vault's messages, a 2xx body that
+/// does not decode is [`Error::Decode`] keeping the status. Never panics.
+pub fn decode_reply<T: DeserializeOwned>(
+    method: Method,
+    path: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<T> {
+    Response::from_parts(
+        method,
+        path,
+        status,
+        HeaderMap::new(),
+        Bytes::copy_from_slice(body),
+        &[],
+    )?
+    .json()
+}
+
+/// Redacts the values serde quotes in its messages (`string "..."`, ``integer `5` ``,
+/// ``unknown variant `x` ``), keeping field names and positions.
+fn redact_serde_message(msg: &str) -> String {
+    const BACKTICK_VALUES: [&str; 4] = ["integer ", "floating point ", "character ", "variant "];
+    let mut out = String::with_capacity(msg.len());
+    let mut i = 0;
+    while let Some(c) = msg[i..].chars().next() {
+        let rest = &msg[i..];
+        if c == '"' {
+            let mut escaped = false;
+            let mut end = None;
+            for (j, ch) in rest.char_indices().skip(1) {
+                match ch {
+                    _ if escaped => escaped = false,
+                    '\\' => escaped = true,
+                    '"' => {
+                        end = Some(j);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            out.push_str("\"[redacted]\"");
+            match end {
+                Some(j) => i += j + 1,
+                None => break,
+            }
+            continue;
+        }
+        if c == '`' && BACKTICK_VALUES.iter().any(|p| out.ends_with(p)) {
+            out.push_str("`[redacted]`");
+            match rest[1..].find('`') {
+                Some(j) => i += j + 2,
+                None => break,
+            }
+            continue;
+        }
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
 }
 
 /// Reads Vault's error body into `(errors, warnings, request_id)`. Never fails: a body that
@@ -329,7 +453,8 @@ fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// An error and its sources, joined with `: ` (repeats dropped).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(err) = cur {
@@ -344,7 +469,10 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 enum Attempt {
     Done(Response),
-    Retry { error: Error, wait: Option<Duration> },
+    Retry {
+        error: Error,
+        wait: Option<Duration>,
+    },
     Fail(Error),
 }
 
@@ -385,8 +513,10 @@ impl VaultClient {
         }
     }
 
-    async fn attempt(&self, req: &Request, url: &url::Url) -> Attempt {
-        let method_str = || req.method.to_string();
+    /// Builds the HTTP request for `req`: `X-Vault-Request`, the token (marked sensitive), the
+    /// namespace, the request's own headers and its body. Shared by [`execute`](Self::execute)
+    /// and [`execute_streaming`](Self::execute_streaming).
+    fn build_request(&self, req: &Request, url: &url::Url) -> Result<reqwest::RequestBuilder> {
         let mut builder = self
             .http()
             .request(req.method.clone(), url.clone())
@@ -397,7 +527,7 @@ impl VaultClient {
         let token = match &req.token {
             TokenChoice::Client => match self.token() {
                 Some(t) => Some(t),
-                None => return Attempt::Fail(Error::MissingToken),
+                None => return Err(Error::MissingToken),
             },
             TokenChoice::ClientIfSet => self.token(),
             TokenChoice::None => None,
@@ -410,7 +540,7 @@ impl VaultClient {
                     builder = builder.header(TOKEN_HEADER, v);
                 }
                 Err(_) => {
-                    return Attempt::Fail(Error::InvalidInput(
+                    return Err(Error::InvalidInput(
                         "the token contains characters that cannot be sent in a header".into(),
                     ))
                 }
@@ -426,10 +556,82 @@ impl VaultClient {
         }
         if let Some(body) = &req.body {
             if !has_content_type {
-                builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                builder =
+                    builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             }
             builder = builder.body(body.clone());
         }
+        Ok(builder)
+    }
+
+    /// Sends a request whose reply body is left unread for the caller to stream (raft
+    /// snapshots), with an optional streamed request body (sent as
+    /// `application/octet-stream` unless the request sets a content type) and an optional
+    /// timeout replacing the client's for this request. Headers, token and namespace as in
+    /// [`execute`](Self::execute); never retried; an error status is read and mapped to
+    /// [`Error::Api`] as there.
+    pub(crate) async fn execute_streaming(
+        &self,
+        req: Request,
+        body: Option<reqwest::Body>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response> {
+        validate_path(&req.path)?;
+        let url = self.url_for(&req.path)?;
+        let mut builder = self.build_request(&req, &url)?;
+        if let Some(body) = body {
+            if !req.headers.iter().any(|(name, _)| name == CONTENT_TYPE) {
+                builder = builder.header(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+            }
+            builder = builder.body(body);
+        }
+        if let Some(timeout) = timeout {
+            builder = builder.timeout(timeout);
+        }
+        let started = Instant::now();
+        let resp = builder
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&req, &e))?;
+        let status = resp.status().as_u16();
+        let latency_ms = started.elapsed().as_millis() as u64;
+        tracing::debug!(method = %req.method, path = %req.path, status, latency_ms, "Vault request (streamed)");
+        if (200..300).contains(&status) || req.ok_statuses.contains(&status) {
+            return Ok(resp);
+        }
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&req, &e))?;
+        match Response::from_parts(
+            req.method.clone(),
+            req.path.clone(),
+            status,
+            headers,
+            body,
+            &[],
+        ) {
+            Err(error) => Err(error),
+            Ok(_) => Err(Error::from(ApiError {
+                status,
+                method: req.method.to_string(),
+                path: req.path.clone(),
+                errors: Vec::new(),
+                warnings: Vec::new(),
+                request_id: None,
+            })),
+        }
+    }
+
+    async fn attempt(&self, req: &Request, url: &url::Url) -> Attempt {
+        let builder = match self.build_request(req, url) {
+            Ok(builder) => builder,
+            Err(error) => return Attempt::Fail(error),
+        };
 
         let started = Instant::now();
         let result = builder.send().await;
@@ -438,8 +640,11 @@ impl VaultClient {
             Err(e) => {
                 let error = self.transport_error(req, &e);
                 tracing::debug!(method = %req.method, path = %req.path, latency_ms = started.elapsed().as_millis() as u64, error = %error, "Vault request failed");
+                // TLS certificate failures, refused redirects and unbuildable requests are
+                // deterministic: repeating them only delays the error.
                 return match &error {
                     Error::Transport { tls: true, .. } => Attempt::Fail(error),
+                    _ if e.is_redirect() || e.is_builder() => Attempt::Fail(error),
                     _ => Attempt::Retry { error, wait: None },
                 };
             }
@@ -456,31 +661,18 @@ impl VaultClient {
         let latency_ms = started.elapsed().as_millis() as u64;
         tracing::debug!(method = %req.method, path = %req.path, status, latency_ms, "Vault request");
 
-        if (200..300).contains(&status) || req.ok_statuses.contains(&status) {
-            return Attempt::Done(Response {
-                method: req.method.clone(),
-                path: req.path.clone(),
-                status,
-                headers,
-                body,
-            });
-        }
-        let (errors, warnings, request_id) = parse_error_body(&body);
-        let error = Error::from(ApiError {
+        let wait = retry_after(&headers);
+        match Response::from_parts(
+            req.method.clone(),
+            req.path.clone(),
             status,
-            method: method_str(),
-            path: req.path.clone(),
-            errors,
-            warnings,
-            request_id,
-        });
-        if is_retryable_status(status) {
-            Attempt::Retry {
-                error,
-                wait: retry_after(&headers),
-            }
-        } else {
-            Attempt::Fail(error)
+            headers,
+            body,
+            &req.ok_statuses,
+        ) {
+            Ok(resp) => Attempt::Done(resp),
+            Err(error) if is_retryable_status(status) => Attempt::Retry { error, wait },
+            Err(error) => Attempt::Fail(error),
         }
     }
 
@@ -510,10 +702,7 @@ fn validate_path(path: &str) -> Result<()> {
     if path.is_empty() {
         return Err(Error::InvalidInput("the request path is empty".into()));
     }
-    if path
-        .split('/')
-        .any(|seg| seg == ".." || seg == ".")
-    {
+    if path.split('/').any(|seg| seg == ".." || seg == ".") {
         return Err(Error::InvalidInput(format!(
             "the path {path:?} has a '.' or '..' segment"
         )));
@@ -563,6 +752,29 @@ mod tests {
         for s in [400, 401, 403, 404, 405, 501] {
             assert!(!is_retryable_status(s), "{s}");
         }
+    }
+
+    #[test]
+    fn serde_values_redacted() {
+        let m = redact_serde_message(
+            r#"invalid type: string "s.sec\"ret", expected u64 at line 1 column 9"#,
+        );
+        assert_eq!(
+            m,
+            r#"invalid type: string "[redacted]", expected u64 at line 1 column 9"#
+        );
+        let m = redact_serde_message("invalid type: integer `424242`, expected a string");
+        assert_eq!(m, "invalid type: integer `[redacted]`, expected a string");
+        let m = redact_serde_message("unknown variant `hunter2`, expected `a` or `b`");
+        assert_eq!(m, "unknown variant `[redacted]`, expected `a` or `b`");
+        assert_eq!(
+            redact_serde_message("missing field `data`"),
+            "missing field `data`"
+        );
+        assert_eq!(
+            redact_serde_message(r#"string "unterminated"#),
+            r#"string "[redacted]""#
+        );
     }
 
     #[test]

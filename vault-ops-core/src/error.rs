@@ -207,7 +207,11 @@ impl fmt::Display for ApiError {
             "Vault answered {} {} with HTTP {}",
             self.method, self.path, self.status
         )?;
-        let errors: Vec<String> = self.errors.iter().flat_map(|e| flatten_multierror(e)).collect();
+        let errors: Vec<String> = self
+            .errors
+            .iter()
+            .flat_map(|e| flatten_multierror(e))
+            .collect();
         if errors.is_empty() {
             write!(f, " ({})", status_reason(self.status))?;
         } else {
@@ -263,7 +267,10 @@ fn flatten_multierror(message: &str) -> Vec<String> {
     let text = message.trim();
     let (head, rest) = text.split_once('\n').unwrap_or((text, ""));
     let is_wrapper = head.ends_with("occurred:")
-        && head.split_whitespace().next().is_some_and(|n| n.parse::<u32>().is_ok());
+        && head
+            .split_whitespace()
+            .next()
+            .is_some_and(|n| n.parse::<u32>().is_ok());
     let items: Vec<String> = if is_wrapper {
         rest.lines()
             .map(|l| l.trim().trim_start_matches("* ").trim().to_string())

@@ -218,7 +218,11 @@ impl Kv2<'_> {
     }
 
     /// `vault kv get -version=N`.
-    pub async fn get_version<T: DeserializeOwned>(&self, path: &str, version: u64) -> Result<KvSecret<T>> {
+    pub async fn get_version<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        version: u64,
+    ) -> Result<KvSecret<T>> {
         self.read(path, Some(version)).await
     }
 
@@ -236,7 +240,11 @@ impl Kv2<'_> {
         self.read(path, None).await
     }
 
-    async fn read<T: DeserializeOwned>(&self, path: &str, version: Option<u64>) -> Result<KvSecret<T>> {
+    async fn read<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<KvSecret<T>> {
         let mut req = Request::get(self.path("data", path)?).accept_statuses(&[404]);
         if let Some(v) = version {
             req = req.query("version", v.to_string());
@@ -255,7 +263,8 @@ impl Kv2<'_> {
                 data: Some(data),
                 metadata: Some(metadata),
             }) if !data.is_null() => {
-                let data = serde_json::from_value(data).map_err(|e| resp.decode_error(e.to_string()))?;
+                let data =
+                    serde_json::from_value(data).map_err(|e| resp.decode_error(e.to_string()))?;
                 Ok(KvSecret { data, metadata })
             }
             Some(ReadData {
@@ -280,21 +289,33 @@ impl Kv2<'_> {
 
     /// `vault kv put`: writes a new version.
     pub async fn put(&self, path: &str, data: &impl Serialize) -> Result<VersionMetadata> {
-        self.write(path, data, None).await
+        self.write(Request::post, path, data, None).await
     }
 
     /// `vault kv put -cas=N`: writes only if the current version is `cas` (0: only if the
     /// secret does not exist). A mismatch is an error for which [`Error::is_cas_mismatch`] is true.
-    pub async fn put_cas(&self, path: &str, data: &impl Serialize, cas: u64) -> Result<VersionMetadata> {
-        self.write(path, data, Some(cas)).await
+    pub async fn put_cas(
+        &self,
+        path: &str,
+        data: &impl Serialize,
+        cas: u64,
+    ) -> Result<VersionMetadata> {
+        self.write(Request::post, path, data, Some(cas)).await
     }
 
-    async fn write(&self, path: &str, data: &impl Serialize, cas: Option<u64>) -> Result<VersionMetadata> {
+    /// Writes (POST) or merges (PATCH) `data` as a new version, with an optional CAS.
+    async fn write(
+        &self,
+        method: fn(String) -> Request,
+        path: &str,
+        data: &impl Serialize,
+        cas: Option<u64>,
+    ) -> Result<VersionMetadata> {
         let body = match cas {
             Some(cas) => json!({"data": data, "options": {"cas": cas}}),
             None => json!({"data": data}),
         };
-        let req = Request::post(self.path("data", path)?).json(&body)?;
+        let req = method(self.path("data", path)?).json(&body)?;
         let resp = self.client.execute(req).await?;
         Ok(resp.json::<VaultResponse<VersionMetadata>>()?.data)
     }
@@ -302,22 +323,17 @@ impl Kv2<'_> {
     /// `vault kv patch`: merges `data` into the latest version (JSON merge patch; `null`
     /// removes a key), writing a new version.
     pub async fn patch(&self, path: &str, data: &impl Serialize) -> Result<VersionMetadata> {
-        self.patch_inner(path, data, None).await
+        self.write(Request::patch, path, data, None).await
     }
 
     /// `vault kv patch -cas=N`.
-    pub async fn patch_cas(&self, path: &str, data: &impl Serialize, cas: u64) -> Result<VersionMetadata> {
-        self.patch_inner(path, data, Some(cas)).await
-    }
-
-    async fn patch_inner(&self, path: &str, data: &impl Serialize, cas: Option<u64>) -> Result<VersionMetadata> {
-        let body = match cas {
-            Some(cas) => json!({"data": data, "options": {"cas": cas}}),
-            None => json!({"data": data}),
-        };
-        let req = Request::patch(self.path("data", path)?).json(&body)?;
-        let resp = self.client.execute(req).await?;
-        Ok(resp.json::<VaultResponse<VersionMetadata>>()?.data)
+    pub async fn patch_cas(
+        &self,
+        path: &str,
+        data: &impl Serialize,
+        cas: u64,
+    ) -> Result<VersionMetadata> {
+        self.write(Request::patch, path, data, Some(cas)).await
     }
 
     /// `vault kv list`: keys below `path` (folders end in `/`); empty when there are none.
@@ -328,7 +344,9 @@ impl Kv2<'_> {
 
     /// `vault kv delete`: soft-deletes the latest version.
     pub async fn delete_latest(&self, path: &str) -> Result<()> {
-        self.client.execute(Request::delete(self.path("data", path)?)).await?;
+        self.client
+            .execute(Request::delete(self.path("data", path)?))
+            .await?;
         Ok(())
     }
 
@@ -358,7 +376,11 @@ impl Kv2<'_> {
 
     /// `vault kv metadata get`, or `None` when the secret does not exist.
     pub async fn read_metadata(&self, path: &str) -> Result<Option<SecretMetadata>> {
-        match self.client.execute(Request::get(self.path("metadata", path)?)).await {
+        match self
+            .client
+            .execute(Request::get(self.path("metadata", path)?))
+            .await
+        {
             Ok(resp) => Ok(Some(resp.json::<VaultResponse<SecretMetadata>>()?.data)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -374,13 +396,18 @@ impl Kv2<'_> {
 
     /// `vault kv metadata delete`: removes the secret with all its versions.
     pub async fn delete_metadata(&self, path: &str) -> Result<()> {
-        self.client.execute(Request::delete(self.path("metadata", path)?)).await?;
+        self.client
+            .execute(Request::delete(self.path("metadata", path)?))
+            .await?;
         Ok(())
     }
 
     /// The mount's settings.
     pub async fn read_config(&self) -> Result<KvConfig> {
-        let resp = self.client.execute(Request::get(join_path(&[&self.mount, "config"]))).await?;
+        let resp = self
+            .client
+            .execute(Request::get(join_path(&[&self.mount, "config"])))
+            .await?;
         Ok(resp.json::<VaultResponse<KvConfig>>()?.data)
     }
 

@@ -88,7 +88,9 @@ impl fmt::Display for HealthState {
             HealthState::Standby => f.write_str("standby"),
             HealthState::DrSecondary => f.write_str("DR secondary"),
             HealthState::PerformanceStandby => f.write_str("performance standby"),
-            HealthState::StandbyActiveUnreachable => f.write_str("standby (active node unreachable)"),
+            HealthState::StandbyActiveUnreachable => {
+                f.write_str("standby (active node unreachable)")
+            }
             HealthState::NotInitialized => f.write_str("not initialised"),
             HealthState::Sealed => f.write_str("sealed"),
             HealthState::RemovedFromCluster => f.write_str("removed from the cluster"),
@@ -306,9 +308,17 @@ impl fmt::Display for ConnectionStatus {
             f,
             "{} — OpenBao/Vault {} ({}), cluster {}",
             self.address,
-            if h.version.is_empty() { "?" } else { &h.version },
+            if h.version.is_empty() {
+                "?"
+            } else {
+                &h.version
+            },
             h.state,
-            if h.cluster_name.is_empty() { "?" } else { &h.cluster_name }
+            if h.cluster_name.is_empty() {
+                "?"
+            } else {
+                &h.cluster_name
+            }
         )?;
         match &self.token {
             Some(t) => {
@@ -411,7 +421,10 @@ impl Sys<'_> {
 
     /// `vault operator init`.
     pub async fn init(&self, request: &InitRequest) -> Result<InitResponse> {
-        let req = Request::post("sys/init").without_token().json(request)?.no_retry();
+        let req = Request::post("sys/init")
+            .without_token()
+            .json(request)?
+            .no_retry();
         self.client.execute(req).await?.json()
     }
 
@@ -471,9 +484,7 @@ impl VaultClient {
         };
         match health.state {
             HealthState::Sealed => return Err(not_ready(503, "Vault is sealed")),
-            HealthState::NotInitialized => {
-                return Err(not_ready(501, "Vault is not initialized"))
-            }
+            HealthState::NotInitialized => return Err(not_ready(501, "Vault is not initialized")),
             _ => {}
         }
         let token = if self.has_token() {
@@ -496,7 +507,10 @@ mod tests {
     #[test]
     fn states() {
         assert_eq!(HealthState::from_status(429), HealthState::Standby);
-        assert_eq!(HealthState::from_status(530), HealthState::RemovedFromCluster);
+        assert_eq!(
+            HealthState::from_status(530),
+            HealthState::RemovedFromCluster
+        );
         assert!(!HealthState::Sealed.is_serving());
         assert_eq!(human_duration(3725), "1h 2m 5s");
         assert_eq!(human_duration(0), "0s");

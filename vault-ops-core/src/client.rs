@@ -2,10 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use reqwest::header::HeaderValue;
+use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::SecretString;
 use url::Url;
 
@@ -18,6 +19,11 @@ use crate::http::error_chain;
 /// Cloning is cheap: clones share the connection pool and the token cell, so a token swapped in
 /// with [`set_token`](Self::set_token) (for example by a login lifecycle) is used by every clone
 /// from its next request on.
+///
+/// A client may know several node addresses of one cluster
+/// ([`ClientBuilder::addresses`]): requests then move on to the next node when one cannot be
+/// reached, and clones share the node in use. With
+/// [`ClientBuilder::read_your_writes`], clones also share the newest `X-Vault-Index`.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), vault_ops_core::Error> {
@@ -36,8 +42,11 @@ pub struct VaultClient {
 
 struct Inner {
     http: reqwest::Client,
-    base: Url,
-    address: String,
+    /// One `.../v1/` base URL per configured address, the primary first.
+    bases: Vec<Url>,
+    /// The configured addresses as shown to users, in the same order.
+    addresses: Vec<String>,
+    ha: Arc<HaState>,
     token: RwLock<Option<SecretString>>,
     namespace: Option<HeaderValue>,
     namespace_text: Option<String>,
@@ -48,7 +57,10 @@ struct Inner {
 impl std::fmt::Debug for VaultClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VaultClient")
-            .field("address", &self.inner.address)
+            .field("address", &self.address())
+            .field("current_address", &self.current_address())
+            .field("addresses", &self.inner.addresses.len())
+            .field("read_your_writes", &self.inner.ha.read_your_writes)
             .field("namespace", &self.inner.namespace_text)
             .field(
                 "token",
@@ -90,13 +102,21 @@ impl VaultClient {
     pub(crate) fn from_builder(b: ClientBuilder) -> Result<Self, ConfigError> {
         let mut b = b;
         let mut errors = std::mem::take(&mut b.errors);
-        let base = match b.parsed_address() {
-            Ok(u) => Some(u),
-            Err(e) => {
-                errors.push(e);
+        let bases = match b.parsed_addresses() {
+            Ok(urls) => Some(urls),
+            Err(mut errs) => {
+                errors.append(&mut errs);
                 None
             }
         };
+        if b.tls_server_name.is_some() && bases.as_ref().is_some_and(|u| u.len() > 1) {
+            errors.push(ConfigError::InvalidValue {
+                name: "TLS server name".into(),
+                reason: "it cannot be combined with several addresses: list addresses whose \
+                         names the certificates cover instead"
+                    .into(),
+            });
+        }
         let timeout = b.timeout.unwrap_or(DEFAULT_TIMEOUT);
         if timeout.is_zero() {
             errors.push(ConfigError::InvalidValue {
@@ -125,35 +145,44 @@ impl VaultClient {
             },
             None => None,
         };
-        let http = match &base {
-            Some(base) => match build_http(&b, base, timeout) {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    errors.push(e);
-                    None
+        let addresses: Option<Vec<String>> = bases.as_ref().map(|urls| {
+            urls.iter()
+                .map(|u| u.as_str().trim_end_matches("/v1/").to_string())
+                .collect()
+        });
+        // With a TLS server name, requests go to that name (resolved to the configured host).
+        let request_bases: Option<Vec<Url>> = match (&bases, &b.tls_server_name) {
+            (Some(bases), Some(name)) => {
+                match bases.iter().map(|base| rewrite_host(base, name)).collect() {
+                    Ok(urls) => Some(urls),
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
                 }
-            },
-            None => None,
+            }
+            (bases, _) => bases.clone(),
         };
-        let address = base
-            .as_ref()
-            .map(|u| u.as_str().trim_end_matches("/v1/").to_string());
-        let base = match (base, &b.tls_server_name) {
-            (Some(base), Some(name)) => match rewrite_host(&base, name) {
-                Ok(u) => Some(u),
-                Err(e) => {
-                    errors.push(e);
-                    None
+        let http = match (&bases, &request_bases, &addresses) {
+            (Some(bases), Some(request_bases), Some(addresses)) if !bases.is_empty() => {
+                let allowed = request_bases.iter().map(origin).collect();
+                match build_http(&b, bases, addresses, allowed, timeout) {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
                 }
-            },
-            (base, _) => base,
+            }
+            _ => None,
         };
-        match (base, http, address) {
-            (Some(base), Some(http), Some(address)) if errors.is_empty() => Ok(VaultClient {
+        match (request_bases, http, addresses) {
+            (Some(bases), Some(http), Some(addresses)) if errors.is_empty() => Ok(VaultClient {
                 inner: Arc::new(Inner {
                     http,
-                    base,
-                    address,
+                    bases,
+                    addresses,
+                    ha: Arc::new(HaState::new(b.read_your_writes)),
                     token: RwLock::new(b.token),
                     namespace,
                     namespace_text: b.namespace,
@@ -166,9 +195,31 @@ impl VaultClient {
         }
     }
 
-    /// The server address, e.g. `http://127.0.0.1:8200`.
+    /// The (primary) server address, e.g. `http://127.0.0.1:8200`: the one given to
+    /// [`ClientBuilder::address`], or the first given to [`ClientBuilder::addresses`].
+    /// See [`current_address`](Self::current_address) for the node in use.
     pub fn address(&self) -> &str {
-        &self.inner.address
+        self.inner.addresses.first().map_or("", String::as_str)
+    }
+
+    /// The address requests go to now: the primary until it could not be reached, then the
+    /// node that answered last. Shared by every clone.
+    pub fn current_address(&self) -> &str {
+        self.inner
+            .addresses
+            .get(self.current_index())
+            .map_or("", String::as_str)
+    }
+
+    /// Every configured address, the primary first.
+    pub fn addresses(&self) -> &[String] {
+        &self.inner.addresses
+    }
+
+    /// `true` when read-your-writes consistency is on (see
+    /// [`ClientBuilder::read_your_writes`]).
+    pub fn read_your_writes(&self) -> bool {
+        self.inner.ha.read_your_writes
     }
 
     /// The namespace, when one is set.
@@ -214,13 +265,15 @@ impl VaultClient {
     }
 
     /// A new client with the same settings and connection pool but its own token cell
-    /// (for acting as another identity without touching this client's token).
+    /// (for acting as another identity without touching this client's token). It shares
+    /// the node in use and the read-your-writes index with this client.
     pub fn with_token(&self, token: SecretString) -> VaultClient {
         VaultClient {
             inner: Arc::new(Inner {
                 http: self.inner.http.clone(),
-                base: self.inner.base.clone(),
-                address: self.inner.address.clone(),
+                bases: self.inner.bases.clone(),
+                addresses: self.inner.addresses.clone(),
+                ha: self.inner.ha.clone(),
                 token: RwLock::new(Some(token)),
                 namespace: self.inner.namespace.clone(),
                 namespace_text: self.inner.namespace_text.clone(),
@@ -231,7 +284,8 @@ impl VaultClient {
     }
 
     /// A new client with the same settings and connection pool, its own copy of the current
-    /// token, that sends `namespace` as `X-Vault-Namespace`.
+    /// token, that sends `namespace` as `X-Vault-Namespace`. It shares the node in use and
+    /// the read-your-writes index with this client.
     pub fn with_namespace(&self, namespace: impl Into<String>) -> Result<VaultClient, ConfigError> {
         let ns: String = namespace.into().trim_matches('/').to_string();
         let header = if ns.is_empty() {
@@ -247,8 +301,9 @@ impl VaultClient {
         Ok(VaultClient {
             inner: Arc::new(Inner {
                 http: self.inner.http.clone(),
-                base: self.inner.base.clone(),
-                address: self.inner.address.clone(),
+                bases: self.inner.bases.clone(),
+                addresses: self.inner.addresses.clone(),
+                ha: self.inner.ha.clone(),
                 token: RwLock::new(self.token()),
                 namespace: header,
                 namespace_text: (!ns.is_empty()).then_some(ns),
@@ -256,6 +311,41 @@ impl VaultClient {
                 timeout: self.inner.timeout,
             }),
         })
+    }
+
+    /// The newest `X-Vault-Index` remembered for read-your-writes (shared by clones), for
+    /// handing to another client with [`observe_index`](Self::observe_index). `None` when
+    /// read-your-writes is off or no reply carried one yet. It is a cluster position, not a
+    /// secret.
+    pub fn consistency_index(&self) -> Option<String> {
+        self.index_to_send()
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+    }
+
+    /// Takes an `X-Vault-Index` seen elsewhere (another client's
+    /// [`consistency_index`](Self::consistency_index), another process) into account: it
+    /// replaces the remembered one when newer, so this client's next requests see at least
+    /// that state, e.g. a reader on a standby after a writer on the active node.
+    ///
+    /// Fails with [`Error::InvalidInput`](crate::Error::InvalidInput) when read-your-writes
+    /// is off (the index would never be sent) or the value cannot be sent in a header.
+    pub fn observe_index(&self, index: &str) -> Result<()> {
+        if !self.inner.ha.read_your_writes {
+            return Err(crate::Error::InvalidInput(
+                "read-your-writes is off for this client: enable ClientBuilder::read_your_writes"
+                    .into(),
+            ));
+        }
+        let value = HeaderValue::from_str(index.trim())
+            .ok()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                crate::Error::InvalidInput("the index cannot be sent in a header".into())
+            })?;
+        let mut headers = HeaderMap::new();
+        headers.insert(INDEX_HEADER, value);
+        self.record_index(&headers);
+        Ok(())
     }
 
     /// The retry policy.
@@ -276,10 +366,104 @@ impl VaultClient {
         self.inner.namespace.as_ref()
     }
 
-    /// The URL of `path` below `/v1/`. A path that would leave the configured server or
-    /// `/v1/` (an absolute URL, `\\host`, `%2e%2e`) is refused, so the token goes nowhere else.
+    /// How many addresses the client knows.
+    pub(crate) fn address_count(&self) -> usize {
+        self.inner.bases.len()
+    }
+
+    /// The index of the address in use.
+    pub(crate) fn current_index(&self) -> usize {
+        let n = self.inner.bases.len().max(1);
+        self.inner.ha.current.load(Ordering::Relaxed) % n
+    }
+
+    /// The address at `index`, for messages.
+    pub(crate) fn address_at(&self, index: usize) -> &str {
+        self.inner.addresses.get(index).map_or("", String::as_str)
+    }
+
+    /// Address `failed` could not be reached: unless another request already moved on, the
+    /// next address becomes the one in use. Returns the address to try next.
+    pub(crate) fn move_past(&self, failed: usize, why: &crate::Error) -> usize {
+        let n = self.inner.bases.len();
+        if n < 2 {
+            return failed;
+        }
+        let next = (failed + 1) % n;
+        if self
+            .inner
+            .ha
+            .current
+            .compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::warn!(
+                from = %self.address_at(failed),
+                to = %self.address_at(next),
+                error = %why,
+                "Vault address failed; switching to the next address"
+            );
+        }
+        next
+    }
+
+    /// Address `index` answered: it becomes (stays) the one in use.
+    pub(crate) fn stick_to(&self, index: usize) {
+        let previous = self.inner.ha.current.swap(index, Ordering::Relaxed);
+        if previous != index && self.inner.bases.len() > 1 {
+            tracing::info!(address = %self.address_at(index), "Vault address in use");
+        }
+    }
+
+    /// Remembers the reply's `X-Vault-Index` when read-your-writes is on and it is newer
+    /// than the one remembered.
+    pub(crate) fn record_index(&self, headers: &HeaderMap) {
+        if !self.inner.ha.read_your_writes {
+            return;
+        }
+        let Some(value) = headers.get(INDEX_HEADER) else {
+            return;
+        };
+        let mut slot = self
+            .inner
+            .ha
+            .index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let newer = match slot.as_ref() {
+            None => true,
+            Some(old) => is_newer_index(old, value),
+        };
+        if newer {
+            *slot = Some(value.clone());
+        }
+    }
+
+    /// The remembered `X-Vault-Index`, when read-your-writes is on and one was seen.
+    pub(crate) fn index_to_send(&self) -> Option<HeaderValue> {
+        if !self.inner.ha.read_your_writes {
+            return None;
+        }
+        self.inner
+            .ha
+            .index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The URL of `path` below `/v1/` on the address in use. A path that would leave the
+    /// configured server or `/v1/` (an absolute URL, `\\host`, `%2e%2e`) is refused, so the
+    /// token goes nowhere else.
     pub(crate) fn url_for(&self, path: &str) -> Result<Url> {
-        let base = &self.inner.base;
+        self.url_at(self.current_index(), path)
+    }
+
+    /// Like [`url_for`](Self::url_for), on the address at `index`.
+    pub(crate) fn url_at(&self, index: usize, path: &str) -> Result<Url> {
+        let base = self.inner.bases.get(index).ok_or_else(|| {
+            crate::Error::InvalidInput(format!("no configured address number {index}"))
+        })?;
         // "./" keeps a first segment with a colon (`a:b`) relative instead of a URL scheme.
         let url = base.join(&format!("./{path}")).map_err(|e| {
             crate::Error::InvalidInput(format!("cannot make a URL of the path {path:?}: {e}"))
@@ -295,6 +479,118 @@ impl VaultClient {
         }
         Ok(url)
     }
+}
+
+/// The header that carries a raft index (read-your-writes).
+pub(crate) const INDEX_HEADER: &str = "x-vault-index";
+
+/// State shared by a client, its clones and the clients made from it with `with_token` /
+/// `with_namespace`: the address in use and the newest `X-Vault-Index` seen.
+struct HaState {
+    current: AtomicUsize,
+    read_your_writes: bool,
+    index: Mutex<Option<HeaderValue>>,
+}
+
+impl HaState {
+    fn new(read_your_writes: bool) -> Self {
+        HaState {
+            current: AtomicUsize::new(0),
+            read_your_writes,
+            index: Mutex::new(None),
+        }
+    }
+}
+
+/// A parsed `X-Vault-Index`: the cluster and the position (`(local, replicated)`; OpenBao
+/// has one raft index, kept as `local`).
+#[derive(Debug, PartialEq, Eq)]
+struct IndexState {
+    cluster: String,
+    local: u64,
+    replicated: u64,
+}
+
+/// Parses OpenBao's form (base64 of `{"cluster":"<id>","value":"<index>"}`) and Vault's
+/// (base64 of `v1:<cluster>:<local index>:<replicated index>:<hmac>`).
+fn parse_index(value: &HeaderValue) -> Option<IndexState> {
+    let decoded = decode_base64(value.to_str().ok()?.trim())?;
+    if decoded.first() == Some(&b'{') {
+        #[derive(serde::Deserialize)]
+        struct Bao {
+            cluster: String,
+            value: serde_json::Value,
+        }
+        let bao: Bao = serde_json::from_slice(&decoded).ok()?;
+        let local = match bao.value {
+            serde_json::Value::String(s) => s.parse().ok()?,
+            serde_json::Value::Number(n) => n.as_u64()?,
+            _ => return None,
+        };
+        return Some(IndexState {
+            cluster: bao.cluster,
+            local,
+            replicated: 0,
+        });
+    }
+    let text = String::from_utf8(decoded).ok()?;
+    let (state, _hmac) = text.rsplit_once(':')?;
+    let mut parts = state.split(':');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("v1"), Some(cluster), Some(local), Some(replicated), None) if !cluster.is_empty() => {
+            Some(IndexState {
+                cluster: cluster.to_string(),
+                local: local.parse().ok()?,
+                replicated: replicated.parse().ok()?,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Whether `new` should replace the remembered index `old`: it is further along in the same
+/// cluster, or either cannot be compared (another cluster, an unknown form).
+fn is_newer_index(old: &HeaderValue, new: &HeaderValue) -> bool {
+    match (parse_index(old), parse_index(new)) {
+        (Some(o), Some(n)) if o.cluster == n.cluster => {
+            n.local >= o.local && n.replicated >= o.replicated && n != o
+        }
+        _ => old != new,
+    }
+}
+
+/// Standard or URL-safe base64, padding optional. `None` on anything else.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let body = text.trim_end_matches('=');
+    if body.len() % 4 == 1 || text.len() - body.len() > 2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() * 3 / 4);
+    for chunk in body.as_bytes().chunks(4) {
+        let mut acc: u32 = 0;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= value(c)? << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
 }
 
 fn read_file(what: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
@@ -333,22 +629,32 @@ fn add_ca_pem(
 
 fn build_http(
     b: &ClientBuilder,
-    base: &Url,
+    bases: &[Url],
+    addresses: &[String],
+    redirect_targets: Vec<Origin>,
     timeout: Duration,
 ) -> Result<reqwest::Client, ConfigError> {
-    let https = base.scheme() == "https";
-    if https && !cfg!(any(feature = "rustls", feature = "native-tls")) {
-        return Err(ConfigError::InvalidAddress {
-            address: base.to_string(),
-            reason: "https needs a TLS stack: enable the `rustls` or `native-tls` feature".into(),
-        });
+    for (base, address) in bases.iter().zip(addresses) {
+        if base.scheme() == "https" && !cfg!(any(feature = "rustls", feature = "native-tls")) {
+            return Err(ConfigError::InvalidAddress {
+                address: address.clone(),
+                reason: "https needs a TLS stack: enable the `rustls` or `native-tls` feature"
+                    .into(),
+            });
+        }
     }
+    let Some(base) = bases.first() else {
+        return Err(ConfigError::InvalidAddress {
+            address: String::new(),
+            reason: "no address given".into(),
+        });
+    };
     let mut http = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(30)))
         .pool_idle_timeout(Duration::from_secs(90))
         .user_agent(concat!("vault-ops/", env!("CARGO_PKG_VERSION")))
-        .redirect(redirect_policy());
+        .redirect(redirect_policy(redirect_targets));
     #[cfg(feature = "native-tls")]
     {
         http = http.use_native_tls();
@@ -484,9 +790,19 @@ impl reqwest::dns::Resolve for ServerNameResolver {
     }
 }
 
-fn redirect_policy() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        match check_redirect(attempt.previous(), attempt.url()) {
+/// A URL's host and port (the port the scheme implies when none is written).
+type Origin = (String, Option<u16>);
+
+fn origin(u: &Url) -> Origin {
+    (
+        u.host_str().unwrap_or_default().to_ascii_lowercase(),
+        u.port_or_known_default(),
+    )
+}
+
+fn redirect_policy(allowed: Vec<Origin>) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        match check_redirect(attempt.previous(), attempt.url(), &allowed) {
             Ok(()) => attempt.follow(),
             Err(why) => attempt.error(why),
         }
@@ -494,15 +810,34 @@ fn redirect_policy() -> reqwest::redirect::Policy {
 }
 
 /// Whether a redirect to `next` may be followed, given the URLs visited so far (the first is
-/// the request's own): at most one redirect (a standby pointing at the active node), and
-/// never from https to anything else.
-fn check_redirect(previous: &[Url], next: &Url) -> Result<(), &'static str> {
+/// the request's own) and the configured addresses' origins: at most one redirect (a standby
+/// pointing at the active node), never from https to anything else, and only to a configured
+/// address or the host that redirected.
+///
+/// A redirect elsewhere is refused rather than followed without the token: the request
+/// carries `X-Vault-Token`, which (unlike `Authorization`) an HTTP client keeps on a
+/// redirect, and a token must go to no host the user did not name. A standby sends 307 only
+/// when asked not to forward (`X-Vault-No-Request-Forwarding`) or when it cannot forward;
+/// listing every node with [`ClientBuilder::addresses`] lets the client follow it.
+fn check_redirect(previous: &[Url], next: &Url, allowed: &[Origin]) -> Result<(), String> {
     if previous.len() > 1 {
-        return Err("Vault redirected more than once");
+        return Err("Vault redirected more than once".into());
     }
     let from_https = previous.last().is_some_and(|u| u.scheme() == "https");
     if from_https && next.scheme() != "https" {
-        return Err("refusing a redirect from https to http");
+        return Err("refusing a redirect from https to http".into());
+    }
+    let target = origin(next);
+    let same_host = previous.last().is_some_and(|u| origin(u) == target);
+    if !same_host && !allowed.contains(&target) {
+        let port = target.1.map(|p| format!(":{p}")).unwrap_or_default();
+        return Err(format!(
+            "refusing a redirect to {}://{}{port}, which is not one of the configured \
+             addresses (the token would go along); list every node with \
+             ClientBuilder::addresses",
+            next.scheme(),
+            target.0
+        ));
     }
     Ok(())
 }
@@ -529,29 +864,122 @@ mod tests {
     fn redirects() {
         let https = u("https://vault-0:8200/v1/secret/data/a");
         let http = u("http://vault-0:8200/v1/secret/data/a");
+        let allowed: Vec<Origin> = ["https://vault-0:8200/", "https://VAULT-1:8200/"]
+            .iter()
+            .map(|a| origin(&u(a)))
+            .collect();
+        let check = |prev: &[Url], next: &str| check_redirect(prev, &u(next), &allowed);
         assert_eq!(
-            check_redirect(
+            check(std::slice::from_ref(&https), "https://vault-1:8200/v1/x"),
+            Ok(())
+        );
+        assert_eq!(
+            check(std::slice::from_ref(&http), "http://vault-1:8200/v1/x"),
+            Ok(())
+        );
+        assert_eq!(
+            check(std::slice::from_ref(&http), "https://vault-1:8200/v1/x"),
+            Ok(())
+        );
+        assert_eq!(
+            check(std::slice::from_ref(&https), "http://vault-1:8200/v1/x"),
+            Err("refusing a redirect from https to http".to_string())
+        );
+        assert_eq!(
+            check(&[http.clone(), https.clone()], "https://vault-2:8200/v1/x"),
+            Err("Vault redirected more than once".to_string())
+        );
+        // The same host (another path) is fine; another host, or another port, is not.
+        assert_eq!(
+            check(
                 std::slice::from_ref(&https),
-                &u("https://vault-1:8200/v1/x")
+                "https://vault-0:8200/v1/other"
             ),
             Ok(())
         );
+        let other = u("https://vault-9:8300/v1/a");
         assert_eq!(
-            check_redirect(std::slice::from_ref(&http), &u("http://vault-1:8200/v1/x")),
+            check(std::slice::from_ref(&other), "https://vault-9:8300/v1/b"),
             Ok(())
         );
+        for foreign in [
+            "https://evil.example/v1/x",
+            "https://vault-1:9999/v1/x",
+            "https://vault-0.evil.example:8200/v1/x",
+        ] {
+            let e = check(std::slice::from_ref(&https), foreign).unwrap_err();
+            assert!(e.contains("not one of the configured addresses"), "{e}");
+        }
+    }
+
+    fn hv(s: &str) -> HeaderValue {
+        HeaderValue::from_str(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn b64(raw: &str) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in raw.as_bytes().chunks(3) {
+            let mut acc = 0u32;
+            for (i, b) in chunk.iter().enumerate() {
+                acc |= u32::from(*b) << (16 - 8 * i);
+            }
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[((acc >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn index_values() {
+        // As OpenBao 2.7.2 sends it.
+        let real =
+            "eyJjbHVzdGVyIjoiNDlmZDdhMjItNjhiMC1jYzlkLTcwMjAtOTAxMzU4NDE5YjllIiwidmFsdWUiOiIzMCJ9";
         assert_eq!(
-            check_redirect(std::slice::from_ref(&http), &u("https://vault-1:8200/v1/x")),
-            Ok(())
+            parse_index(&hv(real)),
+            Some(IndexState {
+                cluster: "49fd7a22-68b0-cc9d-7020-901358419b9e".into(),
+                local: 30,
+                replicated: 0
+            })
         );
+        let bao = |c: &str, v: u64| hv(&b64(&format!(r#"{{"cluster":"{c}","value":"{v}"}}"#)));
+        assert!(is_newer_index(&bao("a", 30), &bao("a", 35)));
+        assert!(!is_newer_index(&bao("a", 35), &bao("a", 30)));
+        assert!(!is_newer_index(&bao("a", 35), &bao("a", 35)));
+        assert!(
+            is_newer_index(&bao("a", 35), &bao("b", 3)),
+            "another cluster"
+        );
+        let vault = |l: u64, r: u64| hv(&b64(&format!("v1:c1:{l}:{r}:abcdef")));
         assert_eq!(
-            check_redirect(std::slice::from_ref(&https), &u("http://vault-1:8200/v1/x")),
-            Err("refusing a redirect from https to http")
+            parse_index(&vault(7, 9)),
+            Some(IndexState {
+                cluster: "c1".into(),
+                local: 7,
+                replicated: 9
+            })
         );
-        assert_eq!(
-            check_redirect(&[http.clone(), https], &u("https://vault-2:8200/v1/x")),
-            Err("Vault redirected more than once")
-        );
+        assert!(is_newer_index(&vault(7, 9), &vault(8, 9)));
+        assert!(!is_newer_index(&vault(8, 9), &vault(7, 9)));
+        assert!(!is_newer_index(&vault(8, 9), &vault(9, 8)), "incomparable");
+        // Unknown forms replace the remembered value (unless identical).
+        assert_eq!(parse_index(&hv("not base64!")), None);
+        assert_eq!(parse_index(&hv(&b64("v2:c:1:2:h"))), None);
+        assert!(is_newer_index(&hv("opaque-1"), &hv("opaque-2")));
+        assert!(!is_newer_index(&hv("opaque-1"), &hv("opaque-1")));
+        // base64 details: padding optional, URL-safe alphabet, bad lengths refused.
+        assert_eq!(decode_base64("YWJj").as_deref(), Some(&b"abc"[..]));
+        assert_eq!(decode_base64("YWI=").as_deref(), Some(&b"ab"[..]));
+        assert_eq!(decode_base64("YWI").as_deref(), Some(&b"ab"[..]));
+        assert_eq!(decode_base64("-_8").as_deref(), Some(&[0xfb, 0xff][..]));
+        assert_eq!(decode_base64("YWJjZ"), None);
+        assert_eq!(decode_base64("YQ==="), None);
     }
 
     #[test]

@@ -124,6 +124,9 @@ pub(crate) enum CaSource {
 #[must_use]
 pub struct ClientBuilder {
     pub(crate) address: Option<String>,
+    /// Further node addresses after `address` (see [`ClientBuilder::addresses`]).
+    pub(crate) more_addresses: Vec<String>,
+    pub(crate) read_your_writes: bool,
     pub(crate) token: Option<SecretString>,
     pub(crate) namespace: Option<String>,
     pub(crate) ca: Vec<CaSource>,
@@ -141,6 +144,8 @@ impl std::fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientBuilder")
             .field("address", &self.address)
+            .field("more_addresses", &self.more_addresses)
+            .field("read_your_writes", &self.read_your_writes)
             .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
             .field("namespace", &self.namespace)
             .field("ca", &self.ca.len())
@@ -160,9 +165,69 @@ impl ClientBuilder {
         Self::default()
     }
 
-    /// The server address, e.g. `https://vault.vault.svc:8200`.
+    /// The server address, e.g. `https://vault.vault.svc:8200`. Replaces any list given to
+    /// [`addresses`](Self::addresses).
     pub fn address(mut self, address: impl Into<String>) -> Self {
         self.address = Some(address.into());
+        self.more_addresses.clear();
+        self
+    }
+
+    /// Several node addresses of one cluster, e.g. the pods of a StatefulSet
+    /// (`http://vault-0.vault-internal:8200`, `http://vault-1.vault-internal:8200`, ...).
+    /// The first is the primary ([`VaultClient::address`](crate::VaultClient::address)).
+    /// Replaces an address set before; each is checked like [`address`](Self::address), and
+    /// an address listed twice is kept once.
+    ///
+    /// Requests go to one address at a time and stay there while it answers. When a
+    /// connection to it cannot be made (refused, unreachable, connect timeout: the request
+    /// was never sent), the same request moves on at once to the next address, so a dead
+    /// node costs no backoff; only when every address failed in one round does the retry
+    /// policy's backoff apply, and that round counts as one attempt. A reply of 503 (e.g. a
+    /// sealed node) sends the next retry to the next address. Errors after the request was
+    /// sent (a reset before the reply, a timeout) are never moved to another node, since
+    /// the first node may have applied a write: they are retried like on a single address.
+    /// Clones share the address in use
+    /// ([`VaultClient::current_address`](crate::VaultClient::current_address)).
+    ///
+    /// ```no_run
+    /// let client = vault_ops_core::VaultClient::builder()
+    ///     .addresses([
+    ///         "http://vault-0.vault-internal:8200",
+    ///         "http://vault-1.vault-internal:8200",
+    ///         "http://vault-2.vault-internal:8200",
+    ///     ])
+    ///     .read_your_writes(true)
+    ///     .build()?;
+    /// # Ok::<(), vault_ops_core::ConfigError>(())
+    /// ```
+    pub fn addresses<I, S>(mut self, addresses: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut all = addresses.into_iter().map(Into::into);
+        self.address = all.next();
+        self.more_addresses = all.collect();
+        self
+    }
+
+    /// Read-your-writes consistency (off by default): remember the newest `X-Vault-Index`
+    /// seen on replies (shared by every clone), and send it back with every request as
+    /// `X-Vault-Index` together with `X-Vault-Inconsistent: forward-active-node`. A standby
+    /// that has not yet caught up with that index then forwards the request to the active
+    /// node instead of answering from its stale copy, so a read after a write never sees
+    /// older data, whichever node it reaches.
+    ///
+    /// Requests about the node itself (`sys/health`, `sys/seal-status`, `sys/metrics`, ...;
+    /// see [`Request::node_local`](crate::Request::node_local)) go without these headers, so
+    /// a standby still answers them for itself.
+    ///
+    /// Index values are compared (OpenBao's `{"cluster","value"}` form and Vault's
+    /// `v1:cluster:local:replicated` form) and only a newer one replaces the remembered one;
+    /// an index from another cluster or of an unknown form replaces it.
+    pub fn read_your_writes(mut self, enabled: bool) -> Self {
+        self.read_your_writes = enabled;
         self
     }
 
@@ -358,6 +423,27 @@ impl ClientBuilder {
     /// Builds the client. Fails with a [`ConfigError`] naming every problem found.
     pub fn build(self) -> Result<crate::VaultClient, ConfigError> {
         crate::client::VaultClient::from_builder(self)
+    }
+
+    /// Every configured address, parsed, the primary first, duplicates removed; or the
+    /// error of each bad one.
+    pub(crate) fn parsed_addresses(&self) -> Result<Vec<Url>, Vec<ConfigError>> {
+        let primary = self.parsed_address();
+        let rest = self.more_addresses.iter().map(|a| parse_address(a));
+        let mut urls: Vec<Url> = Vec::new();
+        let mut errors = Vec::new();
+        for parsed in std::iter::once(primary).chain(rest) {
+            match parsed {
+                Ok(u) if urls.contains(&u) => {}
+                Ok(u) => urls.push(u),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(urls)
+        } else {
+            Err(errors)
+        }
     }
 
     pub(crate) fn parsed_address(&self) -> Result<Url, ConfigError> {

@@ -20,6 +20,15 @@ pub const TOKEN_HEADER: &str = "x-vault-token";
 pub const NAMESPACE_HEADER: &str = "x-vault-namespace";
 /// Marks API requests so Vault's CSRF protection accepts them.
 pub const REQUEST_HEADER: &str = "x-vault-request";
+/// Carries a raft index: on replies, the state the request saw; on requests (with
+/// [`ClientBuilder::read_your_writes`](crate::ClientBuilder::read_your_writes)), the state
+/// the answering node must have reached.
+pub const INDEX_HEADER: &str = crate::client::INDEX_HEADER;
+/// Tells a standby what to do when it has not reached the requested index.
+pub const INCONSISTENT_HEADER: &str = "x-vault-inconsistent";
+/// The [`INCONSISTENT_HEADER`] value that makes a lagging standby forward the request to the
+/// active node.
+pub const FORWARD_ACTIVE_NODE: &str = "forward-active-node";
 
 /// Which token a request carries.
 #[derive(Clone, Default)]
@@ -68,6 +77,7 @@ pub struct Request {
     pub(crate) ok_statuses: Vec<u16>,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) retry: bool,
+    pub(crate) node_local: bool,
 }
 
 impl std::fmt::Debug for Request {
@@ -90,6 +100,7 @@ impl std::fmt::Debug for Request {
                     .collect::<Vec<_>>(),
             )
             .field("retry", &self.retry)
+            .field("node_local", &self.node_local)
             .finish()
     }
 }
@@ -107,6 +118,7 @@ impl Request {
             ok_statuses: Vec::new(),
             headers: Vec::new(),
             retry: true,
+            node_local: is_node_local_path(&path),
         }
     }
 
@@ -189,6 +201,16 @@ impl Request {
     /// Turns off retries for this request (for calls that must not be repeated blindly).
     pub fn no_retry(mut self) -> Self {
         self.retry = false;
+        self
+    }
+
+    /// Marks a request about the node it reaches (its health, seal state, metrics): the
+    /// read-your-writes headers are not sent, so a lagging standby answers for itself rather
+    /// than forwarding to the active node. Set already for `sys/health`, `sys/seal-status`,
+    /// `sys/leader`, `sys/init`, `sys/unseal`, `sys/metrics`, `sys/host-info`,
+    /// `sys/in-flight-req`, `sys/pprof`, `sys/config/state` and `sys/storage/raft/join`.
+    pub fn node_local(mut self) -> Self {
+        self.node_local = true;
         self
     }
 
@@ -424,6 +446,29 @@ pub(crate) fn parse_error_body(body: &[u8]) -> (Vec<String>, Vec<String>, Option
     }
 }
 
+/// Endpoints that answer about the node itself; see [`Request::node_local`].
+const NODE_LOCAL_PATHS: [&str; 11] = [
+    "sys/health",
+    "sys/seal-status",
+    "sys/leader",
+    "sys/init",
+    "sys/unseal",
+    "sys/metrics",
+    "sys/host-info",
+    "sys/in-flight-req",
+    "sys/pprof",
+    "sys/config/state",
+    "sys/storage/raft/join",
+];
+
+fn is_node_local_path(path: &str) -> bool {
+    let path = path.trim_matches('/');
+    NODE_LOCAL_PATHS.iter().any(|p| {
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
 fn is_retryable_status(status: u16) -> bool {
     status == 412 || status == 429 || (status >= 500 && status != 501)
 }
@@ -474,6 +519,8 @@ enum Attempt {
         wait: Option<Duration>,
     },
     Fail(Error),
+    /// No connection could be made, so nothing was sent: safe to try another address.
+    Unreachable(Error),
 }
 
 impl VaultClient {
@@ -483,16 +530,26 @@ impl VaultClient {
     /// connection errors and HTTP 412, 429 and 5xx except 501 with jittered linear backoff,
     /// honouring `Retry-After`; maps error replies to [`Error::Api`]. Tracing records the
     /// method, path, status and latency, never headers or bodies.
+    ///
+    /// With several addresses ([`ClientBuilder::addresses`](crate::ClientBuilder::addresses)),
+    /// a connection that cannot be made moves the request on to the next address at once
+    /// (also for [`no_retry`](Request::no_retry) requests, since nothing was sent); a round
+    /// through every address counts as one attempt. With read-your-writes on, the newest
+    /// `X-Vault-Index` goes along with `X-Vault-Inconsistent: forward-active-node`. One
+    /// redirect (a standby's 307 to the active node) is followed when it points to a
+    /// configured address or the same host, and refused otherwise, since the token would go
+    /// along.
     pub async fn execute(&self, req: Request) -> Result<Response> {
         validate_path(&req.path)?;
-        let url = self.url_for(&req.path)?;
+        // Checks the path once; each attempt builds the URL on the address it uses.
+        self.url_for(&req.path)?;
         let retry = self.retry_policy();
         let max_retries = if req.retry { retry.max_retries } else { 0 };
         let mut attempt: u32 = 0;
         loop {
-            match self.attempt(&req, &url).await {
+            match self.attempt_round(&req).await {
                 Attempt::Done(resp) => return Ok(resp),
-                Attempt::Fail(e) => return Err(e),
+                Attempt::Fail(e) | Attempt::Unreachable(e) => return Err(e),
                 Attempt::Retry { error, wait } => {
                     if attempt >= max_retries {
                         return Err(error);
@@ -513,8 +570,42 @@ impl VaultClient {
         }
     }
 
+    /// One attempt of `req` in the failover sense: starting at the address in use, on to the
+    /// next one while no connection can be made, at most once through every address. The
+    /// address that answers becomes the one in use; a 503 (e.g. a sealed node) makes the
+    /// next address the one the retry goes to.
+    async fn attempt_round(&self, req: &Request) -> Attempt {
+        let count = self.address_count().max(1);
+        let mut index = self.current_index();
+        let mut tried = 0;
+        loop {
+            let url = match self.url_at(index, &req.path) {
+                Ok(url) => url,
+                Err(error) => return Attempt::Fail(error),
+            };
+            match self.attempt(req, &url).await {
+                Attempt::Unreachable(error) => {
+                    tried += 1;
+                    if tried >= count {
+                        self.move_past(index, &error);
+                        return Attempt::Retry { error, wait: None };
+                    }
+                    index = self.move_past(index, &error);
+                }
+                Attempt::Retry { error, wait } if count > 1 && is_unavailable(&error) => {
+                    self.move_past(index, &error);
+                    return Attempt::Retry { error, wait };
+                }
+                other => {
+                    self.stick_to(index);
+                    return other;
+                }
+            }
+        }
+    }
+
     /// Builds the HTTP request for `req`: `X-Vault-Request`, the token (marked sensitive), the
-    /// namespace, the request's own headers and its body. Shared by [`execute`](Self::execute)
+    /// namespace, the read-your-writes index, the request's own headers and its body. Shared by [`execute`](Self::execute)
     /// and [`execute_streaming`](Self::execute_streaming).
     fn build_request(&self, req: &Request, url: &url::Url) -> Result<reqwest::RequestBuilder> {
         let mut builder = self
@@ -549,6 +640,16 @@ impl VaultClient {
         if let Some(ns) = self.namespace_header() {
             builder = builder.header(NAMESPACE_HEADER, ns.clone());
         }
+        // The caller's own index header wins over the remembered one; node-local requests
+        // (health, seal status, metrics) must be answered by the node they reach.
+        if !req.node_local && !req.headers.iter().any(|(name, _)| name == INDEX_HEADER) {
+            if let Some(index) = self.index_to_send() {
+                builder = builder.header(INDEX_HEADER, index).header(
+                    INCONSISTENT_HEADER,
+                    HeaderValue::from_static(FORWARD_ACTIVE_NODE),
+                );
+            }
+        }
         let mut has_content_type = false;
         for (name, value) in &req.headers {
             has_content_type |= name == CONTENT_TYPE;
@@ -568,8 +669,9 @@ impl VaultClient {
     /// snapshots), with an optional streamed request body (sent as
     /// `application/octet-stream` unless the request sets a content type) and an optional
     /// timeout replacing the client's for this request. Headers, token and namespace as in
-    /// [`execute`](Self::execute); never retried; an error status is read and mapped to
-    /// [`Error::Api`] as there.
+    /// [`execute`](Self::execute); never retried, but a request without a streamed body
+    /// moves on to the next address when no connection can be made (nothing was sent); an
+    /// error status is read and mapped to [`Error::Api`] as there.
     pub(crate) async fn execute_streaming(
         &self,
         req: Request,
@@ -577,25 +679,51 @@ impl VaultClient {
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response> {
         validate_path(&req.path)?;
-        let url = self.url_for(&req.path)?;
-        let mut builder = self.build_request(&req, &url)?;
-        if let Some(body) = body {
-            if !req.headers.iter().any(|(name, _)| name == CONTENT_TYPE) {
-                builder = builder.header(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                );
-            }
-            builder = builder.body(body);
-        }
-        if let Some(timeout) = timeout {
-            builder = builder.timeout(timeout);
-        }
+        self.url_for(&req.path)?;
+        // A streamed body cannot be sent twice: such a request gets one address only.
+        let rounds = if body.is_some() {
+            1
+        } else {
+            self.address_count().max(1)
+        };
+        let mut body = body;
+        let mut index = self.current_index();
+        let mut tried = 0;
         let started = Instant::now();
-        let resp = builder
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&req, &e))?;
+        let resp = loop {
+            let url = self.url_at(index, &req.path)?;
+            let mut builder = self.build_request(&req, &url)?;
+            if let Some(body) = body.take() {
+                if !req.headers.iter().any(|(name, _)| name == CONTENT_TYPE) {
+                    builder = builder.header(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("application/octet-stream"),
+                    );
+                }
+                builder = builder.body(body);
+            }
+            if let Some(timeout) = timeout {
+                builder = builder.timeout(timeout);
+            }
+            match builder.send().await {
+                Ok(resp) => {
+                    self.stick_to(index);
+                    break resp;
+                }
+                Err(e) => {
+                    let error = self.transport_error(&req, &e);
+                    tried += 1;
+                    if !is_unreachable(&e, &error) || tried >= rounds {
+                        if is_unreachable(&e, &error) {
+                            self.move_past(index, &error);
+                        }
+                        return Err(error);
+                    }
+                    index = self.move_past(index, &error);
+                }
+            }
+        };
+        self.record_index(resp.headers());
         let status = resp.status().as_u16();
         let latency_ms = started.elapsed().as_millis() as u64;
         tracing::debug!(method = %req.method, path = %req.path, status, latency_ms, "Vault request (streamed)");
@@ -645,12 +773,14 @@ impl VaultClient {
                 return match &error {
                     Error::Transport { tls: true, .. } => Attempt::Fail(error),
                     _ if e.is_redirect() || e.is_builder() => Attempt::Fail(error),
+                    _ if is_unreachable(&e, &error) => Attempt::Unreachable(error),
                     _ => Attempt::Retry { error, wait: None },
                 };
             }
         };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        self.record_index(&headers);
         let body = match resp.bytes().await {
             Ok(b) => b,
             Err(e) => {
@@ -696,6 +826,18 @@ impl VaultClient {
             message,
         }
     }
+}
+
+/// Whether a send failed before a connection existed (refused, unreachable, DNS, connect
+/// timeout), so the request was not sent and may go to another node. TLS certificate
+/// failures are not: they are configuration errors, reported at once.
+fn is_unreachable(e: &reqwest::Error, error: &Error) -> bool {
+    e.is_connect() && !matches!(error, Error::Transport { tls: true, .. })
+}
+
+/// A 503 reply: the node cannot serve now (sealed, or a standby without an active node).
+fn is_unavailable(error: &Error) -> bool {
+    matches!(error, Error::Api(api) if api.status == 503)
 }
 
 fn validate_path(path: &str) -> Result<()> {
@@ -775,6 +917,29 @@ mod tests {
             redact_serde_message(r#"string "unterminated"#),
             r#"string "[redacted]""#
         );
+    }
+
+    #[test]
+    fn node_local_paths() {
+        for p in [
+            "sys/health",
+            "/sys/seal-status",
+            "sys/metrics",
+            "sys/storage/raft/join",
+            "sys/pprof/goroutine",
+        ] {
+            assert!(Request::get(p).node_local, "{p}");
+        }
+        for p in [
+            "sys/healthy",
+            "sys/mounts",
+            "secret/data/sys/health",
+            "sys/storage/raft/configuration",
+            "sys/leases/lookup",
+        ] {
+            assert!(!Request::get(p).node_local, "{p}");
+        }
+        assert!(Request::get("secret/data/a").node_local().node_local);
     }
 
     #[test]

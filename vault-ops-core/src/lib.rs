@@ -25,14 +25,28 @@
 //! [`leases`](VaultClient::leases), [`pki`](VaultClient::pki), [`generic`](VaultClient::generic).
 //! Every request goes through one send path, [`VaultClient::execute`].
 //!
+//! **HA clusters.** Give the client every node of a raft cluster with
+//! [`ClientBuilder::addresses`]: when the node in use cannot be reached (connection refused,
+//! unreachable; nothing was sent), the request moves on to the next node at once, and the
+//! client stays with the node that answered ([`VaultClient::current_address`]). Errors after a
+//! request was sent (a reset, a timeout) are not moved to another node, since a write may have
+//! been applied. Standbys forward writes; `sys/health` on a standby is
+//! [`HealthState::Standby`](api::sys::HealthState::Standby), not an error; a standby's 307 is
+//! followed only to a configured address (or the same host), since the token goes along.
+//! Standbys answer reads from their own copy, which may lag: with
+//! [`ClientBuilder::read_your_writes`] the client sends back the newest `X-Vault-Index` it saw,
+//! with `X-Vault-Inconsistent: forward-active-node`, so a read after a write is never stale.
+//!
 //! Secrets (tokens, passwords, private keys, secret values in typed replies) are
 //! [`secrecy::SecretString`]s or redacting types: no `Debug`, `Display`, error or trace
 //! contains them.
 
 pub mod api;
+pub mod backup;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod health_report;
 pub mod http;
 pub mod response;
 

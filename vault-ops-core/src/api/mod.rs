@@ -7,5 +7,6 @@ pub mod leases;
 pub mod metrics;
 pub mod pki;
 pub mod policies;
+pub mod raft;
 pub mod sys;
 pub mod tokens;

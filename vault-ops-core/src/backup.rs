@@ -1,0 +1,661 @@
+//! Backups as the operations guide's `backup.sh` and `restore.sh` make them: raft snapshots in a
+//! directory, named `vault-backup-YYYYMMDD_HHMMSS.snap` (UTC), each with a
+//! `sha256sum`-compatible checksum file beside it (`<name>.snap.sha256`), the newest N kept.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), vault_ops_core::backup::BackupError> {
+//! use vault_ops_core::backup::{Backups, RestoreOptions};
+//! use vault_ops_core::VaultClient;
+//!
+//! let client = VaultClient::from_env()?;
+//! let backups = Backups::new("/var/backups/vault").keep(7);
+//!
+//! // backup.sh: snapshot, checksum, retention.
+//! let made = backups.create(&client).await?;
+//! println!("{} ({} bytes), removed {:?}", made.path.display(), made.info.bytes, made.removed);
+//!
+//! // restore.sh NAME: checks the checksum and the archive, then refuses without --force ...
+//! let name = "vault-backup-20250101_020000.snap";
+//! match backups.restore(&client, name, RestoreOptions::new()).await {
+//!     Err(vault_ops_core::backup::BackupError::ForceRequired { .. }) => {
+//!         println!("the backup is sound; re-run with --force to replace Vault's data");
+//!     }
+//!     other => { other?; }
+//! }
+//! // ... and restores with it.
+//! backups.restore(&client, name, RestoreOptions::new().force(true)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Every backup is checked before it counts: the snapshot is streamed to disk (never held in
+//! memory) and verified on the fly as a complete archive
+//! ([`SnapshotVerifier`](crate::api::raft::SnapshotVerifier)), written as `*.partial` and
+//! renamed only when sound. Restores verify the checksum file first, then the archive, and only
+//! then send anything to Vault.
+//!
+//! Two backups in the same second get `-2`, `-3`, ... after the time stamp. Retention only
+//! ever deletes files whose names follow the pattern (and their checksum files).
+//!
+//! Uploading to object storage (S3 and the like) is not part of this crate: copy the
+//! directory with your storage tool of choice, or point the directory at a mounted volume.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use crate::api::raft::{hex, RestoreMode, SnapshotInfo, SnapshotVerifier};
+use crate::client::VaultClient;
+use crate::error::Error;
+
+/// The file name prefix of backups.
+pub const BACKUP_PREFIX: &str = "vault-backup-";
+/// The file name extension of backups.
+pub const BACKUP_EXTENSION: &str = ".snap";
+/// The extension added to a backup's name for its checksum file.
+pub const CHECKSUM_EXTENSION: &str = ".sha256";
+/// The most backups made within one second (`-2` ... `-N` after the time stamp).
+const MAX_SAME_SECOND: u32 = 100;
+
+/// What can go wrong with a backup or a restore.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackupError {
+    /// Talking to Vault failed, or the snapshot was not a complete archive.
+    #[error(transparent)]
+    Client(#[from] Error),
+
+    /// A local file could not be read, written or removed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The restore was not confirmed. The backup was checked and is sound ([`info`](Self::ForceRequired::info)
+    /// says what it holds); restoring replaces all of Vault's current data, so it needs
+    /// [`RestoreOptions::force`] (`--force` in the guide's `restore.sh`).
+    #[error("{} is a sound backup (raft index {}, {} bytes), but restoring replaces all of Vault's current data: confirm with --force", file.display(), info.index, info.bytes)]
+    ForceRequired {
+        /// The backup file.
+        file: PathBuf,
+        /// What the checked backup holds.
+        info: SnapshotInfo,
+    },
+
+    /// The backup's SHA-256 is not the one its checksum file records: it changed or is damaged.
+    #[error("{} does not match its checksum: expected {expected}, found {actual}; the file is damaged or was changed", file.display())]
+    ChecksumMismatch {
+        /// The backup file.
+        file: PathBuf,
+        /// The SHA-256 the checksum file records.
+        expected: String,
+        /// The SHA-256 of the file.
+        actual: String,
+    },
+
+    /// The backup has no checksum file beside it.
+    #[error("{} has no checksum file ({}); refusing to restore an unverifiable backup", file.display(), checksum_file.display())]
+    ChecksumMissing {
+        /// The backup file.
+        file: PathBuf,
+        /// Where the checksum file was expected.
+        checksum_file: PathBuf,
+    },
+
+    /// The checksum file cannot be read as `sha256sum` output.
+    #[error("the checksum file {} is not valid: {reason}", file.display())]
+    InvalidChecksumFile {
+        /// The checksum file.
+        file: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The file matched its checksum but is not a complete raft snapshot.
+    #[error("{} is not a complete raft snapshot: {reason}", file.display())]
+    InvalidSnapshot {
+        /// The backup file.
+        file: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl From<crate::error::ConfigError> for BackupError {
+    fn from(e: crate::error::ConfigError) -> Self {
+        BackupError::Client(Error::Config(e))
+    }
+}
+
+fn io_err(context: String) -> impl FnOnce(std::io::Error) -> BackupError {
+    move |source| BackupError::Io { context, source }
+}
+
+/// A backup directory with its retention. Cheap to build; holds no open files.
+#[derive(Debug, Clone)]
+pub struct Backups {
+    dir: PathBuf,
+    keep: usize,
+    timeout: Option<Duration>,
+}
+
+/// One backup file found in the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackupFile {
+    /// The file's path.
+    pub path: PathBuf,
+    /// The time stamp in its name, `YYYYMMDD_HHMMSS` (UTC).
+    pub timestamp: String,
+    /// The same-second sequence number (1 when the name has none).
+    pub sequence: u32,
+}
+
+impl BackupFile {
+    /// The checksum file that belongs to it.
+    pub fn checksum_path(&self) -> PathBuf {
+        checksum_path(&self.path)
+    }
+}
+
+/// What [`Backups::create`] made.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Backup {
+    /// The new backup file.
+    pub path: PathBuf,
+    /// Its checksum file.
+    pub checksum_path: PathBuf,
+    /// What the snapshot holds (size, SHA-256, raft index).
+    pub info: SnapshotInfo,
+    /// Older backups removed by retention.
+    pub removed: Vec<PathBuf>,
+}
+
+/// Options for [`Backups::restore`].
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct RestoreOptions {
+    /// Confirms that Vault's current data may be replaced (`--force`).
+    pub force: bool,
+    /// Restores a snapshot of a cluster with other unseal keys
+    /// ([`RestoreMode::Force`]; every node then seals).
+    pub from_another_cluster: bool,
+}
+
+impl RestoreOptions {
+    /// Not confirmed: the backup is checked, then the restore is refused with
+    /// [`BackupError::ForceRequired`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Confirms the restore (`--force`).
+    pub fn force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+
+    /// Allows a snapshot of another cluster (see [`RestoreMode::Force`]).
+    pub fn from_another_cluster(mut self, yes: bool) -> Self {
+        self.from_another_cluster = yes;
+        self
+    }
+}
+
+impl Backups {
+    /// Backups in `dir`, all kept until [`keep`](Self::keep) says otherwise.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Backups {
+            dir: dir.into(),
+            keep: 0,
+            timeout: None,
+        }
+    }
+
+    /// Keeps the newest `n` backups after each [`create`](Self::create); `0` keeps all.
+    pub fn keep(mut self, n: usize) -> Self {
+        self.keep = n;
+        self
+    }
+
+    /// Uses `timeout` for snapshot transfers instead of the client's timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `backup.sh`: takes a snapshot into `vault-backup-YYYYMMDD_HHMMSS.snap` (creating the
+    /// directory if needed), writes its checksum file, then applies retention.
+    pub async fn create(&self, client: &VaultClient) -> Result<Backup, BackupError> {
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(io_err(format!("creating {}", self.dir.display())))?;
+        let stamp = utc_timestamp(SystemTime::now());
+        let mut sequence = 1;
+        let path = loop {
+            let candidate = self.dir.join(backup_name(&stamp, sequence));
+            if !exists(&candidate).await && !exists(&checksum_path(&candidate)).await {
+                break candidate;
+            }
+            if sequence >= MAX_SAME_SECOND {
+                return Err(BackupError::Io {
+                    context: format!("finding a free name for a backup in {}", self.dir.display()),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        format!("{MAX_SAME_SECOND} backups already exist for {stamp}"),
+                    ),
+                });
+            }
+            sequence += 1;
+        };
+        let mut raft = client.raft();
+        if let Some(t) = self.timeout {
+            raft = raft.timeout(t);
+        }
+        let info = raft.snapshot_to_file(&path).await?;
+        let checksum_path = checksum_path(&path);
+        if let Err(e) = write_checksum(&checksum_path, &path, &info.sha256).await {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(e);
+        }
+        let removed = self.prune().await?;
+        Ok(Backup {
+            path,
+            checksum_path,
+            info,
+            removed,
+        })
+    }
+
+    /// The backups in the directory, newest first (by the time stamp in their names). A missing
+    /// directory has none.
+    pub async fn list(&self) -> Result<Vec<BackupFile>, BackupError> {
+        let mut entries = match tokio::fs::read_dir(&self.dir).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(format!("reading {}", self.dir.display()))(e)),
+        };
+        let mut found = Vec::new();
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(io_err(format!("reading {}", self.dir.display())))?
+        {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some((timestamp, sequence)) = parse_backup_name(name) {
+                found.push(BackupFile {
+                    path: entry.path(),
+                    timestamp,
+                    sequence,
+                });
+            }
+        }
+        found.sort_by(|a, b| (&b.timestamp, b.sequence).cmp(&(&a.timestamp, a.sequence)));
+        Ok(found)
+    }
+
+    /// The newest backup, if any.
+    pub async fn latest(&self) -> Result<Option<BackupFile>, BackupError> {
+        Ok(self.list().await?.into_iter().next())
+    }
+
+    /// Removes all but the newest [`keep`](Self::keep) backups and their checksum files;
+    /// returns the removed backups. Does nothing when `keep` is 0.
+    pub async fn prune(&self) -> Result<Vec<PathBuf>, BackupError> {
+        if self.keep == 0 {
+            return Ok(Vec::new());
+        }
+        let mut removed = Vec::new();
+        for old in self.list().await?.into_iter().skip(self.keep) {
+            tokio::fs::remove_file(&old.path)
+                .await
+                .map_err(io_err(format!("removing {}", old.path.display())))?;
+            match tokio::fs::remove_file(old.checksum_path()).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(io_err(format!(
+                        "removing {}",
+                        old.checksum_path().display()
+                    ))(e))
+                }
+            }
+            removed.push(old.path);
+        }
+        Ok(removed)
+    }
+
+    /// Checks a backup without restoring it: the checksum file, then the archive. `name` is a
+    /// file name in the directory or a path ([`resolve`](Self::resolve)).
+    pub async fn verify(&self, name: impl AsRef<Path>) -> Result<SnapshotInfo, BackupError> {
+        verify_backup_file(&self.resolve(name.as_ref())).await
+    }
+
+    /// A bare file name is looked up in the directory; a path with a directory part (or an
+    /// absolute one) is used as given.
+    pub fn resolve(&self, name: &Path) -> PathBuf {
+        let mut parts = name.components();
+        match (parts.next(), parts.next()) {
+            (Some(std::path::Component::Normal(_)), None) => self.dir.join(name),
+            _ => name.to_path_buf(),
+        }
+    }
+
+    /// `restore.sh NAME [--force]`: checks the backup ([`verify`](Self::verify)), refuses with
+    /// [`BackupError::ForceRequired`] unless `options.force`, then streams it to Vault. Send
+    /// restores to the active node: a standby answers with a redirect, which a streamed body
+    /// cannot follow.
+    pub async fn restore(
+        &self,
+        client: &VaultClient,
+        name: impl AsRef<Path>,
+        options: RestoreOptions,
+    ) -> Result<SnapshotInfo, BackupError> {
+        let path = self.resolve(name.as_ref());
+        let info = verify_backup_file(&path).await?;
+        if !options.force {
+            return Err(BackupError::ForceRequired { file: path, info });
+        }
+        let mode = if options.from_another_cluster {
+            RestoreMode::Force
+        } else {
+            RestoreMode::Normal
+        };
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(io_err(format!("opening {}", path.display())))?;
+        let mut raft = client.raft();
+        if let Some(t) = self.timeout {
+            raft = raft.timeout(t);
+        }
+        raft.snapshot_restore_from_reader(file, mode).await?;
+        Ok(info)
+    }
+}
+
+/// Checks `path` against its checksum file (`<path>.sha256`), then checks that it is a complete
+/// raft snapshot; both in one pass over the file.
+pub async fn verify_backup_file(path: &Path) -> Result<SnapshotInfo, BackupError> {
+    let checksum_file = checksum_path(path);
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(io_err(format!("opening {}", path.display())))?;
+    let expected = match tokio::fs::read_to_string(&checksum_file).await {
+        Ok(text) => {
+            parse_checksum(&text, path).map_err(|reason| BackupError::InvalidChecksumFile {
+                file: checksum_file.clone(),
+                reason,
+            })?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(BackupError::ChecksumMissing {
+                file: path.to_path_buf(),
+                checksum_file,
+            })
+        }
+        Err(e) => return Err(io_err(format!("reading {}", checksum_file.display()))(e)),
+    };
+    let mut sha = Sha256::new();
+    let mut verifier = SnapshotVerifier::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(io_err(format!("reading {}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        verifier.update(&buf[..n]);
+    }
+    let actual = hex(&sha.finalize());
+    if actual != expected {
+        return Err(BackupError::ChecksumMismatch {
+            file: path.to_path_buf(),
+            expected,
+            actual,
+        });
+    }
+    verifier
+        .finish()
+        .map_err(|reason| BackupError::InvalidSnapshot {
+            file: path.to_path_buf(),
+            reason,
+        })
+}
+
+/// Reads `sha256sum` output: the first line's hash; when the line names a file, it must be
+/// `backup`'s file name.
+fn parse_checksum(text: &str, backup: &Path) -> Result<String, String> {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .ok_or("it is empty")?;
+    let mut parts = line.split_whitespace();
+    let hash = parts.next().unwrap_or_default().to_ascii_lowercase();
+    if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err("the first field is not a SHA-256 in hex".into());
+    }
+    if let Some(named) = parts.next() {
+        let named = named.trim_start_matches('*');
+        let own = backup
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let named_file = Path::new(named)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(named);
+        if named_file != own {
+            return Err(format!("it is for {named}, not {own}"));
+        }
+    }
+    Ok(hash)
+}
+
+async fn write_checksum(
+    checksum_path: &Path,
+    backup: &Path,
+    sha256: &str,
+) -> Result<(), BackupError> {
+    let name = backup
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let tmp = {
+        let mut n = checksum_path.as_os_str().to_os_string();
+        n.push(".partial");
+        PathBuf::from(n)
+    };
+    tokio::fs::write(&tmp, format!("{sha256}  {name}\n"))
+        .await
+        .map_err(io_err(format!("writing {}", tmp.display())))?;
+    tokio::fs::rename(&tmp, checksum_path).await.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_err(format!(
+            "renaming {} to {}",
+            tmp.display(),
+            checksum_path.display()
+        ))(e)
+    })
+}
+
+async fn exists(path: &Path) -> bool {
+    tokio::fs::try_exists(path).await.unwrap_or(true)
+}
+
+fn checksum_path(backup: &Path) -> PathBuf {
+    let mut n = backup.as_os_str().to_os_string();
+    n.push(CHECKSUM_EXTENSION);
+    PathBuf::from(n)
+}
+
+/// `vault-backup-20250101_020000.snap`, or `...-2.snap` for sequence 2.
+pub fn backup_name(timestamp: &str, sequence: u32) -> String {
+    if sequence <= 1 {
+        format!("{BACKUP_PREFIX}{timestamp}{BACKUP_EXTENSION}")
+    } else {
+        format!("{BACKUP_PREFIX}{timestamp}-{sequence}{BACKUP_EXTENSION}")
+    }
+}
+
+/// The time stamp and sequence of a backup's file name, or `None` for any other name.
+pub fn parse_backup_name(name: &str) -> Option<(String, u32)> {
+    let rest = name
+        .strip_prefix(BACKUP_PREFIX)?
+        .strip_suffix(BACKUP_EXTENSION)?;
+    let (stamp, sequence) = match rest.split_once('-') {
+        Some((stamp, seq)) => {
+            if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            (stamp, seq.parse().ok()?)
+        }
+        None => (rest, 1),
+    };
+    let b = stamp.as_bytes();
+    let ok = b.len() == 15
+        && b[8] == b'_'
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[9..].iter().all(u8::is_ascii_digit);
+    ok.then(|| (stamp.to_string(), sequence))
+}
+
+/// `YYYYMMDD_HHMMSS` in UTC. Times before 1970 are shown as 1970-01-01.
+pub fn utc_timestamp(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}_{:02}{:02}{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil: (year, month, day) of the day `z` days after 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+impl fmt::Display for BackupFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        let at = |s: u64| utc_timestamp(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "19700101_000000");
+        assert_eq!(at(951_782_400), "20000229_000000"); // leap day
+        assert_eq!(at(1_700_000_000), "20231114_221320");
+        assert_eq!(at(1_735_689_599), "20241231_235959");
+        assert_eq!(at(4_102_444_800), "21000101_000000");
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            backup_name("20250101_020000", 1),
+            "vault-backup-20250101_020000.snap"
+        );
+        assert_eq!(
+            backup_name("20250101_020000", 3),
+            "vault-backup-20250101_020000-3.snap"
+        );
+        assert_eq!(
+            parse_backup_name("vault-backup-20250101_020000.snap"),
+            Some(("20250101_020000".into(), 1))
+        );
+        assert_eq!(
+            parse_backup_name("vault-backup-20250101_020000-12.snap"),
+            Some(("20250101_020000".into(), 12))
+        );
+        for bad in [
+            "vault-backup-20250101_020000.snap.sha256",
+            "vault-backup-2025010_020000.snap",
+            "vault-backup-20250101-020000.snap",
+            "vault-backup-20250101_020000-.snap",
+            "vault-backup-20250101_020000-x.snap",
+            "other.snap",
+            "vault-backup-20250101_020000.snap.partial",
+        ] {
+            assert_eq!(parse_backup_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn resolving_names() {
+        let b = Backups::new("./backups");
+        assert_eq!(
+            b.resolve(Path::new("x.snap")),
+            Path::new("./backups/x.snap")
+        );
+        assert_eq!(
+            b.resolve(Path::new("./backups/x.snap")),
+            Path::new("./backups/x.snap")
+        );
+        assert_eq!(
+            b.resolve(Path::new("other/x.snap")),
+            Path::new("other/x.snap")
+        );
+        assert_eq!(
+            b.resolve(Path::new("/abs/x.snap")),
+            Path::new("/abs/x.snap")
+        );
+    }
+
+    #[test]
+    fn checksum_files() {
+        let p = Path::new("/b/vault-backup-20250101_020000.snap");
+        let h = "a".repeat(64);
+        assert_eq!(
+            parse_checksum(&format!("{h}  vault-backup-20250101_020000.snap\n"), p).unwrap(),
+            h
+        );
+        assert_eq!(
+            parse_checksum(&format!("{}\n", h.to_uppercase()), p).unwrap(),
+            h
+        );
+        assert_eq!(
+            parse_checksum(&format!("{h} */b/vault-backup-20250101_020000.snap"), p).unwrap(),
+            h
+        );
+        assert!(parse_checksum(&format!("{h}  other.snap"), p)
+            .unwrap_err()
+            .contains("other.snap"));
+        assert!(parse_checksum("xyz  a", p).is_err());
+        assert!(parse_checksum("\n\n", p).is_err());
+    }
+}

@@ -1,0 +1,267 @@
+//! Backups and restores (the guide's backup.sh / restore.sh) on a real raft node.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use vault_ops_core::backup::{parse_backup_name, BackupError, Backups, RestoreOptions};
+use vault_ops_core::VaultClient;
+use vault_ops_testkit::{BaoConfigServer, BaoServer};
+
+fn client(addr: &str, token: &str) -> VaultClient {
+    VaultClient::builder()
+        .address(addr)
+        .token(token)
+        .build()
+        .unwrap()
+}
+
+fn sha_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn value(c: &VaultClient) -> Option<String> {
+    c.generic()
+        .read::<serde_json::Value>("kv/app")
+        .await
+        .unwrap()
+        .and_then(|r| r.data["v"].as_str().map(str::to_string))
+}
+
+async fn set_value(c: &VaultClient, v: &str) {
+    c.generic()
+        .write_raw("kv/app", &json!({ "v": v }))
+        .await
+        .unwrap();
+}
+
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_retention_checksum_and_restore_on_a_raft_node() {
+    let node = BaoConfigServer::start_raft_node("node1").await;
+    let init = node.init_and_unseal().await;
+    let c = client(&node.addr(), &init.root_token);
+    c.generic()
+        .write_raw("sys/mounts/kv", &json!({"type": "kv"}))
+        .await
+        .unwrap();
+    set_value(&c, "backed-up").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let backup_dir = dir.path().join("backups"); // created by the first backup
+                                                 // Older backups (by name), an unrelated file and a look-alike: retention must only
+                                                 // remove the old backups and their checksum files.
+    std::fs::create_dir_all(&backup_dir).unwrap();
+    for stamp in ["20200101_000000", "20210101_000000", "20220101_000000"] {
+        let name = format!("vault-backup-{stamp}.snap");
+        std::fs::write(backup_dir.join(&name), b"old").unwrap();
+        std::fs::write(backup_dir.join(format!("{name}.sha256")), sha_hex(b"old")).unwrap();
+    }
+    std::fs::write(backup_dir.join("notes.txt"), b"keep me").unwrap();
+    std::fs::write(backup_dir.join("vault-backup-latest.snap"), b"keep me").unwrap();
+
+    let backups = Backups::new(&backup_dir)
+        .keep(3)
+        .timeout(Duration::from_secs(120));
+    let first = backups.create(&c).await.unwrap();
+    let second = backups.create(&c).await.unwrap();
+
+    // Names: vault-backup-YYYYMMDD_HHMMSS(.snap | -N.snap), distinct, with checksum files.
+    for b in [&first, &second] {
+        let name = b.path.file_name().unwrap().to_str().unwrap();
+        assert!(parse_backup_name(name).is_some(), "{name}");
+        let bytes = std::fs::read(&b.path).unwrap();
+        assert_eq!(bytes.len() as u64, b.info.bytes);
+        let sum = std::fs::read_to_string(&b.checksum_path).unwrap();
+        assert_eq!(
+            sum,
+            format!("{}  {name}\n", sha_hex(&bytes)),
+            "sha256sum format"
+        );
+        assert_eq!(b.info.sha256, sha_hex(&bytes));
+        assert!(b.info.index > 0);
+    }
+    assert_ne!(first.path, second.path);
+
+    // Retention: the two new ones and the newest old one remain.
+    assert_eq!(first.removed.len(), 1, "{:?}", first.removed);
+    assert!(first.removed[0].ends_with("vault-backup-20200101_000000.snap"));
+    assert_eq!(second.removed.len(), 1);
+    assert!(second.removed[0].ends_with("vault-backup-20210101_000000.snap"));
+    let listed = backups.list().await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[0].path, second.path, "newest first");
+    assert_eq!(listed[1].path, first.path);
+    assert_eq!(listed[2].timestamp, "20220101_000000");
+    assert_eq!(backups.latest().await.unwrap().unwrap().path, second.path);
+    let left = names(&backup_dir);
+    assert!(left.contains(&"notes.txt".to_string()));
+    assert!(left.contains(&"vault-backup-latest.snap".to_string()));
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.contains("2020") || n.contains("2021")),
+        "{left:?}"
+    );
+    assert!(!left.iter().any(|n| n.ends_with(".partial")), "{left:?}");
+    assert_eq!(left.len(), 2 + 3 * 2, "{left:?}");
+
+    // Restore: checked, then refused without --force; Vault's data is untouched.
+    set_value(&c, "changed-later").await;
+    let name = first
+        .path
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let e = backups
+        .restore(&c, &name, RestoreOptions::new())
+        .await
+        .unwrap_err();
+    match &e {
+        BackupError::ForceRequired { file, info } => {
+            assert_eq!(file, &first.path);
+            assert_eq!(info, &first.info);
+        }
+        other => panic!("expected ForceRequired, got {other}"),
+    }
+    assert!(e.to_string().contains("--force"), "{e}");
+    assert_eq!(value(&c).await.as_deref(), Some("changed-later"));
+
+    // A damaged copy (one byte flipped) with the original checksum: refused even with force.
+    let damaged = backup_dir.join("vault-backup-20300101_000000.snap");
+    let mut bytes = std::fs::read(&first.path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&damaged, &bytes).unwrap();
+    std::fs::copy(
+        &first.checksum_path,
+        backup_dir.join("vault-backup-20300101_000000.snap.sha256"),
+    )
+    .unwrap();
+    let e = backups
+        .restore(&c, &damaged, RestoreOptions::new().force(true))
+        .await
+        .unwrap_err();
+    // The checksum file names the original file: reported as such.
+    assert!(matches!(e, BackupError::InvalidChecksumFile { .. }), "{e}");
+    std::fs::write(
+        backup_dir.join("vault-backup-20300101_000000.snap.sha256"),
+        format!("{}  vault-backup-20300101_000000.snap\n", first.info.sha256),
+    )
+    .unwrap();
+    let e = backups
+        .restore(&c, &damaged, RestoreOptions::new().force(true))
+        .await
+        .unwrap_err();
+    match &e {
+        BackupError::ChecksumMismatch {
+            expected, actual, ..
+        } => {
+            assert_eq!(expected, &first.info.sha256);
+            assert_eq!(actual, &sha_hex(&bytes));
+        }
+        other => panic!("expected ChecksumMismatch, got {other}"),
+    }
+    // Matching checksum but not a snapshot: refused before anything is sent.
+    let fake = backup_dir.join("vault-backup-20300102_000000.snap");
+    std::fs::write(&fake, b"not a snapshot").unwrap();
+    std::fs::write(
+        backup_dir.join("vault-backup-20300102_000000.snap.sha256"),
+        sha_hex(b"not a snapshot"),
+    )
+    .unwrap();
+    let e = backups
+        .restore(&c, &fake, RestoreOptions::new().force(true))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BackupError::InvalidSnapshot { .. }), "{e}");
+    // No checksum file at all.
+    std::fs::remove_file(backup_dir.join("vault-backup-20300102_000000.snap.sha256")).unwrap();
+    let e = backups.verify(&fake).await.unwrap_err();
+    assert!(matches!(e, BackupError::ChecksumMissing { .. }), "{e}");
+    // A missing file.
+    let e = backups
+        .verify("vault-backup-19990101_000000.snap")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BackupError::Io { .. }), "{e}");
+    assert_eq!(
+        value(&c).await.as_deref(),
+        Some("changed-later"),
+        "nothing was restored"
+    );
+
+    // With --force: the backed-up value is back.
+    let info = backups
+        .restore(&c, &name, RestoreOptions::new().force(true))
+        .await
+        .unwrap();
+    assert_eq!(info.sha256, first.info.sha256);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = c
+            .generic()
+            .read::<serde_json::Value>("kv/app")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| r.data["v"].as_str().map(str::to_string));
+        if v.as_deref() == Some("backed-up") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "restore did not bring the data back: {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn backup_of_a_server_without_raft_fails_and_leaves_nothing() {
+    let bao = BaoServer::start().await;
+    let c = client(&bao.addr(), bao.root_token());
+    let dir = tempfile::tempdir().unwrap();
+    let e = Backups::new(dir.path())
+        .keep(2)
+        .create(&c)
+        .await
+        .unwrap_err();
+    match &e {
+        BackupError::Client(inner) => assert!(inner.status().is_some(), "{inner}"),
+        other => panic!("expected a client error, got {other}"),
+    }
+    assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+
+    // A token without access: Vault's 403 is kept.
+    let no_access = c.with_token("s.not-a-token".to_string().into());
+    let e = Backups::new(dir.path())
+        .create(&no_access)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, BackupError::Client(inner) if inner.is_permission_denied()),
+        "{e}"
+    );
+
+    // An empty directory lists no backups; a missing one too.
+    assert!(Backups::new(dir.path()).list().await.unwrap().is_empty());
+    assert!(Backups::new(dir.path().join("missing"))
+        .list()
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -1,0 +1,293 @@
+//! The health report and the guide's alert rules: on a real OpenBao dev server, and with
+//! wiremock for what a fresh server cannot show (slow requests, many leases, no leader).
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use vault_ops_core::api::tokens::TokenCreateRequest;
+use vault_ops_core::health_report::{Severity, Thresholds};
+use vault_ops_core::VaultClient;
+use vault_ops_testkit::BaoServer;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn client(addr: &str, token: &str) -> VaultClient {
+    VaultClient::builder()
+        .address(addr)
+        .token(token)
+        .max_retries(0)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn healthy_dev_server_has_no_findings() {
+    let bao = BaoServer::start().await;
+    let c = client(&bao.addr(), bao.root_token());
+    // The runtime gauges appear a second or two after start: wait (bounded) for them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while c
+        .sys()
+        .metrics()
+        .await
+        .unwrap()
+        .first("vault_runtime_alloc_bytes")
+        .is_none()
+    {
+        assert!(std::time::Instant::now() < deadline, "no runtime metrics");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let report = c.health_report(&Thresholds::default()).await;
+    assert_eq!(report.exit_code(), 0, "{report}");
+    assert!(report.findings.is_empty(), "{report}");
+    assert_eq!(report.severity(), Severity::Ok);
+    let h = report.health.as_ref().unwrap();
+    assert!(!h.sealed);
+    let m = report.metrics.as_ref().expect("dev mode has metrics");
+    assert!(m.alloc_bytes.unwrap() > 0.0);
+    assert_eq!(m.leases, Some(0.0));
+    assert!(report.token.as_ref().unwrap().never_expires);
+    assert!(
+        report.notes.iter().any(|n| n.contains("memory limit")),
+        "{:?}",
+        report.notes
+    );
+    let text = report.to_string();
+    assert!(text.contains(": OK"), "{text}");
+    assert!(text.contains("No findings."), "{text}");
+    assert!(!text.contains(bao.root_token()), "no token in the text");
+    let j: Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(j["status"], "ok");
+    assert_eq!(j["findings"].as_array().unwrap().len(), 0);
+    assert_eq!(j["thresholds"]["p99_latency"], 1.0);
+    assert_eq!(j["thresholds"]["min_token_ttl"], 3600.0);
+    assert_eq!(j["thresholds"]["max_leases"], 10000);
+    assert!(
+        !report.to_json().contains(bao.root_token()),
+        "no token in the JSON"
+    );
+
+    // The memory rule against the server's real heap: a 1 MiB limit is exceeded.
+    let report = c
+        .health_report(&Thresholds::default().memory_limit_bytes(1024 * 1024))
+        .await;
+    let f = report
+        .finding("memory")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.what.contains("1.0 MiB limit"), "{}", f.what);
+    assert_eq!(report.exit_code(), 1);
+    // ... and a generous one is not.
+    let report = c
+        .health_report(&Thresholds::default().memory_limit_bytes(64 * 1024 * 1024 * 1024))
+        .await;
+    assert!(report.finding("memory").is_none(), "{report}");
+}
+
+#[tokio::test]
+async fn short_lived_token_warns() {
+    let bao = BaoServer::start().await;
+    let root = client(&bao.addr(), bao.root_token());
+    let auth = root
+        .tokens()
+        .create(&TokenCreateRequest::default().ttl("10m"))
+        .await
+        .unwrap();
+    let c = root.with_token(auth.client_token.clone());
+    let report = c.health_report(&Thresholds::default()).await;
+    let f = report
+        .finding("token_expiry")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(
+        f.what.contains("expires in 9m") || f.what.contains("expires in 10m"),
+        "{}",
+        f.what
+    );
+    assert!(
+        f.first_step.contains("vault token renew"),
+        "{}",
+        f.first_step
+    );
+    assert_eq!(report.exit_code(), 1);
+    assert!(
+        report.to_string().contains("[WARNING] token_expiry"),
+        "{report}"
+    );
+    // The threshold is configurable: 5 minutes does not fire for a 10-minute token.
+    let report = c
+        .health_report(&Thresholds::default().min_token_ttl(Duration::from_secs(300)))
+        .await;
+    assert!(report.finding("token_expiry").is_none(), "{report}");
+}
+
+#[tokio::test]
+async fn sealed_server_is_critical() {
+    let bao = BaoServer::start().await;
+    let c = client(&bao.addr(), bao.root_token());
+    c.sys().seal().await.unwrap();
+    let report = c.health_report(&Thresholds::default()).await;
+    let f = report
+        .finding("sealed")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(f.severity, Severity::Critical);
+    assert!(
+        f.first_step.contains("vault operator unseal"),
+        "{}",
+        f.first_step
+    );
+    assert_eq!(report.exit_code(), 2);
+    assert!(report.is_critical());
+    assert!(report.seal.as_ref().unwrap().sealed);
+    assert!(
+        report.notes.iter().any(|n| n.contains("not serving")),
+        "{:?}",
+        report.notes
+    );
+    let j: Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(j["status"], "critical");
+    assert_eq!(j["findings"][0]["check"], "sealed");
+    assert!(report.to_string().contains("[CRITICAL] sealed"), "{report}");
+}
+
+#[tokio::test]
+async fn unreachable_node_is_critical() {
+    let port = vault_ops_testkit::free_port();
+    let c = client(&format!("http://127.0.0.1:{port}"), "s.x");
+    let report = c.health_report(&Thresholds::default()).await;
+    let f = report
+        .finding("unreachable")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(f.severity, Severity::Critical);
+    assert_eq!(report.exit_code(), 2);
+    assert!(report.health.is_none());
+    assert!(report.to_string().contains("not reachable"), "{report}");
+}
+
+/// A mock node: healthy unless told otherwise, with the given metrics text and leader reply.
+async fn mock_node(metrics: ResponseTemplate, leader: Value, ttl: i64) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/sys/health"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "initialized": true, "sealed": false, "standby": false,
+            "version": "2.7.2", "cluster_name": "mock"
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/sys/seal-status"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "type": "shamir", "initialized": true, "sealed": false, "t": 1, "n": 1,
+            "progress": 0, "version": "2.7.2", "storage_type": "inmem"
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/sys/leader"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(leader))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/sys/metrics"))
+        .respond_with(metrics)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/auth/token/lookup-self"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": {"display_name": "token", "policies": ["default"], "ttl": ttl,
+                     "expire_time": "2030-01-01T00:00:00Z", "renewable": true}
+        })))
+        .mount(&server)
+        .await;
+    server
+}
+
+const BUSY_METRICS: &str = "\
+# TYPE vault_core_handle_request summary
+vault_core_handle_request{quantile=\"0.5\"} 12.5
+vault_core_handle_request{quantile=\"0.9\"} 800
+vault_core_handle_request{quantile=\"0.99\"} 2500
+vault_core_handle_request_sum 9999
+vault_core_handle_request_count 40
+# TYPE vault_expire_num_leases gauge
+vault_expire_num_leases 12345
+# TYPE vault_runtime_alloc_bytes gauge
+vault_runtime_alloc_bytes 900000000
+";
+
+fn no_ha() -> Value {
+    json!({"ha_enabled": false, "is_self": false, "leader_address": ""})
+}
+
+#[tokio::test]
+async fn busy_node_warns_on_latency_leases_and_memory() {
+    let server = mock_node(
+        ResponseTemplate::new(200)
+            .insert_header("content-type", "text/plain; version=0.0.4")
+            .set_body_string(BUSY_METRICS),
+        no_ha(),
+        86_400,
+    )
+    .await;
+    let c = client(&server.uri(), "s.mock");
+    let t = Thresholds::default().memory_limit_bytes(1_000_000_000);
+    let report = c.health_report(&t).await;
+    assert_eq!(report.exit_code(), 1, "{report}");
+    let checks: Vec<&str> = report.findings.iter().map(|f| f.check.as_str()).collect();
+    assert_eq!(checks.len(), 3, "{report}");
+    for c in ["request_latency", "lease_count", "memory"] {
+        assert!(checks.contains(&c), "{c} missing: {report}");
+    }
+    let lat = report.finding("request_latency").unwrap();
+    assert!(lat.what.contains("2.50 s"), "{}", lat.what);
+    assert!(lat.what.contains("threshold 1.00 s"), "{}", lat.what);
+    assert!(report
+        .finding("lease_count")
+        .unwrap()
+        .what
+        .contains("12345"));
+    assert!(report.finding("memory").unwrap().what.contains("90 %"));
+    let m = report.metrics.as_ref().unwrap();
+    assert_eq!(m.p99_request_ms, Some(2500.0));
+
+    // Raised thresholds: nothing fires.
+    let relaxed = Thresholds::default()
+        .p99_latency(Duration::from_secs(3))
+        .max_leases(20_000)
+        .memory_limit_bytes(1_000_000_000)
+        .memory_fraction(0.95);
+    let report = c.health_report(&relaxed).await;
+    assert!(report.findings.is_empty(), "{report}");
+    assert_eq!(report.exit_code(), 0);
+}
+
+#[tokio::test]
+async fn no_leader_is_critical_and_disabled_metrics_are_a_note() {
+    let server = mock_node(
+        ResponseTemplate::new(400).set_body_string("prometheus is not enabled"),
+        json!({"ha_enabled": true, "is_self": false, "leader_address": "",
+               "leader_cluster_address": ""}),
+        86_400,
+    )
+    .await;
+    let c = client(&server.uri(), "s.mock");
+    let report = c.health_report(&Thresholds::default()).await;
+    let f = report
+        .finding("no_leader")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(f.severity, Severity::Critical);
+    assert!(f.first_step.contains("list-peers"), "{}", f.first_step);
+    assert_eq!(report.exit_code(), 2);
+    assert!(report.metrics.is_none());
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("prometheus is not enabled")),
+        "{:?}",
+        report.notes
+    );
+    assert!(report.to_string().contains("leader:  none"), "{report}");
+}

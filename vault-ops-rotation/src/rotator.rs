@@ -51,6 +51,9 @@ pub struct RotationResult {
     pub steps: Vec<StepTiming>,
     /// The error, for `Failed`, `RolledBack` and `Conflict`.
     pub error: Option<crate::RotationError>,
+    /// When the secret is next due (from the state kept in Vault), when known. The scheduler
+    /// sleeps until then instead of polling.
+    pub next_due_at: Option<SystemTime>,
 }
 
 impl RotationResult {

@@ -105,6 +105,22 @@ enum WaitError {
 
 /// Polls `GET {addr}/v1/sys/health` every 50 ms until `accept(status)` holds, the process
 /// exits, or the start timeout passes.
+/// Right after start, the dev server's `secret/` KV v2 mount answers reads with 400 "Upgrading
+/// from non-versioned to versioned data" for a moment: wait (bounded) until a read of a missing
+/// secret gives its ordinary 404.
+async fn wait_for_kv2(addr: &str, token: &str) {
+    let http = crate::util::http_client(Duration::from_secs(2));
+    let url = format!("{addr}/v1/secret/data/vault-ops-testkit-ready");
+    for _ in 0..200 {
+        if let Ok(resp) = http.get(&url).header("X-Vault-Token", token).send().await {
+            if resp.status().as_u16() != 400 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 async fn wait_for_health(
     child: &mut Child,
     addr: &str,
@@ -186,6 +202,7 @@ impl BaoServer {
             let addr = format!("http://127.0.0.1:{port}");
             match wait_for_health(&mut child, &addr, |s| s == 200).await {
                 Ok(_) => {
+                    wait_for_kv2(&addr, &root_token).await;
                     return BaoServer {
                         child,
                         pid,

@@ -1,0 +1,147 @@
+//! Rotates a PostgreSQL credential kept in Vault.
+//!
+//! ```text
+//! VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=... \
+//! PGHOST=127.0.0.1 PGPORT=5432 PGDATABASE=postgres \
+//! PGADMIN_USER=postgres PGADMIN_PASSWORD=... \
+//!   cargo run -p vault-ops-rotation --example rotate_database -- main-db --user app
+//! ```
+//!
+//! Arguments: `NAME` (the credential at `secret/database/NAME`), then one of `--user ROLE`
+//! (single user) or `--alternate ROLE_A ROLE_B` (alternating users); optionally
+//! `--every-days N` (rotate only when due), `--mount MOUNT`, `--tls disable|prefer|require`.
+//! Without `--user`/`--alternate`, the role named in the existing credential is rotated.
+//!
+//! Environment: Vault as for `VaultClient::from_env` (`VAULT_ADDR`/`BAO_ADDR`, `VAULT_TOKEN`,
+//! ...); PostgreSQL: `PGHOST` (default `127.0.0.1`), `PGPORT` (5432), `PGDATABASE`
+//! (`postgres`), `PGADMIN_USER` (or `PGUSER`, default `postgres`) and `PGADMIN_PASSWORD` (or
+//! `PGPASSWORD`, required), `PGSSLROOTCERT` (a CA certificate file to trust for TLS).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use vault_ops_core::{SecretString, VaultClient};
+use vault_ops_rotation::{DatabaseCredentialRotator, RotationStatus, Strategy, TlsMode};
+
+fn env_or(names: &[&str], default: &str) -> String {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    eprintln!("usage: rotate_database NAME [--user ROLE | --alternate ROLE_A ROLE_B] [--every-days N] [--mount MOUNT] [--tls disable|prefer|require]");
+    ExitCode::from(2)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+
+    let mut args = std::env::args().skip(1);
+    let Some(name) = args.next().filter(|a| !a.starts_with("--")) else {
+        return usage("the credential NAME is missing");
+    };
+    let mut strategy = None;
+    let mut every = None;
+    let mut mount = None;
+    let mut tls = TlsMode::Prefer;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--user" => match args.next() {
+                Some(u) => strategy = Some(Strategy::single_user(u)),
+                None => return usage("--user needs a role"),
+            },
+            "--alternate" => match (args.next(), args.next()) {
+                (Some(a), Some(b)) => strategy = Some(Strategy::alternating_users(a, b)),
+                _ => return usage("--alternate needs two roles"),
+            },
+            "--every-days" => match args.next().and_then(|d| d.parse::<u64>().ok()) {
+                Some(days) => every = Some(Duration::from_secs(days * 86_400)),
+                None => return usage("--every-days needs a number"),
+            },
+            "--mount" => match args.next() {
+                Some(m) => mount = Some(m),
+                None => return usage("--mount needs a mount"),
+            },
+            "--tls" => match args.next().as_deref() {
+                Some("disable") => tls = TlsMode::Disable,
+                Some("prefer") => tls = TlsMode::Prefer,
+                Some("require") => tls = TlsMode::Require,
+                _ => return usage("--tls is disable, prefer or require"),
+            },
+            other => return usage(&format!("unknown argument {other:?}")),
+        }
+    }
+
+    let client = match VaultClient::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let host = env_or(&["PGHOST"], "127.0.0.1");
+    let port = match env_or(&["PGPORT"], "5432").parse::<u16>() {
+        Ok(p) => p,
+        Err(_) => return usage("PGPORT is not a port number"),
+    };
+    let database = env_or(&["PGDATABASE"], "postgres");
+    let admin = env_or(&["PGADMIN_USER", "PGUSER"], "postgres");
+    let admin_password = env_or(&["PGADMIN_PASSWORD", "PGPASSWORD"], "");
+    if admin_password.is_empty() {
+        return usage("set PGADMIN_PASSWORD (or PGPASSWORD) to the admin role's password");
+    }
+
+    let mut rotator =
+        DatabaseCredentialRotator::new(client, host, admin, SecretString::from(admin_password))
+            .port(port)
+            .database(database)
+            .tls(tls);
+    if let Some(s) = strategy {
+        rotator = rotator.strategy(s);
+    }
+    if let Ok(path) = std::env::var("PGSSLROOTCERT") {
+        match std::fs::read(&path) {
+            Ok(pem) => rotator = rotator.tls_ca_pem(pem),
+            Err(e) => {
+                eprintln!("error: cannot read PGSSLROOTCERT {path}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Some(m) = mount {
+        rotator = rotator.mount(m);
+    }
+
+    let result = match every {
+        Some(every) => rotator.rotate_if_due(&name, every).await,
+        None => rotator.rotate(&name).await,
+    };
+    println!(
+        "{name}: {:?}, credential version {:?} -> {:?}, took {:?}",
+        result.status, result.version_before, result.version_after, result.duration
+    );
+    for step in &result.steps {
+        println!("  {:<16} {:?}", step.step, step.duration);
+    }
+    if let Some(due) = result.next_due_at {
+        if let Ok(d) = due.duration_since(std::time::UNIX_EPOCH) {
+            println!(
+                "  next due at {}",
+                vault_ops_rotation::state::vault_time::format_rfc3339(std::time::UNIX_EPOCH + d)
+            );
+        }
+    }
+    if let Some(e) = &result.error {
+        eprintln!("  error: {e}");
+    }
+    match result.status {
+        RotationStatus::Success | RotationStatus::SkippedNotDue => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}

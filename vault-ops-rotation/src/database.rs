@@ -1,0 +1,1806 @@
+//! PostgreSQL password rotation: [`DatabaseCredentialRotator`].
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use vault_ops_core::{SecretString, VaultClient};
+//! use vault_ops_rotation::{DatabaseCredentialRotator, Rotator, Strategy, TlsMode};
+//!
+//! let client = VaultClient::from_env()?;
+//! let rotator = DatabaseCredentialRotator::new(
+//!     client,
+//!     "db.internal",
+//!     "vault_admin",
+//!     SecretString::from("admin-password".to_string()),
+//! )
+//! .port(5432)
+//! .database("app")
+//! .tls(TlsMode::Prefer)
+//! .strategy(Strategy::alternating_users("app_blue", "app_green"));
+//!
+//! // Rotates now (consumers read secret/database/main-db):
+//! let result = rotator.rotate("main-db").await;
+//! println!("{:?}: version {:?} -> {:?}", result.status, result.version_before, result.version_after);
+//!
+//! // Or only when 30 days have passed since the last rotation (by Vault's clock):
+//! let result = rotator.rotate_if_due("main-db", Duration::from_secs(30 * 86_400)).await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Paths and data
+//!
+//! For a credential named `main-db`, with the defaults:
+//!
+//! | | path | who reads it |
+//! |---|---|---|
+//! | `C`, the credential | `secret/database/main-db` | consumers (apps, Vault Secrets Operator) |
+//! | `S`, the state record | `secret/rotation-state/database/main-db` | the rotators only |
+//!
+//! Change them with [`mount`](DatabaseCredentialRotator::mount),
+//! [`state_mount`](DatabaseCredentialRotator::state_mount) (a separate mount makes it easy to keep
+//! consumers out of `S`), [`credential_prefix`](DatabaseCredentialRotator::credential_prefix) and
+//! [`state_prefix`](DatabaseCredentialRotator::state_prefix).
+//!
+//! `C` holds string values `{"username", "password", "host", "port", "database"}`. A rotation
+//! replaces `username` and `password` and keeps every other key as it was (so a `host` that
+//! points at a pooler stays); `host`, `port` and `database` are filled from the rotator's
+//! settings only when `C` is created. Both paths get `cas_required`; `C` keeps at least 2
+//! versions (`max_versions`, 5 by default, set only when its metadata has less), so the
+//! previous credential stays readable. The rotator writes `C` exactly once per rotation — never
+//! for bookkeeping — since consumers may restart on every new version.
+//!
+//! ## The protocol
+//!
+//! 1. **Load** `S`. A pending rotation left by a crashed run is taken over (own one at once,
+//!    another owner's once its lease expired) and finished or undone (below). With
+//!    [`rotate_if_due`](Rotator::rotate_if_due), a credential rotated less than `every` ago by
+//!    Vault's clock is skipped.
+//! 2. **Check**: read `C`; log in as the admin; the role must exist (roles and grants are an
+//!    administrator's job: a missing role fails, it is never created); `C`'s credential must
+//!    still log in — if not, its password was changed out of band: **conflict**, nothing
+//!    touched.
+//! 3. **Claim** `S` with check-and-set: phase pending, epoch, owner, lease, the new password
+//!    (from a CSPRNG, see [`PasswordPolicy`]), the role, the password to roll back to and the
+//!    base version of `C`. The password is durable in Vault before the database sees it.
+//! 4. **Apply**: `ALTER ROLE <role> WITH PASSWORD '<verifier>'`, the identifier escaped by
+//!    postgres-protocol and the SCRAM-SHA-256 verifier computed here, so the plaintext never
+//!    reaches the server's log or `pg_stat_activity`. Then `S` records `applied`.
+//! 5. **Verify**: a fresh login with the new password plus the verification query (`SELECT 1`,
+//!    see [`verify_query`](DatabaseCredentialRotator::verify_query)). On failure the role is set
+//!    back to the password in `C` (**rolled back**) and `S` closed.
+//! 6. **Commit** `C` with check-and-set against the base version. If `C` changed meanwhile, that
+//!    is a concurrent edit: **conflict**, nothing overwritten.
+//! 7. **Close** `S`: idle, `last_rotated_at` = the new version's `created_time` (Vault's clock),
+//!    `next_due_at`, history.
+//!
+//! ## Failures and recovery
+//!
+//! | where it stops | what the next run (any replica) does |
+//! |---|---|
+//! | before the claim | nothing to finish; it starts afresh |
+//! | after the claim, or after `ALTER ROLE` (or its reply was lost) | probes: logs in with the pending password; if that works it was applied → verify, commit, close; if the password in `C` works it was not → applies the recorded password; if neither works → conflict |
+//! | after verify | `C` unchanged and the pending password logs in → commit, close |
+//! | after the commit of `C` (or its reply was lost) | `C` is newer and holds the pending password → close as rotated |
+//! | during a rollback | sets the role back to `C`'s password again, closes as rolled back |
+//! | PostgreSQL down | before the claim: failed, nothing changed; before the apply: the claim is closed as failed; after it: `S` stays pending and the next run resumes |
+//! | Vault sealed or unreachable | the run fails; `S` is whatever was last written and the next run resumes from it (every write of `S` that may have been lost is checked by re-reading) |
+//! | `C` edited by someone else | conflict; `C` is not touched; if `C`'s credential does not log in, `S` stays pending (keeping the password the role now has) and every run reports the conflict until `C` works again |
+//! | password changed out of band | conflict; nothing touched |
+//!
+//! Two replicas never rotate the same credential at once: the claim is a check-and-set on `S`,
+//! and a live lease of another owner makes a run stand back (reported as
+//! [`RotationStatus::SkippedNotDue`]). The lease (default 2 minutes) must exceed a run's
+//! duration: it is renewed by each write of `S`.
+//!
+//! ## Strategies
+//!
+//! - [`Strategy::single_user`] (or no strategy: the user named in `C`): the role's password
+//!   changes; sessions already open stay open, new logins need the new password.
+//! - [`Strategy::alternating_users`]: two roles with the same grants; each rotation sets a new
+//!   password on the role **not** in `C` and then points `C` at it, so the previous credential
+//!   keeps working for a whole period (connection pools using it are undisturbed).
+//!
+//! ## TLS
+//!
+//! [`TlsMode::Require`] and [`TlsMode::Prefer`] (the default) use rustls (with ring), verify the
+//! server's certificate against the webpki (Mozilla) roots plus any CA given with
+//! [`tls_ca_pem`](DatabaseCredentialRotator::tls_ca_pem), and check the host name (or IP
+//! address) — there is no mode that skips verification. `Prefer` falls back to plain text only
+//! when the server does not offer TLS at all; a certificate that fails verification is an
+//! error. [`TlsMode::Disable`] never uses TLS. SCRAM runs without channel binding.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use postgres_protocol::escape::{escape_identifier, escape_literal};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+use vault_ops_core::api::kv2::MetadataUpdate;
+use vault_ops_core::VaultClient;
+
+use crate::rotator::{RotationResult, RotationStatus, Rotator, StepTiming};
+use crate::state::{
+    self, default_owner, Claim, ClaimOptions, Close, HistoryOutcome, Snapshot, StateError,
+    StateStore, Step,
+};
+use crate::{FaultHook, FaultPoint, RotationError};
+
+/// Default KV v2 mount.
+pub const DEFAULT_MOUNT: &str = "secret";
+/// Default prefix of credential paths (`C` = `<mount>/<prefix>/<name>`).
+pub const DEFAULT_CREDENTIAL_PREFIX: &str = "database";
+/// Default prefix of state paths (`S` = `<state mount>/<prefix>/<name>`).
+pub const DEFAULT_STATE_PREFIX: &str = "rotation-state/database";
+/// Default lease of a claimed rotation.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
+/// Default `max_versions` set on `C` when its metadata keeps fewer than 2.
+pub const DEFAULT_CREDENTIAL_MAX_VERSIONS: u64 = 5;
+
+const APPLICATION_NAME: &str = "vault-ops-rotation";
+
+/// How to use TLS towards PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TlsMode {
+    /// Never use TLS.
+    Disable,
+    /// Use TLS when the server offers it (verifying its certificate and name); plain text
+    /// when it does not.
+    #[default]
+    Prefer,
+    /// Require TLS, verifying the server's certificate and name.
+    Require,
+}
+
+/// Which roles a rotation changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Strategy {
+    /// One role whose password changes.
+    SingleUser {
+        /// The role.
+        username: String,
+    },
+    /// Two roles with the same grants; each rotation changes the one not in `C` and points `C`
+    /// at it.
+    AlternatingUsers {
+        /// The first role (used first).
+        a: String,
+        /// The second role.
+        b: String,
+    },
+}
+
+impl Strategy {
+    /// [`Strategy::SingleUser`].
+    pub fn single_user(username: impl Into<String>) -> Self {
+        Strategy::SingleUser {
+            username: username.into(),
+        }
+    }
+
+    /// [`Strategy::AlternatingUsers`].
+    pub fn alternating_users(a: impl Into<String>, b: impl Into<String>) -> Self {
+        Strategy::AlternatingUsers {
+            a: a.into(),
+            b: b.into(),
+        }
+    }
+}
+
+/// How new passwords are made: `length` characters drawn uniformly from `alphabet` by the
+/// operating system–seeded CSPRNG of `rand` (ChaCha).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PasswordPolicy {
+    /// Characters per password (16..=1024).
+    pub length: usize,
+    /// The characters to draw from (at least 10 distinct, printable, no whitespace).
+    pub alphabet: Vec<char>,
+}
+
+impl Default for PasswordPolicy {
+    /// 32 characters of `A-Za-z0-9` (about 190 bits).
+    fn default() -> Self {
+        PasswordPolicy {
+            length: 32,
+            alphabet: ('A'..='Z').chain('a'..='z').chain('0'..='9').collect(),
+        }
+    }
+}
+
+impl PasswordPolicy {
+    /// A policy with this length and alphabet.
+    pub fn new(length: usize, alphabet: &str) -> Self {
+        PasswordPolicy {
+            length,
+            alphabet: alphabet.chars().collect(),
+        }
+    }
+
+    /// The default alphabet plus `-_.~!#%^*+=` (URL- and shell-friendly symbols).
+    pub fn with_symbols(length: usize) -> Self {
+        let mut p = PasswordPolicy {
+            length,
+            ..PasswordPolicy::default()
+        };
+        p.alphabet.extend("-_.~!#%^*+=".chars());
+        p
+    }
+
+    /// Checks the policy.
+    pub fn validate(&self) -> Result<(), RotationError> {
+        if !(16..=1024).contains(&self.length) {
+            return Err(RotationError::Config(format!(
+                "password length {} is outside 16..=1024",
+                self.length
+            )));
+        }
+        let mut distinct = self.alphabet.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() < 10 {
+            return Err(RotationError::Config(
+                "the password alphabet needs at least 10 distinct characters".into(),
+            ));
+        }
+        if distinct.iter().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(RotationError::Config(
+                "the password alphabet must not contain whitespace or control characters".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A new password.
+    pub fn generate(&self) -> Result<SecretString, RotationError> {
+        use rand::Rng;
+        self.validate()?;
+        let mut rng = rand::rng();
+        let password: String = (0..self.length)
+            .map(|_| self.alphabet[rng.random_range(0..self.alphabet.len())])
+            .collect();
+        Ok(SecretString::from(password))
+    }
+}
+
+/// The pending payload recorded in `S` for a database rotation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DbPending {
+    /// The role whose password is being changed.
+    pub username: String,
+    /// The new password.
+    #[serde(with = "state::secret_serde")]
+    pub password: SecretString,
+    /// The password to set back if verification fails (the role's password in `C`), when known.
+    #[serde(default, with = "opt_secret")]
+    pub rollback_password: Option<SecretString>,
+}
+
+mod opt_secret {
+    use secrecy::{ExposeSecret, SecretString};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(secret) => s.serialize_some(secret.expose_secret()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.map(SecretString::from))
+    }
+}
+
+/// Rotates PostgreSQL role passwords kept in Vault KV v2; see the [module docs](self).
+#[derive(Clone)]
+pub struct DatabaseCredentialRotator {
+    client: VaultClient,
+    host: String,
+    port: u16,
+    database: String,
+    tls: TlsMode,
+    tls_ca_pem: Option<Vec<u8>>,
+    admin_username: String,
+    admin_password: SecretString,
+    connect_timeout: Duration,
+    mount: String,
+    credential_prefix: String,
+    state_mount: Option<String>,
+    state_prefix: String,
+    policy: PasswordPolicy,
+    strategy: Option<Strategy>,
+    owner: String,
+    lease: Duration,
+    verify_query: String,
+    credential_max_versions: u64,
+    fault: Option<FaultHook>,
+}
+
+impl std::fmt::Debug for DatabaseCredentialRotator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseCredentialRotator")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("tls", &self.tls)
+            .field("admin_username", &self.admin_username)
+            .field("admin_password", &"[REDACTED]")
+            .field("mount", &self.mount)
+            .field("credential_prefix", &self.credential_prefix)
+            .field("state_mount", &self.state_mount)
+            .field("state_prefix", &self.state_prefix)
+            .field("strategy", &self.strategy)
+            .field("owner", &self.owner)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DatabaseCredentialRotator {
+    /// A rotator for roles on the PostgreSQL server at `db_host` (port 5432, database
+    /// `postgres`), changing passwords as `admin_username` (a superuser, or a role with
+    /// `CREATEROLE` that may alter the managed roles).
+    pub fn new(
+        client: VaultClient,
+        db_host: impl Into<String>,
+        admin_username: impl Into<String>,
+        admin_password: SecretString,
+    ) -> Self {
+        DatabaseCredentialRotator {
+            client,
+            host: db_host.into(),
+            port: 5432,
+            database: "postgres".into(),
+            tls: TlsMode::default(),
+            tls_ca_pem: None,
+            admin_username: admin_username.into(),
+            admin_password,
+            connect_timeout: Duration::from_secs(10),
+            mount: DEFAULT_MOUNT.into(),
+            credential_prefix: DEFAULT_CREDENTIAL_PREFIX.into(),
+            state_mount: None,
+            state_prefix: DEFAULT_STATE_PREFIX.into(),
+            policy: PasswordPolicy::default(),
+            strategy: None,
+            owner: default_owner(),
+            lease: DEFAULT_LEASE,
+            verify_query: "SELECT 1".into(),
+            credential_max_versions: DEFAULT_CREDENTIAL_MAX_VERSIONS,
+            fault: None,
+        }
+    }
+
+    /// The PostgreSQL port (default 5432).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// The database to connect to (default `postgres`); also written to new credentials.
+    pub fn database(mut self, database: impl Into<String>) -> Self {
+        self.database = database.into();
+        self
+    }
+
+    /// TLS towards PostgreSQL (default [`TlsMode::Prefer`]).
+    pub fn tls(mut self, tls: TlsMode) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Also trusts these CA certificates (PEM) for PostgreSQL's server certificate, besides the
+    /// webpki (Mozilla) roots.
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca_pem = Some(pem.into());
+        self
+    }
+
+    /// Timeout of each connection attempt (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The KV v2 mount of the credentials (default `secret`), and of the state unless
+    /// [`state_mount`](Self::state_mount) is set.
+    pub fn mount(mut self, mount: impl Into<String>) -> Self {
+        self.mount = mount.into().trim_matches('/').to_string();
+        self
+    }
+
+    /// Credentials live at `<mount>/<prefix>/<name>` (default prefix `database`).
+    pub fn credential_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.credential_prefix = prefix.into().trim_matches('/').to_string();
+        self
+    }
+
+    /// A separate KV v2 mount for the state records.
+    pub fn state_mount(mut self, mount: impl Into<String>) -> Self {
+        self.state_mount = Some(mount.into().trim_matches('/').to_string());
+        self
+    }
+
+    /// State records live at `<state mount>/<prefix>/<name>` (default
+    /// `rotation-state/database`).
+    pub fn state_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.state_prefix = prefix.into().trim_matches('/').to_string();
+        self
+    }
+
+    /// How new passwords are made.
+    pub fn password_policy(mut self, policy: PasswordPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Which roles to rotate (default: the single user named in `C`, which must then exist).
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = Some(strategy);
+        self
+    }
+
+    /// This replica's id in claims (default: hostname, pid and a random part). A restarted
+    /// process with the same stable id takes over its own unfinished rotation at once.
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+
+    /// The lease of a claim (default 2 minutes): how long others wait before taking over a
+    /// rotation whose owner went silent.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The query run after a fresh login with the new password (default `SELECT 1`); e.g. a
+    /// query on a table the role must be able to read.
+    pub fn verify_query(mut self, query: impl Into<String>) -> Self {
+        self.verify_query = query.into();
+        self
+    }
+
+    /// `max_versions` set on `C` when its metadata keeps fewer than 2 (default 5, at least 2).
+    pub fn credential_max_versions(mut self, n: u64) -> Self {
+        self.credential_max_versions = n.max(2);
+        self
+    }
+
+    /// Fault injection for tests: see [`FaultHook`].
+    #[doc(hidden)]
+    pub fn fault_hook(mut self, hook: FaultHook) -> Self {
+        self.fault = Some(hook);
+        self
+    }
+
+    /// The owner id used in claims.
+    pub fn owner_id(&self) -> &str {
+        &self.owner
+    }
+
+    /// The path of `name`'s credential inside the mount.
+    pub fn credential_path(&self, name: &str) -> String {
+        join(&self.credential_prefix, name)
+    }
+
+    /// The state store used for `name`'s records.
+    pub fn state_store(&self) -> StateStore {
+        StateStore::new(
+            self.client.clone(),
+            self.state_mount
+                .clone()
+                .unwrap_or_else(|| self.mount.clone()),
+            self.state_prefix.clone(),
+        )
+    }
+
+    async fn run(&self, name: &str, every: Option<Duration>) -> RotationResult {
+        let mut run = Run {
+            name: name.trim_matches('/').to_string(),
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            steps: Vec::new(),
+            every,
+            version_before: None,
+            version_after: None,
+            next_due_at: None,
+            admin: None,
+        };
+        let outcome = if run.name.is_empty() {
+            Err((
+                RotationStatus::Failed,
+                RotationError::Config("the credential name is empty".into()),
+            ))
+        } else if let Err(e) = self.policy.validate() {
+            Err((RotationStatus::Failed, e))
+        } else {
+            self.run_inner(&mut run).await
+        };
+        let (status, error) = match outcome {
+            Ok(status) => (status, None),
+            Err((status, error)) => (status, Some(error)),
+        };
+        match (&status, &error) {
+            (RotationStatus::Success, _) => {
+                tracing::info!(name = %run.name, version = ?run.version_after, "database credential rotated")
+            }
+            (RotationStatus::SkippedNotDue, _) => {
+                tracing::debug!(name = %run.name, "rotation skipped")
+            }
+            (s, Some(e)) => {
+                tracing::warn!(name = %run.name, status = ?s, error = %e, "database rotation did not succeed")
+            }
+            (s, None) => {
+                tracing::warn!(name = %run.name, status = ?s, "database rotation did not succeed")
+            }
+        }
+        if run.version_after.is_none() {
+            run.version_after = run.version_before;
+        }
+        RotationResult {
+            name: run.name,
+            status,
+            version_before: run.version_before,
+            version_after: run.version_after,
+            started_at: run.started_at,
+            duration: run.started.elapsed(),
+            steps: run.steps,
+            error,
+            next_due_at: run.next_due_at,
+        }
+    }
+
+    async fn run_inner(&self, run: &mut Run) -> Outcome {
+        let store = self.state_store();
+        // At most two passes: a conflict found resolved closes `S` and goes on with a fresh
+        // rotation.
+        for _ in 0..2 {
+            let t = Instant::now();
+            let snap = store.load::<DbPending>(&run.name).await;
+            run.step("load", t);
+            let snap = snap.map_err(failed)?;
+            run.next_due_at = match run.every {
+                Some(every) => snap.due_at(every),
+                None => snap.state.next_due_time(),
+            };
+            if let Some(p) = snap.pending() {
+                if !snap.can_take_over(&self.owner) {
+                    tracing::info!(name = %run.name, owner = %p.owner, "another run holds this rotation; standing back");
+                    run.next_due_at = snap.lease_expires_at();
+                    return Ok(RotationStatus::SkippedNotDue);
+                }
+                let t = Instant::now();
+                let claim = store.take_over(&snap, &self.claim_options()).await;
+                run.step("take_over", t);
+                let claim = match claim {
+                    Ok(c) => c,
+                    Err(e) if e.is_contended() => return Ok(RotationStatus::SkippedNotDue),
+                    Err(e) => return Err(failed(e)),
+                };
+                match self.resume(run, &store, claim).await? {
+                    Resumed::Done(status) => return Ok(status),
+                    Resumed::Continue => continue,
+                }
+            }
+            if let Some(every) = run.every {
+                if !snap.is_due(every) {
+                    return Ok(RotationStatus::SkippedNotDue);
+                }
+            }
+            return self.fresh(run, &store, snap).await;
+        }
+        Err((
+            RotationStatus::Failed,
+            RotationError::Config(
+                "the rotation state changed while it was being resolved; try again".into(),
+            ),
+        ))
+    }
+
+    fn claim_options(&self) -> ClaimOptions {
+        ClaimOptions::new(self.owner.clone(), self.lease)
+    }
+
+    /// A fresh rotation from an idle state record.
+    async fn fresh(&self, run: &mut Run, store: &StateStore, snap: Snapshot<DbPending>) -> Outcome {
+        let t = Instant::now();
+        let current = self.read_credential(&run.name).await;
+        run.step("read", t);
+        let current = current.map_err(failed)?;
+        run.version_before = current.as_ref().map(|c| c.version);
+        let username = self.target_username(&run.name, current.as_ref())?;
+
+        // Checks before anything is claimed.
+        let t = Instant::now();
+        let checked = self.precheck(run, &username, current.as_ref()).await;
+        run.step("check", t);
+        if let Err((status, error)) = checked {
+            let repeated = snap.state.history.last().is_some_and(|h| {
+                h.outcome == HistoryOutcome::Conflict
+                    && h.detail.as_deref() == Some(&error.to_string())
+            });
+            if status == RotationStatus::Conflict && !repeated {
+                let detail = error.to_string();
+                let noted = store
+                    .note(
+                        &snap,
+                        &self.owner,
+                        Close::with_outcome(HistoryOutcome::Conflict, detail),
+                    )
+                    .await;
+                if let Err(e) = noted {
+                    tracing::warn!(name = %run.name, error = %e, "could not record the conflict in the state record");
+                }
+            }
+            return Err((status, error));
+        }
+        if let Some(c) = &current {
+            self.ensure_credential_metadata(&run.name, c)
+                .await
+                .map_err(failed)?;
+        }
+
+        let rollback_password = self
+            .rollback_password(&run.name, &username, current.as_ref())
+            .await;
+        let password = self
+            .policy
+            .generate()
+            .map_err(|e| (RotationStatus::Failed, e))?;
+        let payload = DbPending {
+            username,
+            password,
+            rollback_password,
+        };
+        let base_version = current.as_ref().map_or(0, |c| c.version);
+        let t = Instant::now();
+        let claim = store
+            .claim(&snap, &self.claim_options(), base_version, payload)
+            .await;
+        run.step("claim", t);
+        let claim = match claim {
+            Ok(c) => c,
+            Err(e) if e.is_contended() || matches!(e, StateError::Unfinished { .. }) => {
+                tracing::info!(name = %run.name, error = %e, "another run claimed this rotation first");
+                return Ok(RotationStatus::SkippedNotDue);
+            }
+            Err(e) => return Err(failed(e)),
+        };
+        self.fault(FaultPoint::AfterClaim).await?;
+        self.apply_and_finish(run, store, claim, current).await
+    }
+
+    /// Applies the pending password, then verifies, commits and closes.
+    async fn apply_and_finish(
+        &self,
+        run: &mut Run,
+        store: &StateStore,
+        mut claim: Claim<DbPending>,
+        current: Option<Current>,
+    ) -> Outcome {
+        let username = claim.payload().username.clone();
+        let t = Instant::now();
+        let applied = self
+            .alter_password(run, &username, &claim.payload().password)
+            .await;
+        run.step("apply", t);
+        match applied {
+            Ok(()) => {}
+            Err(SqlFailure::Definite(error)) => {
+                // The server refused or was never reached: nothing changed.
+                let closed = store
+                    .close(
+                        claim,
+                        Close::with_outcome(HistoryOutcome::Failed, error.to_string()),
+                    )
+                    .await;
+                if let Err(e) = closed {
+                    tracing::warn!(name = %run.name, error = %e, "could not close the state record");
+                }
+                return Err((RotationStatus::Failed, error));
+            }
+            Err(SqlFailure::Unknown(error)) => {
+                // The reply was lost: probe instead of guessing.
+                let t = Instant::now();
+                let probe = self.probe(&username, &claim.payload().password, None).await;
+                run.step("probe", t);
+                match probe {
+                    Probe::Works => {}
+                    Probe::Rejected(_) => {
+                        let closed = store
+                            .close(
+                                claim,
+                                Close::with_outcome(HistoryOutcome::Failed, error.to_string()),
+                            )
+                            .await;
+                        if let Err(e) = closed {
+                            tracing::warn!(name = %run.name, error = %e, "could not close the state record");
+                        }
+                        return Err((RotationStatus::Failed, error));
+                    }
+                    Probe::Error(_) => return Err((RotationStatus::Failed, error)),
+                }
+            }
+        }
+        self.fault(FaultPoint::AfterApply).await?;
+        let t = Instant::now();
+        let advanced = store.advance(&mut claim, Step::Applied).await;
+        run.step("record_applied", t);
+        advanced.map_err(failed)?;
+        self.verify_and_finish(run, store, claim, current).await
+    }
+
+    /// Verifies the applied password; commits and closes, or rolls back.
+    async fn verify_and_finish(
+        &self,
+        run: &mut Run,
+        store: &StateStore,
+        claim: Claim<DbPending>,
+        current: Option<Current>,
+    ) -> Outcome {
+        let username = claim.payload().username.clone();
+        let t = Instant::now();
+        let verified = self
+            .probe(
+                &username,
+                &claim.payload().password,
+                Some(&self.verify_query),
+            )
+            .await;
+        run.step("verify", t);
+        match verified {
+            Probe::Works => {}
+            Probe::Rejected(message) => {
+                let error = RotationError::VerificationFailed { username, message };
+                return self.roll_back(run, store, claim, error).await;
+            }
+            Probe::Error(ProbeError {
+                message,
+                server_answered: true,
+                ..
+            }) => {
+                let error = RotationError::VerificationFailed { username, message };
+                return self.roll_back(run, store, claim, error).await;
+            }
+            Probe::Error(e) => {
+                // The server went away between apply and verify: leave the claim pending.
+                return Err((RotationStatus::Failed, e.into_error("verify")));
+            }
+        }
+        self.fault(FaultPoint::AfterVerify).await?;
+        self.commit(run, store, claim, current).await
+    }
+
+    /// Writes `C` with check-and-set against the base version, then closes `S`.
+    async fn commit(
+        &self,
+        run: &mut Run,
+        store: &StateStore,
+        claim: Claim<DbPending>,
+        current: Option<Current>,
+    ) -> Outcome {
+        let path = self.credential_path(&run.name);
+        let kv = self.client.kv2(&self.mount);
+        let base = claim.pending().base_version;
+        let data = self.credential_data(current.as_ref(), claim.payload());
+        let t = Instant::now();
+        if base == 0 {
+            let update = MetadataUpdate::new()
+                .cas_required(true)
+                .max_versions(self.credential_max_versions);
+            if let Err(e) = kv.write_metadata(&path, &update).await {
+                run.step("commit", t);
+                return Err(failed(e));
+            }
+        }
+        let written = kv.put_cas(&path, &data, base).await;
+        let committed = match written {
+            Ok(meta) => Ok((meta.version, meta.created_time)),
+            Err(e) => {
+                // Did it land (a lost reply, or a retried write)? Or did someone else write `C`?
+                match self.read_credential(&run.name).await {
+                    Ok(Some(c)) if c.version > base && c.matches(claim.payload()) => {
+                        Ok((c.version, c.created_time))
+                    }
+                    Ok(Some(c)) if c.version != base => Err(Some(c)),
+                    Ok(None) if base != 0 => Err(None),
+                    _ => {
+                        run.step("commit", t);
+                        return Err(failed(e));
+                    }
+                }
+            }
+        };
+        run.step("commit", t);
+        match committed {
+            Ok((version, created_time)) => {
+                run.version_after = Some(version);
+                self.fault(FaultPoint::AfterCommit).await?;
+                self.close_rotated(run, store, claim, version, created_time)
+                    .await
+            }
+            Err(changed) => {
+                let reason = match &changed {
+                    Some(c) => format!(
+                        "{}/{path} changed during the rotation (version {} instead of {base}); it was not overwritten",
+                        self.mount, c.version
+                    ),
+                    None => format!("{}/{path} was deleted during the rotation", self.mount),
+                };
+                self.conflict_with_changed_credential(run, store, claim, changed, reason)
+                    .await
+            }
+        }
+    }
+
+    async fn close_rotated(
+        &self,
+        run: &mut Run,
+        store: &StateStore,
+        claim: Claim<DbPending>,
+        version: u64,
+        created_time: String,
+    ) -> Outcome {
+        let every = run.every;
+        let t = Instant::now();
+        let closed = store
+            .close(
+                claim,
+                Close::rotated(version, created_time.clone()).every(every),
+            )
+            .await;
+        run.step("close", t);
+        let rotated_at = state::vault_time::parse_rfc3339(&created_time);
+        match closed {
+            Ok(c) => {
+                run.next_due_at = c
+                    .state
+                    .next_due_time()
+                    .or(rotated_at.zip(every).map(|(t, e)| t + e));
+            }
+            Err(e) => {
+                // The credential is rotated and verified; the next run closes `S`.
+                run.next_due_at = rotated_at.zip(every).map(|(t, e)| t + e);
+                tracing::warn!(name = %run.name, error = %e, "rotated, but the state record could not be closed; the next run closes it");
+            }
+        }
+        self.fault(FaultPoint::AfterClose).await?;
+        Ok(RotationStatus::Success)
+    }
+
+    /// Sets the role back to the password in `C` after a failed verification.
+    async fn roll_back(
+        &self,
+        run: &mut Run,
+        store: &StateStore,
+        mut claim: Claim<DbPending>,
+        error: RotationError,
+    ) -> Outcome {
+        let t = Instant::now();
+        let advanced = store.advance(&mut claim, Step::RollingBack).await;
+        if let Err(e) = advanced {
+            run.step("rollback", t);
+            return Err(failed(e));
+        }
+        let username = claim.payload().username.clone();
+        let detail = error.to_string();
+        let outcome = match claim.payload().rollback_password.clone() {
+            Some(old) => match self.alter_password(run, &username, &old).await {
+                Ok(()) => HistoryOutcome::RolledBack,
+                Err(SqlFailure::Definite(e) | SqlFailure::Unknown(e)) => {
+                    run.step("rollback", t);
+                    // `S` stays pending (rolling back): the next run finishes the rollback.
+                    return Err((RotationStatus::Failed, e));
+                }
+            },
+            // Alternating users: the role is not the one in `C`, which still works.
+            None if claim.pending().base_version != 0 => HistoryOutcome::RolledBack,
+            // Bootstrap: there is nothing to go back to.
+            None => HistoryOutcome::Failed,
+        };
+        let closed = store
+            .close(claim, Close::with_outcome(outcome, detail))
+            .await;
+        run.step("rollback", t);
+        if let Err(e) = closed {
+            tracing::warn!(name = %run.name, error = %e, "rolled back, but the state record could not be closed");
+        }
+        let status = if outcome == HistoryOutcome::RolledBack {
+            RotationStatus::RolledBack
+        } else {
+            RotationStatus::Failed
+        };
+        Err((status, error))
+    }
+
+    /// `C` changed under a pending rotation: never overwrite it.
+    async fn conflict_with_changed_credential(
+        &self,
+        run: &mut Run,
+        store: &StateStore,
+        mut claim: Claim<DbPending>,
+        changed: Option<Current>,
+        reason: String,
+    ) -> Outcome {
+        let error = RotationError::Conflict {
+            name: run.name.clone(),
+            reason: reason.clone(),
+        };
+        let works = match &changed {
+            Some(c) => matches!(
+                self.probe(&c.username, &c.password, None).await,
+                Probe::Works
+            ),
+            None => false,
+        };
+        if works {
+            // Whoever changed `C` left it working: drop the pending rotation.
+            let closed = store
+                .close(claim, Close::with_outcome(HistoryOutcome::Conflict, reason))
+                .await;
+            if let Err(e) = closed {
+                tracing::warn!(name = %run.name, error = %e, "could not close the state record");
+            }
+        } else if let Err(e) = store.mark_conflict(&mut claim, reason).await {
+            tracing::warn!(name = %run.name, error = %e, "could not record the conflict in the state record");
+        }
+        Err((RotationStatus::Conflict, error))
+    }
+
+    /// Finishes or undoes a pending rotation taken over from `S`.
+    async fn resume(
+        &self,
+        run: &mut Run,
+        store: &StateStore,
+        mut claim: Claim<DbPending>,
+    ) -> Result<Resumed, Failure> {
+        tracing::info!(name = %run.name, epoch = claim.pending().epoch, step = ?claim.pending().step, "resuming an unfinished rotation");
+        let t = Instant::now();
+        let current = self.read_credential(&run.name).await;
+        run.step("read", t);
+        let current = current.map_err(failed)?;
+        let base = claim.pending().base_version;
+        run.version_before = Some(base).filter(|v| *v != 0);
+
+        if let Some(reason) = claim.pending().conflict.clone() {
+            // A recorded conflict: resolved once `C`'s credential logs in again.
+            if let Some(c) = &current {
+                let t = Instant::now();
+                let probe = self.probe(&c.username, &c.password, None).await;
+                run.step("probe", t);
+                if matches!(probe, Probe::Works) {
+                    store
+                        .close(
+                            claim,
+                            Close::with_outcome(
+                                HistoryOutcome::Resolved,
+                                "the credential works again",
+                            ),
+                        )
+                        .await
+                        .map_err(failed)?;
+                    return Ok(Resumed::Continue);
+                }
+            }
+            return Err((
+                RotationStatus::Conflict,
+                RotationError::Conflict {
+                    name: run.name.clone(),
+                    reason,
+                },
+            ));
+        }
+
+        let current_version = current.as_ref().map_or(0, |c| c.version);
+        if current_version != base {
+            if let Some(c) = current
+                .as_ref()
+                .filter(|c| c.version > base && c.matches(claim.payload()))
+            {
+                // The commit landed; only the close is missing.
+                run.version_after = Some(c.version);
+                let (version, created) = (c.version, c.created_time.clone());
+                return self
+                    .close_rotated(run, store, claim, version, created)
+                    .await
+                    .map(Resumed::Done);
+            }
+            let reason = format!(
+                "{}/{} is at version {current_version}, not the {base} the pending rotation started from, and does not hold its password; it was not overwritten",
+                self.mount,
+                self.credential_path(&run.name)
+            );
+            return self
+                .conflict_with_changed_credential(run, store, claim, current, reason)
+                .await
+                .map(Resumed::Done);
+        }
+
+        let username = claim.payload().username.clone();
+        if claim.pending().step == Step::RollingBack {
+            let error = RotationError::VerificationFailed {
+                username,
+                message: "an earlier run's verification failed; finishing its rollback".into(),
+            };
+            return self
+                .roll_back(run, store, claim, error)
+                .await
+                .map(Resumed::Done);
+        }
+
+        // Was the pending password applied? Probe: pending first, then the current one.
+        let t = Instant::now();
+        let pending_probe = self.probe(&username, &claim.payload().password, None).await;
+        run.step("probe", t);
+        match pending_probe {
+            Probe::Works => {
+                if claim.pending().step == Step::Claimed {
+                    store
+                        .advance(&mut claim, Step::Applied)
+                        .await
+                        .map_err(failed)?;
+                }
+                self.verify_and_finish(run, store, claim, current)
+                    .await
+                    .map(Resumed::Done)
+            }
+            Probe::Rejected(_) => {
+                // Not applied (or undone): check that the credential in `C` still works.
+                if let Some(c) = &current {
+                    let t = Instant::now();
+                    let probe = self.probe(&c.username, &c.password, None).await;
+                    run.step("probe", t);
+                    match probe {
+                        Probe::Works => {}
+                        Probe::Rejected(message) => {
+                            let reason = format!(
+                                "neither the pending password nor the one in {}/{} logs in as {:?} ({message}): the password was changed outside the rotation",
+                                self.mount,
+                                self.credential_path(&run.name),
+                                c.username
+                            );
+                            if let Err(e) = store.mark_conflict(&mut claim, reason.clone()).await {
+                                tracing::warn!(name = %run.name, error = %e, "could not record the conflict");
+                            }
+                            return Err((
+                                RotationStatus::Conflict,
+                                RotationError::Conflict {
+                                    name: run.name.clone(),
+                                    reason,
+                                },
+                            ));
+                        }
+                        Probe::Error(e) => {
+                            return Err((RotationStatus::Failed, e.into_error("probe")))
+                        }
+                    }
+                }
+                self.apply_and_finish(run, store, claim, current)
+                    .await
+                    .map(Resumed::Done)
+            }
+            Probe::Error(e) => Err((RotationStatus::Failed, e.into_error("probe"))),
+        }
+    }
+
+    async fn fault(&self, point: FaultPoint) -> Result<(), Failure> {
+        if let Some(hook) = &self.fault {
+            if hook(point).await {
+                return Err((RotationStatus::Failed, RotationError::Interrupted(point)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Which role this rotation changes.
+    fn target_username(&self, name: &str, current: Option<&Current>) -> Result<String, Failure> {
+        let conflict = |reason: String| {
+            Err((
+                RotationStatus::Conflict,
+                RotationError::Conflict {
+                    name: name.to_string(),
+                    reason,
+                },
+            ))
+        };
+        match (&self.strategy, current) {
+            (None, Some(c)) => Ok(c.username.clone()),
+            (None, None) => Err((
+                RotationStatus::Failed,
+                RotationError::Config(format!(
+                    "{}/{} does not exist and no strategy names the role to create it for",
+                    self.mount,
+                    self.credential_path(name)
+                )),
+            )),
+            (Some(Strategy::SingleUser { username }), None) => Ok(username.clone()),
+            (Some(Strategy::SingleUser { username }), Some(c)) if &c.username == username => {
+                Ok(username.clone())
+            }
+            (Some(Strategy::SingleUser { username }), Some(c)) => conflict(format!(
+                "the credential names role {:?}, but the rotator manages {username:?}",
+                c.username
+            )),
+            (Some(Strategy::AlternatingUsers { a, .. }), None) => Ok(a.clone()),
+            (Some(Strategy::AlternatingUsers { a, b }), Some(c)) if &c.username == a => {
+                Ok(b.clone())
+            }
+            (Some(Strategy::AlternatingUsers { a, b }), Some(c)) if &c.username == b => {
+                Ok(a.clone())
+            }
+            (Some(Strategy::AlternatingUsers { a, b }), Some(c)) => conflict(format!(
+                "the credential names role {:?}, which is neither {a:?} nor {b:?}",
+                c.username
+            )),
+        }
+    }
+
+    /// Before claiming: the admin can connect, the role exists, `C` still logs in.
+    async fn precheck(
+        &self,
+        run: &mut Run,
+        username: &str,
+        current: Option<&Current>,
+    ) -> Result<(), Failure> {
+        let admin = self
+            .admin(run)
+            .await
+            .map_err(|e| (RotationStatus::Failed, e))?;
+        let exists = admin
+            .query_opt(
+                "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+                &[&username],
+            )
+            .await
+            .map_err(|e| (RotationStatus::Failed, db_error("look up the role", &e)))?;
+        if exists.is_none() {
+            return Err((
+                RotationStatus::Failed,
+                RotationError::RoleMissing {
+                    username: username.to_string(),
+                },
+            ));
+        }
+        if let Some(c) = current {
+            match self.probe(&c.username, &c.password, None).await {
+                Probe::Works => {}
+                Probe::Rejected(message) => {
+                    return Err((
+                        RotationStatus::Conflict,
+                        RotationError::Conflict {
+                            name: run.name.clone(),
+                            reason: format!(
+                                "the credential in {}/{} (version {}) does not log in as {:?} ({message}): the password was changed outside the rotation; nothing was changed",
+                                self.mount,
+                                self.credential_path(&run.name),
+                                c.version,
+                                c.username
+                            ),
+                        },
+                    ))
+                }
+                Probe::Error(e) => return Err((RotationStatus::Failed, e.into_error("log in with the current credential"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// The password to restore when verification fails: `C`'s for the same role; for
+    /// alternating users the previous version's, when that named the target role.
+    async fn rollback_password(
+        &self,
+        name: &str,
+        username: &str,
+        current: Option<&Current>,
+    ) -> Option<SecretString> {
+        let c = current?;
+        if c.username == username {
+            return Some(c.password.clone());
+        }
+        if c.version < 2 {
+            return None;
+        }
+        let path = self.credential_path(name);
+        match self
+            .client
+            .kv2(&self.mount)
+            .get_version::<Map<String, Value>>(&path, c.version - 1)
+            .await
+        {
+            Ok(prev) => match (prev.data.get("username"), prev.data.get("password")) {
+                (Some(Value::String(u)), Some(Value::String(p))) if u == username => {
+                    Some(SecretString::from(p.clone()))
+                }
+                _ => None,
+            },
+            Err(_) => None,
+        }
+    }
+
+    async fn read_credential(&self, name: &str) -> Result<Option<Current>, RotationError> {
+        let path = self.credential_path(name);
+        let secret = self
+            .client
+            .kv2(&self.mount)
+            .get_opt::<Map<String, Value>>(&path)
+            .await?;
+        let Some(secret) = secret else {
+            return Ok(None);
+        };
+        let mut data = secret.data;
+        let invalid = |reason: &str| RotationError::InvalidCredential {
+            path: format!("{}/{path}", self.mount),
+            reason: reason.to_string(),
+        };
+        let username = match data.get("username") {
+            Some(Value::String(u)) if !u.is_empty() => u.clone(),
+            _ => return Err(invalid("it has no non-empty string \"username\"")),
+        };
+        let password = match data.remove("password") {
+            Some(Value::String(p)) if !p.is_empty() => SecretString::from(p),
+            _ => return Err(invalid("it has no non-empty string \"password\"")),
+        };
+        Ok(Some(Current {
+            version: secret.metadata.version,
+            created_time: secret.metadata.created_time,
+            username,
+            password,
+            rest: data,
+        }))
+    }
+
+    /// Sets `cas_required` and `max_versions >= 2` on an existing `C` when missing (metadata
+    /// writes create no version).
+    async fn ensure_credential_metadata(
+        &self,
+        name: &str,
+        _current: &Current,
+    ) -> Result<(), RotationError> {
+        let path = self.credential_path(name);
+        let kv = self.client.kv2(&self.mount);
+        let meta = kv.read_metadata(&path).await?;
+        let (cas, max) = meta.map_or((false, 0), |m| (m.cas_required, m.max_versions));
+        if !cas || max < 2 {
+            let mut update = MetadataUpdate::new().cas_required(true);
+            if max < 2 {
+                update = update.max_versions(self.credential_max_versions);
+            }
+            kv.write_metadata(&path, &update).await?;
+        }
+        Ok(())
+    }
+
+    /// `C`'s new data: the old keys, the new username and password; host, port and database
+    /// from the settings when missing.
+    fn credential_data(&self, current: Option<&Current>, pending: &DbPending) -> Value {
+        let mut data = current.map(|c| c.rest.clone()).unwrap_or_default();
+        data.insert("username".into(), Value::String(pending.username.clone()));
+        data.insert(
+            "password".into(),
+            Value::String(pending.password.expose_secret().to_string()),
+        );
+        data.entry("host")
+            .or_insert_with(|| Value::String(self.host.clone()));
+        data.entry("port")
+            .or_insert_with(|| Value::String(self.port.to_string()));
+        data.entry("database")
+            .or_insert_with(|| Value::String(self.database.clone()));
+        Value::Object(data)
+    }
+
+    fn pg_config(&self, user: &str, password: &SecretString) -> tokio_postgres::Config {
+        let ssl_mode = match self.tls {
+            TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
+            TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            TlsMode::Require => tokio_postgres::config::SslMode::Require,
+        };
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(user)
+            .password(password.expose_secret().as_bytes())
+            .dbname(&self.database)
+            .application_name(APPLICATION_NAME)
+            .ssl_mode(ssl_mode)
+            .connect_timeout(self.connect_timeout);
+        config
+    }
+
+    async fn connect(&self, user: &str, password: &SecretString) -> Result<Client, ConnectError> {
+        let config = self.pg_config(user, password);
+        let limit = self.connect_timeout + Duration::from_secs(1);
+        if self.tls == TlsMode::Disable {
+            let (client, connection) =
+                match tokio::time::timeout(limit, config.connect(NoTls)).await {
+                    Ok(Ok(pair)) => pair,
+                    Ok(Err(e)) => return Err(ConnectError::Pg(e)),
+                    Err(_) => return Err(ConnectError::Timeout),
+                };
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "PostgreSQL connection ended with an error");
+                }
+            });
+            return Ok(client);
+        }
+        let tls_config = tls::client_config(self.tls_ca_pem.as_deref())
+            .map_err(|e| ConnectError::Config(RotationError::Config(e)))?;
+        let connecting = config.connect(tls::MakeRustls(tls_config));
+        let (client, connection) = match tokio::time::timeout(limit, connecting).await {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => return Err(ConnectError::Pg(e)),
+            Err(_) => return Err(ConnectError::Timeout),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "PostgreSQL connection ended with an error");
+            }
+        });
+        Ok(client)
+    }
+
+    /// The run's admin connection (opened once).
+    async fn admin<'r>(&self, run: &'r mut Run) -> Result<&'r Client, RotationError> {
+        if run.admin.as_ref().is_some_and(Client::is_closed) {
+            run.admin = None;
+        }
+        if run.admin.is_none() {
+            let client = self
+                .connect(&self.admin_username, &self.admin_password)
+                .await
+                .map_err(|e| e.into_error("connect as the admin"))?;
+            run.admin = Some(client);
+        }
+        run.admin
+            .as_ref()
+            .ok_or_else(|| RotationError::Config("no admin connection".into()))
+    }
+
+    /// `ALTER ROLE ... WITH PASSWORD '<SCRAM verifier>'`.
+    async fn alter_password(
+        &self,
+        run: &mut Run,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<(), SqlFailure> {
+        let admin = self.admin(run).await.map_err(SqlFailure::Definite)?;
+        let verifier =
+            postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
+        let statement = format!(
+            "ALTER ROLE {} WITH PASSWORD {}",
+            escape_identifier(username),
+            escape_literal(&verifier)
+        );
+        match admin.batch_execute(&statement).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let error = db_error("alter role", &e);
+                if e.as_db_error().is_some() {
+                    Err(SqlFailure::Definite(error))
+                } else {
+                    run.admin = None;
+                    Err(SqlFailure::Unknown(error))
+                }
+            }
+        }
+    }
+
+    /// Logs in as `user` with `password` on a fresh connection and runs `query` (default
+    /// `SELECT 1`).
+    async fn probe(&self, user: &str, password: &SecretString, query: Option<&str>) -> Probe {
+        let client = match self.connect(user, password).await {
+            Ok(c) => c,
+            Err(ConnectError::Pg(e)) if is_rejected_login(&e) => {
+                return Probe::Rejected(pg_message(&e))
+            }
+            Err(ConnectError::Pg(e)) => {
+                return Probe::Error(ProbeError {
+                    message: pg_message(&e),
+                    code: e.code().map(|c| c.code().to_string()),
+                    server_answered: e.as_db_error().is_some(),
+                })
+            }
+            Err(ConnectError::Timeout) => {
+                return Probe::Error(ProbeError {
+                    message: format!("connecting timed out after {:?}", self.connect_timeout),
+                    code: None,
+                    server_answered: false,
+                })
+            }
+            Err(ConnectError::Config(e)) => {
+                return Probe::Error(ProbeError {
+                    message: e.to_string(),
+                    code: None,
+                    server_answered: false,
+                })
+            }
+        };
+        match client.simple_query(query.unwrap_or("SELECT 1")).await {
+            Ok(_) => Probe::Works,
+            Err(e) => Probe::Error(ProbeError {
+                message: pg_message(&e),
+                code: e.code().map(|c| c.code().to_string()),
+                server_answered: e.as_db_error().is_some(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Rotator for DatabaseCredentialRotator {
+    async fn rotate(&self, name: &str) -> RotationResult {
+        self.run(name, None).await
+    }
+
+    async fn rotate_if_due(&self, name: &str, every: Duration) -> RotationResult {
+        self.run(name, Some(every)).await
+    }
+}
+
+impl DatabaseCredentialRotator {
+    /// Rotates `name` now (same as [`Rotator::rotate`], without importing the trait).
+    pub async fn rotate(&self, name: &str) -> RotationResult {
+        self.run(name, None).await
+    }
+
+    /// Rotates `name` if due (same as [`Rotator::rotate_if_due`]).
+    pub async fn rotate_if_due(&self, name: &str, every: Duration) -> RotationResult {
+        self.run(name, Some(every)).await
+    }
+}
+
+type Failure = (RotationStatus, RotationError);
+type Outcome = Result<RotationStatus, Failure>;
+
+enum Resumed {
+    Done(RotationStatus),
+    Continue,
+}
+
+fn failed(e: impl Into<RotationError>) -> Failure {
+    (RotationStatus::Failed, e.into())
+}
+
+struct Run {
+    name: String,
+    started: Instant,
+    started_at: SystemTime,
+    steps: Vec<StepTiming>,
+    every: Option<Duration>,
+    version_before: Option<u64>,
+    version_after: Option<u64>,
+    next_due_at: Option<SystemTime>,
+    admin: Option<Client>,
+}
+
+impl Run {
+    fn step(&mut self, step: &'static str, started: Instant) {
+        self.steps.push(StepTiming {
+            step,
+            duration: started.elapsed(),
+        });
+    }
+}
+
+/// The credential in `C`.
+struct Current {
+    version: u64,
+    created_time: String,
+    username: String,
+    password: SecretString,
+    /// Every other key.
+    rest: Map<String, Value>,
+}
+
+impl Current {
+    fn matches(&self, pending: &DbPending) -> bool {
+        self.username == pending.username
+            && self.password.expose_secret() == pending.password.expose_secret()
+    }
+}
+
+enum SqlFailure {
+    /// The statement certainly did not take effect.
+    Definite(RotationError),
+    /// The connection broke: it may or may not have.
+    Unknown(RotationError),
+}
+
+enum ConnectError {
+    Pg(tokio_postgres::Error),
+    Timeout,
+    Config(RotationError),
+}
+
+impl ConnectError {
+    fn into_error(self, operation: &str) -> RotationError {
+        match self {
+            ConnectError::Pg(e) => db_error(operation, &e),
+            ConnectError::Timeout => RotationError::Database {
+                operation: operation.into(),
+                code: None,
+                message: "connecting timed out".into(),
+            },
+            ConnectError::Config(e) => e,
+        }
+    }
+}
+
+enum Probe {
+    Works,
+    /// The server refused the login (SQLSTATE class 28).
+    Rejected(String),
+    Error(ProbeError),
+}
+
+struct ProbeError {
+    message: String,
+    code: Option<String>,
+    server_answered: bool,
+}
+
+impl ProbeError {
+    fn into_error(self, operation: &str) -> RotationError {
+        RotationError::Database {
+            operation: operation.into(),
+            code: self.code,
+            message: self.message,
+        }
+    }
+}
+
+fn is_rejected_login(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+    )
+}
+
+/// The server's message and detail, or the client error (never a statement or a password).
+fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({})", db.message(), detail),
+            None => db.message().to_string(),
+        },
+        None => {
+            // The client error with its causes (I/O, TLS): never a statement or a password.
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !text.contains(&cause_text) {
+                    text.push_str(": ");
+                    text.push_str(&cause_text);
+                }
+                source = cause.source();
+            }
+            text
+        }
+    }
+}
+
+fn db_error(operation: &str, e: &tokio_postgres::Error) -> RotationError {
+    RotationError::Database {
+        operation: operation.to_string(),
+        code: e.code().map(|c| c.code().to_string()),
+        message: pg_message(e),
+    }
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    let name = name.trim_matches('/');
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_policy_generates_from_the_alphabet() {
+        let policy = PasswordPolicy::default();
+        let a = policy.generate().unwrap();
+        let b = policy.generate().unwrap();
+        assert_eq!(a.expose_secret().len(), 32);
+        assert!(a.expose_secret().chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        let custom = PasswordPolicy::new(64, "abcdefghij");
+        let p = custom.generate().unwrap();
+        assert_eq!(p.expose_secret().chars().count(), 64);
+        assert!(p.expose_secret().chars().all(|c| ('a'..='j').contains(&c)));
+        // Every character of a small alphabet shows up over a long password (uniform draw).
+        let all: std::collections::BTreeSet<char> = p.expose_secret().chars().collect();
+        assert!(all.len() >= 8, "{all:?}");
+    }
+
+    #[test]
+    fn password_policy_rejects_weak_settings() {
+        for bad in [
+            PasswordPolicy::new(15, "abcdefghijklmnop"),
+            PasswordPolicy::new(2000, "abcdefghijklmnop"),
+            PasswordPolicy::new(32, "aaaaaaaaaaaaaaaaab"),
+            PasswordPolicy::new(32, "abcdefghij k"),
+        ] {
+            assert!(
+                matches!(bad.generate(), Err(RotationError::Config(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(PasswordPolicy::with_symbols(20).validate().is_ok());
+    }
+
+    #[test]
+    fn pending_payload_stores_the_password_but_debug_redacts() {
+        let p = DbPending {
+            username: "app".into(),
+            password: SecretString::from("Zq9-pending-secret".to_string()),
+            rollback_password: Some(SecretString::from("Zq9-old-secret".to_string())),
+        };
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["password"], "Zq9-pending-secret");
+        assert_eq!(v["rollback_password"], "Zq9-old-secret");
+        let back: DbPending = serde_json::from_value(v).unwrap();
+        assert_eq!(back.password.expose_secret(), "Zq9-pending-secret");
+        let debug = format!("{back:?}");
+        assert!(!debug.contains("Zq9"), "{debug}");
+        let none: DbPending =
+            serde_json::from_value(serde_json::json!({"username": "a", "password": "p"})).unwrap();
+        assert!(none.rollback_password.is_none());
+    }
+
+    #[test]
+    fn rotator_debug_redacts_the_admin_password() {
+        let client = VaultClient::new("http://127.0.0.1:1").unwrap();
+        let r = DatabaseCredentialRotator::new(
+            client,
+            "db",
+            "admin",
+            SecretString::from("Adm1n-Secret".to_string()),
+        );
+        let debug = format!("{r:?}");
+        assert!(!debug.contains("Adm1n-Secret"), "{debug}");
+        assert!(debug.contains("admin"));
+        assert_eq!(r.credential_path("/main-db/"), "database/main-db");
+        assert_eq!(
+            r.state_store().path("main-db"),
+            "rotation-state/database/main-db"
+        );
+    }
+}
+
+/// TLS towards PostgreSQL with rustls (ring), for tokio-postgres.
+mod tls {
+    use std::future::Future;
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
+
+    /// A client configuration trusting the webpki roots plus the PEM certificates given.
+    pub(super) fn client_config(
+        extra_roots_pem: Option<&[u8]>,
+    ) -> Result<Arc<rustls::ClientConfig>, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(pem) = extra_roots_pem {
+            let mut added = 0;
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert =
+                    cert.map_err(|e| format!("the CA certificate PEM cannot be parsed: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("the CA certificate is not usable: {e}"))?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err("the CA certificate PEM holds no certificate".into());
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Arc::new(config))
+    }
+
+    /// `MakeTlsConnect` for tokio-postgres: verifies the server's certificate and name.
+    #[derive(Clone)]
+    pub(super) struct MakeRustls(pub(super) Arc<rustls::ClientConfig>);
+
+    impl<S> MakeTlsConnect<S> for MakeRustls
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        type Stream = RustlsStream<S>;
+        type TlsConnect = RustlsConnect;
+        type Error = rustls::pki_types::InvalidDnsNameError;
+
+        fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, Self::Error> {
+            Ok(RustlsConnect {
+                config: self.0.clone(),
+                name: ServerName::try_from(domain.to_string())?,
+            })
+        }
+    }
+
+    pub(super) struct RustlsConnect {
+        config: Arc<rustls::ClientConfig>,
+        name: ServerName<'static>,
+    }
+
+    impl<S> TlsConnect<S> for RustlsConnect
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        type Stream = RustlsStream<S>;
+        type Error = io::Error;
+        type Future = Pin<Box<dyn Future<Output = io::Result<RustlsStream<S>>> + Send>>;
+
+        fn connect(self, stream: S) -> Self::Future {
+            Box::pin(async move {
+                let stream = tokio_rustls::TlsConnector::from(self.config)
+                    .connect(self.name, stream)
+                    .await?;
+                Ok(RustlsStream(Box::new(stream)))
+            })
+        }
+    }
+
+    pub(super) struct RustlsStream<S>(Box<tokio_rustls::client::TlsStream<S>>);
+
+    impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut *self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut *self.0).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut *self.0).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut *self.0).poll_shutdown(cx)
+        }
+    }
+
+    impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for RustlsStream<S> {
+        fn channel_binding(&self) -> ChannelBinding {
+            // SCRAM-SHA-256 without channel binding (the server still authenticates the
+            // client with SCRAM; the certificate check authenticates the server).
+            ChannelBinding::none()
+        }
+    }
+}

@@ -1,0 +1,774 @@
+//! [`RotationScheduler`]: rotates secrets on a schedule, safely from many replicas at once.
+//!
+//! ```no_run
+//! # async fn run(client: vault_ops_core::VaultClient) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use vault_ops_rotation::RotationScheduler;
+//!
+//! const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+//!
+//! let mut scheduler = RotationScheduler::new(client.clone());
+//! scheduler
+//!     .schedule_api_key_rotation("stripe", 30 * DAY)?
+//!     .schedule_api_key_rotation("github", 7 * DAY)?;
+//! let handle = scheduler.start()?;
+//!
+//! // ... export `handle.stats()` as metrics; on SIGTERM:
+//! let final_stats = handle.shutdown().await;
+//! for s in &final_stats.secrets {
+//!     println!("{}: {} rotations, {} failures", s.name, s.rotations, s.failures);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # How it decides
+//!
+//! The scheduler keeps **no state of its own**. Every secret's due time lives in Vault, in the
+//! rotation state the rotators keep there (see [`Rotator::rotate_if_due`]): a scheduler asks
+//! the rotator "rotate if due", and the rotator decides under KV v2 check-and-set. So:
+//!
+//! - **Replicas**: run the same schedule in as many processes as you like, on as many hosts as you
+//!   like. When a secret falls due, each replica calls `rotate_if_due`; exactly one of them wins the
+//!   check-and-set and rotates, the others report [`RotationStatus::SkippedNotDue`]. No lock
+//!   service, no leader election.
+//! - **Restarts**: a restarted scheduler asks Vault first thing. A secret rotated recently is not
+//!   rotated again; a secret that fell due while every scheduler was down is rotated once (not
+//!   once per missed period).
+//! - **No polling**: after each run the rotator reports when the secret is next due
+//!   ([`RotationResult::next_due_at`]) and the scheduler sleeps until then, plus a random
+//!   jitter (at most [`SchedulerOptions::jitter`], and never more than a tenth of the period) so
+//!   replicas do not all hit Vault in the same millisecond. It wakes at least every
+//!   [`SchedulerOptions::max_sleep`] to re-check (someone may have rotated by hand).
+//!   The rotators here read Vault's clock from its `Date` header, in whole seconds, and never
+//!   take a due time early: a rotation happens up to about a second after it falls due, so with a period
+//!   `P` versions are between `P` and `P + ~1 s` apart (a period is never shortened, and none is
+//!   skipped).
+//! - **Failures**: a [`Failed`](RotationStatus::Failed) or
+//!   [`RolledBack`](RotationStatus::RolledBack) run is retried up to
+//!   [`SchedulerOptions::max_attempts`] times with exponential backoff; after that the secret
+//!   waits [`SchedulerOptions::failure_delay`] and is tried again. A
+//!   [`Conflict`](RotationStatus::Conflict) (a human must look) is not retried at once; it is
+//!   logged as an error and re-checked after `failure_delay`. Each secret runs in its own task:
+//!   one secret failing, hanging or even panicking never delays or stops the others.
+//! - **Shutdown**: [`SchedulerHandle::shutdown`] lets a rotation that is already running finish
+//!   (the rotation protocol would recover from an interruption, but finishing is cleaner), cancels
+//!   every sleep and backoff at once, and returns when every task has stopped.
+//!
+//! # Observability
+//!
+//! Each secret's task runs in a `rotation_schedule` tracing span (`secret`, `kind`); every attempt
+//! logs one event: `debug` when skipped, `info` on success, `warn` on failure, `error` on a
+//! conflict. Events carry the name, status, versions, attempt and error message; never a secret
+//! value. [`SchedulerHandle::stats`] (or [`RotationScheduler::stats`]) returns a
+//! [`SchedulerStats`] snapshot with per-secret counters (rotations, failures, skipped, conflicts,
+//! last success and its age, next due time) to export as metrics.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures_util::FutureExt;
+use rand::Rng;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+use vault_ops_core::VaultClient;
+
+use crate::api_key::ApiKeyRotator;
+use crate::rotator::{RotationResult, RotationStatus, Rotator};
+
+/// Why a secret cannot be scheduled or the scheduler cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchedulerError {
+    /// An argument is not usable (an empty name, a zero period).
+    #[error("invalid schedule: {0}")]
+    InvalidInput(String),
+    /// The name is already scheduled.
+    #[error("{0:?} is already scheduled")]
+    AlreadyScheduled(String),
+    /// [`RotationScheduler::schedule_database_rotation`] was called before
+    /// [`RotationScheduler::with_database_rotator`].
+    #[error(
+        "no database rotator: call with_database_rotator(...) before schedule_database_rotation"
+    )]
+    NoDatabaseRotator,
+    /// [`RotationScheduler::start`] was called outside a Tokio runtime.
+    #[error("the scheduler must be started from within a Tokio runtime")]
+    NoRuntime,
+}
+
+/// Timing settings of a [`RotationScheduler`]. Build with [`SchedulerOptions::new`] and the
+/// setters; the defaults suit periods of days.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SchedulerOptions {
+    /// The largest random delay added to every wake-up (default 30 s; never more than a tenth of
+    /// the secret's period).
+    pub jitter: Duration,
+    /// Attempts per due time for `Failed` / `RolledBack` runs (default 3; at least 1).
+    pub max_attempts: u32,
+    /// The first backoff between attempts (default 2 s); doubles per attempt.
+    pub backoff_initial: Duration,
+    /// The longest backoff between attempts (default 60 s).
+    pub backoff_max: Duration,
+    /// After the attempts are used up (or after a conflict), wait this long before trying again
+    /// (default 5 minutes).
+    pub failure_delay: Duration,
+    /// The shortest sleep between two runs for one secret (default 1 s), so a due time in the
+    /// past (clock skew, a rotation another replica holds) never turns into a busy loop.
+    pub min_sleep: Duration,
+    /// The longest sleep (default 1 hour): the scheduler re-checks at least this often.
+    pub max_sleep: Duration,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        SchedulerOptions {
+            jitter: Duration::from_secs(30),
+            max_attempts: 3,
+            backoff_initial: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(60),
+            failure_delay: Duration::from_secs(5 * 60),
+            min_sleep: Duration::from_secs(1),
+            max_sleep: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+impl SchedulerOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets [`jitter`](Self::jitter).
+    pub fn jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = jitter;
+        self
+    }
+    /// Sets [`max_attempts`](Self::max_attempts) (0 is taken as 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+    /// Sets [`backoff_initial`](Self::backoff_initial) and [`backoff_max`](Self::backoff_max).
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff_initial = initial;
+        self.backoff_max = max.max(initial);
+        self
+    }
+    /// Sets [`failure_delay`](Self::failure_delay).
+    pub fn failure_delay(mut self, delay: Duration) -> Self {
+        self.failure_delay = delay;
+        self
+    }
+    /// Sets [`min_sleep`](Self::min_sleep).
+    pub fn min_sleep(mut self, sleep: Duration) -> Self {
+        self.min_sleep = sleep;
+        self
+    }
+    /// Sets [`max_sleep`](Self::max_sleep).
+    pub fn max_sleep(mut self, sleep: Duration) -> Self {
+        self.max_sleep = sleep;
+        self
+    }
+
+    fn clamp_sleep(&self, d: Duration) -> Duration {
+        d.max(self.min_sleep)
+            .min(self.max_sleep.max(self.min_sleep))
+    }
+
+    fn jitter_for(&self, every: Duration) -> Duration {
+        random_upto(self.jitter.min(every / 10))
+    }
+
+    fn backoff_for(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
+        self.backoff_initial
+            .saturating_mul(factor)
+            .min(self.backoff_max)
+    }
+}
+
+fn random_upto(max: Duration) -> Duration {
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rand::rng().random_range(0..=nanos))
+}
+
+/// Counters and times of one scheduled secret, as seen by this scheduler (not by other
+/// replicas). Times are this host's clock.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct SecretStats {
+    /// The secret's name.
+    pub name: String,
+    /// What rotates it: `database`, `api_key`, or `custom`.
+    pub kind: &'static str,
+    /// Its period.
+    pub every: Duration,
+    /// Calls to `rotate_if_due` (retries included).
+    pub attempts: u64,
+    /// Rotations this scheduler performed ([`RotationStatus::Success`]).
+    pub rotations: u64,
+    /// Runs that found nothing to do ([`RotationStatus::SkippedNotDue`]), including the ones
+    /// where another replica had just rotated.
+    pub skipped: u64,
+    /// Runs that did not succeed: `Failed`, `RolledBack` and `Conflict` (each attempt counts).
+    pub failures: u64,
+    /// Of [`failures`](Self::failures), the rolled-back runs.
+    pub rolled_back: u64,
+    /// Of [`failures`](Self::failures), the conflicts (a human must look).
+    pub conflicts: u64,
+    /// Failures since the last run that did not fail.
+    pub consecutive_failures: u32,
+    /// The status of the last run.
+    pub last_status: Option<RotationStatus>,
+    /// When the last run finished.
+    pub last_run_at: Option<SystemTime>,
+    /// When this scheduler last rotated the secret.
+    pub last_success_at: Option<SystemTime>,
+    /// When the secret is next due, as the rotator last reported it.
+    pub next_due_at: Option<SystemTime>,
+    /// The last error message (never a secret value), cleared by a run that does not fail.
+    pub last_error: Option<String>,
+}
+
+impl SecretStats {
+    fn new(name: &str, kind: &'static str, every: Duration) -> Self {
+        SecretStats {
+            name: name.to_string(),
+            kind,
+            every,
+            attempts: 0,
+            rotations: 0,
+            skipped: 0,
+            failures: 0,
+            rolled_back: 0,
+            conflicts: 0,
+            consecutive_failures: 0,
+            last_status: None,
+            last_run_at: None,
+            last_success_at: None,
+            next_due_at: None,
+            last_error: None,
+        }
+    }
+
+    /// How long ago this scheduler last rotated the secret (`None`: not since it started).
+    pub fn last_success_age(&self) -> Option<Duration> {
+        self.last_success_at.map(|t| {
+            SystemTime::now()
+                .duration_since(t)
+                .unwrap_or(Duration::ZERO)
+        })
+    }
+
+    fn record(&mut self, result: &RotationResult) {
+        self.attempts += 1;
+        self.last_status = Some(result.status);
+        self.last_run_at = Some(SystemTime::now());
+        if result.next_due_at.is_some() {
+            self.next_due_at = result.next_due_at;
+        }
+        match result.status {
+            RotationStatus::Success => {
+                self.rotations += 1;
+                self.last_success_at = self.last_run_at;
+            }
+            RotationStatus::SkippedNotDue => self.skipped += 1,
+            RotationStatus::RolledBack => self.rolled_back += 1,
+            RotationStatus::Conflict => self.conflicts += 1,
+            RotationStatus::Failed => {}
+        }
+        if is_failure(result.status) {
+            self.failures += 1;
+            self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+            self.last_error = Some(match &result.error {
+                Some(e) => e.to_string(),
+                None if result.status == RotationStatus::Failed => {
+                    "the rotator failed without an error (it may have panicked)".to_string()
+                }
+                None => format!("{:?} without an error", result.status),
+            });
+        } else {
+            self.consecutive_failures = 0;
+            self.last_error = None;
+        }
+    }
+}
+
+/// A snapshot of every scheduled secret's [`SecretStats`], in scheduling order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct SchedulerStats {
+    /// When the snapshot was taken.
+    pub taken_at: SystemTime,
+    /// One entry per scheduled secret.
+    pub secrets: Vec<SecretStats>,
+}
+
+impl SchedulerStats {
+    /// The entry for `name`.
+    pub fn get(&self, name: &str) -> Option<&SecretStats> {
+        self.secrets.iter().find(|s| s.name == name)
+    }
+
+    /// Rotations over all secrets.
+    pub fn total_rotations(&self) -> u64 {
+        self.secrets.iter().map(|s| s.rotations).sum()
+    }
+
+    /// Failures over all secrets.
+    pub fn total_failures(&self) -> u64 {
+        self.secrets.iter().map(|s| s.failures).sum()
+    }
+}
+
+fn is_failure(status: RotationStatus) -> bool {
+    matches!(
+        status,
+        RotationStatus::Failed | RotationStatus::RolledBack | RotationStatus::Conflict
+    )
+}
+
+fn is_retryable(status: RotationStatus) -> bool {
+    matches!(status, RotationStatus::Failed | RotationStatus::RolledBack)
+}
+
+#[derive(Default)]
+struct StatsCell {
+    order: Mutex<Vec<String>>,
+    by_name: Mutex<BTreeMap<String, SecretStats>>,
+}
+
+impl StatsCell {
+    fn add(&self, stats: SecretStats) {
+        if let Ok(mut order) = self.order.lock() {
+            order.push(stats.name.clone());
+        }
+        if let Ok(mut map) = self.by_name.lock() {
+            map.insert(stats.name.clone(), stats);
+        }
+    }
+
+    fn record(&self, name: &str, result: &RotationResult) {
+        if let Ok(mut map) = self.by_name.lock() {
+            if let Some(s) = map.get_mut(name) {
+                s.record(result);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> SchedulerStats {
+        let order = self.order.lock().map(|o| o.clone()).unwrap_or_default();
+        let secrets = match self.by_name.lock() {
+            Ok(map) => order.iter().filter_map(|n| map.get(n).cloned()).collect(),
+            Err(_) => Vec::new(),
+        };
+        SchedulerStats {
+            taken_at: SystemTime::now(),
+            secrets,
+        }
+    }
+}
+
+struct Entry {
+    name: String,
+    kind: &'static str,
+    every: Duration,
+    rotator: Arc<dyn Rotator>,
+}
+
+/// Rotates named secrets on a schedule; see the [module docs](self) for how it decides, retries
+/// and shuts down.
+pub struct RotationScheduler {
+    options: SchedulerOptions,
+    api_key_rotator: Arc<dyn Rotator>,
+    database_rotator: Option<Arc<dyn Rotator>>,
+    entries: Vec<Arc<Entry>>,
+    stats: Arc<StatsCell>,
+}
+
+impl std::fmt::Debug for RotationScheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotationScheduler")
+            .field("options", &self.options)
+            .field(
+                "secrets",
+                &self
+                    .entries
+                    .iter()
+                    .map(|e| (&e.name, e.kind, e.every))
+                    .collect::<Vec<_>>(),
+            )
+            .field("database_rotator", &self.database_rotator.is_some())
+            .finish()
+    }
+}
+
+impl RotationScheduler {
+    /// A scheduler with nothing scheduled yet. API keys are rotated by an
+    /// [`ApiKeyRotator::new(client)`](ApiKeyRotator::new) unless
+    /// [`with_api_key_rotator`](Self::with_api_key_rotator) gives another.
+    pub fn new(client: VaultClient) -> Self {
+        RotationScheduler {
+            options: SchedulerOptions::default(),
+            api_key_rotator: Arc::new(ApiKeyRotator::new(client)),
+            database_rotator: None,
+            entries: Vec::new(),
+            stats: Arc::new(StatsCell::default()),
+        }
+    }
+
+    /// Replaces the timing settings.
+    pub fn with_options(mut self, options: SchedulerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The rotator [`schedule_database_rotation`](Self::schedule_database_rotation) uses
+    /// (a `DatabaseCredentialRotator`).
+    pub fn with_database_rotator(mut self, rotator: impl Rotator + 'static) -> Self {
+        self.database_rotator = Some(Arc::new(rotator));
+        self
+    }
+
+    /// The rotator [`schedule_api_key_rotation`](Self::schedule_api_key_rotation) uses, for
+    /// example an [`ApiKeyRotator`] with other options or with key issuers.
+    pub fn with_api_key_rotator(mut self, rotator: impl Rotator + 'static) -> Self {
+        self.api_key_rotator = Arc::new(rotator);
+        self
+    }
+
+    /// Rotates the database credential `name` (e.g. `main-db`) every `every`, with the rotator
+    /// given to [`with_database_rotator`](Self::with_database_rotator).
+    pub fn schedule_database_rotation(
+        &mut self,
+        name: impl Into<String>,
+        every: Duration,
+    ) -> Result<&mut Self, SchedulerError> {
+        let rotator = self
+            .database_rotator
+            .clone()
+            .ok_or(SchedulerError::NoDatabaseRotator)?;
+        self.add(name.into(), "database", every, rotator)
+    }
+
+    /// Rotates the API key `name` (e.g. `stripe`) every `every`, with the API key rotator (see
+    /// [`ApiKeyRotator`] for how a name maps to a KV path).
+    pub fn schedule_api_key_rotation(
+        &mut self,
+        name: impl Into<String>,
+        every: Duration,
+    ) -> Result<&mut Self, SchedulerError> {
+        let rotator = self.api_key_rotator.clone();
+        self.add(name.into(), "api_key", every, rotator)
+    }
+
+    /// Rotates `name` every `every` with any [`Rotator`].
+    pub fn schedule(
+        &mut self,
+        name: impl Into<String>,
+        every: Duration,
+        rotator: Arc<dyn Rotator>,
+    ) -> Result<&mut Self, SchedulerError> {
+        self.add(name.into(), "custom", every, rotator)
+    }
+
+    fn add(
+        &mut self,
+        name: String,
+        kind: &'static str,
+        every: Duration,
+        rotator: Arc<dyn Rotator>,
+    ) -> Result<&mut Self, SchedulerError> {
+        if name.trim().is_empty() {
+            return Err(SchedulerError::InvalidInput(
+                "the secret name is empty".into(),
+            ));
+        }
+        if every.is_zero() {
+            return Err(SchedulerError::InvalidInput(format!(
+                "the period of {name:?} is zero"
+            )));
+        }
+        if self.entries.iter().any(|e| e.name == name) {
+            return Err(SchedulerError::AlreadyScheduled(name));
+        }
+        self.stats.add(SecretStats::new(&name, kind, every));
+        self.entries.push(Arc::new(Entry {
+            name,
+            kind,
+            every,
+            rotator,
+        }));
+        Ok(self)
+    }
+
+    /// The names scheduled so far, in order.
+    pub fn scheduled(&self) -> Vec<&str> {
+        self.entries.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    /// A snapshot of the per-secret counters.
+    pub fn stats(&self) -> SchedulerStats {
+        self.stats.snapshot()
+    }
+
+    /// One round, for tests and cron-style use: every secret's `rotate_if_due` once (all
+    /// concurrently, each with the retries of [`SchedulerOptions`]), counted in the stats.
+    /// Returns the final result per secret, in scheduling order.
+    pub async fn run_once(&self) -> Vec<RotationResult> {
+        // A sender that is never dropped or signalled: nothing to cancel.
+        let (_tx, rx) = watch::channel(false);
+        let mut set = JoinSet::new();
+        for (i, entry) in self.entries.iter().enumerate() {
+            let entry = entry.clone();
+            let options = self.options.clone();
+            let stats = self.stats.clone();
+            let mut rx = rx.clone();
+            let span = secret_span(&entry);
+            set.spawn(
+                async move {
+                    (
+                        i,
+                        attempt_with_retries(&entry, &options, &stats, &mut rx).await,
+                    )
+                }
+                .instrument(span),
+            );
+        }
+        let mut results: Vec<(usize, RotationResult)> = Vec::with_capacity(self.entries.len());
+        while let Some(joined) = set.join_next().await {
+            if let Ok(r) = joined {
+                results.push(r);
+            }
+        }
+        results.sort_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Starts one task per secret on the current Tokio runtime and returns at once. Each task
+    /// runs `rotate_if_due` right away (after a jitter), then sleeps until the secret is next due.
+    pub fn start(self) -> Result<SchedulerHandle, SchedulerError> {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| SchedulerError::NoRuntime)?;
+        let (tx, rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for entry in &self.entries {
+            let entry = entry.clone();
+            let options = self.options.clone();
+            let stats = self.stats.clone();
+            let rx = rx.clone();
+            let span = secret_span(&entry);
+            tasks.spawn_on(
+                run_secret(entry, options, stats, rx).instrument(span),
+                &runtime,
+            );
+        }
+        tracing::info!(secrets = self.entries.len(), "rotation scheduler started");
+        Ok(SchedulerHandle {
+            shutdown: tx,
+            tasks,
+            stats: self.stats,
+        })
+    }
+}
+
+/// A running [`RotationScheduler`]. Dropping it also stops the scheduler (each task finishes its
+/// rotation in flight, then stops), but only [`shutdown`](Self::shutdown) waits for that.
+pub struct SchedulerHandle {
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    stats: Arc<StatsCell>,
+}
+
+impl std::fmt::Debug for SchedulerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulerHandle")
+            .field("tasks", &self.tasks.len())
+            .field("shutting_down", &*self.shutdown.borrow())
+            .finish()
+    }
+}
+
+impl SchedulerHandle {
+    /// A snapshot of the per-secret counters.
+    pub fn stats(&self) -> SchedulerStats {
+        self.stats.snapshot()
+    }
+
+    /// Graceful stop: rotations already running finish, sleeps and backoffs end at once, no new
+    /// rotation starts. Returns the final counters once every task has stopped.
+    pub async fn shutdown(mut self) -> SchedulerStats {
+        let _ = self.shutdown.send(true);
+        while let Some(joined) = self.tasks.join_next().await {
+            if let Err(e) = joined {
+                tracing::error!(error = %e, "a rotation schedule task ended abnormally");
+            }
+        }
+        tracing::info!("rotation scheduler stopped");
+        self.stats.snapshot()
+    }
+}
+
+impl Drop for SchedulerHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        // Let the tasks finish their rotation in flight on their own.
+        self.tasks.detach_all();
+    }
+}
+
+fn secret_span(entry: &Entry) -> tracing::Span {
+    tracing::info_span!("rotation_schedule", secret = %entry.name, kind = entry.kind)
+}
+
+/// Sleeps `d` unless shutdown is requested first; `true` when shutdown was requested.
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    if *shutdown.borrow() {
+        return true;
+    }
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        // Err: the handle is gone, which also means stop.
+        _ = shutdown.wait_for(|stop| *stop) => true,
+    };
+    stopped || *shutdown.borrow()
+}
+
+async fn run_secret(
+    entry: Arc<Entry>,
+    options: SchedulerOptions,
+    stats: Arc<StatsCell>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // Replicas started together should not all ask Vault in the same instant.
+    if sleep_or_shutdown(options.jitter_for(entry.every), &mut shutdown).await {
+        return;
+    }
+    loop {
+        let result = attempt_with_retries(&entry, &options, &stats, &mut shutdown).await;
+        if *shutdown.borrow() {
+            break;
+        }
+        let delay = next_delay(&result, entry.every, &options);
+        tracing::debug!(
+            sleep_ms = delay.as_millis() as u64,
+            "sleeping until the next check"
+        );
+        if sleep_or_shutdown(delay, &mut shutdown).await {
+            break;
+        }
+    }
+    tracing::debug!("rotation schedule stopped");
+}
+
+/// How long to sleep after a run (retries done).
+fn next_delay(result: &RotationResult, every: Duration, options: &SchedulerOptions) -> Duration {
+    let base = match result.status {
+        RotationStatus::Success | RotationStatus::SkippedNotDue => match result.next_due_at {
+            Some(due) => due
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+            None => every,
+        },
+        RotationStatus::Failed | RotationStatus::RolledBack | RotationStatus::Conflict => {
+            options.failure_delay
+        }
+    };
+    options.clamp_sleep(base.saturating_add(options.jitter_for(every)))
+}
+
+async fn attempt_with_retries(
+    entry: &Entry,
+    options: &SchedulerOptions,
+    stats: &StatsCell,
+    shutdown: &mut watch::Receiver<bool>,
+) -> RotationResult {
+    let mut attempt = 1u32;
+    loop {
+        let result = run_attempt(entry, attempt).await;
+        stats.record(&entry.name, &result);
+        log_result(&result, attempt);
+        if !is_retryable(result.status) || attempt >= options.max_attempts {
+            return result;
+        }
+        let backoff = options
+            .backoff_for(attempt)
+            .saturating_add(options.jitter_for(entry.every));
+        tracing::debug!(
+            attempt,
+            backoff_ms = backoff.as_millis() as u64,
+            "retrying after backoff"
+        );
+        if sleep_or_shutdown(backoff, shutdown).await {
+            return result;
+        }
+        attempt += 1;
+    }
+}
+
+async fn run_attempt(entry: &Entry, attempt: u32) -> RotationResult {
+    let started_at = SystemTime::now();
+    let fut = entry.rotator.rotate_if_due(&entry.name, entry.every);
+    match AssertUnwindSafe(fut)
+        .catch_unwind()
+        .instrument(tracing::debug_span!("attempt", attempt))
+        .await
+    {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::error!(attempt, "the rotator panicked");
+            RotationResult {
+                name: entry.name.clone(),
+                status: RotationStatus::Failed,
+                version_before: None,
+                version_after: None,
+                started_at,
+                duration: started_at.elapsed().unwrap_or_default(),
+                steps: Vec::new(),
+                error: None,
+                next_due_at: None,
+            }
+        }
+    }
+}
+
+fn log_result(result: &RotationResult, attempt: u32) {
+    let ms = result.duration.as_millis() as u64;
+    match result.status {
+        RotationStatus::SkippedNotDue => tracing::debug!(
+            status = "skipped_not_due",
+            version = result.version_before,
+            duration_ms = ms,
+            "not due"
+        ),
+        RotationStatus::Success => tracing::info!(
+            status = "success",
+            version_before = result.version_before,
+            version_after = result.version_after,
+            attempt,
+            duration_ms = ms,
+            "rotated"
+        ),
+        RotationStatus::Failed | RotationStatus::RolledBack => tracing::warn!(
+            status = ?result.status,
+            attempt,
+            duration_ms = ms,
+            error = result.error.as_ref().map(|e| e.to_string()),
+            "rotation did not succeed"
+        ),
+        RotationStatus::Conflict => tracing::error!(
+            status = "conflict",
+            version_before = result.version_before,
+            attempt,
+            error = result.error.as_ref().map(|e| e.to_string()),
+            "rotation conflict: a human must look"
+        ),
+    }
+}

@@ -1,0 +1,1609 @@
+//! DatabaseCredentialRotator against a real PostgreSQL (SCRAM-SHA-256, `log_statement=all`)
+//! and a real OpenBao dev server.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use postgres_protocol::escape::{escape_identifier, escape_literal};
+use serde_json::{json, Map, Value};
+use vault_ops_core::{SecretString, VaultClient};
+use vault_ops_rotation::state::{HistoryOutcome, RotationState, StateStore, Step};
+use vault_ops_rotation::{
+    DatabaseCredentialRotator, FaultHook, FaultPoint, PasswordPolicy, RotationError,
+    RotationResult, RotationStatus, Rotator, Strategy, TlsMode,
+};
+use vault_ops_testkit::{BaoServer, PgCluster};
+
+mod common;
+use common::{Proxy, ProxyMode};
+
+const MOUNT: &str = "secret";
+
+struct Env {
+    bao: BaoServer,
+    pg: Arc<PgCluster>,
+    client: VaultClient,
+}
+
+async fn env() -> Env {
+    let (bao, pg) = tokio::join!(BaoServer::start(), PgCluster::start());
+    let client = VaultClient::builder()
+        .address(bao.addr())
+        .token(bao.root_token())
+        .build()
+        .expect("client");
+    common::wait_for_kv(&client).await;
+    Env {
+        bao,
+        pg: Arc::new(pg),
+        client,
+    }
+}
+
+impl Env {
+    fn rotator(&self, owner: &str) -> DatabaseCredentialRotator {
+        self.rotator_with(self.client.clone(), owner)
+    }
+
+    fn rotator_with(&self, client: VaultClient, owner: &str) -> DatabaseCredentialRotator {
+        DatabaseCredentialRotator::new(
+            client,
+            self.pg.host(),
+            self.pg.superuser(),
+            SecretString::from(self.pg.superuser_password().to_string()),
+        )
+        .port(self.pg.port())
+        .tls(TlsMode::Disable)
+        .connect_timeout(Duration::from_secs(5))
+        .owner(owner)
+    }
+
+    async fn superuser(&self) -> tokio_postgres::Client {
+        connect(&self.pg, self.pg.superuser(), self.pg.superuser_password())
+            .await
+            .expect("superuser login")
+    }
+
+    async fn sql(&self, statement: &str) {
+        self.superuser()
+            .await
+            .batch_execute(statement)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{statement}: {e} {:?}",
+                    e.as_db_error().map(|d| d.message())
+                )
+            });
+    }
+
+    /// Creates a login role with a random password nobody keeps (set as a SCRAM verifier).
+    async fn create_role(&self, name: &str) {
+        let verifier = postgres_protocol::password::scram_sha_256(b"initial-unknown-password");
+        self.sql(&format!(
+            "CREATE ROLE {} LOGIN PASSWORD {}",
+            escape_identifier(name),
+            escape_literal(&verifier)
+        ))
+        .await;
+    }
+
+    async fn credential(&self, name: &str) -> Cred {
+        let secret = self
+            .client
+            .kv2(MOUNT)
+            .get_json(&format!("database/{name}"))
+            .await
+            .expect("read C");
+        Cred {
+            version: secret.metadata.version,
+            created_time: secret.metadata.created_time.clone(),
+            username: secret.data["username"]
+                .as_str()
+                .expect("username")
+                .to_string(),
+            password: secret.data["password"]
+                .as_str()
+                .expect("password")
+                .to_string(),
+            data: secret.data,
+        }
+    }
+
+    async fn credential_version(&self, name: &str) -> Option<u64> {
+        self.client
+            .kv2(MOUNT)
+            .read_metadata(&format!("database/{name}"))
+            .await
+            .expect("metadata")
+            .map(|m| m.current_version)
+    }
+
+    async fn state(&self, name: &str) -> (u64, RotationState<Value>) {
+        let snap = StateStore::new(self.client.clone(), MOUNT, "rotation-state/database")
+            .load::<Value>(name)
+            .await
+            .expect("load S");
+        (snap.version, snap.state)
+    }
+
+    async fn logs_in(&self, user: &str, password: &str) -> bool {
+        match connect(&self.pg, user, password).await {
+            Ok(c) => c.simple_query("SELECT 1").await.is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    async fn assert_logs_in(&self, cred: &Cred) {
+        assert!(
+            self.logs_in(&cred.username, &cred.password).await,
+            "the credential in C (version {}) must log in as {:?}",
+            cred.version,
+            cred.username
+        );
+    }
+
+    /// No password in the server log; `pg.log()` is non-empty and shows the ALTER ROLE
+    /// statements (with verifiers only).
+    fn assert_not_in_pg_log(&self, passwords: &[String]) {
+        let log = self.pg.log();
+        assert!(
+            log.contains("ALTER ROLE"),
+            "log_statement=all must show the ALTER ROLE statements"
+        );
+        assert!(
+            log.contains("SCRAM-SHA-256$4096:"),
+            "the log shows verifiers"
+        );
+        for p in passwords {
+            assert!(p.len() >= 16);
+            assert!(
+                !log.contains(p.as_str()),
+                "a password leaked into the PostgreSQL log"
+            );
+        }
+    }
+}
+
+struct Cred {
+    version: u64,
+    created_time: String,
+    username: String,
+    password: String,
+    data: Map<String, Value>,
+}
+
+async fn connect(
+    pg: &PgCluster,
+    user: &str,
+    password: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(pg.host())
+        .port(pg.port())
+        .user(user)
+        .password(password)
+        .dbname("postgres")
+        .connect_timeout(Duration::from_secs(5));
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+fn stop_at(point: FaultPoint) -> FaultHook {
+    Arc::new(move |p| Box::pin(async move { p == point }))
+}
+
+fn assert_status(r: &RotationResult, status: RotationStatus) {
+    assert_eq!(r.status, status, "unexpected result: {r:?}");
+}
+
+/// Neither Display nor Debug of the result (and its error) contains any of the passwords.
+fn assert_no_secret_in(r: &RotationResult, passwords: &[String]) {
+    let text = format!(
+        "{r:?} {}",
+        r.error.as_ref().map(|e| e.to_string()).unwrap_or_default()
+    );
+    for p in passwords {
+        assert!(
+            !text.contains(p.as_str()),
+            "a password leaked into a result: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bootstrap_then_rotate_single_user() {
+    let env = env().await;
+    env.create_role("app").await;
+    let rotator = env.rotator("r1").strategy(Strategy::single_user("app"));
+    assert_eq!(env.credential_version("main-db").await, None);
+
+    let first = rotator.rotate("main-db").await;
+    assert_status(&first, RotationStatus::Success);
+    assert_eq!(first.version_before, None);
+    assert_eq!(first.version_after, Some(1));
+    let steps: Vec<&str> = first.steps.iter().map(|s| s.step).collect();
+    for step in [
+        "load", "read", "check", "claim", "apply", "verify", "commit", "close",
+    ] {
+        assert!(steps.contains(&step), "missing step {step} in {steps:?}");
+    }
+    let c1 = env.credential("main-db").await;
+    assert_eq!(c1.version, 1);
+    assert_eq!(c1.username, "app");
+    assert_eq!(c1.password.len(), 32);
+    assert!(c1.password.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert_eq!(c1.data["host"], json!("127.0.0.1"));
+    assert_eq!(c1.data["port"], json!(env.pg.port().to_string()));
+    assert_eq!(c1.data["database"], json!("postgres"));
+    env.assert_logs_in(&c1).await;
+    assert!(!env.logs_in("app", "initial-unknown-password").await);
+
+    let meta = env
+        .client
+        .kv2(MOUNT)
+        .read_metadata("database/main-db")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(meta.cas_required);
+    assert!(meta.max_versions >= 2);
+    let s_meta = env
+        .client
+        .kv2(MOUNT)
+        .read_metadata("rotation-state/database/main-db")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(s_meta.cas_required);
+
+    // Extra keys in C survive; host/port/database are not overwritten.
+    env.client
+        .kv2(MOUNT)
+        .put_cas(
+            "database/main-db",
+            &json!({"username": "app", "password": c1.password, "host": "pooler.internal", "port": "6432", "database": "postgres", "sslmode": "disable"}),
+            1,
+        )
+        .await
+        .unwrap();
+
+    let second = rotator.rotate("main-db").await;
+    assert_status(&second, RotationStatus::Success);
+    assert_eq!(second.version_before, Some(2));
+    assert_eq!(second.version_after, Some(3));
+    let c3 = env.credential("main-db").await;
+    assert_ne!(c3.password, c1.password);
+    assert_eq!(c3.data["host"], json!("pooler.internal"));
+    assert_eq!(c3.data["sslmode"], json!("disable"));
+    env.assert_logs_in(&c3).await;
+    assert!(
+        !env.logs_in("app", &c1.password).await,
+        "the old password must be gone"
+    );
+    // The previous version stays readable.
+    let prev = env
+        .client
+        .kv2(MOUNT)
+        .get_version::<Value>("database/main-db", 2)
+        .await
+        .unwrap();
+    assert_eq!(prev.data["password"], json!(c1.password));
+
+    let (_, state) = env.state("main-db").await;
+    assert!(state.pending().is_none());
+    assert_eq!(state.rotations, 2);
+    assert_eq!(state.credential_version, Some(3));
+    assert_eq!(
+        state.last_rotated_at.as_deref(),
+        Some(c3.created_time.as_str())
+    );
+    let outcomes: Vec<_> = state
+        .history
+        .iter()
+        .map(|h| (h.outcome, h.credential_version))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (HistoryOutcome::Rotated, Some(1)),
+            (HistoryOutcome::Rotated, Some(3))
+        ]
+    );
+    assert_eq!(state.history[0].epoch, 1);
+    assert_eq!(state.history[1].epoch, 2);
+    assert!(state.last_error.is_none());
+
+    let passwords = vec![c1.password.clone(), c3.password.clone()];
+    assert_no_secret_in(&first, &passwords);
+    assert_no_secret_in(&second, &passwords);
+    assert!(!format!("{rotator:?}").contains(env.pg.superuser_password()));
+    env.assert_not_in_pg_log(&passwords);
+}
+
+#[tokio::test]
+async fn rotate_if_due_uses_vault_time() {
+    let env = env().await;
+    env.create_role("app").await;
+    let rotator = env.rotator("r1").strategy(Strategy::single_user("app"));
+    let hour = Duration::from_secs(3600);
+
+    let first = rotator.rotate_if_due("due-db", hour).await;
+    assert_status(&first, RotationStatus::Success);
+    let c1 = env.credential("due-db").await;
+    let rotated_at =
+        vault_ops_rotation::state::vault_time::parse_rfc3339(&c1.created_time).unwrap();
+    assert_eq!(first.next_due_at, Some(rotated_at + hour));
+
+    let second = rotator.rotate_if_due("due-db", hour).await;
+    assert_status(&second, RotationStatus::SkippedNotDue);
+    assert!(second.error.is_none());
+    assert_eq!(second.next_due_at, Some(rotated_at + hour));
+    assert_eq!(env.credential("due-db").await.version, 1);
+    let (_, state) = env.state("due-db").await;
+    assert_eq!(state.next_due_time(), Some(rotated_at + hour));
+    assert_eq!(state.period_ms, Some(3_600_000));
+
+    // A one-second period is due within ~2 s (Vault's Date header has second resolution).
+    let mut rotated = false;
+    for _ in 0..8 {
+        let r = rotator
+            .rotate_if_due("due-db", Duration::from_secs(1))
+            .await;
+        match r.status {
+            RotationStatus::Success => {
+                rotated = true;
+                break;
+            }
+            RotationStatus::SkippedNotDue => tokio::time::sleep(Duration::from_millis(400)).await,
+            _ => panic!("unexpected {r:?}"),
+        }
+    }
+    assert!(rotated, "a one-second period must become due");
+    assert_eq!(env.credential("due-db").await.version, 2);
+    // ... and not twice.
+    let again = rotator.rotate_if_due("due-db", hour).await;
+    assert_status(&again, RotationStatus::SkippedNotDue);
+}
+
+#[tokio::test]
+async fn concurrent_replicas_rotate_once() {
+    let env = env().await;
+    env.create_role("app").await;
+    let a = env
+        .rotator("replica-a")
+        .strategy(Strategy::single_user("app"));
+    let b = env
+        .rotator("replica-b")
+        .strategy(Strategy::single_user("app"));
+    let c = env
+        .rotator("replica-c")
+        .strategy(Strategy::single_user("app"));
+    assert_status(&a.rotate("race-db").await, RotationStatus::Success);
+    let every = Duration::from_millis(1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (ra, rb, rc) = tokio::join!(
+        a.rotate_if_due("race-db", every),
+        b.rotate_if_due("race-db", every),
+        c.rotate_if_due("race-db", every)
+    );
+    let statuses = [ra.status, rb.status, rc.status];
+    let _as_trait: &dyn Rotator = &a;
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == RotationStatus::Success)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == RotationStatus::SkippedNotDue)
+            .count(),
+        2,
+        "{statuses:?}"
+    );
+    let cred = env.credential("race-db").await;
+    assert_eq!(cred.version, 2);
+    env.assert_logs_in(&cred).await;
+    let (_, state) = env.state("race-db").await;
+    assert_eq!(state.rotations, 2);
+}
+
+#[tokio::test]
+async fn failed_verification_rolls_back() {
+    let env = env().await;
+    env.create_role("app").await;
+    env.sql("CREATE TABLE audit_only (x int)").await;
+    let rotator = env.rotator("r1").strategy(Strategy::single_user("app"));
+    assert_status(&rotator.rotate("rb-db").await, RotationStatus::Success);
+    let before = env.credential("rb-db").await;
+
+    // The role cannot read the table the verification query needs.
+    let strict = rotator
+        .clone()
+        .verify_query("SELECT count(*) FROM audit_only");
+    let r = strict.rotate("rb-db").await;
+    assert_status(&r, RotationStatus::RolledBack);
+    match &r.error {
+        Some(RotationError::VerificationFailed { username, message }) => {
+            assert_eq!(username, "app");
+            assert!(message.contains("permission denied"), "{message}");
+        }
+        other => panic!("expected VerificationFailed, got {other:?}"),
+    }
+    assert_eq!(r.version_after, Some(before.version));
+    let after = env.credential("rb-db").await;
+    assert_eq!(after.version, before.version);
+    env.assert_logs_in(&after).await;
+    assert!(r.steps.iter().any(|s| s.step == "rollback"));
+
+    let (_, state) = env.state("rb-db").await;
+    assert!(state.pending().is_none());
+    let last = state.history.last().unwrap();
+    assert_eq!(last.outcome, HistoryOutcome::RolledBack);
+    assert!(state
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("permission denied"));
+
+    // Granting the access makes the next run succeed.
+    env.sql("GRANT SELECT ON audit_only TO app").await;
+    let ok = strict.rotate("rb-db").await;
+    assert_status(&ok, RotationStatus::Success);
+    env.assert_logs_in(&env.credential("rb-db").await).await;
+    assert!(env.state("rb-db").await.1.last_error.is_none());
+}
+
+#[tokio::test]
+async fn postgres_stopped_fails_without_changes_then_recovers() {
+    let env = env().await;
+    env.create_role("app").await;
+    let rotator = env.rotator("r1").strategy(Strategy::single_user("app"));
+    assert_status(&rotator.rotate("down-db").await, RotationStatus::Success);
+    let before = env.credential("down-db").await;
+    let (s_version, _) = env.state("down-db").await;
+
+    env.pg.stop().await;
+    let r = rotator.rotate("down-db").await;
+    assert_status(&r, RotationStatus::Failed);
+    assert!(
+        matches!(&r.error, Some(RotationError::Database { code: None, .. })),
+        "{:?}",
+        r.error
+    );
+    assert_eq!(
+        env.credential_version("down-db").await,
+        Some(before.version)
+    );
+    let (s_after, state) = env.state("down-db").await;
+    assert_eq!(s_after, s_version, "nothing was claimed");
+    assert!(state.pending().is_none());
+
+    // PostgreSQL stops right after the claim: the run fails; nothing is committed, and the
+    // next run (once PostgreSQL is back) completes one rotation.
+    env.pg.start_again().await;
+    let pg = env.pg.clone();
+    let hook: FaultHook = Arc::new(move |p| {
+        let pg = pg.clone();
+        Box::pin(async move {
+            if p == FaultPoint::AfterClaim {
+                pg.stop().await;
+            }
+            false
+        })
+    });
+    let r = rotator.clone().fault_hook(hook).rotate("down-db").await;
+    assert_status(&r, RotationStatus::Failed);
+    assert!(
+        matches!(&r.error, Some(RotationError::Database { .. })),
+        "{:?}",
+        r.error
+    );
+    assert_eq!(
+        env.credential_version("down-db").await,
+        Some(before.version)
+    );
+    env.pg.start_again().await;
+    env.assert_logs_in(&env.credential("down-db").await).await;
+    let ok = rotator.rotate("down-db").await;
+    assert_status(&ok, RotationStatus::Success);
+    let after = env.credential("down-db").await;
+    assert_eq!(after.version, before.version + 1);
+    env.assert_logs_in(&after).await;
+    let (_, state) = env.state("down-db").await;
+    assert!(state.pending().is_none());
+}
+
+#[tokio::test]
+async fn out_of_band_password_change_is_a_conflict() {
+    let env = env().await;
+    env.create_role("app").await;
+    let rotator = env.rotator("r1").strategy(Strategy::single_user("app"));
+    assert_status(&rotator.rotate("oob-db").await, RotationStatus::Success);
+    let before = env.credential("oob-db").await;
+
+    let manual = "Manually-Set-Password-42";
+    let verifier = postgres_protocol::password::scram_sha_256(manual.as_bytes());
+    env.sql(&format!(
+        "ALTER ROLE app PASSWORD {}",
+        escape_literal(&verifier)
+    ))
+    .await;
+
+    let r = rotator.rotate("oob-db").await;
+    assert_status(&r, RotationStatus::Conflict);
+    assert!(
+        r.error.as_ref().is_some_and(RotationError::is_conflict),
+        "{:?}",
+        r.error
+    );
+    assert!(r
+        .error
+        .as_ref()
+        .unwrap()
+        .to_string()
+        .contains("outside the rotation"));
+    assert_eq!(
+        env.credential("oob-db").await.version,
+        before.version,
+        "C is not touched"
+    );
+    assert!(
+        env.logs_in("app", manual).await,
+        "the database is not touched"
+    );
+    let (_, state) = env.state("oob-db").await;
+    assert!(state.pending().is_none());
+    assert_eq!(
+        state.history.last().unwrap().outcome,
+        HistoryOutcome::Conflict
+    );
+    assert!(state.last_error.is_some());
+    assert_no_secret_in(&r, &[before.password.clone(), manual.to_string()]);
+
+    // Still a conflict on the next run (nothing was guessed).
+    assert_status(&rotator.rotate("oob-db").await, RotationStatus::Conflict);
+}
+
+#[tokio::test]
+async fn concurrent_edit_of_the_credential_is_a_conflict_until_resolved() {
+    let env = env().await;
+    env.create_role("app").await;
+    let rotator = env.rotator("r1").strategy(Strategy::single_user("app"));
+    assert_status(&rotator.rotate("edit-db").await, RotationStatus::Success);
+    let before = env.credential("edit-db").await;
+
+    // Someone writes C while the rotation is between verify and commit.
+    let client = env.client.clone();
+    let hook: FaultHook = Arc::new(move |p| {
+        let client = client.clone();
+        Box::pin(async move {
+            if p == FaultPoint::AfterVerify {
+                client
+                    .kv2(MOUNT)
+                    .put_cas(
+                        "database/edit-db",
+                        &json!({"username": "app", "password": "Human-Edited-Password-1"}),
+                        1,
+                    )
+                    .await
+                    .expect("concurrent edit");
+            }
+            false
+        })
+    });
+    let r = rotator.clone().fault_hook(hook).rotate("edit-db").await;
+    assert_status(&r, RotationStatus::Conflict);
+    assert!(r
+        .error
+        .as_ref()
+        .unwrap()
+        .to_string()
+        .contains("not overwritten"));
+    let c = env.credential("edit-db").await;
+    assert_eq!(c.version, before.version + 1);
+    assert_eq!(
+        c.password, "Human-Edited-Password-1",
+        "the concurrent edit is kept"
+    );
+
+    // The role now has the pending password, which S keeps; the conflict persists.
+    let (_, state) = env.state("edit-db").await;
+    let pending = state.pending().expect("still pending").clone();
+    assert!(pending.conflict.is_some());
+    let pending_password = pending.payload["password"].as_str().unwrap().to_string();
+    assert!(env.logs_in("app", &pending_password).await);
+    assert_status(&rotator.rotate("edit-db").await, RotationStatus::Conflict);
+
+    // A human fixes C (here: to the password the role has); the next run resolves the
+    // conflict and rotates.
+    env.client
+        .kv2(MOUNT)
+        .put_cas(
+            "database/edit-db",
+            &json!({"username": "app", "password": pending_password}),
+            c.version,
+        )
+        .await
+        .unwrap();
+    let fixed = rotator.rotate("edit-db").await;
+    assert_status(&fixed, RotationStatus::Success);
+    let after = env.credential("edit-db").await;
+    assert_eq!(after.version, c.version + 2);
+    env.assert_logs_in(&after).await;
+    let (_, state) = env.state("edit-db").await;
+    let outcomes: Vec<_> = state.history.iter().map(|h| h.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            HistoryOutcome::Rotated,
+            HistoryOutcome::Conflict,
+            HistoryOutcome::Resolved,
+            HistoryOutcome::Rotated
+        ]
+    );
+}
+
+#[tokio::test]
+async fn usernames_that_need_quoting() {
+    let env = env().await;
+    let names = [
+        "Mixed Case",
+        "we\"ird user",
+        "o'brien; DROP TABLE x",
+        "ÜnïcødéRole",
+    ];
+    let mut passwords = Vec::new();
+    for (i, role) in names.iter().enumerate() {
+        env.create_role(role).await;
+        let rotator = env.rotator("r1").strategy(Strategy::single_user(*role));
+        let name = format!("quoted-{i}");
+        for round in 0..2 {
+            let r = rotator.rotate(&name).await;
+            assert_status(&r, RotationStatus::Success);
+            let c = env.credential(&name).await;
+            assert_eq!(c.username, *role);
+            assert_eq!(c.version, round + 1);
+            env.assert_logs_in(&c).await;
+            passwords.push(c.password);
+        }
+    }
+    env.assert_not_in_pg_log(&passwords);
+}
+
+#[tokio::test]
+async fn passwords_never_reach_pg_stat_activity_or_logs() {
+    let env = env().await;
+    env.create_role("app").await;
+    let rotator = env.rotator("r1").strategy(Strategy::single_user("app"));
+    assert_status(&rotator.rotate("leak-db").await, RotationStatus::Success);
+
+    // While the rotation's admin session is open (right after ALTER ROLE), look at every
+    // session's current or last query.
+    let seen: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let pending: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let (pg_host, pg_port, su, su_pw) = (
+        env.pg.host().to_string(),
+        env.pg.port(),
+        env.pg.superuser().to_string(),
+        env.pg.superuser_password().to_string(),
+    );
+    let client = env.client.clone();
+    let (seen2, pending2) = (seen.clone(), pending.clone());
+    let hook: FaultHook = Arc::new(move |p| {
+        let (seen, pending, client) = (seen2.clone(), pending2.clone(), client.clone());
+        let (pg_host, su, su_pw) = (pg_host.clone(), su.clone(), su_pw.clone());
+        Box::pin(async move {
+            if p == FaultPoint::AfterApply {
+                let snap = StateStore::new(client, MOUNT, "rotation-state/database")
+                    .load::<Value>("leak-db")
+                    .await
+                    .unwrap();
+                let pw = snap.pending().unwrap().payload["password"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                *pending.lock().unwrap() = Some(pw);
+                let mut config = tokio_postgres::Config::new();
+                config
+                    .host(&pg_host)
+                    .port(pg_port)
+                    .user(&su)
+                    .password(&su_pw)
+                    .dbname("postgres");
+                let (c, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                let rows = c
+                    .query("SELECT coalesce(query, '') FROM pg_stat_activity", &[])
+                    .await
+                    .unwrap();
+                let mut seen = seen.lock().unwrap();
+                for row in rows {
+                    seen.push(row.get::<_, String>(0));
+                }
+            }
+            false
+        })
+    });
+    let r = rotator.clone().fault_hook(hook).rotate("leak-db").await;
+    assert_status(&r, RotationStatus::Success);
+    let pw = pending
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the hook saw the pending password");
+    let cred = env.credential("leak-db").await;
+    assert_eq!(cred.password, pw);
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|q| q.contains("ALTER ROLE")),
+        "the rotation's session shows its ALTER ROLE: {seen:?}"
+    );
+    for q in &seen {
+        assert!(
+            !q.contains(&pw),
+            "the password is visible in pg_stat_activity"
+        );
+    }
+    assert_no_secret_in(&r, std::slice::from_ref(&pw));
+
+    // A failing run's error and Debug do not contain passwords either.
+    env.pg.stop().await;
+    let failed = rotator.rotate("leak-db").await;
+    assert_status(&failed, RotationStatus::Failed);
+    assert_no_secret_in(
+        &failed,
+        &[pw.clone(), env.pg.superuser_password().to_string()],
+    );
+    env.pg.start_again().await;
+    env.assert_not_in_pg_log(&[pw, env.pg.superuser_password().to_string()]);
+}
+
+/// A crash at every step boundary, then a fresh rotator (another replica) finishes it.
+#[tokio::test]
+async fn crash_at_every_boundary_then_resume() {
+    let env = env().await;
+    env.create_role("app").await;
+    let base = env
+        .rotator("bootstrap")
+        .strategy(Strategy::single_user("app"));
+    assert_status(&base.rotate("crash-db").await, RotationStatus::Success);
+    let mut passwords = vec![env.credential("crash-db").await.password];
+
+    let points = [
+        FaultPoint::AfterClaim,
+        FaultPoint::AfterApply,
+        FaultPoint::AfterVerify,
+        FaultPoint::AfterCommit,
+        FaultPoint::AfterClose,
+    ];
+    for (i, point) in points.into_iter().enumerate() {
+        let before = env.credential("crash-db").await;
+        let (_, s_before) = env.state("crash-db").await;
+        // The crashing replica: same stable owner id as the one that resumes (a restarted
+        // process), so the resume does not wait for the lease.
+        let owner = format!("replica-{i}");
+        let crashing = env
+            .rotator(&owner)
+            .strategy(Strategy::single_user("app"))
+            .fault_hook(stop_at(point));
+        let r = crashing.rotate("crash-db").await;
+        assert_status(&r, RotationStatus::Failed);
+        assert!(
+            matches!(r.error, Some(RotationError::Interrupted(p)) if p == point),
+            "{:?}",
+            r.error
+        );
+
+        let (_, s_mid) = env.state("crash-db").await;
+        let c_mid = env.credential("crash-db").await;
+        if point == FaultPoint::AfterClose {
+            assert!(s_mid.pending().is_none());
+            assert_eq!(c_mid.version, before.version + 1);
+        } else {
+            let p = s_mid.pending().expect("pending after a crash");
+            assert_eq!(p.epoch, s_before.epoch + 1);
+            let expected_step = match point {
+                FaultPoint::AfterClaim | FaultPoint::AfterApply => Step::Claimed,
+                _ => Step::Applied,
+            };
+            assert_eq!(p.step, expected_step, "{point:?}");
+            let expected_c = if point == FaultPoint::AfterCommit {
+                before.version + 1
+            } else {
+                before.version
+            };
+            assert_eq!(c_mid.version, expected_c);
+        }
+        // The credential in C works at every boundary except between apply and commit,
+        // where the database already has the pending password (which S holds).
+        let pending_password = s_mid
+            .pending()
+            .map(|p| p.payload["password"].as_str().unwrap().to_string());
+        let c_works = env.logs_in(&c_mid.username, &c_mid.password).await;
+        match point {
+            FaultPoint::AfterClaim | FaultPoint::AfterCommit | FaultPoint::AfterClose => {
+                assert!(c_works, "{point:?}")
+            }
+            _ => {
+                assert!(!c_works, "{point:?}");
+                assert!(
+                    env.logs_in("app", pending_password.as_deref().unwrap())
+                        .await
+                );
+            }
+        }
+
+        let resumer = env.rotator(&owner).strategy(Strategy::single_user("app"));
+        let resumed = resumer
+            .rotate_if_due("crash-db", Duration::from_secs(3600))
+            .await;
+        let expected = if point == FaultPoint::AfterClose {
+            RotationStatus::SkippedNotDue
+        } else {
+            RotationStatus::Success
+        };
+        assert_status(&resumed, expected);
+
+        let after = env.credential("crash-db").await;
+        assert_eq!(
+            after.version,
+            before.version + 1,
+            "exactly one new version for {point:?}"
+        );
+        env.assert_logs_in(&after).await;
+        assert!(!env.logs_in("app", &before.password).await, "{point:?}");
+        if let Some(p) = pending_password {
+            assert_eq!(
+                after.password, p,
+                "the resume finishes the recorded rotation"
+            );
+        }
+        let (_, s_after) = env.state("crash-db").await;
+        assert!(s_after.pending().is_none());
+        assert_eq!(s_after.epoch, s_before.epoch + 1, "no new epoch on resume");
+        assert_eq!(s_after.rotations, s_before.rotations + 1);
+        assert_eq!(s_after.credential_version, Some(after.version));
+        assert_eq!(
+            s_after.last_rotated_at.as_deref(),
+            Some(after.created_time.as_str())
+        );
+        let last = s_after.history.last().unwrap();
+        assert_eq!(last.outcome, HistoryOutcome::Rotated);
+        assert_eq!(last.credential_version, Some(after.version));
+        assert_eq!(last.epoch, s_after.epoch);
+        passwords.push(after.password);
+    }
+    let (_, state) = env.state("crash-db").await;
+    assert_eq!(state.rotations, 6);
+    assert!(state
+        .history
+        .iter()
+        .all(|h| h.outcome == HistoryOutcome::Rotated));
+    env.assert_not_in_pg_log(&passwords);
+}
+
+#[tokio::test]
+async fn another_replica_waits_for_the_lease_then_takes_over() {
+    let env = env().await;
+    env.create_role("app").await;
+    let a = env
+        .rotator("replica-a")
+        .strategy(Strategy::single_user("app"))
+        .lease(Duration::from_secs(2));
+    assert_status(&a.rotate("lease-db").await, RotationStatus::Success);
+    let before = env.credential("lease-db").await;
+    let r = a
+        .clone()
+        .fault_hook(stop_at(FaultPoint::AfterApply))
+        .rotate("lease-db")
+        .await;
+    assert_status(&r, RotationStatus::Failed);
+
+    let b = env
+        .rotator("replica-b")
+        .strategy(Strategy::single_user("app"));
+    let held = b.rotate("lease-db").await;
+    assert_status(&held, RotationStatus::SkippedNotDue);
+    assert!(held.next_due_at.is_some(), "reports when the lease expires");
+    assert_eq!(env.credential("lease-db").await.version, before.version);
+
+    let mut done = None;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = b.rotate("lease-db").await;
+        if r.status != RotationStatus::SkippedNotDue {
+            done = Some(r);
+            break;
+        }
+    }
+    let done = done.expect("the lease expires within 5 s");
+    assert_status(&done, RotationStatus::Success);
+    let after = env.credential("lease-db").await;
+    assert_eq!(after.version, before.version + 1);
+    env.assert_logs_in(&after).await;
+    let (_, state) = env.state("lease-db").await;
+    assert_eq!(state.history.last().unwrap().owner, "replica-b");
+}
+
+async fn unseal_key(bao: &BaoServer) -> String {
+    let log = bao.log();
+    log.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Unseal Key:")
+                .map(|k| k.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no unseal key in the dev server log"))
+}
+
+#[tokio::test]
+async fn vault_sealed_mid_rotation_then_resume() {
+    let env = env().await;
+    env.create_role("app").await;
+    let key = unseal_key(&env.bao).await;
+    // No retries: a sealed Vault fails at once.
+    let quick = VaultClient::builder()
+        .address(env.bao.addr())
+        .token(env.bao.root_token())
+        .max_retries(0)
+        .build()
+        .unwrap();
+    let bootstrap = env.rotator("boot").strategy(Strategy::single_user("app"));
+    assert_status(&bootstrap.rotate("seal-db").await, RotationStatus::Success);
+
+    for point in [
+        FaultPoint::AfterClaim,
+        FaultPoint::AfterApply,
+        FaultPoint::AfterVerify,
+    ] {
+        let before = env.credential("seal-db").await;
+        let sealer = env.client.clone();
+        let hook: FaultHook = Arc::new(move |p| {
+            let sealer = sealer.clone();
+            Box::pin(async move {
+                if p == point {
+                    sealer
+                        .execute(vault_ops_core::Request::put("sys/seal"))
+                        .await
+                        .expect("seal");
+                }
+                false
+            })
+        });
+        let r = env
+            .rotator_with(quick.clone(), "sealed-replica")
+            .strategy(Strategy::single_user("app"))
+            .fault_hook(hook)
+            .rotate("seal-db")
+            .await;
+        assert_status(&r, RotationStatus::Failed);
+        let vault_error = match &r.error {
+            Some(RotationError::Vault(e)) => e,
+            Some(RotationError::State(e)) => e.vault().expect("a Vault error"),
+            other => panic!("expected a Vault error, got {other:?}"),
+        };
+        assert!(vault_error.is_sealed(), "{vault_error}");
+
+        env.client
+            .execute(
+                vault_ops_core::Request::put("sys/unseal")
+                    .json(&json!({"key": key}))
+                    .unwrap(),
+            )
+            .await
+            .expect("unseal");
+        let resumed = env
+            .rotator("sealed-replica")
+            .strategy(Strategy::single_user("app"))
+            .rotate("seal-db")
+            .await;
+        assert_status(&resumed, RotationStatus::Success);
+        let after = env.credential("seal-db").await;
+        assert_eq!(after.version, before.version + 1, "{point:?}");
+        env.assert_logs_in(&after).await;
+        assert!(env.state("seal-db").await.1.pending().is_none());
+    }
+}
+
+/// Vault applies the commit of C but its reply is lost (and so is the re-read). The next run
+/// finds C committed with the pending password and only closes S: no second rotation.
+#[tokio::test]
+async fn lost_reply_of_the_commit_is_resolved_by_reading() {
+    let env = env().await;
+    env.create_role("app").await;
+    let rotator = env.rotator("r1").strategy(Strategy::single_user("app"));
+    assert_status(&rotator.rotate("lost-db").await, RotationStatus::Success);
+    let before = env.credential("lost-db").await;
+
+    let proxy = Proxy::start(env.bao.port()).await;
+    let p = proxy.clone();
+    let hook: FaultHook = Arc::new(move |point| {
+        let p = p.clone();
+        Box::pin(async move {
+            if point == FaultPoint::AfterVerify {
+                p.set(ProxyMode::DropReplies);
+            }
+            false
+        })
+    });
+    let r = env
+        .rotator_with(proxy.client(env.bao.root_token()), "r1")
+        .strategy(Strategy::single_user("app"))
+        .fault_hook(hook)
+        .rotate("lost-db")
+        .await;
+    assert_status(&r, RotationStatus::Failed);
+    assert!(
+        matches!(&r.error, Some(RotationError::Vault(e)) if e.is_transport()),
+        "{:?}",
+        r.error
+    );
+    // Vault did apply it.
+    let landed = env.credential("lost-db").await;
+    assert_eq!(landed.version, before.version + 1);
+    let (_, state) = env.state("lost-db").await;
+    let pending = state.pending().expect("S still pending");
+    assert_eq!(
+        pending.payload["password"].as_str(),
+        Some(landed.password.as_str())
+    );
+
+    proxy.set(ProxyMode::Pass);
+    let resumed = env
+        .rotator_with(proxy.client(env.bao.root_token()), "r1")
+        .strategy(Strategy::single_user("app"))
+        .rotate_if_due("lost-db", Duration::from_secs(3600))
+        .await;
+    assert_status(&resumed, RotationStatus::Success);
+    let steps: Vec<&str> = resumed.steps.iter().map(|s| s.step).collect();
+    // No second ALTER ROLE, no second write of C: only S is closed.
+    assert_eq!(steps, ["load", "take_over", "read", "close"], "{resumed:?}");
+    let after = env.credential("lost-db").await;
+    assert_eq!(after.version, landed.version, "one rotation, not two");
+    env.assert_logs_in(&after).await;
+    let (_, state) = env.state("lost-db").await;
+    assert!(state.pending().is_none());
+    assert_eq!(state.credential_version, Some(after.version));
+    assert_eq!(
+        state.history.last().unwrap().outcome,
+        HistoryOutcome::Rotated
+    );
+}
+
+/// Vault becomes unreachable right after the new password is applied: the run fails with a
+/// transport error; when Vault is back, the next run verifies, commits and closes.
+#[tokio::test]
+async fn vault_unreachable_mid_rotation_then_resume() {
+    let env = env().await;
+    env.create_role("app").await;
+    let rotator = env.rotator("r1").strategy(Strategy::single_user("app"));
+    assert_status(&rotator.rotate("gone-db").await, RotationStatus::Success);
+    let before = env.credential("gone-db").await;
+
+    let proxy = Proxy::start(env.bao.port()).await;
+    let p = proxy.clone();
+    let hook: FaultHook = Arc::new(move |point| {
+        let p = p.clone();
+        Box::pin(async move {
+            if point == FaultPoint::AfterApply {
+                p.set(ProxyMode::Refuse);
+            }
+            false
+        })
+    });
+    let r = env
+        .rotator_with(proxy.client(env.bao.root_token()), "r1")
+        .strategy(Strategy::single_user("app"))
+        .fault_hook(hook)
+        .rotate("gone-db")
+        .await;
+    assert_status(&r, RotationStatus::Failed);
+    let e = match &r.error {
+        Some(RotationError::State(e)) => e.vault().expect("vault error"),
+        other => panic!("expected a state write failure, got {other:?}"),
+    };
+    assert!(e.is_transport(), "{e}");
+    assert_eq!(env.credential("gone-db").await.version, before.version);
+    // The database has the pending password, which S holds.
+    let (_, state) = env.state("gone-db").await;
+    assert_eq!(
+        state.pending().unwrap().step,
+        Step::Claimed,
+        "the write of `applied` never reached Vault"
+    );
+    let pending_password = state.pending().unwrap().payload["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(env.logs_in("app", &pending_password).await);
+
+    proxy.set(ProxyMode::Pass);
+    let resumed = env
+        .rotator_with(proxy.client(env.bao.root_token()), "r1")
+        .strategy(Strategy::single_user("app"))
+        .rotate("gone-db")
+        .await;
+    assert_status(&resumed, RotationStatus::Success);
+    let steps: Vec<&str> = resumed.steps.iter().map(|s| s.step).collect();
+    assert!(
+        steps.contains(&"probe") && steps.contains(&"verify") && !steps.contains(&"apply"),
+        "{steps:?}"
+    );
+    let after = env.credential("gone-db").await;
+    assert_eq!(after.version, before.version + 1);
+    assert_eq!(after.password, pending_password);
+    env.assert_logs_in(&after).await;
+}
+
+#[tokio::test]
+async fn database_rejects_the_new_password() {
+    let env = env().await;
+    // The managed role is a superuser; the rotation's admin only has CREATEROLE, so PostgreSQL
+    // refuses the ALTER ROLE.
+    env.create_role("su_app").await;
+    env.sql("ALTER ROLE su_app SUPERUSER").await;
+    let full = env.rotator("r1").strategy(Strategy::single_user("su_app"));
+    assert_status(&full.rotate("rej-db").await, RotationStatus::Success);
+    let before = env.credential("rej-db").await;
+
+    env.sql("CREATE ROLE rot_admin LOGIN CREATEROLE PASSWORD 'Rot-Admin-Password-77'")
+        .await;
+    let limited = DatabaseCredentialRotator::new(
+        env.client.clone(),
+        env.pg.host(),
+        "rot_admin",
+        SecretString::from("Rot-Admin-Password-77".to_string()),
+    )
+    .port(env.pg.port())
+    .tls(TlsMode::Disable)
+    .owner("r2")
+    .strategy(Strategy::single_user("su_app"));
+    let r = limited.rotate("rej-db").await;
+    assert_status(&r, RotationStatus::Failed);
+    match &r.error {
+        Some(RotationError::Database {
+            operation,
+            code,
+            message,
+        }) => {
+            assert_eq!(operation, "alter role");
+            assert_eq!(code.as_deref(), Some("42501"), "{message}");
+        }
+        other => panic!("expected a database error, got {other:?}"),
+    }
+    let after = env.credential("rej-db").await;
+    assert_eq!(after.version, before.version);
+    env.assert_logs_in(&after).await;
+    let (_, state) = env.state("rej-db").await;
+    assert!(
+        state.pending().is_none(),
+        "a refused ALTER ROLE closes the claim"
+    );
+    assert_eq!(
+        state.history.last().unwrap().outcome,
+        HistoryOutcome::Failed
+    );
+    assert_no_secret_in(&r, std::slice::from_ref(&before.password));
+}
+
+#[tokio::test]
+async fn alternating_users_keep_a_connection_pool_working() {
+    let env = env().await;
+    env.sql("CREATE TABLE orders (id int); INSERT INTO orders VALUES (1), (2), (3)")
+        .await;
+    for role in ["app_blue", "app_green"] {
+        env.create_role(role).await;
+        env.sql(&format!("GRANT SELECT ON orders TO {role}")).await;
+    }
+    let rotator = env
+        .rotator("r1")
+        .strategy(Strategy::alternating_users("app_blue", "app_green"))
+        .verify_query("SELECT count(*) FROM orders");
+    assert_status(&rotator.rotate("alt-db").await, RotationStatus::Success);
+    let first = env.credential("alt-db").await;
+    assert_eq!(first.username, "app_blue");
+
+    // A long-lived pool: a few connections opened with the credential read at start-up.
+    let mut pool = Vec::new();
+    for _ in 0..3 {
+        pool.push(
+            connect(&env.pg, &first.username, &first.password)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut creds = vec![first];
+    for round in 0..4 {
+        let r = rotator.rotate("alt-db").await;
+        assert_status(&r, RotationStatus::Success);
+        let cur = env.credential("alt-db").await;
+        let prev = creds.last().unwrap();
+        assert_ne!(
+            cur.username, prev.username,
+            "round {round}: the user alternates"
+        );
+        env.assert_logs_in(&cur).await;
+        // The previous credential stays valid for a whole period: new logins still work.
+        assert!(
+            env.logs_in(&prev.username, &prev.password).await,
+            "round {round}"
+        );
+        // Two rotations ago, the same user had another password: gone now.
+        if creds.len() >= 2 {
+            let old = &creds[creds.len() - 2];
+            assert_eq!(old.username, cur.username);
+            assert!(!env.logs_in(&old.username, &old.password).await);
+        }
+        for conn in &pool {
+            let n: i64 = conn
+                .query_one("SELECT count(*) FROM orders", &[])
+                .await
+                .expect("held connection")
+                .get(0);
+            assert_eq!(n, 3);
+        }
+        // The pool refreshes its credential each period, replacing one connection.
+        pool.remove(0);
+        pool.push(
+            connect(&env.pg, &cur.username, &cur.password)
+                .await
+                .unwrap(),
+        );
+        creds.push(cur);
+    }
+
+    // The database refuses logins of the next role: verification fails, rolled back, and the
+    // credential in C is untouched.
+    let next_role = if creds.last().unwrap().username == "app_blue" {
+        "app_green"
+    } else {
+        "app_blue"
+    };
+    env.sql(&format!("ALTER ROLE {next_role} CONNECTION LIMIT 0"))
+        .await;
+    let r = rotator.rotate("alt-db").await;
+    assert_status(&r, RotationStatus::RolledBack);
+    assert!(
+        matches!(r.error, Some(RotationError::VerificationFailed { .. })),
+        "{:?}",
+        r.error
+    );
+    let cur = env.credential("alt-db").await;
+    assert_eq!(cur.version, creds.last().unwrap().version);
+    env.assert_logs_in(&cur).await;
+    // The rolled-back role has its previous password again (from C's previous version).
+    env.sql(&format!("ALTER ROLE {next_role} CONNECTION LIMIT -1"))
+        .await;
+    let prev = &creds[creds.len() - 2];
+    assert_eq!(prev.username, next_role);
+    assert!(env.logs_in(&prev.username, &prev.password).await);
+    for conn in &pool {
+        conn.query_one("SELECT 1", &[])
+            .await
+            .expect("held connection");
+    }
+    assert_status(&rotator.rotate("alt-db").await, RotationStatus::Success);
+    let passwords: Vec<String> = creds.iter().map(|c| c.password.clone()).collect();
+    env.assert_not_in_pg_log(&passwords);
+}
+
+#[tokio::test]
+async fn bad_input_and_missing_role() {
+    let env = env().await;
+    let rotator = env.rotator("r1").strategy(Strategy::single_user("nobody"));
+    let r = rotator.rotate("missing-role").await;
+    assert_status(&r, RotationStatus::Failed);
+    assert!(
+        matches!(&r.error, Some(RotationError::RoleMissing { username }) if username == "nobody")
+    );
+    assert_eq!(env.state("missing-role").await.0, 0, "nothing claimed");
+    assert_eq!(env.credential_version("missing-role").await, None);
+
+    let r = rotator.rotate("").await;
+    assert!(
+        matches!(r.error, Some(RotationError::Config(_))),
+        "{:?}",
+        r.error
+    );
+
+    env.create_role("app").await;
+    let weak = env
+        .rotator("r1")
+        .strategy(Strategy::single_user("app"))
+        .password_policy(PasswordPolicy::new(8, "ab"));
+    let r = weak.rotate("weak").await;
+    assert!(
+        matches!(r.error, Some(RotationError::Config(_))),
+        "{:?}",
+        r.error
+    );
+
+    let tls = env
+        .rotator("r1")
+        .strategy(Strategy::single_user("app"))
+        .tls(TlsMode::Require);
+    let r = tls.rotate("tls").await;
+    assert_status(&r, RotationStatus::Failed);
+    assert!(
+        r.error.as_ref().unwrap().to_string().contains("TLS"),
+        "{:?}",
+        r.error
+    );
+
+    // No strategy and no credential: nothing to rotate.
+    let bare = env.rotator("r1");
+    let r = bare.rotate("nothing-here").await;
+    assert!(
+        matches!(r.error, Some(RotationError::Config(_))),
+        "{:?}",
+        r.error
+    );
+
+    // A credential naming another role than the strategy: conflict, nothing touched.
+    env.client
+        .kv2(MOUNT)
+        .put(
+            "database/other",
+            &json!({"username": "someone_else", "password": "x-long-enough-password"}),
+        )
+        .await
+        .unwrap();
+    let r = env
+        .rotator("r1")
+        .strategy(Strategy::single_user("app"))
+        .rotate("other")
+        .await;
+    assert_status(&r, RotationStatus::Conflict);
+    // A credential without a password.
+    env.client
+        .kv2(MOUNT)
+        .put("database/broken", &json!({"username": "app"}))
+        .await
+        .unwrap();
+    let r = env.rotator("r1").rotate("broken").await;
+    assert!(
+        matches!(r.error, Some(RotationError::InvalidCredential { .. })),
+        "{:?}",
+        r.error
+    );
+
+    // Symbols policy works.
+    let sym = env
+        .rotator("r1")
+        .strategy(Strategy::single_user("app"))
+        .password_policy(PasswordPolicy::with_symbols(40));
+    assert_status(&sym.rotate("sym").await, RotationStatus::Success);
+    let c = env.credential("sym").await;
+    assert_eq!(c.password.chars().count(), 40);
+    env.assert_logs_in(&c).await;
+}
+
+#[tokio::test]
+async fn narrow_token_cannot_rotate() {
+    let env = env().await;
+    env.create_role("app").await;
+    assert_status(
+        &env.rotator("r1")
+            .strategy(Strategy::single_user("app"))
+            .rotate("acl-db")
+            .await,
+        RotationStatus::Success,
+    );
+    let before = env.credential("acl-db").await;
+    // A token that can read C and S but write neither.
+    env.client
+        .generic()
+        .write_raw(
+            "sys/policies/acl/read-only",
+            &json!({"policy": "path \"secret/data/*\" { capabilities = [\"read\"] }\npath \"secret/metadata/*\" { capabilities = [\"read\"] }"}),
+        )
+        .await
+        .unwrap();
+    let token = env
+        .client
+        .tokens()
+        .create(&vault_ops_core::api::tokens::TokenCreateRequest::with_policies(["read-only"]))
+        .await
+        .unwrap();
+    let narrow = env.client.with_token(token.client_token.clone());
+    let r = env
+        .rotator_with(narrow, "r2")
+        .strategy(Strategy::single_user("app"))
+        .rotate("acl-db")
+        .await;
+    assert_status(&r, RotationStatus::Failed);
+    let e = match &r.error {
+        Some(RotationError::State(e)) => e.vault().unwrap(),
+        Some(RotationError::Vault(e)) => e,
+        other => panic!("{other:?}"),
+    };
+    assert!(e.is_permission_denied(), "{e}");
+    let after = env.credential("acl-db").await;
+    assert_eq!(after.version, before.version);
+    env.assert_logs_in(&after).await;
+    assert!(
+        env.logs_in("app", &before.password).await,
+        "the database is not touched"
+    );
+}
+
+/// Makes a CA and a server certificate for 127.0.0.1 with `openssl`, installs them in the
+/// cluster's data directory and switches TLS on (a reload is enough). Returns the CA PEM.
+async fn enable_tls(env: &Env) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec![
+        "req",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=vault-ops test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ];
+    ca.extend(ec);
+    run(&ca);
+    let mut csr = vec![
+        "req",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ];
+    csr.extend(ec);
+    run(&csr);
+    std::fs::write(
+        dir.path().join("ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+        "-out",
+        "server.crt",
+    ]);
+    let data = env.pg.dir().join("data");
+    for f in ["server.crt", "server.key"] {
+        std::fs::copy(dir.path().join(f), data.join(f)).unwrap();
+    }
+    let chmod = std::process::Command::new("chmod")
+        .arg("600")
+        .arg(data.join("server.key"))
+        .status()
+        .unwrap();
+    assert!(chmod.success());
+    let root = std::process::Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&root.stdout).trim() == "0" {
+        let status = std::process::Command::new("chown")
+            .arg("postgres:")
+            .arg(data.join("server.crt"))
+            .arg(data.join("server.key"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    env.sql("ALTER SYSTEM SET ssl = on").await;
+    env.sql("SELECT pg_reload_conf()").await;
+    // The reload is asynchronous: wait (bounded) until the server accepts TLS.
+    let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
+    for _ in 0..50 {
+        let log = env.pg.log();
+        if log.contains("ssl")
+            && env
+                .superuser()
+                .await
+                .query_one("SHOW ssl", &[])
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+                == "on"
+        {
+            return ca;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("PostgreSQL did not switch TLS on: {}", env.pg.log());
+}
+
+#[tokio::test]
+async fn tls_require_verifies_the_server_and_prefer_falls_back() {
+    let env = env().await;
+    env.create_role("app").await;
+    let base = env.rotator("r1").strategy(Strategy::single_user("app"));
+
+    // No TLS on the server yet: Prefer connects in plain text, Require refuses.
+    assert_status(
+        &base.clone().tls(TlsMode::Prefer).rotate("tls-db").await,
+        RotationStatus::Success,
+    );
+    let r = base.clone().tls(TlsMode::Require).rotate("tls-db").await;
+    assert_status(&r, RotationStatus::Failed);
+    assert!(
+        r.error.as_ref().unwrap().to_string().contains("TLS"),
+        "{:?}",
+        r.error
+    );
+
+    let ca = enable_tls(&env).await;
+    // TLS on, but the server's CA is not trusted: verification fails, nothing changes.
+    let before = env.credential("tls-db").await;
+    let r = base.clone().tls(TlsMode::Require).rotate("tls-db").await;
+    assert_status(&r, RotationStatus::Failed);
+    let text = r.error.as_ref().unwrap().to_string();
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+    assert_eq!(env.credential("tls-db").await.version, before.version);
+
+    // Trusting the CA: the rotation's sessions use TLS.
+    let secure = base.clone().tls(TlsMode::Require).tls_ca_pem(ca.clone());
+    assert_status(&secure.rotate("tls-db").await, RotationStatus::Success);
+    let after = env.credential("tls-db").await;
+    assert_eq!(after.version, before.version + 1);
+    env.assert_logs_in(&after).await;
+    let log = env.pg.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("application_name=vault-ops-rotation") && l.contains("SSL enabled")),
+        "the rotator's connections use TLS"
+    );
+    // Prefer uses TLS when offered (and so verifies too).
+    let prefer = base.clone().tls(TlsMode::Prefer);
+    assert_status(&prefer.rotate("tls-db").await, RotationStatus::Failed);
+    assert_status(
+        &prefer.tls_ca_pem(ca).rotate("tls-db").await,
+        RotationStatus::Success,
+    );
+    // A CA PEM that holds nothing is a configuration error.
+    let bad = base
+        .tls(TlsMode::Require)
+        .tls_ca_pem(b"not a certificate".to_vec());
+    let r = bad.rotate("tls-db").await;
+    assert!(
+        matches!(&r.error, Some(RotationError::Config(message)) if message.contains("CA certificate")),
+        "{:?}",
+        r.error
+    );
+}

@@ -1,0 +1,524 @@
+//! The rotation scheduler against a real OpenBao dev server.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use vault_ops_core::VaultClient;
+use vault_ops_rotation::api_key::{ApiKeyOptions, ApiKeyRotator};
+use vault_ops_rotation::scheduler::SchedulerError;
+use vault_ops_rotation::state::vault_time;
+use vault_ops_rotation::{
+    RotationResult, RotationScheduler, RotationStatus, Rotator, SchedulerOptions,
+};
+use vault_ops_testkit::BaoServer;
+
+type Res = Result<(), Box<dyn std::error::Error>>;
+
+async fn server() -> (BaoServer, VaultClient) {
+    let bao = BaoServer::start().await;
+    let client = VaultClient::builder()
+        .address(bao.addr())
+        .token(bao.root_token())
+        .build()
+        .expect("client");
+    (bao, client)
+}
+
+fn fast_options() -> SchedulerOptions {
+    SchedulerOptions::new()
+        .jitter(Duration::from_millis(200))
+        .min_sleep(Duration::from_millis(50))
+        .max_sleep(Duration::from_secs(5))
+        .backoff(Duration::from_millis(100), Duration::from_millis(400))
+        .failure_delay(Duration::from_secs(1))
+}
+
+fn api_rotator(client: &VaultClient, owner: &str) -> ApiKeyRotator {
+    ApiKeyRotator::new(client.clone())
+        .with_options(ApiKeyOptions::new().owner(owner).min_versions(100))
+}
+
+/// `created_time` of every version of `path`, oldest first.
+async fn version_times(client: &VaultClient, path: &str) -> Vec<SystemTime> {
+    match client
+        .kv2("secret")
+        .read_metadata(path)
+        .await
+        .expect("metadata")
+    {
+        Some(meta) => meta
+            .versions
+            .values()
+            .map(|v| vault_time::parse_rfc3339(&v.created_time).expect("created_time"))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+fn gaps(times: &[SystemTime]) -> Vec<Duration> {
+    times
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]).unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test]
+async fn three_replicas_rotate_each_secret_exactly_once_per_period() -> Res {
+    let (_bao, client) = server().await;
+    let secrets = [
+        ("alpha", Duration::from_secs(2)),
+        ("beta", Duration::from_secs(3)),
+    ];
+    let started = SystemTime::now();
+    let mut handles = Vec::new();
+    for i in 0..3 {
+        let mut s = RotationScheduler::new(client.clone())
+            .with_options(fast_options())
+            .with_api_key_rotator(api_rotator(&client, &format!("replica-{i}")));
+        for (name, every) in secrets {
+            s.schedule_api_key_rotation(name, every)?;
+        }
+        handles.push(s.start()?);
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    // Shutdown is prompt: nothing is in flight for long.
+    let t = Instant::now();
+    let finals = futures_util::future::join_all(handles.into_iter().map(|h| h.shutdown())).await;
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(1), "shutdown took {took:?}");
+    let stopped = SystemTime::now();
+
+    for (name, every) in secrets {
+        let times = version_times(&client, &format!("api-keys/{name}")).await;
+        // Vault's `Date` has whole seconds, so a rotation is seen due up to 1 s late; the
+        // jitter and the requests add a little more.
+        let slack = Duration::from_millis(1900);
+        assert!(
+            times.len() as u64 >= 10 / (every.as_secs() + 2),
+            "{name}: {} versions",
+            times.len()
+        );
+        let first = times[0].duration_since(started).unwrap_or_default();
+        assert!(
+            first < Duration::from_secs(2),
+            "{name}: first rotation after {first:?}"
+        );
+        for g in gaps(&times) {
+            assert!(g >= every, "{name}: double rotation: versions {g:?} apart");
+            assert!(
+                g <= every + slack,
+                "{name}: missed period: versions {g:?} apart"
+            );
+        }
+        let last = stopped
+            .duration_since(*times.last().expect("a version"))
+            .unwrap_or_default();
+        assert!(
+            last <= every + slack,
+            "{name}: nothing rotated in the last {last:?}"
+        );
+
+        // Every rotation was counted by exactly one replica; nobody failed.
+        let rotations: u64 = finals
+            .iter()
+            .map(|f| f.get(name).expect("stats").rotations)
+            .sum();
+        assert_eq!(rotations, times.len() as u64, "{name}");
+        let failures: u64 = finals
+            .iter()
+            .map(|f| f.get(name).expect("stats").failures)
+            .sum();
+        assert_eq!(failures, 0, "{name}");
+        let skipped: u64 = finals
+            .iter()
+            .map(|f| f.get(name).expect("stats").skipped)
+            .sum();
+        assert!(
+            skipped >= rotations,
+            "{name}: replicas saw the secret not due"
+        );
+        // Not polling: a handful of checks per period and replica, not hundreds.
+        let attempts: u64 = finals
+            .iter()
+            .map(|f| f.get(name).expect("stats").attempts)
+            .sum();
+        assert!(
+            attempts <= 3 * 4 * (times.len() as u64 + 1),
+            "{name}: {attempts} attempts"
+        );
+    }
+    Ok(())
+}
+
+struct Panicker;
+
+#[async_trait::async_trait]
+impl Rotator for Panicker {
+    async fn rotate(&self, _name: &str) -> RotationResult {
+        panic!("rotator bug")
+    }
+    async fn rotate_if_due(&self, _name: &str, _every: Duration) -> RotationResult {
+        panic!("rotator bug")
+    }
+}
+
+#[tokio::test]
+async fn a_failing_secret_does_not_stop_the_others() -> Res {
+    let (_bao, client) = server().await;
+    // Rotating on a mount that does not exist fails on every attempt.
+    let broken = ApiKeyRotator::new(client.clone())
+        .with_options(ApiKeyOptions::new().mount("no-such-mount"));
+    let mut s = RotationScheduler::new(client.clone())
+        .with_options(fast_options().max_attempts(3))
+        .with_api_key_rotator(api_rotator(&client, "r1"));
+    s.schedule_api_key_rotation("good", Duration::from_secs(1))?
+        .schedule("broken", Duration::from_secs(1), Arc::new(broken))?
+        .schedule("panics", Duration::from_secs(1), Arc::new(Panicker))?;
+    assert_eq!(s.scheduled(), vec!["good", "broken", "panics"]);
+
+    // run_once: every secret once, failures retried (bounded).
+    let results = s.run_once().await;
+    assert_eq!(results.len(), 3);
+    assert!(results[0].is_success(), "{:?}", results[0].error);
+    assert_eq!(results[1].status, RotationStatus::Failed);
+    assert!(results[1].error.is_some());
+    assert_eq!(results[2].status, RotationStatus::Failed);
+    let st = s.stats();
+    assert_eq!(st.get("broken").expect("stats").attempts, 3, "max_attempts");
+    assert_eq!(st.get("panics").expect("stats").attempts, 3);
+    assert_eq!(st.get("good").expect("stats").attempts, 1);
+
+    let handle = s.start()?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let st = handle.shutdown().await;
+    let good = st.get("good").expect("stats");
+    assert!(good.rotations >= 3, "good rotated {} times", good.rotations);
+    assert_eq!(good.failures, 0);
+    assert!(good.last_success_age().expect("age") < Duration::from_secs(3));
+    assert!(matches!(
+        good.last_status,
+        Some(RotationStatus::Success | RotationStatus::SkippedNotDue)
+    ));
+    for name in ["broken", "panics"] {
+        let bad = st.get(name).expect("stats");
+        assert_eq!(bad.rotations, 0);
+        assert!(bad.failures >= 6, "{name}: {} failures", bad.failures);
+        // Bounded: 3 attempts, then failure_delay (1 s), over ~5 s.
+        assert!(bad.attempts <= 3 * 8, "{name}: {} attempts", bad.attempts);
+        assert_eq!(bad.consecutive_failures as u64, bad.failures);
+        assert!(bad.last_success_at.is_none());
+        assert!(bad.last_error.is_some());
+    }
+    assert!(st
+        .get("panics")
+        .and_then(|p| p.last_error.clone())
+        .is_some_and(|e| e.contains("panicked")));
+    assert_eq!(
+        st.total_failures(),
+        st.get("broken").map_or(0, |b| b.failures) + st.get("panics").map_or(0, |p| p.failures)
+    );
+    // The counters are exportable.
+    let exported = serde_json::to_value(&st)?;
+    assert_eq!(exported["secrets"][0]["name"], "good");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_restart_neither_rotates_again_nor_skips() -> Res {
+    let (_bao, client) = server().await;
+    let every = Duration::from_secs(2);
+    let path = "api-keys/restart";
+
+    let mut a = RotationScheduler::new(client.clone())
+        .with_options(fast_options())
+        .with_api_key_rotator(api_rotator(&client, "a"));
+    a.schedule_api_key_rotation("restart", every)?;
+    let handle = a.start()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while version_times(&client, path).await.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.shutdown().await;
+    let v1 = version_times(&client, path).await;
+    assert_eq!(v1.len(), 1);
+
+    // A new process right away: not due, no second rotation, and it knows the due time.
+    let mut b = RotationScheduler::new(client.clone())
+        .with_options(fast_options())
+        .with_api_key_rotator(api_rotator(&client, "b"));
+    b.schedule_api_key_rotation("restart", every)?;
+    let r = b.run_once().await;
+    assert_eq!(
+        r[0].status,
+        RotationStatus::SkippedNotDue,
+        "{:?}",
+        r[0].error
+    );
+    let due = r[0].next_due_at.expect("next due");
+    let from_rotation = due.duration_since(v1[0])?;
+    assert!(
+        from_rotation >= every && from_rotation <= every + Duration::from_secs(1),
+        "{from_rotation:?}"
+    );
+    assert_eq!(version_times(&client, path).await.len(), 1);
+
+    // Everyone down for more than two periods; the next start rotates once, not once per
+    // missed period, and not only a period later.
+    let resume_at = v1[0] + every * 2 + Duration::from_millis(500);
+    tokio::time::sleep(
+        resume_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default(),
+    )
+    .await;
+    let handle = b.start()?;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let st = handle.shutdown().await;
+    let times = version_times(&client, path).await;
+    assert_eq!(times.len(), 2, "exactly one catch-up rotation");
+    assert_eq!(st.get("restart").expect("stats").rotations, 1);
+    let caught_up = times[1].duration_since(resume_at).unwrap_or_default();
+    assert!(caught_up < Duration::from_millis(900), "{caught_up:?}");
+    Ok(())
+}
+
+/// Delegates to an API key rotator after a delay, counting runs.
+struct Slow {
+    inner: ApiKeyRotator,
+    delay: Duration,
+    started: AtomicU32,
+    finished: AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl Rotator for Slow {
+    async fn rotate(&self, name: &str) -> RotationResult {
+        self.rotate_if_due(name, Duration::ZERO).await
+    }
+    async fn rotate_if_due(&self, name: &str, every: Duration) -> RotationResult {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        let r = self.inner.rotate_if_due(name, every).await;
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        r
+    }
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_rotation_in_flight_and_is_prompt_otherwise() -> Res {
+    let (_bao, client) = server().await;
+    let slow = Arc::new(Slow {
+        inner: api_rotator(&client, "r1"),
+        delay: Duration::from_millis(1500),
+        started: AtomicU32::new(0),
+        finished: AtomicU32::new(0),
+    });
+    let mut s =
+        RotationScheduler::new(client.clone()).with_options(fast_options().jitter(Duration::ZERO));
+    s.schedule("slow", Duration::from_secs(3600), slow.clone())?;
+    let handle = s.start()?;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while slow.started.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(slow.started.load(Ordering::SeqCst), 1);
+    let t = Instant::now();
+    let st = handle.shutdown().await;
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(1000),
+        "did not wait for the rotation: {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(slow.finished.load(Ordering::SeqCst), 1);
+    assert_eq!(st.get("slow").expect("stats").rotations, 1);
+    assert_eq!(version_times(&client, "api-keys/slow").await.len(), 1);
+
+    // Sleeping until the next due time (an hour away): shutdown is immediate.
+    let mut s =
+        RotationScheduler::new(client.clone()).with_options(fast_options().jitter(Duration::ZERO));
+    s.schedule_api_key_rotation("slow", Duration::from_secs(3600))?;
+    let handle = s.start()?;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while handle.stats().get("slow").expect("stats").attempts == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let st = handle.stats();
+    let entry = st.get("slow").expect("stats");
+    assert_eq!(entry.last_status, Some(RotationStatus::SkippedNotDue));
+    let next = entry.next_due_at.expect("next due");
+    assert!(next > SystemTime::now() + Duration::from_secs(3500));
+    let t = Instant::now();
+    handle.shutdown().await;
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn schedules_are_validated() -> Res {
+    let (_bao, client) = server().await;
+    let mut s = RotationScheduler::new(client.clone());
+    assert!(matches!(
+        s.schedule_api_key_rotation("x", Duration::ZERO),
+        Err(SchedulerError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        s.schedule_api_key_rotation("  ", Duration::from_secs(1)),
+        Err(SchedulerError::InvalidInput(_))
+    ));
+    s.schedule_api_key_rotation("x", Duration::from_secs(1))?;
+    assert!(matches!(
+        s.schedule_api_key_rotation("x", Duration::from_secs(2)),
+        Err(SchedulerError::AlreadyScheduled(n)) if n == "x"
+    ));
+    assert!(matches!(
+        s.schedule_database_rotation("main-db", Duration::from_secs(1)),
+        Err(SchedulerError::NoDatabaseRotator)
+    ));
+    assert_eq!(s.scheduled(), vec!["x"]);
+    let st = s.stats();
+    assert_eq!(st.secrets.len(), 1);
+    assert_eq!(st.secrets[0].kind, "api_key");
+    assert_eq!(st.secrets[0].attempts, 0);
+    assert!(st.secrets[0].last_success_age().is_none());
+    // An empty scheduler starts and stops.
+    let empty = RotationScheduler::new(client).start()?;
+    assert_eq!(empty.shutdown().await.secrets.len(), 0);
+    Ok(())
+}
+
+#[test]
+fn starting_outside_a_runtime_is_an_error() {
+    let client = VaultClient::new("http://127.0.0.1:1").expect("client");
+    let mut s = RotationScheduler::new(client);
+    s.schedule_api_key_rotation("x", Duration::from_secs(1))
+        .expect("schedule");
+    assert!(matches!(s.start(), Err(SchedulerError::NoRuntime)));
+}
+
+#[tokio::test]
+async fn replicas_rotate_a_database_credential_and_an_api_key() -> Res {
+    use postgres_protocol::escape::escape_literal;
+    use vault_ops_core::SecretString;
+    use vault_ops_rotation::{DatabaseCredentialRotator, Strategy, TlsMode};
+    use vault_ops_testkit::PgCluster;
+
+    let ((_bao, client), pg) = tokio::join!(server(), PgCluster::start());
+    let connect = |user: String, password: String| {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(pg.host())
+            .port(pg.port())
+            .user(&user)
+            .password(password)
+            .dbname("postgres")
+            .connect_timeout(Duration::from_secs(5));
+        async move {
+            let (c, conn) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            c.simple_query("SELECT 1").await?;
+            Ok::<_, tokio_postgres::Error>(c)
+        }
+    };
+    let admin = connect(pg.superuser().into(), pg.superuser_password().into()).await?;
+    let verifier = postgres_protocol::password::scram_sha_256(b"nobody-knows-this-one");
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE app LOGIN PASSWORD {}",
+            escape_literal(&verifier)
+        ))
+        .await?;
+
+    let every = Duration::from_secs(2);
+    let started = SystemTime::now();
+    let mut handles = Vec::new();
+    for i in 0..3 {
+        let owner = format!("replica-{i}");
+        let db = DatabaseCredentialRotator::new(
+            client.clone(),
+            pg.host(),
+            pg.superuser(),
+            SecretString::from(pg.superuser_password().to_string()),
+        )
+        .port(pg.port())
+        .tls(TlsMode::Disable)
+        .owner(owner.clone())
+        .credential_max_versions(100)
+        .strategy(Strategy::single_user("app"));
+        let mut s = RotationScheduler::new(client.clone())
+            .with_options(fast_options())
+            .with_database_rotator(db)
+            .with_api_key_rotator(api_rotator(&client, &owner));
+        s.schedule_database_rotation("main-db", every)?
+            .schedule_api_key_rotation("stripe", every)?;
+        handles.push(s.start()?);
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let finals = futures_util::future::join_all(handles.into_iter().map(|h| h.shutdown())).await;
+    let stopped = SystemTime::now();
+
+    for (name, path) in [
+        ("main-db", "database/main-db"),
+        ("stripe", "api-keys/stripe"),
+    ] {
+        let times = version_times(&client, path).await;
+        assert!(times.len() >= 3, "{name}: {} versions", times.len());
+        assert!(times[0].duration_since(started).unwrap_or_default() < Duration::from_secs(2));
+        for g in gaps(&times) {
+            assert!(g >= every, "{name}: double rotation ({g:?})");
+            assert!(
+                g <= every + Duration::from_millis(1900),
+                "{name}: missed period ({g:?})"
+            );
+        }
+        let last = stopped
+            .duration_since(*times.last().expect("version"))
+            .unwrap_or_default();
+        assert!(
+            last <= every + Duration::from_millis(1900),
+            "{name}: {last:?}"
+        );
+        let rotations: u64 = finals
+            .iter()
+            .map(|f| f.get(name).expect("stats").rotations)
+            .sum();
+        assert_eq!(rotations, times.len() as u64, "{name}");
+        let failures: u64 = finals
+            .iter()
+            .map(|f| f.get(name).expect("stats").failures)
+            .sum();
+        assert_eq!(
+            failures,
+            0,
+            "{name}: {:?}",
+            finals
+                .iter()
+                .map(|f| f.get(name).and_then(|s| s.last_error.clone()))
+                .collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(finals[0].get("main-db").expect("stats").kind, "database");
+
+    // The final credential works.
+    let c = client
+        .kv2("secret")
+        .get_json("database/main-db")
+        .await?
+        .data;
+    let user = c["username"].as_str().unwrap_or_default().to_string();
+    let password = c["password"].as_str().unwrap_or_default().to_string();
+    assert_eq!(user, "app");
+    assert!(
+        connect(user, password).await.is_ok(),
+        "the credential in Vault logs in"
+    );
+    Ok(())
+}

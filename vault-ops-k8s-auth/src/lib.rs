@@ -1,1 +1,79 @@
-//! placeholder
+//! # vault-ops-k8s-auth
+//!
+//! Kubernetes login for Vault and OpenBao, and a token lifecycle that never lets a service run
+//! on an expired token.
+//!
+//! - **Login** ([`AuthMethod`]): [`KubernetesAuth`] logs in with the pod's service-account token
+//!   (re-read at every login, since projected tokens rotate); [`AppRoleAuth`] and
+//!   [`UserpassAuth`] give services outside Kubernetes the same shape. A [`Login`] holds the token
+//!   (a [`SecretString`](vault_ops_core::SecretString), never printed), policies, metadata, TTL,
+//!   renewable flag, accessor and entity. A refused login is [`Error::LoginRefused`] with a
+//!   [`LoginFailure`] (`NamespaceNotAuthorized`, `ServiceAccountNotAuthorized`, `InvalidRole`,
+//!   `PermissionDenied`, ...) and Vault's own messages.
+//! - **Lifecycle** ([`TokenLifecycle`]): renews at about 2/3 of the remaining TTL with jitter,
+//!   logs in again when the token is not renewable, reaches its max TTL or a renewal is refused,
+//!   backs off exponentially with jitter on failures, swaps the token for every clone of the
+//!   client at once, retries a request once after a fresh login when it failed because the token
+//!   just became invalid ([`TokenLifecycle::call`]), reports its state through a
+//!   [`watch`](tokio::sync::watch) of [`LifecycleStatus`] and a stream of [`LifecycleEvent`]s, and
+//!   can write each new token to a file (mode `0640`, atomically) for sidecar use.
+//! - **Admin** ([`KubernetesAuthExt::kubernetes_auth`]): typed [`KubernetesConfig`] and
+//!   [`KubernetesRole`] read/write, role list/delete, and a test login, for the troubleshooting
+//!   steps of the Kubernetes auth guide.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), vault_ops_k8s_auth::Error> {
+//! use vault_ops_core::VaultClient;
+//! use vault_ops_k8s_auth::{KubernetesAuth, LifecycleConfig, TokenLifecycle};
+//!
+//! // VAULT_ADDR (or BAO_ADDR), VAULT_CACERT, ...; no token needed, the lifecycle logs in.
+//! let client = VaultClient::from_env()?;
+//! let lifecycle = TokenLifecycle::start(
+//!     client.clone(),
+//!     // role "payments" on auth/kubernetes, JWT from
+//!     // /var/run/secrets/kubernetes.io/serviceaccount/token
+//!     KubernetesAuth::new("payments"),
+//!     LifecycleConfig::default().token_file("/vault/secrets/.vault-token"),
+//! )
+//! .await?;
+//!
+//! // `client` (and every clone of it) now always carries a fresh token.
+//! let config = client
+//!     .kv2("secret")
+//!     .get::<serde_json::Value>("payments/config")
+//!     .await?;
+//! println!("{}", config.data);
+//!
+//! let status = lifecycle.status();
+//! println!(
+//!     "token expires in {:?}; {} renewals, {} logins, {} failures in a row",
+//!     status.remaining(),
+//!     status.renewals,
+//!     status.logins,
+//!     status.consecutive_failures
+//! );
+//! lifecycle.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Examples: `cargo run -p vault-ops-k8s-auth --example k8s_login`, `k8s_read_config`,
+//! `k8s_list_roles` (they read `VAULT_ADDR`, `VAULT_TOKEN` and friends from the environment).
+
+mod admin;
+mod error;
+mod kubernetes;
+pub mod lifecycle;
+mod login;
+mod methods;
+mod sink;
+
+pub use admin::{KubernetesAdmin, KubernetesAuthExt, KubernetesConfig, KubernetesRole};
+pub use error::{Error, LoginFailure, Result};
+pub use kubernetes::{JwtSource, KubernetesAuth};
+pub use lifecycle::{
+    LifecycleConfig, LifecycleEvent, LifecyclePhase, LifecycleStatus, LoginReason, NextAction,
+    TokenLifecycle,
+};
+pub use login::{login_request, AuthMethod, Login};
+pub use methods::{AppRoleAuth, UserpassAuth};
+pub use sink::{write_token_file, TOKEN_FILE_MODE};

@@ -12,6 +12,7 @@
 //! run `./dev test`, which installs what is needed.
 
 mod bao;
+pub mod k8s;
 mod pg;
 mod ports;
 mod util;

@@ -1,0 +1,88 @@
+//! Logs in with Kubernetes auth and prints what Vault granted (never the token): the guide's
+//! "test a login" step, `curl --request POST --data '{"jwt": "...", "role": "..."}'
+//! $VAULT_ADDR/v1/auth/kubernetes/login`.
+//!
+//! ```text
+//! VAULT_ADDR=https://vault.example:8200 VAULT_K8S_ROLE=my-app \
+//!     cargo run -p vault-ops-k8s-auth --example k8s_login
+//! ```
+//!
+//! Environment (besides `VAULT_ADDR`, `VAULT_CACERT`, ... read by `VaultClient::from_env`):
+//! - `VAULT_K8S_ROLE`: the role (required);
+//! - `VAULT_K8S_MOUNT`: the mount path (default `kubernetes`);
+//! - `VAULT_K8S_JWT_FILE`: the service-account token file (default the in-pod path);
+//! - `VAULT_K8S_WATCH_SECS`: when set, keeps the token fresh for that many seconds and prints
+//!   each lifecycle event.
+
+use std::time::Duration;
+
+use vault_ops_core::VaultClient;
+use vault_ops_k8s_auth::{AuthMethod, KubernetesAuth, LifecycleConfig, TokenLifecycle};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let role = std::env::var("VAULT_K8S_ROLE")
+        .map_err(|_| "set VAULT_K8S_ROLE to the Kubernetes auth role to log in as")?;
+    let mut auth = KubernetesAuth::new(role);
+    if let Ok(mount) = std::env::var("VAULT_K8S_MOUNT") {
+        auth = auth.with_mount(mount);
+    }
+    if let Ok(path) = std::env::var("VAULT_K8S_JWT_FILE") {
+        auth = auth.with_token_file(path);
+    }
+
+    let client = VaultClient::from_env()?;
+    println!(
+        "logging in to {} as {}",
+        client.address(),
+        auth.description()
+    );
+    let login = match auth.login(&client).await {
+        Ok(login) => login,
+        Err(e) => {
+            eprintln!("login failed: {e}");
+            if let Some(kind) = e.login_failure() {
+                eprintln!("reason: {kind:?}");
+            }
+            std::process::exit(1);
+        }
+    };
+    println!("policies:       {}", login.policies.join(", "));
+    println!(
+        "ttl:            {:?} (renewable: {})",
+        login.lease_duration, login.renewable
+    );
+    println!("accessor:       {}", login.accessor);
+    println!("entity:         {}", login.entity_id);
+    let mut meta: Vec<_> = login.metadata.iter().collect();
+    meta.sort();
+    for (k, v) in meta {
+        println!("meta {k:<26} {v}");
+    }
+
+    let watch: u64 = match std::env::var("VAULT_K8S_WATCH_SECS") {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| "VAULT_K8S_WATCH_SECS must be a number of seconds")?,
+        Err(_) => return Ok(()),
+    };
+    let lifecycle = TokenLifecycle::start(client.clone(), auth, LifecycleConfig::default()).await?;
+    let mut events = lifecycle.subscribe();
+    let end = tokio::time::Instant::now() + Duration::from_secs(watch);
+    while let Ok(Ok(event)) = tokio::time::timeout_at(end, events.recv()).await {
+        println!("{event:?}");
+    }
+    let status = lifecycle.status();
+    println!(
+        "{} logins, {} renewals, {} failures; token expires in {:?}",
+        status.logins,
+        status.renewals,
+        status.login_failures + status.renewal_failures,
+        status.remaining()
+    );
+    lifecycle.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! Errors of logins, token files and the token lifecycle.
+//!
+//! A refused login becomes [`Error::LoginRefused`], which says which method, mount and role it was,
+//! classifies Vault's reason as a [`LoginFailure`] and keeps Vault's own error (status and messages)
+//! as its source. Every other failure of a request to Vault is [`Error::Vault`], unchanged.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// The result type of this crate's logins and lifecycle calls.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a login, a token file or the token lifecycle can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Vault refused the login (HTTP 400 or 403 from `auth/<mount>/login`).
+    #[error("{method} login{} at auth/{mount} was refused: {kind}: {source}", role_text(.role))]
+    LoginRefused {
+        /// The auth method type, e.g. `kubernetes`, `approle`, `userpass`.
+        method: &'static str,
+        /// The mount path below `auth/`.
+        mount: String,
+        /// The role (or user name) the login was for, when there is one.
+        role: Option<String>,
+        /// Vault's reason, classified.
+        kind: LoginFailure,
+        /// Vault's error as the core client reported it (status and Vault's messages).
+        #[source]
+        source: vault_ops_core::Error,
+    },
+
+    /// Any other failure of a request to Vault (transport, timeout, 5xx, unexpected reply).
+    #[error(transparent)]
+    Vault(#[from] vault_ops_core::Error),
+
+    /// The service-account token (JWT) file could not be read, or is empty.
+    #[error("cannot read the service account token from {}: {source}", .path.display())]
+    TokenFile {
+        /// The path that was read.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The token file sink could not write the Vault token.
+    #[error("cannot write the Vault token to {}: {source}", .path.display())]
+    TokenSink {
+        /// The file that was to be written.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The token lifecycle was shut down.
+    #[error("the token lifecycle has been shut down")]
+    Stopped,
+}
+
+fn role_text(role: &Option<String>) -> String {
+    match role {
+        Some(r) => format!(" as {r:?}"),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// Vault's error, when this failure is an answer from (or a request to) Vault.
+    pub fn vault_error(&self) -> Option<&vault_ops_core::Error> {
+        match self {
+            Error::LoginRefused { source, .. } => Some(source),
+            Error::Vault(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, when Vault answered.
+    pub fn status(&self) -> Option<u16> {
+        self.vault_error().and_then(vault_ops_core::Error::status)
+    }
+
+    /// The classified reason of a refused login.
+    pub fn login_failure(&self) -> Option<LoginFailure> {
+        match self {
+            Error::LoginRefused { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// `true` when Vault refused a login.
+    pub fn is_login_refused(&self) -> bool {
+        matches!(self, Error::LoginRefused { .. })
+    }
+
+    /// `true` for an HTTP 403 from Vault (a refused login or a denied request).
+    pub fn is_permission_denied(&self) -> bool {
+        self.status() == Some(403)
+    }
+
+    /// Turns an error from a login request into [`Error::LoginRefused`] when Vault refused it
+    /// (HTTP 400 or 403), and into [`Error::Vault`] otherwise.
+    pub fn from_login(
+        method: &'static str,
+        mount: &str,
+        role: Option<&str>,
+        error: vault_ops_core::Error,
+    ) -> Self {
+        match error.api() {
+            Some(api) if api.status == 400 || api.status == 403 => Error::LoginRefused {
+                method,
+                mount: mount.to_string(),
+                role: role.map(str::to_string),
+                kind: LoginFailure::classify(api.status, &api.errors),
+                source: error,
+            },
+            _ => Error::Vault(error),
+        }
+    }
+}
+
+impl From<vault_ops_core::ConfigError> for Error {
+    fn from(e: vault_ops_core::ConfigError) -> Self {
+        Error::Vault(vault_ops_core::Error::Config(e))
+    }
+}
+
+/// Why Vault refused a login, read from its status and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LoginFailure {
+    /// The service account's namespace is not in the role's `bound_service_account_namespaces`
+    /// (Vault: `namespace not authorized`).
+    NamespaceNotAuthorized,
+    /// The service account is not in the role's `bound_service_account_names`
+    /// (Vault: `service account name not authorized`).
+    ServiceAccountNotAuthorized,
+    /// The role does not exist or was not given (Vault: `invalid role name "x"`, `missing role`).
+    InvalidRole,
+    /// The JWT's audience does not match the role's `audience`.
+    AudienceMismatch,
+    /// Wrong credentials for AppRole or userpass (`invalid role or secret ID`,
+    /// `invalid username or password`).
+    InvalidCredentials,
+    /// A bare 403 `permission denied`: the JWT was rejected (TokenReview said
+    /// `authenticated: false`, the uid did not match, the signature or algorithm is wrong), the
+    /// TokenReview API could not be reached, or the auth mount does not exist.
+    PermissionDenied,
+    /// Any other refusal; Vault's messages are in the error's source.
+    Other,
+}
+
+impl LoginFailure {
+    /// Classifies a refused login by its status and Vault's messages.
+    pub fn classify(status: u16, errors: &[String]) -> Self {
+        let text = errors.join("\n").to_ascii_lowercase();
+        if text.contains("namespace not authorized") {
+            LoginFailure::NamespaceNotAuthorized
+        } else if text.contains("service account name not authorized") {
+            LoginFailure::ServiceAccountNotAuthorized
+        } else if text.contains("invalid role name")
+            || text.contains("missing role")
+            || (text.contains("role") && text.contains("not found"))
+        {
+            LoginFailure::InvalidRole
+        } else if text.contains("aud") && (text.contains("audience") || text.contains("(aud)")) {
+            LoginFailure::AudienceMismatch
+        } else if text.contains("invalid role or secret id")
+            || text.contains("invalid secret id")
+            || text.contains("invalid username or password")
+            || text.contains("invalid credentials")
+        {
+            LoginFailure::InvalidCredentials
+        } else if status == 403 && (text.is_empty() || text.contains("permission denied")) {
+            LoginFailure::PermissionDenied
+        } else {
+            LoginFailure::Other
+        }
+    }
+}
+
+impl fmt::Display for LoginFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LoginFailure::NamespaceNotAuthorized => "namespace not authorized by the role",
+            LoginFailure::ServiceAccountNotAuthorized => {
+                "service account name not authorized by the role"
+            }
+            LoginFailure::InvalidRole => "no such role",
+            LoginFailure::AudienceMismatch => "audience does not match the role",
+            LoginFailure::InvalidCredentials => "invalid credentials",
+            LoginFailure::PermissionDenied => "permission denied (token rejected)",
+            LoginFailure::Other => "refused",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn classifies_vault_messages() {
+        use LoginFailure::*;
+        assert_eq!(
+            LoginFailure::classify(403, &s(&["namespace not authorized"])),
+            NamespaceNotAuthorized
+        );
+        assert_eq!(
+            LoginFailure::classify(403, &s(&["service account name not authorized"])),
+            ServiceAccountNotAuthorized
+        );
+        assert_eq!(
+            LoginFailure::classify(400, &s(&["invalid role name \"x\""])),
+            InvalidRole
+        );
+        assert_eq!(
+            LoginFailure::classify(400, &s(&["missing role"])),
+            InvalidRole
+        );
+        assert_eq!(
+            LoginFailure::classify(400, &s(&["invalid role or secret ID"])),
+            InvalidCredentials
+        );
+        assert_eq!(
+            LoginFailure::classify(400, &s(&["invalid username or password"])),
+            InvalidCredentials
+        );
+        assert_eq!(
+            LoginFailure::classify(403, &s(&["permission denied"])),
+            PermissionDenied
+        );
+        assert_eq!(LoginFailure::classify(403, &[]), PermissionDenied);
+        assert_eq!(LoginFailure::classify(400, &s(&["something new"])), Other);
+        assert_eq!(
+            LoginFailure::classify(
+                403,
+                &s(&["invalid audience (aud) claim: audience not found"])
+            ),
+            AudienceMismatch
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! The login result and the [`AuthMethod`] trait every login method implements.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use vault_ops_core::{AuthInfo, Request, VaultClient, VaultResponse};
+
+use crate::error::{Error, Result};
+
+/// A successful login: the Vault token and what Vault said about it.
+///
+/// `Debug` never shows the token.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Login {
+    /// The Vault token.
+    pub token: SecretString,
+    /// The token's accessor (not a secret: it can look up and revoke the token, not use it).
+    pub accessor: String,
+    /// All policies of the token.
+    pub policies: Vec<String>,
+    /// Policies attached to the token itself.
+    pub token_policies: Vec<String>,
+    /// Policies that come from the identity (entity and groups).
+    pub identity_policies: Vec<String>,
+    /// Metadata the auth method attached; for Kubernetes `service_account_name`,
+    /// `service_account_namespace`, `service_account_uid`, `service_account_secret_name`, `role`.
+    pub metadata: HashMap<String, String>,
+    /// The token's TTL as granted (zero for a token that never expires).
+    pub lease_duration: Duration,
+    /// Whether the token can be renewed.
+    pub renewable: bool,
+    /// The identity entity id.
+    pub entity_id: String,
+    /// `service` or `batch`.
+    pub token_type: String,
+    /// Whether the token is an orphan.
+    pub orphan: bool,
+    /// Warnings Vault attached to the reply.
+    pub warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("token", &"[REDACTED]")
+            .field("accessor", &self.accessor)
+            .field("policies", &self.policies)
+            .field("token_policies", &self.token_policies)
+            .field("identity_policies", &self.identity_policies)
+            .field("metadata", &self.metadata)
+            .field("lease_duration", &self.lease_duration)
+            .field("renewable", &self.renewable)
+            .field("entity_id", &self.entity_id)
+            .field("token_type", &self.token_type)
+            .field("orphan", &self.orphan)
+            .field("warnings", &self.warnings)
+            .finish()
+    }
+}
+
+impl Login {
+    /// Builds a login from the `auth` block of a reply and the reply's warnings.
+    pub fn from_auth(auth: AuthInfo, warnings: Vec<String>) -> Self {
+        Login {
+            token: auth.client_token,
+            accessor: auth.accessor,
+            policies: auth.policies,
+            token_policies: auth.token_policies,
+            identity_policies: auth.identity_policies,
+            metadata: auth.metadata,
+            lease_duration: Duration::from_secs(auth.lease_duration),
+            renewable: auth.renewable,
+            entity_id: auth.entity_id,
+            token_type: auth.token_type,
+            orphan: auth.orphan,
+            warnings,
+        }
+    }
+
+    /// `true` when the token has the policy `name`.
+    pub fn has_policy(&self, name: &str) -> bool {
+        self.policies.iter().any(|p| p == name)
+    }
+}
+
+/// A way to log in to Vault. The [token lifecycle](crate::TokenLifecycle) works with any of them.
+///
+/// Implemented by [`KubernetesAuth`](crate::KubernetesAuth), [`AppRoleAuth`](crate::AppRoleAuth)
+/// and [`UserpassAuth`](crate::UserpassAuth); implement it for other methods by sending a login
+/// request with [`Request::without_token`] and turning the reply's `auth` block into a
+/// [`Login`] (see [`login_request`]).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), vault_ops_k8s_auth::Error> {
+/// use vault_ops_core::VaultClient;
+/// use vault_ops_k8s_auth::{AuthMethod, KubernetesAuth};
+///
+/// let client = VaultClient::from_env()?;
+/// let login = KubernetesAuth::new("my-app").login(&client).await?;
+/// client.set_token(login.token.clone());
+/// println!("logged in with policies {:?}, TTL {:?}", login.policies, login.lease_duration);
+/// # Ok(()) }
+/// ```
+#[async_trait::async_trait]
+pub trait AuthMethod: Send + Sync {
+    /// Logs in and returns the new token. Does not change the client's token.
+    async fn login(&self, client: &VaultClient) -> Result<Login>;
+
+    /// A short description for logs and events, e.g. `kubernetes role "app" at auth/kubernetes`.
+    /// Never contains a secret.
+    fn description(&self) -> String;
+
+    /// Logs in and makes the new token the client's token (for every clone of the client).
+    async fn login_and_set(&self, client: &VaultClient) -> Result<Login> {
+        let login = self.login(client).await?;
+        client.set_token(login.token.clone());
+        Ok(login)
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: AuthMethod + ?Sized> AuthMethod for Arc<T> {
+    async fn login(&self, client: &VaultClient) -> Result<Login> {
+        (**self).login(client).await
+    }
+
+    fn description(&self) -> String {
+        (**self).description()
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: AuthMethod + ?Sized> AuthMethod for Box<T> {
+    async fn login(&self, client: &VaultClient) -> Result<Login> {
+        (**self).login(client).await
+    }
+
+    fn description(&self) -> String {
+        (**self).description()
+    }
+}
+
+/// Sends a login request (without a token) to `path` with a JSON `body` and reads the `auth`
+/// block. A 400 or 403 becomes [`Error::LoginRefused`] for `method`, `mount` and `role`.
+///
+/// The body is never logged (the core client traces method, path and status only).
+pub async fn login_request(
+    client: &VaultClient,
+    method: &'static str,
+    mount: &str,
+    role: Option<&str>,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<Login> {
+    let req = Request::post(path).without_token().json(body)?;
+    let resp = client
+        .execute(req)
+        .await
+        .map_err(|e| Error::from_login(method, mount, role, e))?;
+    let reply: VaultResponse<serde_json::Value> = resp.json()?;
+    let auth = reply
+        .auth
+        .ok_or_else(|| resp.decode_error("the login reply has no auth block"))?;
+    Ok(Login::from_auth(auth, reply.warnings))
+}
+
+/// A mount path without leading or trailing slashes (the core client checks the rest).
+pub(crate) fn clean_mount(mount: &str) -> String {
+    mount.trim_matches('/').to_string()
+}

@@ -1,0 +1,185 @@
+//! Logins for services outside Kubernetes: AppRole and userpass.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use vault_ops_core::http::join_path;
+use vault_ops_core::VaultClient;
+
+use crate::error::Result;
+use crate::login::{clean_mount, login_request, AuthMethod, Login};
+
+/// AppRole auth: logs in to `auth/<mount>/login` with a role id and (usually) a secret id.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), vault_ops_k8s_auth::Error> {
+/// use vault_ops_core::{SecretString, VaultClient};
+/// use vault_ops_k8s_auth::{AppRoleAuth, AuthMethod};
+///
+/// let client = VaultClient::from_env()?;
+/// let secret_id = SecretString::from(std::env::var("APPROLE_SECRET_ID").unwrap_or_default());
+/// AppRoleAuth::new("0f4c-role-id", secret_id).login_and_set(&client).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct AppRoleAuth {
+    mount: String,
+    role_id: String,
+    secret_id: Option<SecretString>,
+}
+
+impl std::fmt::Debug for AppRoleAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppRoleAuth")
+            .field("mount", &self.mount)
+            .field("role_id", &self.role_id)
+            .field("secret_id", &self.secret_id.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
+}
+
+impl AppRoleAuth {
+    /// The default mount path.
+    pub const DEFAULT_MOUNT: &'static str = "approle";
+
+    /// Logs in with this role id and secret id on the `approle` mount.
+    pub fn new(role_id: impl Into<String>, secret_id: SecretString) -> Self {
+        AppRoleAuth {
+            mount: Self::DEFAULT_MOUNT.into(),
+            role_id: role_id.into(),
+            secret_id: Some(secret_id),
+        }
+    }
+
+    /// Logs in with a role id alone (for roles with `bind_secret_id = false`).
+    pub fn without_secret_id(role_id: impl Into<String>) -> Self {
+        AppRoleAuth {
+            mount: Self::DEFAULT_MOUNT.into(),
+            role_id: role_id.into(),
+            secret_id: None,
+        }
+    }
+
+    /// Uses another mount path (below `auth/`).
+    pub fn with_mount(mut self, mount: impl AsRef<str>) -> Self {
+        self.mount = clean_mount(mount.as_ref());
+        self
+    }
+
+    /// The mount path below `auth/`.
+    pub fn mount(&self) -> &str {
+        &self.mount
+    }
+
+    /// The role id.
+    pub fn role_id(&self) -> &str {
+        &self.role_id
+    }
+}
+
+#[async_trait::async_trait]
+impl AuthMethod for AppRoleAuth {
+    async fn login(&self, client: &VaultClient) -> Result<Login> {
+        let path = join_path(&["auth", &self.mount, "login"]);
+        let body = match &self.secret_id {
+            Some(s) => json!({"role_id": self.role_id, "secret_id": s.expose_secret()}),
+            None => json!({"role_id": self.role_id}),
+        };
+        login_request(client, "approle", &self.mount, None, &path, &body).await
+    }
+
+    fn description(&self) -> String {
+        format!("approle at auth/{}", self.mount)
+    }
+}
+
+/// Userpass auth: logs in to `auth/<mount>/login/<username>` with a password.
+#[derive(Clone)]
+pub struct UserpassAuth {
+    mount: String,
+    username: String,
+    password: SecretString,
+}
+
+impl std::fmt::Debug for UserpassAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserpassAuth")
+            .field("mount", &self.mount)
+            .field("username", &self.username)
+            .field("password", &"[REDACTED]")
+            .finish()
+    }
+}
+
+impl UserpassAuth {
+    /// The default mount path.
+    pub const DEFAULT_MOUNT: &'static str = "userpass";
+
+    /// Logs in as `username` with `password` on the `userpass` mount.
+    pub fn new(username: impl Into<String>, password: SecretString) -> Self {
+        UserpassAuth {
+            mount: Self::DEFAULT_MOUNT.into(),
+            username: username.into(),
+            password,
+        }
+    }
+
+    /// Uses another mount path (below `auth/`).
+    pub fn with_mount(mut self, mount: impl AsRef<str>) -> Self {
+        self.mount = clean_mount(mount.as_ref());
+        self
+    }
+
+    /// The mount path below `auth/`.
+    pub fn mount(&self) -> &str {
+        &self.mount
+    }
+
+    /// The user name.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+}
+
+#[async_trait::async_trait]
+impl AuthMethod for UserpassAuth {
+    async fn login(&self, client: &VaultClient) -> Result<Login> {
+        if self.username.is_empty() || self.username.contains('/') {
+            return Err(vault_ops_core::Error::InvalidInput(format!(
+                "the userpass user name {:?} is empty or has a '/'",
+                self.username
+            ))
+            .into());
+        }
+        let path = join_path(&["auth", &self.mount, "login", &self.username]);
+        let body = json!({"password": self.password.expose_secret()});
+        login_request(
+            client,
+            "userpass",
+            &self.mount,
+            Some(&self.username),
+            &path,
+            &body,
+        )
+        .await
+    }
+
+    fn description(&self) -> String {
+        format!("userpass user {:?} at auth/{}", self.username, self.mount)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_secrets() {
+        let a = AppRoleAuth::new("rid", SecretString::from("sid-very-secret"));
+        let u = UserpassAuth::new("alice", SecretString::from("pw-very-secret"));
+        for text in [format!("{a:?}"), format!("{u:?}")] {
+            assert!(!text.contains("very-secret"), "{text}");
+            assert!(text.contains("REDACTED"), "{text}");
+        }
+        assert!(format!("{:?}", AppRoleAuth::without_secret_id("r")).contains("secret_id: None"));
+    }
+}

@@ -1,0 +1,288 @@
+//! AppRole and userpass logins against a real OpenBao server, and the lifecycle driving them
+//! (the same guarantees for services outside Kubernetes).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{read_secret, wait_for_event, APP_READ};
+use serde_json::json;
+use vault_ops_core::api::sys::mounts::EnableAuth;
+use vault_ops_core::{ExposeSecret, SecretString, VaultClient};
+use vault_ops_k8s_auth::{
+    AppRoleAuth, AuthMethod, Error, LifecycleConfig, LifecycleEvent, LoginFailure, LoginReason,
+    TokenLifecycle, UserpassAuth,
+};
+use vault_ops_testkit::BaoServer;
+
+struct Env {
+    bao: BaoServer,
+    root: VaultClient,
+}
+
+impl Env {
+    async fn start() -> Env {
+        let bao = BaoServer::start().await;
+        let root = VaultClient::builder()
+            .address(bao.addr())
+            .token(bao.root_token())
+            .build()
+            .expect("root client");
+        root.policies()
+            .write("app-read", APP_READ)
+            .await
+            .expect("policy");
+        root.kv2("secret")
+            .put("app/config", &json!({"mode": "blue"}))
+            .await
+            .expect("seed");
+        Env { bao, root }
+    }
+
+    fn anonymous(&self) -> VaultClient {
+        VaultClient::builder()
+            .address(self.bao.addr())
+            .build()
+            .expect("client")
+    }
+
+    /// Enables AppRole and writes role `name`; returns its role id and a new secret id.
+    async fn approle(&self, name: &str, role: serde_json::Value) -> (String, SecretString) {
+        if self
+            .root
+            .sys()
+            .auth_opt("approle")
+            .await
+            .expect("auth")
+            .is_none()
+        {
+            self.root
+                .sys()
+                .enable_auth("approle", &EnableAuth::new("approle"))
+                .await
+                .expect("enable approle");
+        }
+        self.root
+            .generic()
+            .write_raw(&format!("auth/approle/role/{name}"), &role)
+            .await
+            .expect("role");
+        let rid = self
+            .root
+            .generic()
+            .read::<serde_json::Value>(&format!("auth/approle/role/{name}/role-id"))
+            .await
+            .expect("role id")
+            .expect("role id exists")
+            .data["role_id"]
+            .as_str()
+            .expect("role_id")
+            .to_string();
+        let sid = self
+            .root
+            .generic()
+            .write_raw(&format!("auth/approle/role/{name}/secret-id"), &json!({}))
+            .await
+            .expect("secret id")["data"]["secret_id"]
+            .as_str()
+            .expect("secret_id")
+            .to_string();
+        (rid, SecretString::from(sid))
+    }
+}
+
+fn fast_config() -> LifecycleConfig {
+    let mut c =
+        LifecycleConfig::default().backoff(Duration::from_millis(100), Duration::from_millis(800));
+    c.event_capacity = 1024;
+    c
+}
+
+#[tokio::test]
+async fn approle_login_errors_and_lifecycle() {
+    let env = Env::start().await;
+    let (rid, sid) = env
+        .approle(
+            "svc",
+            json!({"token_policies": ["app-read"], "token_ttl": "2s", "token_max_ttl": "4s"}),
+        )
+        .await;
+    let client = env.anonymous();
+
+    let login = AppRoleAuth::new(&rid, sid.clone())
+        .login(&client)
+        .await
+        .expect("login");
+    assert!(login.has_policy("app-read"), "{:?}", login.policies);
+    assert_eq!(
+        login.metadata.get("role_name").map(String::as_str),
+        Some("svc")
+    );
+    assert_eq!(login.lease_duration, Duration::from_secs(2));
+    assert!(login.renewable);
+    assert!(!format!("{login:?}").contains(login.token.expose_secret()));
+
+    let e = AppRoleAuth::new(&rid, SecretString::from("wrong-secret-id"))
+        .login(&client)
+        .await
+        .expect_err("wrong secret id");
+    assert_eq!(e.login_failure(), Some(LoginFailure::InvalidCredentials));
+    assert_eq!(e.status(), Some(400));
+    assert!(e.to_string().contains("invalid role or secret ID"), "{e}");
+    assert!(!e.to_string().contains("wrong-secret-id"), "{e}");
+    let e = AppRoleAuth::without_secret_id(&rid)
+        .login(&client)
+        .await
+        .expect_err("secret id required");
+    assert!(e.is_login_refused(), "{e:?}");
+    let e = AppRoleAuth::new(&rid, sid.clone())
+        .with_mount("approle-nope")
+        .login(&client)
+        .await
+        .expect_err("no mount");
+    assert_eq!(e.login_failure(), Some(LoginFailure::PermissionDenied));
+
+    // The lifecycle renews the AppRole token and logs in again at its max TTL.
+    let lifecycle =
+        TokenLifecycle::start(client.clone(), AppRoleAuth::new(&rid, sid), fast_config())
+            .await
+            .expect("start");
+    let mut events = lifecycle.subscribe();
+    let mut seen = Vec::new();
+    let ev = wait_for_event(
+        &mut events,
+        Duration::from_secs(7),
+        |e| matches!(e, LifecycleEvent::LoggedIn { .. }),
+        &mut seen,
+    )
+    .await;
+    assert!(
+        matches!(
+            ev,
+            Some(LifecycleEvent::LoggedIn {
+                reason: LoginReason::MaxTtl,
+                ..
+            })
+        ),
+        "{seen:#?}"
+    );
+    assert!(seen
+        .iter()
+        .any(|e| matches!(e, LifecycleEvent::Renewed { .. })));
+    assert_eq!(read_secret(&client).await.expect("read"), "blue");
+    lifecycle.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_renewable_batch_tokens_are_replaced_by_login() {
+    let env = Env::start().await;
+    let (rid, sid) = env
+        .approle(
+            "batch",
+            json!({"token_policies": ["app-read"], "token_ttl": "2s", "token_type": "batch"}),
+        )
+        .await;
+    let client = env.anonymous();
+    let lifecycle =
+        TokenLifecycle::start(client.clone(), AppRoleAuth::new(&rid, sid), fast_config())
+            .await
+            .expect("start");
+    let status = lifecycle.status();
+    assert!(!status.renewable);
+    let mut events = lifecycle.subscribe();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let ev = wait_for_event(
+            &mut events,
+            Duration::from_secs(3),
+            |e| matches!(e, LifecycleEvent::LoggedIn { .. }),
+            &mut seen,
+        )
+        .await;
+        assert!(
+            matches!(
+                ev,
+                Some(LifecycleEvent::LoggedIn {
+                    reason: LoginReason::NotRenewable,
+                    renewable: false,
+                    ..
+                })
+            ),
+            "{seen:#?}"
+        );
+        assert_eq!(read_secret(&client).await.expect("read"), "blue");
+    }
+    assert!(!seen.iter().any(|e| matches!(
+        e,
+        LifecycleEvent::Renewed { .. } | LifecycleEvent::RenewalFailed { .. }
+    )));
+    assert_eq!(lifecycle.status().renewals, 0);
+}
+
+#[tokio::test]
+async fn userpass_login_errors_and_call() {
+    let env = Env::start().await;
+    env.root
+        .sys()
+        .enable_auth("userpass", &EnableAuth::new("userpass"))
+        .await
+        .expect("enable userpass");
+    env.root
+        .generic()
+        .write_raw(
+            "auth/userpass/users/alice",
+            &json!({"password": "pw-Ur7#kq", "token_policies": ["app-read"], "token_ttl": "1h"}),
+        )
+        .await
+        .expect("user");
+    let client = env.anonymous();
+
+    let auth = UserpassAuth::new("alice", SecretString::from("pw-Ur7#kq"));
+    let login = auth.login(&client).await.expect("login");
+    assert!(login.has_policy("app-read"));
+    assert_eq!(
+        login.metadata.get("username").map(String::as_str),
+        Some("alice")
+    );
+    assert_eq!(login.lease_duration, Duration::from_secs(3600));
+
+    let e = UserpassAuth::new("alice", SecretString::from("wrong-pw"))
+        .login(&client)
+        .await
+        .expect_err("wrong password");
+    assert_eq!(e.login_failure(), Some(LoginFailure::InvalidCredentials));
+    assert!(
+        e.to_string().contains("invalid username or password"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("userpass login as \"alice\""), "{e}");
+    let e = UserpassAuth::new("nobody", SecretString::from("x"))
+        .login(&client)
+        .await
+        .expect_err("unknown user");
+    assert_eq!(e.login_failure(), Some(LoginFailure::InvalidCredentials));
+    let e = UserpassAuth::new("a/b", SecretString::from("x"))
+        .login(&client)
+        .await
+        .expect_err("bad name");
+    assert!(
+        matches!(e, Error::Vault(vault_ops_core::Error::InvalidInput(_))),
+        "{e:?}"
+    );
+
+    // The same lifecycle and 403 retry work with userpass.
+    let lifecycle = TokenLifecycle::start(client.clone(), auth, fast_config())
+        .await
+        .expect("start");
+    env.root
+        .tokens()
+        .revoke(&client.token().expect("token"))
+        .await
+        .expect("revoke");
+    let v = lifecycle
+        .call(|c| async move { read_secret(&c).await })
+        .await
+        .expect("call");
+    assert_eq!(v, "blue");
+    assert_eq!(lifecycle.status().logins, 2);
+}

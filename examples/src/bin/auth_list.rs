@@ -7,9 +7,15 @@ use vault_ops_core::VaultClient;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = VaultClient::from_env()?;
-    println!("{:<16} {:<12} {:<24} Description", "Path", "Type", "Accessor");
+    println!(
+        "{:<16} {:<12} {:<24} Description",
+        "Path", "Type", "Accessor"
+    );
     for (path, m) in client.sys().list_auth().await? {
-        println!("{path:<16} {:<12} {:<24} {}", m.mount_type, m.accessor, m.description);
+        println!(
+            "{path:<16} {:<12} {:<24} {}",
+            m.mount_type, m.accessor, m.description
+        );
     }
     Ok(())
 }

@@ -6,7 +6,9 @@ use vault_ops_core::VaultClient;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let full = std::env::args().nth(1).ok_or("usage: kv_list MOUNT[/PATH]")?;
+    let full = std::env::args()
+        .nth(1)
+        .ok_or("usage: kv_list MOUNT[/PATH]")?;
     let (mount, path) = full.split_once('/').unwrap_or((full.as_str(), ""));
     let client = VaultClient::from_env()?;
     let keys = client.kv2(mount).list(path).await?;

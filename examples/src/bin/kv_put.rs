@@ -9,7 +9,9 @@ use vault_ops_core::VaultClient;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let full = args.next().ok_or("usage: kv_put MOUNT/PATH key=value...")?;
-    let (mount, path) = full.split_once('/').ok_or("give MOUNT/PATH, e.g. secret/app/config")?;
+    let (mount, path) = full
+        .split_once('/')
+        .ok_or("give MOUNT/PATH, e.g. secret/app/config")?;
     let mut data = serde_json::Map::new();
     for pair in args {
         let (k, v) = pair.split_once('=').ok_or("arguments are key=value")?;
@@ -23,6 +25,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(cas) => client.kv2(mount).put_cas(path, &data, cas.parse()?).await?,
         Err(_) => client.kv2(mount).put(path, &data).await?,
     };
-    println!("Success! {full} is now at version {} ({})", written.version, written.created_time);
+    println!(
+        "Success! {full} is now at version {} ({})",
+        written.version, written.created_time
+    );
     Ok(())
 }

@@ -16,9 +16,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let unsealed = m.max("vault_core_unsealed").unwrap_or(0.0) >= 1.0;
     println!("unsealed                 {unsealed}");
-    println!("leases                   {:?}", m.first("vault_expire_num_leases"));
-    println!("allocated bytes          {:?}", m.first("vault_runtime_alloc_bytes"));
-    println!("request p99 (ms)         {:?}", m.quantile("vault_core_handle_request", 0.99));
-    println!("requests handled         {:?}", m.sum("vault_core_handle_request_count"));
+    println!(
+        "leases                   {:?}",
+        m.first("vault_expire_num_leases")
+    );
+    println!(
+        "allocated bytes          {:?}",
+        m.first("vault_runtime_alloc_bytes")
+    );
+    println!(
+        "request p99 (ms)         {:?}",
+        m.quantile("vault_core_handle_request", 0.99)
+    );
+    println!(
+        "requests handled         {:?}",
+        m.sum("vault_core_handle_request_count")
+    );
     Ok(())
 }

@@ -22,7 +22,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(dir)?;
     let dir = std::path::Path::new(dir);
     std::fs::write(dir.join("tls.crt"), format!("{}\n", cert.certificate))?;
-    std::fs::write(dir.join("ca.crt"), format!("{}\n", cert.ca_chain.join("\n")))?;
+    std::fs::write(
+        dir.join("ca.crt"),
+        format!("{}\n", cert.ca_chain.join("\n")),
+    )?;
     let mut key = std::fs::OpenOptions::new();
     key.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -7,10 +7,17 @@ use vault_ops_core::{SecretString, VaultClient};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).ok_or("usage: token_capabilities PATH")?;
+    let path = std::env::args()
+        .nth(1)
+        .ok_or("usage: token_capabilities PATH")?;
     let client = VaultClient::from_env()?;
     let caps = match std::env::var("CHECK_TOKEN") {
-        Ok(t) => client.tokens().capabilities(&SecretString::from(t), &path).await?,
+        Ok(t) => {
+            client
+                .tokens()
+                .capabilities(&SecretString::from(t), &path)
+                .await?
+        }
         Err(_) => client.tokens().capabilities_self(&path).await?,
     };
     println!("{}", caps.join(", "));

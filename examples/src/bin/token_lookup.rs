@@ -11,9 +11,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("display_name      {}", t.display_name);
     println!("accessor          {}", t.accessor);
     println!("policies          {}", t.policies.join(", "));
-    println!("ttl               {}", if t.never_expires() { "never expires".into() } else { format!("{} s", t.ttl) });
+    println!(
+        "ttl               {}",
+        if t.never_expires() {
+            "never expires".into()
+        } else {
+            format!("{} s", t.ttl)
+        }
+    );
     println!("renewable         {}", t.renewable);
-    println!("expire_time       {}", t.expire_time.as_deref().unwrap_or("-"));
+    println!(
+        "expire_time       {}",
+        t.expire_time.as_deref().unwrap_or("-")
+    );
     println!("path              {}", t.path);
     if t.ttl > 0 && t.ttl < 3600 {
         println!("warning: the token expires in under an hour");

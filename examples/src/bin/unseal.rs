@@ -18,7 +18,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for line in std::io::stdin().lock().lines() {
         let key = SecretString::from(line?.trim().to_string());
         status = client.sys().unseal(&key).await?;
-        println!("Unseal progress {}/{}, sealed: {}", status.progress, status.threshold, status.sealed);
+        println!(
+            "Unseal progress {}/{}, sealed: {}",
+            status.progress, status.threshold, status.sealed
+        );
         if !status.sealed {
             break;
         }

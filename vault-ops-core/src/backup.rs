@@ -29,7 +29,7 @@
 //!
 //! Every backup is checked before it counts: the snapshot is streamed to disk (never held in
 //! memory) and verified on the fly as a complete archive
-//! ([`SnapshotVerifier`](crate::api::raft::SnapshotVerifier)), written as `*.partial` and
+//! ([`SnapshotVerifier`]), written as `*.partial` and
 //! renamed only when sound. Restores verify the checksum file first, then the archive, and only
 //! then send anything to Vault.
 //!
@@ -196,16 +196,11 @@ impl RestoreOptions {
         Self::default()
     }
 
-    /// Confirms the restore (`--force`).
-    pub fn force(mut self, force: bool) -> Self {
-        self.force = force;
-        self
-    }
-
-    /// Allows a snapshot of another cluster (see [`RestoreMode::Force`]).
-    pub fn from_another_cluster(mut self, yes: bool) -> Self {
-        self.from_another_cluster = yes;
-        self
+    setters! {
+        /// Confirms the restore (`--force`).
+        fn force(bool);
+        /// Allows a snapshot of another cluster (see [`RestoreMode::Force`]).
+        fn from_another_cluster(bool);
     }
 }
 

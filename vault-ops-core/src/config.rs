@@ -321,7 +321,7 @@ impl ClientBuilder {
         self
     }
 
-    /// A builder filled from the environment: each of [`env`]'s names read as `BAO_*`, then
+    /// A builder filled from the environment: each of [`mod@env`]'s names read as `BAO_*`, then
     /// `VAULT_*`. The token falls back to `~/.vault-token`. Invalid values are collected and
     /// reported by [`build`](Self::build), never ignored.
     pub fn from_env() -> Self {

@@ -108,34 +108,17 @@ impl Default for Thresholds {
 }
 
 impl Thresholds {
-    /// Sets the p99 latency threshold.
-    pub fn p99_latency(mut self, d: Duration) -> Self {
-        self.p99_latency = d;
-        self
-    }
-
-    /// Sets the lease count threshold.
-    pub fn max_leases(mut self, n: u64) -> Self {
-        self.max_leases = n;
-        self
-    }
-
-    /// Sets the memory limit (enables the memory rule).
-    pub fn memory_limit_bytes(mut self, bytes: u64) -> Self {
-        self.memory_limit_bytes = Some(bytes);
-        self
-    }
-
-    /// Sets the share of the memory limit that warns (e.g. `0.8`).
-    pub fn memory_fraction(mut self, fraction: f64) -> Self {
-        self.memory_fraction = fraction;
-        self
-    }
-
-    /// Sets the minimum remaining token TTL.
-    pub fn min_token_ttl(mut self, d: Duration) -> Self {
-        self.min_token_ttl = d;
-        self
+    setters! {
+        /// Sets the p99 latency threshold.
+        fn p99_latency(Duration);
+        /// Sets the lease count threshold.
+        fn max_leases(u64);
+        /// Sets the memory limit (enables the memory rule).
+        fn memory_limit_bytes(Some(u64));
+        /// Sets the share of the memory limit that warns (e.g. `0.8`).
+        fn memory_fraction(f64);
+        /// Sets the minimum remaining token TTL.
+        fn min_token_ttl(Duration);
     }
 }
 

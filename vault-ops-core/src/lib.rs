@@ -41,6 +41,9 @@
 //! [`secrecy::SecretString`]s or redacting types: no `Debug`, `Display`, error or trace
 //! contains them.
 
+#[macro_use]
+mod macros;
+
 pub mod api;
 pub mod backup;
 pub mod client;

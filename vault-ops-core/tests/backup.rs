@@ -1,5 +1,7 @@
 //! Backups and restores (the guide's backup.sh / restore.sh) on a real raft node.
 
+mod common;
+
 use std::time::Duration;
 
 use serde_json::json;
@@ -7,14 +9,6 @@ use sha2::{Digest, Sha256};
 use vault_ops_core::backup::{parse_backup_name, BackupError, Backups, RestoreOptions};
 use vault_ops_core::VaultClient;
 use vault_ops_testkit::{BaoConfigServer, BaoServer};
-
-fn client(addr: &str, token: &str) -> VaultClient {
-    VaultClient::builder()
-        .address(addr)
-        .token(token)
-        .build()
-        .unwrap()
-}
 
 fn sha_hex(data: &[u8]) -> String {
     Sha256::digest(data)
@@ -24,11 +18,7 @@ fn sha_hex(data: &[u8]) -> String {
 }
 
 async fn value(c: &VaultClient) -> Option<String> {
-    c.generic()
-        .read::<serde_json::Value>("kv/app")
-        .await
-        .unwrap()
-        .and_then(|r| r.data["v"].as_str().map(str::to_string))
+    common::read_v(c, "kv/app").await
 }
 
 async fn set_value(c: &VaultClient, v: &str) {
@@ -51,7 +41,7 @@ fn names(dir: &std::path::Path) -> Vec<String> {
 async fn backup_retention_checksum_and_restore_on_a_raft_node() {
     let node = BaoConfigServer::start_raft_node("node1").await;
     let init = node.init_and_unseal().await;
-    let c = client(&node.addr(), &init.root_token);
+    let c = common::client_at(&node.addr(), &init.root_token);
     c.generic()
         .write_raw("sys/mounts/kv", &json!({"type": "kv"}))
         .await
@@ -210,30 +200,18 @@ async fn backup_retention_checksum_and_restore_on_a_raft_node() {
         .await
         .unwrap();
     assert_eq!(info.sha256, first.info.sha256);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = c
-            .generic()
-            .read::<serde_json::Value>("kv/app")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|r| r.data["v"].as_str().map(str::to_string));
-        if v.as_deref() == Some("backed-up") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "restore did not bring the data back: {v:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::eventually(
+        "the restore brings the backed-up value back",
+        Duration::from_secs(30),
+        || async { (value(&c).await.as_deref() == Some("backed-up")).then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn backup_of_a_server_without_raft_fails_and_leaves_nothing() {
     let bao = BaoServer::start().await;
-    let c = client(&bao.addr(), bao.root_token());
+    let c = common::client_at(&bao.addr(), bao.root_token());
     let dir = tempfile::tempdir().unwrap();
     let e = Backups::new(dir.path())
         .keep(2)

@@ -2,22 +2,15 @@
 //! `from_env`) and address checks: precedence, the `~/.vault-token` fallback, and a
 //! [`ConfigError`] naming each bad variable, file or address.
 
-use std::collections::HashMap;
+mod common;
+
 use std::time::Duration;
 
 use vault_ops_core::{ClientBuilder, ConfigError, ExposeSecret, VaultClient};
 
-/// A lookup over a fixed map (no process environment involved).
-fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    move |name| map.get(name).cloned()
-}
-
+/// A client from the variables in `pairs` (no process environment involved).
 fn build(pairs: &[(&str, &str)]) -> Result<VaultClient, ConfigError> {
-    ClientBuilder::from_lookup(lookup(pairs)).build()
+    ClientBuilder::from_lookup(common::lookup(pairs)).build()
 }
 
 fn token_of(c: &VaultClient) -> Option<String> {
@@ -290,24 +283,20 @@ fn invalid_addresses() {
 
 #[test]
 fn builder_values_are_checked() {
-    let e = VaultClient::builder()
-        .address("http://127.0.0.1:8200")
-        .timeout(Duration::ZERO)
-        .build()
-        .unwrap_err();
-    assert!(
-        matches!(e, ConfigError::InvalidValue { ref name, .. } if name == "timeout"),
-        "{e:?}"
-    );
-    let e = VaultClient::builder()
-        .address("http://127.0.0.1:8200")
-        .namespace("team\na")
-        .build()
-        .unwrap_err();
-    assert!(
-        matches!(e, ConfigError::InvalidValue { ref name, .. } if name == "namespace"),
-        "{e:?}"
-    );
+    type Setter = fn(ClientBuilder) -> ClientBuilder;
+    let bad_values: [(&str, Setter); 2] = [
+        ("timeout", |b| b.timeout(Duration::ZERO)),
+        ("namespace", |b| b.namespace("team\na")),
+    ];
+    for (bad, set) in bad_values {
+        let e = set(VaultClient::builder().address("http://127.0.0.1:8200"))
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(e, ConfigError::InvalidValue { ref name, .. } if name == bad),
+            "{bad}: {e:?}"
+        );
+    }
     let c = VaultClient::builder()
         .address("http://127.0.0.1:8200")
         .namespace("/team-a/")

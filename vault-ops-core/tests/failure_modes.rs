@@ -3,55 +3,30 @@
 //! undecodable replies, redirects, the headers every request carries, the shared token cell,
 //! and tracing that records method, path and status but never the token.
 
-use std::io::Write;
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{header, hits, mount, ms};
 use serde_json::{json, Value};
 use vault_ops_core::api::sys::SealStatus;
 use vault_ops_core::{ClientBuilder, Error, Request, SecretString, TokenChoice, VaultClient};
-use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// Every token in this file contains this marker, so the log check can look for all of them.
 const MARK: &str = "FAILMODETOKEN";
 const TOKEN: &str = "s.FAILMODETOKEN-root-7f3a9c";
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
 fn fast(addr: &str) -> ClientBuilder {
-    VaultClient::builder()
-        .address(addr)
-        .token(TOKEN)
-        .retry_wait(ms(5), ms(10))
+    common::fast([addr], TOKEN)
 }
 
 fn client(server: &MockServer) -> VaultClient {
     fast(&server.uri())
         .build()
         .unwrap_or_else(|e| panic!("building the client: {e}"))
-}
-
-/// How many requests the server received for `p` (a path starting with `/v1/`).
-async fn hits(server: &MockServer, p: &str) -> usize {
-    server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.url.path() == p)
-        .count()
-}
-
-async fn mount(server: &MockServer, m: &str, p: &str, resp: ResponseTemplate) {
-    Mock::given(method(m))
-        .and(path(p))
-        .respond_with(resp)
-        .mount(server)
-        .await;
 }
 
 fn api_err(r: vault_ops_core::Result<impl std::fmt::Debug>) -> vault_ops_core::ApiError {
@@ -64,13 +39,7 @@ fn api_err(r: vault_ops_core::Result<impl std::fmt::Debug>) -> vault_ops_core::A
 #[tokio::test]
 async fn server_error_storm_makes_exactly_one_plus_max_retries_attempts() {
     let server = MockServer::start().await;
-    mount(
-        &server,
-        "GET",
-        "/v1/sys/storm",
-        ResponseTemplate::new(503).set_body_json(json!({"errors": ["Vault is sealed"]})),
-    )
-    .await;
+    mount(&server, "GET", "/v1/sys/storm", common::sealed_reply()).await;
 
     // The default: 2 retries, so 3 attempts.
     let e = api_err(client(&server).execute(Request::get("sys/storm")).await);
@@ -102,17 +71,11 @@ async fn server_error_storm_makes_exactly_one_plus_max_retries_attempts() {
 #[tokio::test]
 async fn a_500_then_a_200_succeeds_after_one_retry() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v1/sys/flaky"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(json!({"errors": ["boom"]})))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    mount(
+    common::mount_then(
         &server,
         "GET",
         "/v1/sys/flaky",
+        ResponseTemplate::new(500).set_body_json(json!({"errors": ["boom"]})),
         ResponseTemplate::new(200).set_body_json(json!({"ok": true})),
     )
     .await;
@@ -192,21 +155,13 @@ async fn status_412_and_429_are_retried() {
 #[tokio::test]
 async fn retry_after_is_honoured() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v1/secret/data/a"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("Retry-After", "1")
-                .set_body_json(json!({"errors": []})),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    mount(
+    common::mount_then(
         &server,
         "GET",
         "/v1/secret/data/a",
+        ResponseTemplate::new(429)
+            .insert_header("Retry-After", "1")
+            .set_body_json(json!({"errors": []})),
         ResponseTemplate::new(200).set_body_json(json!({"data": {"data": {}}})),
     )
     .await;
@@ -262,17 +217,9 @@ async fn a_slow_reply_times_out_and_is_retried() {
     .is_transport());
 }
 
-/// A loopback port with nothing listening on it.
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
-    port
-}
-
 #[tokio::test]
 async fn connection_refused_is_a_transport_error_retried_max_retries_times() {
-    let addr = format!("http://127.0.0.1:{}", closed_port());
+    let addr = common::dead_addr();
     // A fixed wait unit of 150 ms: retry n waits n × 150 ms, so 2 retries wait 450 ms and
     // 3 retries 900 ms. Connection refused on loopback itself takes microseconds.
     let unit = ms(150);
@@ -448,32 +395,17 @@ async fn a_non_json_error_body_keeps_the_status_without_the_body() {
 async fn one_redirect_is_followed_two_are_refused() {
     let server = MockServer::start().await;
     let uri = server.uri();
-    mount(
-        &server,
-        "GET",
-        "/v1/sys/a",
-        ResponseTemplate::new(307).insert_header("Location", format!("{uri}/v1/sys/b").as_str()),
-    )
-    .await;
+    // a → b (one redirect); x → y → b (two).
+    for (from, to) in [("a", "b"), ("x", "y"), ("y", "b")] {
+        let location = format!("{uri}/v1/sys/{to}");
+        let redirect = ResponseTemplate::new(307).insert_header("Location", location.as_str());
+        mount(&server, "GET", &format!("/v1/sys/{from}"), redirect).await;
+    }
     mount(
         &server,
         "GET",
         "/v1/sys/b",
         ResponseTemplate::new(200).set_body_json(json!({"at": "b"})),
-    )
-    .await;
-    mount(
-        &server,
-        "GET",
-        "/v1/sys/x",
-        ResponseTemplate::new(307).insert_header("Location", format!("{uri}/v1/sys/y").as_str()),
-    )
-    .await;
-    mount(
-        &server,
-        "GET",
-        "/v1/sys/y",
-        ResponseTemplate::new(307).insert_header("Location", format!("{uri}/v1/sys/b").as_str()),
     )
     .await;
     let c = client(&server);
@@ -500,10 +432,6 @@ async fn one_redirect_is_followed_two_are_refused() {
     assert_eq!(hits(&server, "/v1/sys/x").await, 1);
     assert_eq!(hits(&server, "/v1/sys/y").await, 1);
     assert_eq!(hits(&server, "/v1/sys/b").await, 1);
-}
-
-fn header<'a>(r: &'a wiremock::Request, name: &str) -> Option<&'a str> {
-    r.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 #[tokio::test]
@@ -647,59 +575,11 @@ async fn paths_that_leave_v1_are_refused_before_sending() {
     assert_eq!(server.received_requests().await.unwrap().len(), 0);
 }
 
-/// A buffer the tracing subscriber writes into.
-#[derive(Clone, Default)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
-    type Writer = LogBuf;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl LogBuf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(
-            &self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
-        .into_owned()
-    }
-}
-
 /// Installs (once, for the whole test binary) a TRACE subscriber writing into a buffer. It is
 /// global and also takes `log` records (reqwest, hyper-util), so every test running in this
 /// binary meanwhile logs into it too. wiremock's own (server-side) logs are left out.
-fn logs() -> &'static LogBuf {
-    static LOGS: OnceLock<LogBuf> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        use tracing_subscriber::util::SubscriberInitExt;
-        let buf = LogBuf::default();
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace,wiremock=off"))
-            .with_writer(buf.clone())
-            .with_ansi(false)
-            .finish()
-            .try_init()
-            .unwrap_or_else(|e| panic!("installing the tracing subscriber: {e}"));
-        buf
-    })
+fn logs() -> &'static common::LogBuf {
+    common::logs("trace,wiremock=off")
 }
 
 #[tokio::test]
@@ -718,7 +598,7 @@ async fn tracing_records_method_path_status_but_never_the_token() {
         &server,
         "GET",
         "/v1/sys/traced-denied",
-        ResponseTemplate::new(503).set_body_json(json!({"errors": ["Vault is sealed"]})),
+        common::sealed_reply(),
     )
     .await;
     let c = client(&server);
@@ -730,10 +610,7 @@ async fn tracing_records_method_path_status_but_never_the_token() {
     .await
     .unwrap();
     let _ = c.execute(Request::get("sys/traced-denied")).await;
-    let refused = fast(&format!("http://127.0.0.1:{}", closed_port()))
-        .max_retries(1)
-        .build()
-        .unwrap();
+    let refused = fast(&common::dead_addr()).max_retries(1).build().unwrap();
     let _ = refused.execute(Request::get("sys/traced-refused")).await;
 
     let text = logs.text();

@@ -5,62 +5,29 @@
 //! is not failed over, which headers go out); the second half against real 3-node OpenBao raft
 //! clusters on loopback (one cluster per test function).
 
-use std::future::Future;
-use std::io::Write;
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{dead_addr, eventually, hits, mount, ms};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{json, Value};
 use vault_ops_core::api::sys::HealthState;
 use vault_ops_core::{ClientBuilder, Error, Request, SecretString, VaultClient};
 use vault_ops_testkit::{free_port, BaoConfigServer, BaoInit};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{MockServer, ResponseTemplate};
 
 const MARK: &str = "HATESTTOKEN";
 const TOKEN: &str = "s.HATESTTOKEN-7c1d";
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// A loopback address with nothing listening on it.
-fn dead_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
-    format!("http://127.0.0.1:{port}")
-}
 
 fn fast<I, S>(addresses: I) -> ClientBuilder
 where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
-    VaultClient::builder()
-        .addresses(addresses)
-        .token(TOKEN)
-        .retry_wait(ms(5), ms(10))
-}
-
-async fn mount(server: &MockServer, m: &str, p: &str, resp: ResponseTemplate) {
-    Mock::given(method(m))
-        .and(path(p))
-        .respond_with(resp)
-        .mount(server)
-        .await;
-}
-
-async fn hits(server: &MockServer, p: &str) -> usize {
-    server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.url.path() == p)
-        .count()
+    common::fast(addresses, TOKEN)
 }
 
 async fn ok_server(p: &str) -> MockServer {
@@ -75,57 +42,9 @@ async fn ok_server(p: &str) -> MockServer {
     server
 }
 
-/// A buffer the tracing subscriber writes into.
-#[derive(Clone, Default)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
-    type Writer = LogBuf;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl LogBuf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(
-            &self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
-        .into_owned()
-    }
-}
-
 /// The crate's own trace output (installed once for this test binary).
-fn logs() -> &'static LogBuf {
-    static LOGS: OnceLock<LogBuf> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        use tracing_subscriber::util::SubscriberInitExt;
-        let buf = LogBuf::default();
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("vault_ops_core=trace"))
-            .with_writer(buf.clone())
-            .with_ansi(false)
-            .finish()
-            .try_init()
-            .unwrap_or_else(|e| panic!("installing the tracing subscriber: {e}"));
-        buf
-    })
+fn logs() -> &'static common::LogBuf {
+    common::logs("vault_ops_core=trace")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -271,13 +190,7 @@ async fn when_every_address_is_down_the_retry_policy_applies_per_round() {
 #[tokio::test]
 async fn a_503_sends_the_retry_to_the_next_address() {
     let sealed = MockServer::start().await;
-    mount(
-        &sealed,
-        "GET",
-        "/v1/sys/ha-b",
-        ResponseTemplate::new(503).set_body_json(json!({"errors": ["Vault is sealed"]})),
-    )
-    .await;
+    mount(&sealed, "GET", "/v1/sys/ha-b", common::sealed_reply()).await;
     let good = ok_server("/v1/sys/ha-b").await;
     let c = fast([sealed.uri(), good.uri()]).build().unwrap();
     c.execute(Request::get("sys/ha-b")).await.unwrap();
@@ -645,25 +558,6 @@ impl Cluster {
             .addresses(addresses)
             .token(self.init.root_token.as_str())
             .retry_wait(ms(100), ms(200))
-    }
-}
-
-/// Polls `check` every 200 ms until it returns `Some`, for at most `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?}: {what}"
-        );
-        tokio::time::sleep(ms(200)).await;
     }
 }
 

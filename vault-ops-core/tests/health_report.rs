@@ -1,6 +1,8 @@
 //! The health report and the guide's alert rules: on a real OpenBao dev server, and with
 //! wiremock for what a fresh server cannot show (slow requests, many leases, no leader).
 
+mod common;
+
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -8,8 +10,7 @@ use vault_ops_core::api::tokens::TokenCreateRequest;
 use vault_ops_core::health_report::{Severity, Thresholds};
 use vault_ops_core::VaultClient;
 use vault_ops_testkit::BaoServer;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{MockServer, ResponseTemplate};
 
 fn client(addr: &str, token: &str) -> VaultClient {
     VaultClient::builder()
@@ -25,18 +26,11 @@ async fn healthy_dev_server_has_no_findings() {
     let bao = BaoServer::start().await;
     let c = client(&bao.addr(), bao.root_token());
     // The runtime gauges appear a second or two after start: wait (bounded) for them.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while c
-        .sys()
-        .metrics()
-        .await
-        .unwrap()
-        .first("vault_runtime_alloc_bytes")
-        .is_none()
-    {
-        assert!(std::time::Instant::now() < deadline, "no runtime metrics");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::eventually("runtime metrics", Duration::from_secs(15), || async {
+        let m = c.sys().metrics().await.unwrap();
+        m.first("vault_runtime_alloc_bytes")
+    })
+    .await;
     let report = c.health_report(&Thresholds::default()).await;
     assert_eq!(report.exit_code(), 0, "{report}");
     assert!(report.findings.is_empty(), "{report}");
@@ -167,40 +161,35 @@ async fn unreachable_node_is_critical() {
 /// A mock node: healthy unless told otherwise, with the given metrics text and leader reply.
 async fn mock_node(metrics: ResponseTemplate, leader: Value, ttl: i64) -> MockServer {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v1/sys/health"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "initialized": true, "sealed": false, "standby": false,
-            "version": "2.7.2", "cluster_name": "mock"
-        })))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/sys/seal-status"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "type": "shamir", "initialized": true, "sealed": false, "t": 1, "n": 1,
-            "progress": 0, "version": "2.7.2", "storage_type": "inmem"
-        })))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/sys/leader"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(leader))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/sys/metrics"))
-        .respond_with(metrics)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/auth/token/lookup-self"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "data": {"display_name": "token", "policies": ["default"], "ttl": ttl,
-                     "expire_time": "2030-01-01T00:00:00Z", "renewable": true}
-        })))
-        .mount(&server)
-        .await;
+    let json = |body: Value| ResponseTemplate::new(200).set_body_json(body);
+    let replies = [
+        (
+            "/v1/sys/health",
+            json(json!({
+                "initialized": true, "sealed": false, "standby": false,
+                "version": "2.7.2", "cluster_name": "mock"
+            })),
+        ),
+        (
+            "/v1/sys/seal-status",
+            json(json!({
+                "type": "shamir", "initialized": true, "sealed": false, "t": 1, "n": 1,
+                "progress": 0, "version": "2.7.2", "storage_type": "inmem"
+            })),
+        ),
+        ("/v1/sys/leader", json(leader)),
+        ("/v1/sys/metrics", metrics),
+        (
+            "/v1/auth/token/lookup-self",
+            json(json!({
+                "data": {"display_name": "token", "policies": ["default"], "ttl": ttl,
+                         "expire_time": "2030-01-01T00:00:00Z", "renewable": true}
+            })),
+        ),
+    ];
+    for (p, resp) in replies {
+        common::mount(&server, "GET", p, resp).await;
+    }
     server
 }
 

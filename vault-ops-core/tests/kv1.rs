@@ -1,21 +1,14 @@
 //! KV v1 against a real OpenBao dev server (a `kv` mount with `version = 1` at `kv1/`).
 
+mod common;
+
 use serde::Deserialize;
 use serde_json::json;
-use vault_ops_core::api::tokens::TokenCreateRequest;
 use vault_ops_core::{Error, ExposeSecret, SecretString, VaultClient};
 use vault_ops_testkit::BaoServer;
 
-fn client(bao: &BaoServer) -> VaultClient {
-    VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client")
-}
-
 async fn with_kv1(bao: &BaoServer) -> VaultClient {
-    let c = client(bao);
+    let c = common::root_client(bao);
     c.generic()
         .write_raw(
             "sys/mounts/kv1",
@@ -159,27 +152,18 @@ async fn bad_data_and_bad_input() {
 async fn a_narrow_token_is_denied() {
     let bao = BaoServer::start().await;
     let c = with_kv1(&bao).await;
-    c.kv1("kv1")
-        .put("app/db", &json!({"user": "u"}))
-        .await
-        .unwrap();
-    c.kv1("kv1")
-        .put("other/db", &json!({"user": "o"}))
-        .await
-        .unwrap();
-    c.generic()
-        .write_raw(
-            "sys/policies/acl/kv1-app-read",
-            &json!({"policy": r#"path "kv1/app/*" { capabilities = ["read"] }"#}),
-        )
-        .await
-        .unwrap();
-    let auth = c
-        .tokens()
-        .create(&TokenCreateRequest::with_policies(["kv1-app-read"]))
-        .await
-        .unwrap();
-    let narrow = c.with_token(auth.client_token);
+    for (path, user) in [("app/db", "u"), ("other/db", "o")] {
+        c.kv1("kv1")
+            .put(path, &json!({ "user": user }))
+            .await
+            .unwrap();
+    }
+    let narrow = common::narrow_client(
+        &c,
+        "kv1-app-read",
+        r#"path "kv1/app/*" { capabilities = ["read"] }"#,
+    )
+    .await;
     let kv = narrow.kv1("kv1");
 
     assert_eq!(

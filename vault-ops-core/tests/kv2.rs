@@ -1,19 +1,11 @@
 //! KV v2 against a real OpenBao dev server.
 
+mod common;
+
 use serde::Deserialize;
 use serde_json::json;
 use vault_ops_core::api::kv2::{KvConfig, MetadataUpdate};
-use vault_ops_core::api::tokens::TokenCreateRequest;
-use vault_ops_core::{Error, ExposeSecret, SecretString, VaultClient};
-use vault_ops_testkit::BaoServer;
-
-fn client(bao: &BaoServer) -> VaultClient {
-    VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client")
-}
+use vault_ops_core::{Error, ExposeSecret, SecretString};
 
 #[derive(Debug, Deserialize)]
 struct Db {
@@ -24,8 +16,7 @@ struct Db {
 
 #[tokio::test]
 async fn put_get_versions_typed_and_json() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     let kv = c.kv2("secret");
 
     let v1 = kv
@@ -73,15 +64,21 @@ async fn put_get_versions_typed_and_json() {
 
 #[tokio::test]
 async fn missing_secret_is_not_found_and_opt_is_none() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     let kv = c.kv2("secret");
     let err = kv.get_json("nope/nothing").await.unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
-    assert!(kv.get_opt::<serde_json::Value>("nope/nothing").await.unwrap().is_none());
+    assert!(kv
+        .get_opt::<serde_json::Value>("nope/nothing")
+        .await
+        .unwrap()
+        .is_none());
     assert!(kv.read_metadata("nope/nothing").await.unwrap().is_none());
     // An empty path is refused before any request.
-    assert!(matches!(kv.get_json("").await.unwrap_err(), Error::InvalidInput(_)));
+    assert!(matches!(
+        kv.get_json("").await.unwrap_err(),
+        Error::InvalidInput(_)
+    ));
     // An unknown mount keeps Vault's message.
     let err = c.kv2("no-such-mount").get_json("x").await.unwrap_err();
     assert!(err.is_not_found() || err.status() == Some(403), "{err}");
@@ -89,18 +86,23 @@ async fn missing_secret_is_not_found_and_opt_is_none() {
 
 #[tokio::test]
 async fn check_and_set() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     let kv = c.kv2("secret");
     // cas=0: only if it does not exist.
     let v1 = kv.put_cas("app/cas", &json!({"a": 1}), 0).await.unwrap();
     assert_eq!(v1.version, 1);
-    let err = kv.put_cas("app/cas", &json!({"a": 2}), 0).await.unwrap_err();
+    let err = kv
+        .put_cas("app/cas", &json!({"a": 2}), 0)
+        .await
+        .unwrap_err();
     assert!(err.is_cas_mismatch(), "{err:?}");
     assert!(err.to_string().contains("check-and-set"), "{err}");
     let v2 = kv.put_cas("app/cas", &json!({"a": 2}), 1).await.unwrap();
     assert_eq!(v2.version, 2);
-    let err = kv.put_cas("app/cas", &json!({"a": 3}), 1).await.unwrap_err();
+    let err = kv
+        .put_cas("app/cas", &json!({"a": 3}), 1)
+        .await
+        .unwrap_err();
     assert!(err.is_cas_mismatch());
     assert_eq!(kv.get_json("app/cas").await.unwrap().data["a"], json!(2));
 
@@ -115,32 +117,48 @@ async fn check_and_set() {
 
 #[tokio::test]
 async fn patch_merges() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     let kv = c.kv2("secret");
-    kv.put("app/cfg", &json!({"a": "1", "b": "2"})).await.unwrap();
-    let v = kv.patch("app/cfg", &json!({"b": "3", "c": "4"})).await.unwrap();
+    kv.put("app/cfg", &json!({"a": "1", "b": "2"}))
+        .await
+        .unwrap();
+    let v = kv
+        .patch("app/cfg", &json!({"b": "3", "c": "4"}))
+        .await
+        .unwrap();
     assert_eq!(v.version, 2);
     let data = kv.get_json("app/cfg").await.unwrap().data;
     assert_eq!(data["a"], json!("1"));
     assert_eq!(data["b"], json!("3"));
     assert_eq!(data["c"], json!("4"));
-    let v = kv.patch_cas("app/cfg", &json!({"a": null}), 2).await.unwrap();
+    let v = kv
+        .patch_cas("app/cfg", &json!({"a": null}), 2)
+        .await
+        .unwrap();
     assert_eq!(v.version, 3);
-    assert!(kv.get_json("app/cfg").await.unwrap().data.get("a").is_none());
+    assert!(kv
+        .get_json("app/cfg")
+        .await
+        .unwrap()
+        .data
+        .get("a")
+        .is_none());
     assert!(kv
         .patch_cas("app/cfg", &json!({"a": "x"}), 1)
         .await
         .unwrap_err()
         .is_cas_mismatch());
     // Patching a missing secret is a 404.
-    assert!(kv.patch("app/missing", &json!({"a": 1})).await.unwrap_err().is_not_found());
+    assert!(kv
+        .patch("app/missing", &json!({"a": 1}))
+        .await
+        .unwrap_err()
+        .is_not_found());
 }
 
 #[tokio::test]
 async fn list_delete_undelete_destroy() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     let kv = c.kv2("secret");
     kv.put("team/a", &json!({"k": "1"})).await.unwrap();
     kv.put("team/b", &json!({"k": "2"})).await.unwrap();
@@ -164,7 +182,13 @@ async fn list_delete_undelete_destroy() {
         other => panic!("expected deleted, got {other:?}"),
     }
     // The older version is still readable.
-    assert_eq!(kv.get_version::<serde_json::Value>("team/a", 1).await.unwrap().data["k"], json!("1"));
+    assert_eq!(
+        kv.get_version::<serde_json::Value>("team/a", 1)
+            .await
+            .unwrap()
+            .data["k"],
+        json!("1")
+    );
     kv.undelete("team/a", &[2]).await.unwrap();
     assert_eq!(kv.get_json("team/a").await.unwrap().data["k"], json!("1b"));
 
@@ -175,7 +199,9 @@ async fn list_delete_undelete_destroy() {
     }
     kv.delete_versions("team/a", &[1]).await.unwrap();
     assert!(matches!(
-        kv.get_version::<serde_json::Value>("team/a", 1).await.unwrap_err(),
+        kv.get_version::<serde_json::Value>("team/a", 1)
+            .await
+            .unwrap_err(),
         Error::SecretVersionDeleted { version: 1, .. }
     ));
     assert!(matches!(
@@ -189,13 +215,16 @@ async fn list_delete_undelete_destroy() {
     assert!(!meta.versions[&1].deletion_time.is_empty());
 
     kv.delete_metadata("team/b").await.unwrap();
-    assert!(kv.get_opt::<serde_json::Value>("team/b").await.unwrap().is_none());
+    assert!(kv
+        .get_opt::<serde_json::Value>("team/b")
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
 async fn metadata_and_config() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     let kv = c.kv2("secret");
     kv.put("app/meta", &json!({"x": "1"})).await.unwrap();
     kv.write_metadata(
@@ -226,31 +255,38 @@ async fn metadata_and_config() {
 
 #[tokio::test]
 async fn narrow_policy_is_permission_denied() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
-    c.kv2("secret").put("app/allowed", &json!({"a": 1})).await.unwrap();
-    c.kv2("secret").put("other/denied", &json!({"a": 1})).await.unwrap();
-    c.generic()
-        .write_raw(
-            "sys/policies/acl/app-read",
-            &json!({"policy": "path \"secret/data/app/*\" { capabilities = [\"read\"] }"}),
-        )
-        .await
-        .unwrap();
-    let auth = c
-        .tokens()
-        .create(&TokenCreateRequest::with_policies(["app-read"]).ttl("5m"))
-        .await
-        .unwrap();
+    let (_bao, c) = common::dev_server().await;
+    for path in ["app/allowed", "other/denied"] {
+        c.kv2("secret").put(path, &json!({"a": 1})).await.unwrap();
+    }
+    let auth = common::narrow_auth(
+        &c,
+        "app-read",
+        r#"path "secret/data/app/*" { capabilities = ["read"] }"#,
+    )
+    .await;
     let narrow = c.with_token(auth.client_token.clone());
     assert_eq!(
-        narrow.kv2("secret").get_json("app/allowed").await.unwrap().data["a"],
+        narrow
+            .kv2("secret")
+            .get_json("app/allowed")
+            .await
+            .unwrap()
+            .data["a"],
         json!(1)
     );
-    let err = narrow.kv2("secret").get_json("other/denied").await.unwrap_err();
+    let err = narrow
+        .kv2("secret")
+        .get_json("other/denied")
+        .await
+        .unwrap_err();
     assert!(err.is_permission_denied(), "{err:?}");
     assert!(err.to_string().contains("permission denied"), "{err}");
-    let err = narrow.kv2("secret").put("app/allowed", &json!({"a": 2})).await.unwrap_err();
+    let err = narrow
+        .kv2("secret")
+        .put("app/allowed", &json!({"a": 2}))
+        .await
+        .unwrap_err();
     assert!(err.is_permission_denied());
     // The narrow token never shows up in the error or the client's Debug.
     let token = auth.client_token.expose_secret().to_string();
@@ -259,22 +295,28 @@ async fn narrow_policy_is_permission_denied() {
 
 #[tokio::test]
 async fn other_mount_and_paths_with_spaces() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     c.generic()
-        .write_raw("sys/mounts/team-kv", &json!({"type": "kv", "options": {"version": "2"}}))
+        .write_raw(
+            "sys/mounts/team-kv",
+            &json!({"type": "kv", "options": {"version": "2"}}),
+        )
         .await
         .unwrap();
     let kv = c.kv2("/team-kv/");
-    kv.put("a folder/my secret", &json!({"v": "ok"})).await.unwrap();
-    assert_eq!(kv.get_json("a folder/my secret").await.unwrap().data["v"], json!("ok"));
+    kv.put("a folder/my secret", &json!({"v": "ok"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        kv.get_json("a folder/my secret").await.unwrap().data["v"],
+        json!("ok")
+    );
     assert_eq!(kv.list("a folder").await.unwrap(), vec!["my secret"]);
 }
 
 #[tokio::test]
 async fn listing_an_unknown_mount_is_an_error_not_empty() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     let err = c.kv2("no-such-mount").list("x").await.unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
     assert!(err.to_string().contains("no handler for route"), "{err}");

@@ -3,17 +3,20 @@
 
 use std::time::Duration;
 
+mod common;
+
 use serde_json::json;
 use vault_ops_core::api::tokens::TokenCreateRequest;
 use vault_ops_core::{Error, SecretString, VaultClient};
 use vault_ops_testkit::{BaoServer, PgCluster};
 
-fn client(bao: &BaoServer) -> VaultClient {
-    VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client")
+/// A PostgreSQL and a dev server with `database/` mounted, pointed at it, and role `app`
+/// (default TTL 10 min, max 1 h); the root client. Both servers live as long as the values.
+async fn with_database() -> (PgCluster, BaoServer, VaultClient) {
+    let pg = PgCluster::start().await;
+    let (bao, c) = common::dev_server().await;
+    setup_database(&c, &pg).await;
+    (pg, bao, c)
 }
 
 /// Mounts `database/`, points it at `pg` and creates role `app` (default TTL 10 min, max 1 h).
@@ -82,10 +85,7 @@ fn suffix(lease_id: &str, prefix: &str) -> String {
 
 #[tokio::test]
 async fn database_lease_lookup_renew_revoke() {
-    let pg = PgCluster::start().await;
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
-    setup_database(&c, &pg).await;
+    let (_pg, _bao, c) = with_database().await;
     let leases = c.leases();
 
     let id = new_creds(&c).await;
@@ -143,10 +143,7 @@ async fn database_lease_lookup_renew_revoke() {
 
 #[tokio::test]
 async fn database_revoke_prefix() {
-    let pg = PgCluster::start().await;
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
-    setup_database(&c, &pg).await;
+    let (_pg, _bao, c) = with_database().await;
     let leases = c.leases();
 
     let a = new_creds(&c).await;
@@ -214,8 +211,7 @@ async fn approle_login(c: &VaultClient, enable: bool) -> SecretString {
 
 #[tokio::test]
 async fn approle_token_leases() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     let leases = c.leases();
     let prefix = "auth/approle/login/";
 
@@ -259,8 +255,7 @@ async fn approle_token_leases() {
 
 #[tokio::test]
 async fn unknown_leases_and_bad_input() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     let leases = c.leases();
 
     let err = leases.lookup("database/creds/app/nope").await.unwrap_err();
@@ -297,20 +292,19 @@ async fn unknown_leases_and_bad_input() {
 
 #[tokio::test]
 async fn a_narrow_token_is_denied() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     let user = approle_login(&c, true).await;
     let keys = c.leases().list("auth/approle/login").await.unwrap();
     assert_eq!(keys.len(), 1);
     let id = format!("auth/approle/login/{}", keys[0]);
 
-    c.generic()
-        .write_raw(
-            "sys/policies/acl/kv-only",
-            &json!({"policy": r#"path "secret/data/*" { capabilities = ["read"] }"#}),
-        )
-        .await
-        .unwrap();
+    // Without the `default` policy, which allows lease lookups and renewals.
+    common::write_policy(
+        &c,
+        "kv-only",
+        r#"path "secret/data/*" { capabilities = ["read"] }"#,
+    )
+    .await;
     let mut req = TokenCreateRequest::with_policies(["kv-only"]);
     req.no_default_policy = true;
     let auth = c.tokens().create(&req).await.unwrap();

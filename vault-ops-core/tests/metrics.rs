@@ -1,5 +1,7 @@
 //! `sys/metrics` against a real OpenBao dev server (Prometheus retention is on in dev mode).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -8,32 +10,19 @@ use vault_ops_core::api::tokens::TokenCreateRequest;
 use vault_ops_core::{Error, VaultClient};
 use vault_ops_testkit::BaoServer;
 
-fn client(bao: &BaoServer) -> VaultClient {
-    VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client")
-}
-
-/// Polls `sys/metrics` (at most 100 times within 20 s) until `name` has a sample: runtime
-/// gauges are emitted periodically, so they appear about a second after start.
+/// Polls `sys/metrics` (for at most 20 s) until `name` has a sample: runtime gauges are
+/// emitted periodically, so they appear about a second after start.
 async fn metrics_with(c: &VaultClient, name: &str) -> Metrics {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for _ in 0..100 {
+    common::eventually(name, Duration::from_secs(20), || async {
         let m = c.sys().metrics().await.unwrap();
-        if m.first(name).is_some() || Instant::now() >= deadline {
-            return m;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    c.sys().metrics().await.unwrap()
+        m.first(name).is_some().then_some(m)
+    })
+    .await
 }
 
 #[tokio::test]
 async fn dev_server_metrics_read_as_numbers() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
 
     let before = metrics_with(&c, "vault_runtime_alloc_bytes").await;
     assert_eq!(
@@ -107,8 +96,7 @@ async fn dev_server_metrics_read_as_numbers() {
 
 #[tokio::test]
 async fn lease_count_rises_with_real_leases() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     // Each non-root token from auth/token/create is a lease.
     for _ in 0..3 {
         c.tokens()
@@ -145,8 +133,7 @@ async fn metrics_without_a_token_in_dev_mode() {
 
 #[tokio::test]
 async fn metrics_json() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     metrics_with(&c, "vault_runtime_alloc_bytes").await;
     let v = c.sys().metrics_json().await.unwrap();
     let gauges = v["Gauges"].as_array().expect("Gauges array");
@@ -166,7 +153,7 @@ async fn prometheus_disabled_is_an_api_error_with_the_message() {
     .unwrap();
     let arg = format!("-config={}", config.display());
     let bao = BaoServer::start_with_args(&[&arg]).await;
-    let c = client(&bao);
+    let c = common::root_client(&bao);
 
     let err = c.sys().metrics().await.unwrap_err();
     match &err {

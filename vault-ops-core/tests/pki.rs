@@ -3,24 +3,17 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod common;
+
+use common::api_error;
 use serde_json::json;
 use vault_ops_core::api::pki::{
     GenerateKind, GenerateRootRequest, IntermediateCsrRequest, IssueRequest, PkiRole,
     SignIntermediateRequest, SignRequest, TidyRequest,
 };
-use vault_ops_core::api::tokens::TokenCreateRequest;
 use vault_ops_core::{Error, ExposeSecret, VaultClient};
-use vault_ops_testkit::BaoServer;
 
 const CERT_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-
-fn client(bao: &BaoServer) -> VaultClient {
-    VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client")
-}
 
 async fn enable_pki(c: &VaultClient, mount: &str) {
     c.generic()
@@ -46,9 +39,11 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-fn api_error(e: &Error) -> &vault_ops_core::ApiError {
-    e.api()
-        .unwrap_or_else(|| panic!("expected an API error, got {e:?}"))
+/// A role for `example.com` and its subdomains with keys of `key_type`.
+fn subdomain_role(key_type: &str) -> PkiRole {
+    PkiRole::for_domains(["example.com"])
+        .allow_subdomains(true)
+        .key_type(key_type)
 }
 
 /// Root on `pki/`, intermediate on `pki_int/` signed by it; returns the intermediate's certificate.
@@ -94,8 +89,7 @@ async fn build_hierarchy(c: &VaultClient) -> String {
 
 #[tokio::test]
 async fn root_intermediate_role_issue_revoke() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     enable_pki(&c, "pki").await;
     enable_pki(&c, "pki_int").await;
 
@@ -289,19 +283,12 @@ async fn root_intermediate_role_issue_revoke() {
 
 #[tokio::test]
 async fn issue_errors_keep_vaults_message() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     build_hierarchy(&c).await;
     let pki = c.pki("pki_int");
-    pki.write_role(
-        "web",
-        &PkiRole::for_domains(["example.com"])
-            .allow_subdomains(true)
-            .key_type("ec")
-            .key_bits(256),
-    )
-    .await
-    .unwrap();
+    pki.write_role("web", &subdomain_role("ec").key_bits(256))
+        .await
+        .unwrap();
 
     // A name the role does not allow.
     let err = pki
@@ -354,19 +341,18 @@ async fn issue_errors_keep_vaults_message() {
     assert!(api.mentions("nope"), "{err}");
 
     // Bad input never reaches Vault.
-    assert!(matches!(
-        pki.issue("web", &IssueRequest::new("  ")).await,
-        Err(Error::InvalidInput(_))
-    ));
-    assert!(matches!(
-        pki.issue("", &IssueRequest::new("a.example.com")).await,
-        Err(Error::InvalidInput(_))
-    ));
-    assert!(matches!(pki.revoke("").await, Err(Error::InvalidInput(_))));
-    assert!(matches!(
-        pki.set_signed_intermediate("").await,
-        Err(Error::InvalidInput(_))
-    ));
+    for err in [
+        pki.issue("web", &IssueRequest::new("  "))
+            .await
+            .unwrap_err(),
+        pki.issue("", &IssueRequest::new("a.example.com"))
+            .await
+            .unwrap_err(),
+        pki.revoke("").await.unwrap_err(),
+        pki.set_signed_intermediate("").await.unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    }
 
     // A mount that does not exist.
     let err = c
@@ -379,8 +365,7 @@ async fn issue_errors_keep_vaults_message() {
 
 #[tokio::test]
 async fn roles_read_missing_delete_and_round_trip() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     enable_pki(&c, "pki").await;
     let pki = c.pki("pki");
 
@@ -440,8 +425,7 @@ async fn roles_read_missing_delete_and_round_trip() {
 
 #[tokio::test]
 async fn sign_csr_under_a_role() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     let int_cert = build_hierarchy(&c).await;
     // A CSR and its key from another mount (exported: the key is returned, as a secret).
     enable_pki(&c, "keys").await;
@@ -464,14 +448,9 @@ async fn sign_csr_under_a_role() {
     }
 
     let pki = c.pki("pki_int");
-    pki.write_role(
-        "any-key",
-        &PkiRole::for_domains(["example.com"])
-            .allow_subdomains(true)
-            .key_type("any"),
-    )
-    .await
-    .unwrap();
+    pki.write_role("any-key", &subdomain_role("any"))
+        .await
+        .unwrap();
     let signed = pki
         .sign(
             "any-key",
@@ -488,14 +467,9 @@ async fn sign_csr_under_a_role() {
     assert!((3600..=2 * 3600 + 60).contains(&ttl), "ttl {ttl}");
 
     // A role that wants RSA keys refuses the EC CSR.
-    pki.write_role(
-        "rsa-only",
-        &PkiRole::for_domains(["example.com"])
-            .allow_subdomains(true)
-            .key_type("rsa"),
-    )
-    .await
-    .unwrap();
+    pki.write_role("rsa-only", &subdomain_role("rsa"))
+        .await
+        .unwrap();
     let err = pki
         .sign(
             "rsa-only",
@@ -530,34 +504,20 @@ async fn sign_csr_under_a_role() {
 
 #[tokio::test]
 async fn narrow_token_is_denied_and_tidy_runs() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (bao, c) = common::dev_server().await;
     build_hierarchy(&c).await;
     c.pki("pki_int")
-        .write_role(
-            "web",
-            &PkiRole::for_domains(["example.com"])
-                .allow_subdomains(true)
-                .key_type("ec")
-                .key_bits(256),
-        )
+        .write_role("web", &subdomain_role("ec").key_bits(256))
         .await
         .unwrap();
 
     // A token that may read roles but not issue.
-    c.generic()
-        .write_raw(
-            "sys/policies/acl/pki-reader",
-            &json!({"policy": "path \"pki_int/roles/*\" { capabilities = [\"read\"] }"}),
-        )
-        .await
-        .unwrap();
-    let auth = c
-        .tokens()
-        .create(&TokenCreateRequest::with_policies(["pki-reader"]).ttl("10m"))
-        .await
-        .unwrap();
-    let narrow = c.with_token(auth.client_token.clone());
+    let narrow = common::narrow_client(
+        &c,
+        "pki-reader",
+        r#"path "pki_int/roles/*" { capabilities = ["read"] }"#,
+    )
+    .await;
     assert!(narrow
         .pki("pki_int")
         .read_role("web")
@@ -607,8 +567,7 @@ async fn narrow_token_is_denied_and_tidy_runs() {
 
 #[tokio::test]
 async fn generate_root_errors() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     enable_pki(&c, "pki").await;
     // An unknown key type.
     let err = c

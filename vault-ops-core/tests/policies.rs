@@ -1,17 +1,10 @@
 //! ACL policies against a real OpenBao dev server.
 
+mod common;
+
 use serde_json::json;
 use vault_ops_core::api::tokens::TokenCreateRequest;
-use vault_ops_core::{Error, VaultClient};
-use vault_ops_testkit::BaoServer;
-
-fn client(bao: &BaoServer) -> VaultClient {
-    VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client")
-}
+use vault_ops_core::Error;
 
 const APP_READ: &str = r#"path "secret/data/app/*" {
   capabilities = ["read"]
@@ -20,8 +13,7 @@ const APP_READ: &str = r#"path "secret/data/app/*" {
 
 #[tokio::test]
 async fn write_read_list_delete() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     let p = c.policies();
 
     let before = p.list().await.unwrap();
@@ -61,16 +53,13 @@ async fn write_read_list_delete() {
 
 #[tokio::test]
 async fn a_written_policy_is_enforced() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
-    c.kv2("secret")
-        .put("app/config", &json!({"mode": "blue"}))
-        .await
-        .unwrap();
-    c.kv2("secret")
-        .put("other/config", &json!({"mode": "red"}))
-        .await
-        .unwrap();
+    let (_bao, c) = common::dev_server().await;
+    for (path, mode) in [("app/config", "blue"), ("other/config", "red")] {
+        c.kv2("secret")
+            .put(path, &json!({ "mode": mode }))
+            .await
+            .unwrap();
+    }
     c.policies().write("app-read", APP_READ).await.unwrap();
 
     let auth = c
@@ -96,15 +85,13 @@ async fn a_written_policy_is_enforced() {
 
 #[tokio::test]
 async fn read_missing_is_none() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     assert!(c.policies().read("no-such-policy").await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn invalid_hcl_keeps_vaults_message() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     let err = c
         .policies()
         .write("broken", r#"path "secret/*" { capabilities = ["read"] "#)
@@ -128,8 +115,7 @@ async fn invalid_hcl_keeps_vaults_message() {
 
 #[tokio::test]
 async fn the_default_policy_cannot_be_deleted() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     let err = c.policies().delete("default").await.unwrap_err();
     assert_eq!(err.status(), Some(400));
     assert!(
@@ -140,42 +126,31 @@ async fn the_default_policy_cannot_be_deleted() {
 
 #[tokio::test]
 async fn empty_names_are_invalid_input() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (_bao, c) = common::dev_server().await;
     let p = c.policies();
-    assert!(matches!(p.read("").await, Err(Error::InvalidInput(_))));
-    assert!(matches!(p.read("  ").await, Err(Error::InvalidInput(_))));
-    assert!(matches!(
-        p.write("", APP_READ).await,
-        Err(Error::InvalidInput(_))
-    ));
-    assert!(matches!(
-        p.write("x", " ").await,
-        Err(Error::InvalidInput(_))
-    ));
-    assert!(matches!(p.delete("").await, Err(Error::InvalidInput(_))));
-    assert!(matches!(p.read("a/b").await, Err(Error::InvalidInput(_))));
+    for err in [
+        p.read("").await.unwrap_err(),
+        p.read("  ").await.unwrap_err(),
+        p.write("", APP_READ).await.unwrap_err(),
+        p.write("x", " ").await.unwrap_err(),
+        p.delete("").await.unwrap_err(),
+        p.read("a/b").await.unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    }
     // Nothing was written by the refused calls.
     assert!(!p.list().await.unwrap().contains(&"x".to_string()));
 }
 
 #[tokio::test]
 async fn a_narrow_token_is_denied() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
-    c.generic()
-        .write_raw(
-            "sys/policies/acl/reader",
-            &json!({"policy": r#"path "sys/policies/acl/reader" { capabilities = ["read"] }"#}),
-        )
-        .await
-        .unwrap();
-    let auth = c
-        .tokens()
-        .create(&TokenCreateRequest::with_policies(["reader"]))
-        .await
-        .unwrap();
-    let narrow = c.with_token(auth.client_token);
+    let (_bao, c) = common::dev_server().await;
+    let narrow = common::narrow_client(
+        &c,
+        "reader",
+        r#"path "sys/policies/acl/reader" { capabilities = ["read"] }"#,
+    )
+    .await;
     let p = narrow.policies();
 
     // Allowed: reading its own policy.

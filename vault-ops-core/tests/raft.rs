@@ -1,9 +1,11 @@
 //! Raft API on a real 3-node OpenBao cluster on loopback: peers, join, autopilot, snapshots,
 //! restore, step-down, remove-peer and re-join.
 
-use std::future::Future;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{eventually, read_v};
 use serde_json::json;
 use vault_ops_core::api::raft::{
     verify_snapshot_file, verify_snapshot_reader, AutopilotConfigUpdate, JoinRequest, RestoreMode,
@@ -12,33 +14,6 @@ use vault_ops_core::api::tokens::TokenCreateRequest;
 use vault_ops_core::health_report::{Severity, Thresholds};
 use vault_ops_core::{Error, SecretString, VaultClient};
 use vault_ops_testkit::{BaoConfigServer, BaoInit};
-
-fn client(addr: &str, token: &str) -> VaultClient {
-    VaultClient::builder()
-        .address(addr)
-        .token(token)
-        .build()
-        .unwrap()
-}
-
-/// Polls `check` every 200 ms until it returns `Some`, for at most `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// Joins `node` to the cluster led by `leader_addr` with the client's join call, then unseals it.
 async fn join_and_unseal(node: &BaoConfigServer, leader_addr: &str, init: &BaoInit) {
@@ -55,15 +30,6 @@ async fn join_and_unseal(node: &BaoConfigServer, leader_addr: &str, init: &BaoIn
         .await;
 }
 
-async fn read_value(c: &VaultClient, path: &str) -> Option<String> {
-    c.generic()
-        .read::<serde_json::Value>(path)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|r| r.data["v"].as_str().map(str::to_string))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_node_cluster_operations() {
     let (n1, n2, n3) = tokio::join!(
@@ -72,7 +38,7 @@ async fn three_node_cluster_operations() {
         BaoConfigServer::start_raft_node("node3"),
     );
     let init = n1.init_and_unseal().await;
-    let c1 = client(&n1.addr(), &init.root_token);
+    let c1 = common::client_at(&n1.addr(), &init.root_token);
 
     // Promote joined nodes quickly, and check the autopilot config round trip.
     let mut update = AutopilotConfigUpdate::default();
@@ -130,19 +96,8 @@ async fn three_node_cluster_operations() {
         .all(|s| s.healthy && s.node_status == "alive"));
 
     // A token without the right policy gets Vault's 403, kept.
-    c1.generic()
-        .write_raw(
-            "sys/policies/acl/kv-only",
-            &json!({"policy": "path \"kv/*\" { capabilities = [\"read\"] }"}),
-        )
-        .await
-        .unwrap();
-    let narrow = c1
-        .tokens()
-        .create(&TokenCreateRequest::with_policies(["kv-only"]))
-        .await
-        .unwrap();
-    let narrow_client = c1.with_token(narrow.client_token.clone());
+    let narrow_client =
+        common::narrow_client(&c1, "kv-only", r#"path "kv/*" { capabilities = ["read"] }"#).await;
     let e = narrow_client.raft().configuration().await.unwrap_err();
     assert!(e.is_permission_denied(), "{e}");
     let mut sink = Vec::new();
@@ -190,7 +145,7 @@ async fn three_node_cluster_operations() {
 
     // Snapshot into any AsyncWrite (here a Vec), also from a standby.
     let mut buf: Vec<u8> = Vec::new();
-    let c2 = client(&n2.addr(), &init.root_token);
+    let c2 = common::client_at(&n2.addr(), &init.root_token);
     let info2 = c2.raft().snapshot_to_writer(&mut buf).await.unwrap();
     assert_eq!(buf.len() as u64, info2.bytes);
     assert_eq!(
@@ -226,9 +181,7 @@ async fn three_node_cluster_operations() {
     eventually(
         "the snapshot's data is back",
         Duration::from_secs(30),
-        || async {
-            (read_value(&c1, "kv/app").await.as_deref() == Some("at-snapshot")).then_some(())
-        },
+        || async { (read_v(&c1, "kv/app").await.as_deref() == Some("at-snapshot")).then_some(()) },
     )
     .await;
     assert_eq!(
@@ -279,10 +232,7 @@ async fn three_node_cluster_operations() {
     let e = verify_snapshot_file(&truncated).await.unwrap_err();
     assert!(e.to_string().contains("cut short"), "{e}");
     // The cluster still has the restored data (nothing was applied).
-    assert_eq!(
-        read_value(&c1, "kv/app").await.as_deref(),
-        Some("at-snapshot")
-    );
+    assert_eq!(read_v(&c1, "kv/app").await.as_deref(), Some("at-snapshot"));
 
     // Step-down: another node becomes leader and the client (talking to node1) keeps working.
     c1.sys().step_down().await.unwrap();
@@ -299,12 +249,12 @@ async fn three_node_cluster_operations() {
         .await
         .unwrap();
     let leader_client = if new_leader == "node2" {
-        client(&n2.addr(), &init.root_token)
+        common::client_at(&n2.addr(), &init.root_token)
     } else {
-        client(&n3.addr(), &init.root_token)
+        common::client_at(&n3.addr(), &init.root_token)
     };
     assert_eq!(
-        read_value(&leader_client, "kv/after-step-down")
+        read_v(&leader_client, "kv/after-step-down")
             .await
             .as_deref(),
         Some("ok")
@@ -346,13 +296,11 @@ async fn three_node_cluster_operations() {
         format!("127.0.0.1:{}", fresh.cluster_port())
     );
     // The fresh node serves the cluster's data (its reads are local: allow it to catch up).
-    let cf = client(&fresh.addr(), &init.root_token);
+    let cf = common::client_at(&fresh.addr(), &init.root_token);
     eventually(
         "the re-joined node has the data",
         Duration::from_secs(30),
-        || async {
-            (read_value(&cf, "kv/app").await.as_deref() == Some("at-snapshot")).then_some(())
-        },
+        || async { (read_v(&cf, "kv/app").await.as_deref() == Some("at-snapshot")).then_some(()) },
     )
     .await;
 
@@ -373,7 +321,7 @@ async fn three_node_cluster_operations() {
     // A sealed node (restarted, so sealed) is critical.
     let mut fresh = fresh;
     fresh.restart().await;
-    let report = client(&fresh.addr(), &init.root_token)
+    let report = common::client_at(&fresh.addr(), &init.root_token)
         .health_report(&thresholds)
         .await;
     assert!(report.finding("sealed").is_some(), "{report}");
@@ -426,8 +374,8 @@ async fn snapshot_from_another_cluster() {
         BaoConfigServer::start_raft_node("b1"),
     );
     let (init_a, init_b) = tokio::join!(a.init_and_unseal(), b.init_and_unseal());
-    let ca = client(&a.addr(), &init_a.root_token);
-    let cb = client(&b.addr(), &init_b.root_token);
+    let ca = common::client_at(&a.addr(), &init_a.root_token);
+    let cb = common::client_at(&b.addr(), &init_b.root_token);
 
     ca.generic()
         .write_raw("sys/mounts/kv", &json!({"type": "kv"}))
@@ -470,9 +418,9 @@ async fn snapshot_from_another_cluster() {
     b.restart().await;
     b.unseal(&init_a.keys_base64[0]).await;
     b.wait_for_health(&[200], Duration::from_secs(60)).await;
-    let cb_with_a_token = client(&b.addr(), &init_a.root_token);
+    let cb_with_a_token = common::client_at(&b.addr(), &init_a.root_token);
     let v = eventually("A's data on B", Duration::from_secs(30), || async {
-        read_value(&cb_with_a_token, "kv/origin").await
+        read_v(&cb_with_a_token, "kv/origin").await
     })
     .await;
     assert_eq!(v, "cluster-a");
@@ -482,7 +430,7 @@ async fn snapshot_from_another_cluster() {
 #[tokio::test]
 async fn raft_calls_on_a_dev_server_keep_vaults_error() {
     let bao = vault_ops_testkit::BaoServer::start().await;
-    let c = client(&bao.addr(), bao.root_token());
+    let c = common::client_at(&bao.addr(), bao.root_token());
     let mut sink = Vec::new();
     let e = c.raft().snapshot_to_writer(&mut sink).await.unwrap_err();
     assert!(e.status().is_some(), "an API error with a status: {e}");

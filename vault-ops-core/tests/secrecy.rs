@@ -2,6 +2,8 @@
 //! `{:?}` and `Display` of every error this crate can produce, must not contain the token,
 //! password, key or secret value involved.
 
+mod common;
+
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -12,8 +14,7 @@ use vault_ops_core::{
     AuthInfo, ClientBuilder, ConfigError, Error, Request, SecretString, TokenChoice, VaultClient,
     VaultResponse,
 };
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{MockServer, ResponseTemplate};
 
 /// Every secret in this file contains this marker.
 const MARK: &str = "SEKRITMARK";
@@ -232,63 +233,57 @@ async fn request_errors_do_not_show_secrets() {
     let server = MockServer::start().await;
     let reply =
         |status: u16, body: serde_json::Value| ResponseTemplate::new(status).set_body_json(body);
-    // A wrongly typed secret value: the value must not be repeated in the Decode error.
-    Mock::given(method("GET"))
-        .and(path("/v1/secret/data/db"))
-        .respond_with(reply(
-            200,
-            json!({"data": {"data": {"username": "app", "port": "SEKRITMARK-not-a-port"},
-                            "metadata": {"version": 3, "created_time": "2024-01-01T00:00:00Z",
-                                         "deletion_time": "", "destroyed": false}}}),
-        ))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/secret/data/deleted"))
-        .respond_with(reply(
-            404,
-            json!({"data": {"data": null,
-                            "metadata": {"version": 2, "created_time": "2024-01-01T00:00:00Z",
-                                         "deletion_time": "2024-02-01T00:00:00Z", "destroyed": false}}}),
-        ))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/secret/data/destroyed"))
-        .respond_with(reply(
-            404,
-            json!({"data": {"data": null,
-                            "metadata": {"version": 4, "created_time": "2024-01-01T00:00:00Z",
-                                         "deletion_time": "", "destroyed": true}}}),
-        ))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/auth/token/lookup-self"))
-        .respond_with(reply(403, json!({"errors": ["permission denied"]})))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/sys/slow"))
-        .respond_with(reply(200, json!({})).set_delay(Duration::from_millis(800)))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/sys/html"))
-        .respond_with(
+    let replies = [
+        // A wrongly typed secret value: the value must not be repeated in the Decode error.
+        (
+            "/v1/secret/data/db",
+            reply(
+                200,
+                json!({"data": {"data": {"username": "app", "port": "SEKRITMARK-not-a-port"},
+                                "metadata": {"version": 3, "created_time": "2024-01-01T00:00:00Z",
+                                             "deletion_time": "", "destroyed": false}}}),
+            ),
+        ),
+        (
+            "/v1/secret/data/deleted",
+            reply(
+                404,
+                json!({"data": {"data": null,
+                                "metadata": {"version": 2, "created_time": "2024-01-01T00:00:00Z",
+                                             "deletion_time": "2024-02-01T00:00:00Z", "destroyed": false}}}),
+            ),
+        ),
+        (
+            "/v1/secret/data/destroyed",
+            reply(
+                404,
+                json!({"data": {"data": null,
+                                "metadata": {"version": 4, "created_time": "2024-01-01T00:00:00Z",
+                                             "deletion_time": "", "destroyed": true}}}),
+            ),
+        ),
+        (
+            "/v1/auth/token/lookup-self",
+            reply(403, json!({"errors": ["permission denied"]})),
+        ),
+        (
+            "/v1/sys/slow",
+            reply(200, json!({})).set_delay(Duration::from_millis(800)),
+        ),
+        (
+            "/v1/sys/html",
             ResponseTemplate::new(500)
                 .set_body_raw(format!("<html>token {TOKEN}</html>"), "text/html"),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/sys/long-text"))
-        .respond_with(
+        ),
+        (
+            "/v1/sys/long-text",
             ResponseTemplate::new(400)
                 .set_body_raw(format!("{}{TOKEN}", "x".repeat(300)), "text/plain"),
-        )
-        .mount(&server)
-        .await;
+        ),
+    ];
+    for (p, resp) in replies {
+        common::mount(&server, "GET", p, resp).await;
+    }
 
     let client = VaultClient::builder()
         .address(server.uri())
@@ -357,12 +352,8 @@ async fn request_errors_do_not_show_secrets() {
     assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
     produced.push(("Timeout", e));
 
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
     let refused = VaultClient::builder()
-        .address(format!("http://127.0.0.1:{closed}"))
+        .address(common::dead_addr())
         .token(TOKEN)
         .max_retries(0)
         .build()

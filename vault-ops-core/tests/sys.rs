@@ -1,6 +1,8 @@
 //! `sys/` against real OpenBao servers: health, seal/unseal, init, leader, step-down, connect,
 //! secret engines, auth methods, audit devices, the sanitized configuration, and error paths.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -8,7 +10,6 @@ use vault_ops_core::api::sys::mounts::{
     EnableAudit, EnableAuth, EnableMount, MountConfigInput, MountTune,
 };
 use vault_ops_core::api::sys::{HealthState, InitRequest};
-use vault_ops_core::api::tokens::TokenCreateRequest;
 use vault_ops_core::{Error, ExposeSecret, SecretString, VaultClient};
 use vault_ops_testkit::{BaoConfigServer, BaoServer};
 
@@ -31,9 +32,13 @@ async fn dev() -> (BaoServer, VaultClient) {
 }
 
 fn api_status(e: &Error) -> u16 {
-    e.api()
-        .unwrap_or_else(|| panic!("expected an API error, got {e:?}"))
-        .status
+    common::api_error(e).status
+}
+
+/// `e` is Vault's 400 with a message that mentions `text`.
+fn assert_400_mentioning(e: &Error, text: &str) {
+    assert_eq!(api_status(e), 400, "{e}");
+    assert!(common::api_error(e).mentions(text), "{e}");
 }
 
 /// The dev server's unseal key, from the "Unseal Key: ..." line of its log.
@@ -144,8 +149,7 @@ async fn seal_then_unseal_with_the_dev_key() {
         .unseal(&SecretString::from("AAAA"))
         .await
         .expect_err("bad key");
-    assert_eq!(api_status(&e), 400);
-    assert!(e.api().is_some_and(|a| a.mentions("invalid key")), "{e}");
+    assert_400_mentioning(&e, "invalid key");
 
     let s = c.sys().unseal_reset().await.expect("unseal reset");
     assert!(s.sealed);
@@ -320,8 +324,7 @@ async fn mounts_enable_list_tune_disable() {
         .enable_mount("ops-kv", &EnableMount::kv2())
         .await
         .expect_err("path in use");
-    assert_eq!(api_status(&e), 400);
-    assert!(e.api().is_some_and(|a| a.mentions("already in use")), "{e}");
+    assert_400_mentioning(&e, "already in use");
 
     sys.disable_mount("ops-kv/").await.expect("disable kv");
     sys.disable_mount("pki").await.expect("disable pki");
@@ -450,15 +453,13 @@ async fn auth_methods_enable_list_tune_disable() {
         .enable_auth("approle", &EnableAuth::new("approle"))
         .await
         .expect_err("path in use");
-    assert_eq!(api_status(&e), 400);
-    assert!(e.api().is_some_and(|a| a.mentions("already in use")), "{e}");
+    assert_400_mentioning(&e, "already in use");
 
     let e = sys
         .enable_auth("odd", &EnableAuth::new("no-such-method"))
         .await
         .expect_err("unknown type");
-    assert_eq!(api_status(&e), 400);
-    assert!(e.api().is_some_and(|a| a.mentions("no-such-method")), "{e}");
+    assert_400_mentioning(&e, "no-such-method");
 
     sys.disable_auth("approle/").await.expect("disable approle");
     sys.disable_auth("people").await.expect("disable userpass");
@@ -509,8 +510,7 @@ async fn audit_devices_enable_list_disable() {
         .enable_audit("bogus", &EnableAudit::new("bogus-type"))
         .await
         .expect_err("unknown audit type");
-    assert_eq!(api_status(&e), 400);
-    assert!(e.api().is_some_and(|a| a.mentions("bogus-type")), "{e}");
+    assert_400_mentioning(&e, "bogus-type");
 
     let cfg = sys
         .config_state_sanitized()
@@ -537,12 +537,7 @@ async fn audit_via_api_is_refused_by_default_and_config_is_sanitized() {
         .enable_audit("file", &EnableAudit::file(path.to_str().expect("utf-8")))
         .await
         .expect_err("refused");
-    assert_eq!(api_status(&e), 400);
-    assert!(
-        e.api()
-            .is_some_and(|a| a.mentions("cannot enable audit device via API")),
-        "{e}"
-    );
+    assert_400_mentioning(&e, "cannot enable audit device via API");
     assert!(sys.list_audit().await.expect("list").is_empty());
     assert!(!path.exists());
 
@@ -566,52 +561,31 @@ async fn audit_via_api_is_refused_by_default_and_config_is_sanitized() {
 #[tokio::test]
 async fn narrow_policy_token_is_denied_on_sys_mounts() {
     let (_bao, c) = dev().await;
-    c.generic()
-        .write_raw(
-            "sys/policies/acl/kv-reader",
-            &json!({"policy": "path \"secret/data/*\" { capabilities = [\"read\"] }"}),
-        )
-        .await
-        .expect("policy");
-    let auth = c
-        .tokens()
-        .create(&TokenCreateRequest::with_policies(["kv-reader"]).ttl("10m"))
-        .await
-        .expect("token");
-    let narrow = c.with_token(auth.client_token.clone());
+    let narrow = common::narrow_client(
+        &c,
+        "kv-reader",
+        r#"path "secret/data/*" { capabilities = ["read"] }"#,
+    )
+    .await;
     let sys = narrow.sys();
 
     let e = sys.list_mounts().await.expect_err("list mounts");
-    assert!(e.is_permission_denied(), "{e:?}");
     assert!(
         e.api().is_some_and(|a| a.mentions("permission denied")),
         "{e}"
     );
-    let e = sys
-        .enable_mount("mine", &EnableMount::kv2())
-        .await
-        .expect_err("enable");
-    assert!(e.is_permission_denied(), "{e:?}");
-    assert!(sys
-        .list_auth()
-        .await
-        .expect_err("list auth")
-        .is_permission_denied());
-    assert!(sys
-        .list_audit()
-        .await
-        .expect_err("list audit")
-        .is_permission_denied());
-    assert!(sys
-        .config_state_sanitized()
-        .await
-        .expect_err("config")
-        .is_permission_denied());
-    assert!(sys
-        .disable_mount("secret")
-        .await
-        .expect_err("disable")
-        .is_permission_denied());
+    for e in [
+        e,
+        sys.enable_mount("mine", &EnableMount::kv2())
+            .await
+            .expect_err("enable"),
+        sys.list_auth().await.expect_err("list auth"),
+        sys.list_audit().await.expect_err("list audit"),
+        sys.config_state_sanitized().await.expect_err("config"),
+        sys.disable_mount("secret").await.expect_err("disable"),
+    ] {
+        assert!(e.is_permission_denied(), "{e:?}");
+    }
 
     // connect() works for it, and reports its policy
     let status = narrow.connect().await.expect("connect narrow");
@@ -622,7 +596,11 @@ async fn narrow_policy_token_is_denied_on_sys_mounts() {
         t.policies
     );
     assert!(!t.policies.iter().any(|p| p == "root"));
-    assert!(t.ttl_seconds > 0 && t.ttl_seconds <= 600);
+    assert!(
+        t.ttl_seconds > 0 && t.ttl_seconds <= common::NARROW_TTL_SECS as i64,
+        "{}",
+        t.ttl_seconds
+    );
 
     // the denied calls changed nothing
     let mounts = c.sys().list_mounts().await.expect("root list");
@@ -672,11 +650,7 @@ async fn init_unseal_and_health_on_a_fresh_server() {
         .init(&InitRequest::new(1, 1))
         .await
         .expect_err("init twice");
-    assert_eq!(api_status(&e), 400);
-    assert!(
-        e.api().is_some_and(|a| a.mentions("already initialized")),
-        "{e}"
-    );
+    assert_400_mentioning(&e, "already initialized");
 
     let s = sys.unseal(&init.keys_base64[0]).await.expect("unseal");
     assert!(!s.sealed);

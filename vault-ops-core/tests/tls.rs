@@ -5,6 +5,8 @@
 //! The testkit's `BaoServer` polls over plain http, so the server is started here with
 //! [`vault_ops_testkit::bao_bin`] and killed on drop.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -110,6 +112,13 @@ impl TlsBao {
     }
 }
 
+/// A client configured only through the (fake) environment `pairs`.
+fn env_client(pairs: &[(&str, String)]) -> VaultClient {
+    ClientBuilder::from_lookup(common::lookup(pairs))
+        .build()
+        .unwrap()
+}
+
 fn is_tls_transport(e: &Error) -> bool {
     matches!(e, Error::Transport { tls: true, .. })
 }
@@ -124,15 +133,11 @@ async fn the_ca_file_is_trusted() {
     assert_eq!(c.address(), bao.addr());
 
     // The same through the environment (BAO_CACERT), and as PEM text.
-    let pairs = [
-        ("BAO_ADDR".to_string(), bao.addr()),
-        ("BAO_TOKEN".to_string(), ROOT.to_string()),
-        ("BAO_CACERT".to_string(), bao.ca().display().to_string()),
-    ];
-    let c =
-        ClientBuilder::from_lookup(|n| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
-            .build()
-            .unwrap();
+    let c = env_client(&[
+        ("BAO_ADDR", bao.addr()),
+        ("BAO_TOKEN", ROOT.to_string()),
+        ("BAO_CACERT", bao.ca().display().to_string()),
+    ]);
     c.connect().await.unwrap_or_else(|e| panic!("{e}"));
     let pem = std::fs::read(bao.ca()).unwrap();
     let c = bao.builder().ca_cert_pem(pem).build().unwrap();
@@ -170,15 +175,11 @@ async fn skip_verify_connects() {
     let bao = TlsBao::start().await;
     let c = bao.builder().skip_verify(true).build().unwrap();
     c.connect().await.unwrap_or_else(|e| panic!("{e}"));
-    let pairs = [
-        ("VAULT_ADDR".to_string(), bao.addr()),
-        ("VAULT_TOKEN".to_string(), ROOT.to_string()),
-        ("VAULT_SKIP_VERIFY".to_string(), "true".to_string()),
-    ];
-    let c =
-        ClientBuilder::from_lookup(|n| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
-            .build()
-            .unwrap();
+    let c = env_client(&[
+        ("VAULT_ADDR", bao.addr()),
+        ("VAULT_TOKEN", ROOT.to_string()),
+        ("VAULT_SKIP_VERIFY", "true".to_string()),
+    ]);
     c.connect().await.unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -227,15 +228,11 @@ async fn a_ca_directory_is_trusted() {
     let c = bao.builder().ca_cert_dir(dir.path()).build().unwrap();
     c.connect().await.unwrap_or_else(|e| panic!("{e}"));
 
-    let pairs = [
-        ("VAULT_ADDR".to_string(), bao.addr()),
-        ("VAULT_TOKEN".to_string(), ROOT.to_string()),
-        ("VAULT_CAPATH".to_string(), dir.path().display().to_string()),
-    ];
-    let c =
-        ClientBuilder::from_lookup(|n| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
-            .build()
-            .unwrap();
+    let c = env_client(&[
+        ("VAULT_ADDR", bao.addr()),
+        ("VAULT_TOKEN", ROOT.to_string()),
+        ("VAULT_CAPATH", dir.path().display().to_string()),
+    ]);
     c.connect().await.unwrap_or_else(|e| panic!("{e}"));
 }
 

@@ -1,42 +1,35 @@
 //! Token operations against a real OpenBao dev server: `vault token lookup/create/renew/revoke/
 //! capabilities`.
 
+mod common;
+
 use std::time::Duration;
 
-use serde_json::json;
+use common::{api_error, write_policy};
 use vault_ops_core::api::tokens::TokenCreateRequest;
-use vault_ops_core::{Error, ExposeSecret, SecretString, VaultClient};
+use vault_ops_core::{AuthInfo, Error, ExposeSecret, SecretString, VaultClient};
 use vault_ops_testkit::BaoServer;
-
-fn client(bao: &BaoServer) -> VaultClient {
-    VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client")
-}
-
-async fn write_policy(c: &VaultClient, name: &str, hcl: &str) {
-    c.generic()
-        .write_raw(
-            &format!("sys/policies/acl/{name}"),
-            &json!({ "policy": hcl }),
-        )
-        .await
-        .expect("policy");
-}
 
 const APP_READ: &str = r#"path "secret/data/app/*" { capabilities = ["read"] }"#;
 
-fn api_error(e: &Error) -> &vault_ops_core::ApiError {
-    e.api()
-        .unwrap_or_else(|| panic!("expected an API error, got {e:?}"))
+/// A root client, after writing the policy `app-read` ([`APP_READ`]).
+async fn client_with_app_read(bao: &BaoServer) -> VaultClient {
+    let c = common::root_client(bao);
+    write_policy(&c, "app-read", APP_READ).await;
+    c
+}
+
+/// A new child token with policy `app-read` and a TTL of one hour.
+async fn app_reader(c: &VaultClient) -> AuthInfo {
+    c.tokens()
+        .create(&TokenCreateRequest::with_policies(["app-read"]).ttl("1h"))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn lookup_self_root() {
-    let bao = BaoServer::start().await;
-    let c = client(&bao);
+    let (bao, c) = common::dev_server().await;
     let info = c.tokens().lookup_self().await.unwrap();
     assert_eq!(info.policies, vec!["root"]);
     assert_eq!(info.ttl, 0);
@@ -62,8 +55,7 @@ async fn lookup_self_root() {
 #[tokio::test]
 async fn create_lookup_and_accessor() {
     let bao = BaoServer::start().await;
-    let c = client(&bao);
-    write_policy(&c, "app-read", APP_READ).await;
+    let c = client_with_app_read(&bao).await;
 
     let auth = c
         .tokens()
@@ -150,13 +142,8 @@ async fn create_lookup_and_accessor() {
 #[tokio::test]
 async fn renew_grows_the_ttl_and_non_renewable_fails() {
     let bao = BaoServer::start().await;
-    let c = client(&bao);
-    write_policy(&c, "app-read", APP_READ).await;
-    let auth = c
-        .tokens()
-        .create(&TokenCreateRequest::with_policies(["app-read"]).ttl("1h"))
-        .await
-        .unwrap();
+    let c = client_with_app_read(&bao).await;
+    let auth = app_reader(&c).await;
     let me = c.with_token(auth.client_token.clone());
 
     // Let the TTL run down a little, then renew it back up.
@@ -230,17 +217,10 @@ async fn renew_grows_the_ttl_and_non_renewable_fails() {
 #[tokio::test]
 async fn revoke_self_revoke_and_revoke_accessor() {
     let bao = BaoServer::start().await;
-    let c = client(&bao);
-    write_policy(&c, "app-read", APP_READ).await;
-    let make = || async {
-        c.tokens()
-            .create(&TokenCreateRequest::with_policies(["app-read"]).ttl("1h"))
-            .await
-            .unwrap()
-    };
+    let c = client_with_app_read(&bao).await;
 
     // revoke-self: the token stops working.
-    let a = make().await;
+    let a = app_reader(&c).await;
     let as_a = c.with_token(a.client_token.clone());
     as_a.tokens().lookup_self().await.unwrap();
     as_a.tokens().revoke_self().await.unwrap();
@@ -250,7 +230,7 @@ async fn revoke_self_revoke_and_revoke_accessor() {
     assert_eq!(err.status(), Some(403), "{err}");
 
     // revoke by token.
-    let b = make().await;
+    let b = app_reader(&c).await;
     c.tokens().revoke(&b.client_token).await.unwrap();
     let err = c
         .with_token(b.client_token.clone())
@@ -263,7 +243,7 @@ async fn revoke_self_revoke_and_revoke_accessor() {
     c.tokens().revoke(&b.client_token).await.unwrap();
 
     // revoke by accessor.
-    let d = make().await;
+    let d = app_reader(&c).await;
     c.with_token(d.client_token.clone())
         .tokens()
         .lookup_self()
@@ -317,7 +297,7 @@ async fn revoke_self_revoke_and_revoke_accessor() {
     assert!(info.orphan);
 
     // A narrow token may not revoke others.
-    let e = make().await;
+    let e = app_reader(&c).await;
     let narrow = c.with_token(e.client_token.clone());
     let err = narrow
         .tokens()
@@ -337,34 +317,19 @@ async fn revoke_self_revoke_and_revoke_accessor() {
 #[tokio::test]
 async fn capabilities_for_a_narrow_token() {
     let bao = BaoServer::start().await;
-    let c = client(&bao);
-    write_policy(&c, "app-read", APP_READ).await;
-    let auth = c
-        .tokens()
-        .create(&TokenCreateRequest::with_policies(["app-read"]).ttl("1h"))
-        .await
-        .unwrap();
+    let c = client_with_app_read(&bao).await;
+    let auth = app_reader(&c).await;
 
     // `vault token capabilities <token> <path>` (as root).
     let t = c.tokens();
-    assert_eq!(
-        t.capabilities(&auth.client_token, "secret/data/app/db")
-            .await
-            .unwrap(),
-        vec!["read"]
-    );
-    assert_eq!(
-        t.capabilities(&auth.client_token, "secret/data/other")
-            .await
-            .unwrap(),
-        vec!["deny"]
-    );
-    assert_eq!(
-        t.capabilities(&auth.client_token, "/secret/data/app/with-slash")
-            .await
-            .unwrap(),
-        vec!["read"]
-    );
+    for (path, want) in [
+        ("secret/data/app/db", "read"),
+        ("secret/data/other", "deny"),
+        ("/secret/data/app/with-slash", "read"),
+    ] {
+        let caps = t.capabilities(&auth.client_token, path).await.unwrap();
+        assert_eq!(caps, vec![want], "{path}");
+    }
     assert_eq!(
         t.capabilities_self("secret/data/anything").await.unwrap(),
         vec!["root"]
@@ -372,22 +337,13 @@ async fn capabilities_for_a_narrow_token() {
 
     // `vault token capabilities <path>` (as the narrow token itself).
     let narrow = c.with_token(auth.client_token.clone());
-    assert_eq!(
-        narrow
-            .tokens()
-            .capabilities_self("secret/data/app/db")
-            .await
-            .unwrap(),
-        vec!["read"]
-    );
-    assert_eq!(
-        narrow
-            .tokens()
-            .capabilities_self("sys/policies/acl/app-read")
-            .await
-            .unwrap(),
-        vec!["deny"]
-    );
+    for (path, want) in [
+        ("secret/data/app/db", "read"),
+        ("sys/policies/acl/app-read", "deny"),
+    ] {
+        let caps = narrow.tokens().capabilities_self(path).await.unwrap();
+        assert_eq!(caps, vec![want], "{path}");
+    }
 
     // A policy with several capabilities comes back as a list.
     write_policy(
@@ -435,26 +391,16 @@ async fn capabilities_for_a_narrow_token() {
 #[tokio::test]
 async fn capabilities_by_accessor_and_empty_arguments() {
     let bao = BaoServer::start().await;
-    let c = client(&bao);
-    write_policy(&c, "app-read", APP_READ).await;
-    let auth = c
-        .tokens()
-        .create(&TokenCreateRequest::with_policies(["app-read"]).ttl("1h"))
-        .await
-        .unwrap();
+    let c = client_with_app_read(&bao).await;
+    let auth = app_reader(&c).await;
     let t = c.tokens();
-    assert_eq!(
-        t.capabilities_accessor(&auth.accessor, "secret/data/app/db")
-            .await
-            .unwrap(),
-        vec!["read"]
-    );
-    assert_eq!(
-        t.capabilities_accessor(&auth.accessor, "secret/data/other")
-            .await
-            .unwrap(),
-        vec!["deny"]
-    );
+    for (path, want) in [
+        ("secret/data/app/db", "read"),
+        ("secret/data/other", "deny"),
+    ] {
+        let caps = t.capabilities_accessor(&auth.accessor, path).await.unwrap();
+        assert_eq!(caps, vec![want], "{path}");
+    }
     let err = t
         .capabilities_accessor("no-such-accessor", "secret/data/app/db")
         .await
@@ -464,29 +410,25 @@ async fn capabilities_by_accessor_and_empty_arguments() {
     // Empty arguments never reach Vault. (An empty token to `lookup` would make Vault describe
     // the caller's own token; to `sys/capabilities` it answers 500.)
     let empty = SecretString::from("");
-    let invalid = |r: Result<_, Error>| matches!(r, Err(Error::InvalidInput(_)));
-    assert!(invalid(t.lookup(&empty).await.map(|_| ())));
-    assert!(invalid(t.lookup_accessor("").await.map(|_| ())));
-    assert!(invalid(t.renew(&empty, None).await.map(|_| ())));
-    assert!(invalid(t.revoke(&empty).await));
-    assert!(invalid(t.revoke_accessor(" ").await));
-    assert!(invalid(
-        t.capabilities(&empty, "secret/x").await.map(|_| ())
-    ));
-    assert!(invalid(
-        t.capabilities(&auth.client_token, "").await.map(|_| ())
-    ));
-    assert!(invalid(t.capabilities_self("").await.map(|_| ())));
-    assert!(invalid(
-        t.capabilities_accessor("", "secret/x").await.map(|_| ())
-    ));
+    for err in [
+        t.lookup(&empty).await.unwrap_err(),
+        t.lookup_accessor("").await.unwrap_err(),
+        t.renew(&empty, None).await.unwrap_err(),
+        t.revoke(&empty).await.unwrap_err(),
+        t.revoke_accessor(" ").await.unwrap_err(),
+        t.capabilities(&empty, "secret/x").await.unwrap_err(),
+        t.capabilities(&auth.client_token, "").await.unwrap_err(),
+        t.capabilities_self("").await.unwrap_err(),
+        t.capabilities_accessor("", "secret/x").await.unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    }
 }
 
 #[tokio::test]
 async fn create_options() {
     let bao = BaoServer::start().await;
-    let c = client(&bao);
-    write_policy(&c, "app-read", APP_READ).await;
+    let c = client_with_app_read(&bao).await;
 
     let periodic = c
         .tokens()

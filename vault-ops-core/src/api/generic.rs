@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::client::VaultClient;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::http::Request;
 use crate::response::{ListData, VaultResponse};
 
@@ -25,11 +25,8 @@ impl VaultClient {
 impl Generic<'_> {
     /// `vault read PATH`: the whole reply envelope, or `None` for 404.
     pub async fn read<T: DeserializeOwned>(&self, path: &str) -> Result<Option<VaultResponse<T>>> {
-        match self.client.execute(Request::get(path)).await {
-            Ok(resp) => resp.json_opt(),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        not_found_as_none(self.client.execute(Request::get(path)).await)?
+            .map_or(Ok(None), |resp| resp.json_opt())
     }
 
     /// `vault write PATH` with a JSON body. Returns the reply envelope when Vault sent one
@@ -63,8 +60,42 @@ impl Generic<'_> {
 
     /// `vault delete PATH`.
     pub async fn delete(&self, path: &str) -> Result<()> {
-        self.client.execute(Request::delete(path)).await?;
-        Ok(())
+        send(self.client, Request::delete(path)).await
+    }
+}
+
+// The shared request shapes of the API handlers: each sends through `client.execute`.
+
+/// Sends `req` for its effect; the reply's body (if any) is not read.
+pub(crate) async fn send(client: &VaultClient, req: Request) -> Result<()> {
+    client.execute(req).await?;
+    Ok(())
+}
+
+/// Sends `req` and returns the `data` of Vault's reply envelope, decoded as `T`.
+pub(crate) async fn read_data<T: DeserializeOwned>(
+    client: &VaultClient,
+    req: Request,
+) -> Result<T> {
+    Ok(client.execute(req).await?.json::<VaultResponse<T>>()?.data)
+}
+
+/// Like [`read_data`], but `None` when Vault answers 404 (any 404: also an unknown mount).
+pub(crate) async fn read_data_opt<T: DeserializeOwned>(
+    client: &VaultClient,
+    req: Request,
+) -> Result<Option<T>> {
+    not_found_as_none(client.execute(req).await)?
+        .map(|resp| Ok(resp.json::<VaultResponse<T>>()?.data))
+        .transpose()
+}
+
+/// `Ok(None)` for a 404 error, the rest unchanged.
+pub(crate) fn not_found_as_none<T>(result: Result<T>) -> Result<Option<T>> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -73,9 +104,13 @@ impl Generic<'_> {
 pub(crate) async fn list_keys(client: &VaultClient, path: &str) -> Result<Vec<String>> {
     match client.execute(Request::list(path)).await {
         Ok(resp) => Ok(resp.json::<VaultResponse<ListData>>()?.data.keys),
-        Err(e) if e.is_not_found() && e.api().is_some_and(|a| a.errors.is_empty()) => {
-            Ok(Vec::new())
-        }
+        Err(e) if is_bare_not_found(&e) => Ok(Vec::new()),
         Err(e) => Err(e),
     }
+}
+
+/// Vault's 404 for "nothing at this path" has no messages; an unknown mount's 404 says
+/// `no handler for route`, which is an error, not an absent secret.
+pub(crate) fn is_bare_not_found(e: &Error) -> bool {
+    e.is_not_found() && e.api().is_some_and(|a| a.errors.is_empty())
 }

@@ -31,10 +31,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::api::generic::{is_bare_not_found, list_keys, send};
 use crate::client::VaultClient;
 use crate::error::{Error, Result};
 use crate::http::{join_path, Request};
-use crate::response::{ListData, VaultResponse};
+use crate::response::VaultResponse;
 
 /// A KV v1 mount. Get it with [`VaultClient::kv1`].
 #[derive(Debug, Clone)]
@@ -114,7 +115,7 @@ impl Kv1<'_> {
                     warnings: r.warnings,
                 }))
             }
-            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) if is_bare_not_found(&e) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -136,8 +137,7 @@ impl Kv1<'_> {
     /// sets the lease duration readers are told.
     pub async fn put(&self, path: &str, data: &impl Serialize) -> Result<()> {
         let full = self.secret_path(path)?;
-        self.client.execute(Request::post(full).json(data)?).await?;
-        Ok(())
+        send(self.client, Request::post(full).json(data)?).await
     }
 
     /// `vault kv list`: the keys below `path` (folders end in `/`); empty when there are none.
@@ -150,26 +150,14 @@ impl Kv1<'_> {
         } else {
             format!("{}/", join_path(&[&self.mount, path]))
         };
-        match self.client.execute(Request::list(full)).await {
-            Ok(resp) => Ok(resp.json::<VaultResponse<ListData>>()?.data.keys),
-            Err(e) if is_missing(&e) => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
+        list_keys(self.client, &full).await
     }
 
     /// `vault kv delete`: removes the secret at `path`. Deleting a missing path succeeds
     /// (as in Vault).
     pub async fn delete(&self, path: &str) -> Result<()> {
-        let full = self.secret_path(path)?;
-        self.client.execute(Request::delete(full)).await?;
-        Ok(())
+        send(self.client, Request::delete(self.secret_path(path)?)).await
     }
-}
-
-/// Vault's 404 for "nothing at this path" has no messages; an unknown mount's 404 says
-/// `no handler for route`, which is an error, not an absent secret.
-fn is_missing(e: &Error) -> bool {
-    e.is_not_found() && e.api().is_some_and(|a| a.errors.is_empty())
 }
 
 #[cfg(test)]

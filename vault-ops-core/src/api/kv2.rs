@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::api::generic::{list_keys, not_found_as_none, read_data, read_data_opt, send};
 use crate::client::VaultClient;
 use crate::error::{ApiError, Error, Result};
 use crate::http::{join_path, Request, Response};
@@ -154,20 +155,13 @@ impl MetadataUpdate {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Sets `max_versions`.
-    pub fn max_versions(mut self, n: u64) -> Self {
-        self.max_versions = Some(n);
-        self
-    }
-    /// Sets `cas_required`.
-    pub fn cas_required(mut self, required: bool) -> Self {
-        self.cas_required = Some(required);
-        self
-    }
-    /// Sets `delete_version_after`.
-    pub fn delete_version_after(mut self, after: impl Into<String>) -> Self {
-        self.delete_version_after = Some(after.into());
-        self
+    setters! {
+        /// Sets `max_versions`.
+        fn max_versions(Some(u64));
+        /// Sets `cas_required`.
+        fn cas_required(Some(bool));
+        /// Sets `delete_version_after`.
+        fn delete_version_after(into);
     }
     /// Sets one custom metadata entry.
     pub fn custom(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -228,11 +222,7 @@ impl Kv2<'_> {
 
     /// Like [`get`](Self::get), but `None` when the secret does not exist.
     pub async fn get_opt<T: DeserializeOwned>(&self, path: &str) -> Result<Option<KvSecret<T>>> {
-        match self.read(path, None).await {
-            Ok(s) => Ok(Some(s)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        not_found_as_none(self.read(path, None).await)
     }
 
     /// The latest version as a JSON map.
@@ -315,9 +305,7 @@ impl Kv2<'_> {
             Some(cas) => json!({"data": data, "options": {"cas": cas}}),
             None => json!({"data": data}),
         };
-        let req = method(self.path("data", path)?).json(&body)?;
-        let resp = self.client.execute(req).await?;
-        Ok(resp.json::<VaultResponse<VersionMetadata>>()?.data)
+        read_data(self.client, method(self.path("data", path)?).json(&body)?).await
     }
 
     /// `vault kv patch`: merges `data` into the latest version (JSON merge patch; `null`
@@ -339,15 +327,12 @@ impl Kv2<'_> {
     /// `vault kv list`: keys below `path` (folders end in `/`); empty when there are none.
     pub async fn list(&self, path: &str) -> Result<Vec<String>> {
         let p = join_path(&[&self.mount, "metadata", path.trim_matches('/')]);
-        crate::api::generic::list_keys(self.client, &format!("{p}/")).await
+        list_keys(self.client, &format!("{p}/")).await
     }
 
     /// `vault kv delete`: soft-deletes the latest version.
     pub async fn delete_latest(&self, path: &str) -> Result<()> {
-        self.client
-            .execute(Request::delete(self.path("data", path)?))
-            .await?;
-        Ok(())
+        send(self.client, Request::delete(self.path("data", path)?)).await
     }
 
     /// `vault kv delete -versions=...`: soft-deletes these versions.
@@ -370,52 +355,35 @@ impl Kv2<'_> {
             return Err(Error::InvalidInput(format!("{op}: no versions given")));
         }
         let req = Request::post(self.path(op, path)?).json(&json!({ "versions": versions }))?;
-        self.client.execute(req).await?;
-        Ok(())
+        send(self.client, req).await
     }
 
     /// `vault kv metadata get`, or `None` when the secret does not exist.
     pub async fn read_metadata(&self, path: &str) -> Result<Option<SecretMetadata>> {
-        match self
-            .client
-            .execute(Request::get(self.path("metadata", path)?))
-            .await
-        {
-            Ok(resp) => Ok(Some(resp.json::<VaultResponse<SecretMetadata>>()?.data)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        read_data_opt(self.client, Request::get(self.path("metadata", path)?)).await
     }
 
     /// `vault kv metadata put`: writes the settings given (creates the metadata when missing).
     pub async fn write_metadata(&self, path: &str, update: &MetadataUpdate) -> Result<()> {
         let req = Request::post(self.path("metadata", path)?).json(update)?;
-        self.client.execute(req).await?;
-        Ok(())
+        send(self.client, req).await
     }
 
     /// `vault kv metadata delete`: removes the secret with all its versions.
     pub async fn delete_metadata(&self, path: &str) -> Result<()> {
-        self.client
-            .execute(Request::delete(self.path("metadata", path)?))
-            .await?;
-        Ok(())
+        send(self.client, Request::delete(self.path("metadata", path)?)).await
     }
 
     /// The mount's settings.
     pub async fn read_config(&self) -> Result<KvConfig> {
-        let resp = self
-            .client
-            .execute(Request::get(join_path(&[&self.mount, "config"])))
-            .await?;
-        Ok(resp.json::<VaultResponse<KvConfig>>()?.data)
+        let req = Request::get(join_path(&[&self.mount, "config"]));
+        read_data(self.client, req).await
     }
 
     /// Writes the mount's settings (`max_versions`, `cas_required`, `delete_version_after`).
     pub async fn write_config(&self, config: &KvConfig) -> Result<()> {
         let req = Request::post(join_path(&[&self.mount, "config"])).json(config)?;
-        self.client.execute(req).await?;
-        Ok(())
+        send(self.client, req).await
     }
 }
 

@@ -31,11 +31,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::generic::list_keys;
+use crate::api::generic::{list_keys, read_data, send};
 use crate::client::VaultClient;
 use crate::error::{Error, Result};
 use crate::http::{join_path, Request};
-use crate::response::{null_default, VaultResponse};
+use crate::response::null_default;
 
 /// Lease operations. Get it with [`VaultClient::leases`].
 #[derive(Debug, Clone, Copy)]
@@ -106,8 +106,7 @@ impl Leases<'_> {
     pub async fn lookup(&self, lease_id: &str) -> Result<LeaseInfo> {
         let id = check_lease_id(lease_id)?;
         let req = Request::put("sys/leases/lookup").json(&json!({ "lease_id": id }))?;
-        let resp = self.client.execute(req).await?;
-        Ok(resp.json::<VaultResponse<LeaseInfo>>()?.data)
+        read_data(self.client, req).await
     }
 
     /// Like [`lookup`](Self::lookup), but `None` when Vault says the lease does not exist
@@ -135,9 +134,7 @@ impl Leases<'_> {
             body.insert("increment".into(), json!(i.as_secs()));
         }
         let req = Request::put("sys/leases/renew").json(&body)?;
-        let resp = self.client.execute(req).await?;
-        let renewed: RenewedLease = resp.json()?;
-        Ok(renewed)
+        self.client.execute(req).await?.json()
     }
 
     /// `vault lease revoke ID`: revokes one lease (and the secret it stands for) now.
@@ -145,8 +142,7 @@ impl Leases<'_> {
     pub async fn revoke(&self, lease_id: &str) -> Result<()> {
         let id = check_lease_id(lease_id)?;
         let req = Request::put("sys/leases/revoke").json(&json!({ "lease_id": id }))?;
-        self.client.execute(req).await?;
-        Ok(())
+        send(self.client, req).await
     }
 
     /// `vault lease revoke -prefix PREFIX`: revokes every lease whose id starts with `prefix`
@@ -161,8 +157,7 @@ impl Leases<'_> {
             ));
         }
         let path = join_path(&["sys/leases/revoke-prefix", prefix]);
-        self.client.execute(Request::put(path)).await?;
-        Ok(())
+        send(self.client, Request::put(path)).await
     }
 
     /// `vault list sys/leases/lookup/PREFIX`: the keys below `prefix`. Keys ending in `/` are
@@ -183,6 +178,7 @@ impl Leases<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::response::VaultResponse;
 
     #[test]
     fn lease_ids() {

@@ -10,3 +10,13 @@ pub mod policies;
 pub mod raft;
 pub mod sys;
 pub mod tokens;
+
+use crate::error::{Error, Result};
+
+/// `InvalidInput` ("the {what} is empty") for an empty or blank argument, before anything is sent.
+pub(crate) fn non_empty(what: &str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(Error::InvalidInput(format!("the {what} is empty")));
+    }
+    Ok(())
+}

@@ -54,9 +54,10 @@ use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::api::generic::list_keys;
+use crate::api::generic::{list_keys, read_data_opt, send};
+use crate::api::non_empty;
 use crate::client::VaultClient;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::http::{join_path, Request};
 use crate::response::{null_default, VaultResponse};
 
@@ -105,32 +106,6 @@ impl std::fmt::Display for GenerateKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// Adds chainable setters for `Option<String>` fields.
-macro_rules! string_setters {
-    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
-        $(
-            $(#[$doc])*
-            pub fn $name(mut self, value: impl Into<String>) -> Self {
-                self.$name = Some(value.into());
-                self
-            }
-        )*
-    };
-}
-
-/// Adds chainable setters for `Vec<String>` fields.
-macro_rules! list_setters {
-    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
-        $(
-            $(#[$doc])*
-            pub fn $name<S: Into<String>>(mut self, values: impl IntoIterator<Item = S>) -> Self {
-                self.$name = values.into_iter().map(Into::into).collect();
-                self
-            }
-        )*
-    };
 }
 
 /// Parameters of `root/generate/:type` (`vault pki generate-root` / `vault write pki/root/generate/internal`).
@@ -207,34 +182,27 @@ impl GenerateRootRequest {
         }
     }
 
-    string_setters! {
+    setters! {
         /// Sets the validity, e.g. `87600h`.
-        ttl,
+        fn ttl(into);
         /// Sets the key type (`rsa`, `ec`, `ed25519`).
-        key_type,
+        fn key_type(into);
         /// Names the issuer.
-        issuer_name,
+        fn issuer_name(into);
         /// Names the key.
-        key_name,
+        fn key_name(into);
         /// Sets the existing key to use (with [`GenerateKind::Existing`]).
-        key_ref,
+        fn key_ref(into);
         /// Sets the output format (`pem`, `der`, `pem_bundle`).
-        format,
-    }
-
-    list_setters! {
+        fn format(into);
         /// Sets the subject alternative names.
-        alt_names,
+        fn alt_names(list);
         /// Sets the IP subject alternative names.
-        ip_sans,
+        fn ip_sans(list);
         /// Sets the subject organisation(s).
-        organization,
-    }
-
-    /// Sets the key size.
-    pub fn key_bits(mut self, bits: u32) -> Self {
-        self.key_bits = Some(bits);
-        self
+        fn organization(list);
+        /// Sets the key size.
+        fn key_bits(Some(u32));
     }
 }
 
@@ -329,28 +297,21 @@ impl IntermediateCsrRequest {
         }
     }
 
-    string_setters! {
+    setters! {
         /// Sets the key type (`rsa`, `ec`, `ed25519`).
-        key_type,
+        fn key_type(into);
         /// Names the key.
-        key_name,
+        fn key_name(into);
         /// Sets the existing key to use (with [`GenerateKind::Existing`]).
-        key_ref,
+        fn key_ref(into);
         /// Sets the output format.
-        format,
-    }
-
-    list_setters! {
+        fn format(into);
         /// Sets the subject alternative names.
-        alt_names,
+        fn alt_names(list);
         /// Sets the subject organisation(s).
-        organization,
-    }
-
-    /// Sets the key size.
-    pub fn key_bits(mut self, bits: u32) -> Self {
-        self.key_bits = Some(bits);
-        self
+        fn organization(list);
+        /// Sets the key size.
+        fn key_bits(Some(u32));
     }
 }
 
@@ -419,21 +380,17 @@ impl SignIntermediateRequest {
         Self::default()
     }
 
-    string_setters! {
+    setters! {
         /// Sets the common name.
-        common_name,
+        fn common_name(into);
         /// Sets the validity, e.g. `43800h`.
-        ttl,
+        fn ttl(into);
         /// Sets the output format (`pem`, `der`, `pem_bundle`).
-        format,
+        fn format(into);
         /// Chooses the signing issuer.
-        issuer_ref,
-    }
-
-    /// Takes the subject and SANs from the CSR.
-    pub fn use_csr_values(mut self, yes: bool) -> Self {
-        self.use_csr_values = Some(yes);
-        self
+        fn issuer_ref(into);
+        /// Takes the subject and SANs from the CSR.
+        fn use_csr_values(Some(bool));
     }
 }
 
@@ -600,39 +557,23 @@ impl PkiRole {
         }
     }
 
-    /// Allows subdomains of the allowed domains.
-    pub fn allow_subdomains(mut self, yes: bool) -> Self {
-        self.allow_subdomains = Some(yes);
-        self
-    }
-
-    /// Allows the allowed domains themselves.
-    pub fn allow_bare_domains(mut self, yes: bool) -> Self {
-        self.allow_bare_domains = Some(yes);
-        self
-    }
-
-    /// Allows `localhost`.
-    pub fn allow_localhost(mut self, yes: bool) -> Self {
-        self.allow_localhost = Some(yes);
-        self
-    }
-
-    /// Sets the key size.
-    pub fn key_bits(mut self, bits: u32) -> Self {
-        self.key_bits = Some(bits);
-        self
-    }
-
-    string_setters! {
+    setters! {
+        /// Allows subdomains of the allowed domains.
+        fn allow_subdomains(Some(bool));
+        /// Allows the allowed domains themselves.
+        fn allow_bare_domains(Some(bool));
+        /// Allows `localhost`.
+        fn allow_localhost(Some(bool));
+        /// Sets the key size.
+        fn key_bits(Some(u32));
         /// Sets the default TTL.
-        ttl,
+        fn ttl(into);
         /// Sets the maximum TTL.
-        max_ttl,
+        fn max_ttl(into);
         /// Sets the key type (`rsa`, `ec`, `ed25519`, `any`).
-        key_type,
+        fn key_type(into);
         /// Chooses the signing issuer.
-        issuer_ref,
+        fn issuer_ref(into);
     }
 }
 
@@ -686,28 +627,21 @@ impl IssueRequest {
         }
     }
 
-    list_setters! {
+    setters! {
         /// Sets the subject alternative names.
-        alt_names,
+        fn alt_names(list);
         /// Sets the IP subject alternative names.
-        ip_sans,
+        fn ip_sans(list);
         /// Sets the URI subject alternative names.
-        uri_sans,
-    }
-
-    string_setters! {
+        fn uri_sans(list);
         /// Sets the validity, e.g. `24h`.
-        ttl,
+        fn ttl(into);
         /// Sets the output format.
-        format,
+        fn format(into);
         /// Sets the private key format (`der`, `pkcs8`).
-        private_key_format,
-    }
-
-    /// Leaves self-signed roots out of `ca_chain`.
-    pub fn remove_roots_from_chain(mut self, yes: bool) -> Self {
-        self.remove_roots_from_chain = Some(yes);
-        self
+        fn private_key_format(into);
+        /// Leaves self-signed roots out of `ca_chain`.
+        fn remove_roots_from_chain(Some(bool));
     }
 }
 
@@ -744,20 +678,17 @@ impl SignRequest {
         Self::default()
     }
 
-    string_setters! {
+    setters! {
         /// Sets the common name.
-        common_name,
+        fn common_name(into);
         /// Sets the validity.
-        ttl,
+        fn ttl(into);
         /// Sets the output format.
-        format,
-    }
-
-    list_setters! {
+        fn format(into);
         /// Sets the subject alternative names.
-        alt_names,
+        fn alt_names(list);
         /// Sets the IP subject alternative names.
-        ip_sans,
+        fn ip_sans(list);
     }
 }
 
@@ -852,10 +783,9 @@ impl TidyRequest {
         }
     }
 
-    /// Sets the safety buffer, e.g. `72h`.
-    pub fn safety_buffer(mut self, buffer: impl Into<String>) -> Self {
-        self.safety_buffer = Some(buffer.into());
-        self
+    setters! {
+        /// Sets the safety buffer, e.g. `72h`.
+        fn safety_buffer(into);
     }
 }
 
@@ -948,22 +878,13 @@ impl Pki<'_> {
     pub async fn write_role(&self, name: &str, role: &PkiRole) -> Result<()> {
         non_empty("role name", name)?;
         let req = Request::post(self.path(&["roles", name])).json(role)?;
-        self.client.execute(req).await?;
-        Ok(())
+        send(self.client, req).await
     }
 
     /// `vault read <mount>/roles/<name>`, or `None` when there is no such role.
     pub async fn read_role(&self, name: &str) -> Result<Option<PkiRole>> {
         non_empty("role name", name)?;
-        match self
-            .client
-            .execute(Request::get(self.path(&["roles", name])))
-            .await
-        {
-            Ok(resp) => Ok(Some(resp.json::<VaultResponse<PkiRole>>()?.data)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        read_data_opt(self.client, Request::get(self.path(&["roles", name]))).await
     }
 
     /// `vault list <mount>/roles` (empty when there are none).
@@ -974,10 +895,7 @@ impl Pki<'_> {
     /// `vault delete <mount>/roles/<name>` (succeeds for a role that does not exist).
     pub async fn delete_role(&self, name: &str) -> Result<()> {
         non_empty("role name", name)?;
-        self.client
-            .execute(Request::delete(self.path(&["roles", name])))
-            .await?;
-        Ok(())
+        send(self.client, Request::delete(self.path(&["roles", name]))).await
     }
 
     /// `vault write <mount>/issue/<role> common_name=...`: a new key and certificate.
@@ -1055,13 +973,6 @@ impl Pki<'_> {
             .map(|r| r.warnings)
             .unwrap_or_default())
     }
-}
-
-fn non_empty(what: &str, value: &str) -> Result<()> {
-    if value.trim().is_empty() {
-        return Err(Error::InvalidInput(format!("the {what} is empty")));
-    }
-    Ok(())
 }
 
 /// Sends a list as one comma-separated string (Vault's `alt_names` takes no JSON array).

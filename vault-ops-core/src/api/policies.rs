@@ -20,11 +20,10 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::generic::list_keys;
+use crate::api::generic::{list_keys, read_data_opt, send};
 use crate::client::VaultClient;
 use crate::error::{Error, Result};
 use crate::http::Request;
-use crate::response::VaultResponse;
 
 /// ACL policy operations. Get it with [`VaultClient::policies`].
 #[derive(Debug, Clone, Copy)]
@@ -80,12 +79,7 @@ impl Policies<'_> {
 
     /// `vault policy read NAME`: the policy, or `None` when there is none by that name.
     pub async fn read(&self, name: &str) -> Result<Option<Policy>> {
-        let path = policy_path(name)?;
-        match self.client.execute(Request::get(path)).await {
-            Ok(resp) => Ok(Some(resp.json::<VaultResponse<Policy>>()?.data)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        read_data_opt(self.client, Request::get(policy_path(name)?)).await
     }
 
     /// `vault policy write NAME POLICY`: creates or replaces the policy. `policy` is HCL or
@@ -99,15 +93,12 @@ impl Policies<'_> {
             )));
         }
         let req = Request::put(path).json(&json!({ "policy": policy }))?;
-        self.client.execute(req).await?;
-        Ok(())
+        send(self.client, req).await
     }
 
     /// `vault policy delete NAME`. Deleting a policy that does not exist succeeds (as in Vault).
     pub async fn delete(&self, name: &str) -> Result<()> {
-        let path = policy_path(name)?;
-        self.client.execute(Request::delete(path)).await?;
-        Ok(())
+        send(self.client, Request::delete(policy_path(name)?)).await
     }
 }
 

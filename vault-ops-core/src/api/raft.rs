@@ -69,10 +69,11 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::api::generic::{read_data, send};
 use crate::client::VaultClient;
 use crate::error::{ApiError, Error, Result};
 use crate::http::Request;
-use crate::response::{null_default, VaultResponse};
+use crate::response::null_default;
 
 /// The raft API. Get it with [`VaultClient::raft`].
 #[derive(Debug, Clone, Copy)]
@@ -213,16 +214,11 @@ impl JoinRequest {
         self
     }
 
-    /// Keep retrying in the background until the join succeeds.
-    pub fn retry(mut self, retry: bool) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Join as a permanent non-voter.
-    pub fn non_voter(mut self, non_voter: bool) -> Self {
-        self.non_voter = non_voter;
-        self
+    setters! {
+        /// Keep retrying in the background until the join succeeds.
+        fn retry(bool);
+        /// Join as a permanent non-voter.
+        fn non_voter(bool);
     }
 }
 
@@ -382,11 +378,9 @@ impl Raft<'_> {
         struct Data {
             config: RaftConfiguration,
         }
-        let resp = self
-            .client
-            .execute(Request::get("sys/storage/raft/configuration"))
-            .await?;
-        Ok(resp.json::<VaultResponse<Data>>()?.data.config)
+        let data: Data =
+            read_data(self.client, Request::get("sys/storage/raft/configuration")).await?;
+        Ok(data.config)
     }
 
     /// `vault operator raft join`: asks the node this client talks to (the NEW node, not yet
@@ -433,33 +427,25 @@ impl Raft<'_> {
         }
         let req =
             Request::post("sys/storage/raft/remove-peer").json(&json!({ "server_id": node_id }))?;
-        self.client.execute(req).await?;
-        Ok(())
+        send(self.client, req).await
     }
 
     /// `vault operator raft autopilot state`.
     pub async fn autopilot_state(&self) -> Result<AutopilotState> {
-        let resp = self
-            .client
-            .execute(Request::get("sys/storage/raft/autopilot/state"))
-            .await?;
-        Ok(resp.json::<VaultResponse<AutopilotState>>()?.data)
+        let req = Request::get("sys/storage/raft/autopilot/state");
+        read_data(self.client, req).await
     }
 
     /// `vault operator raft autopilot get-config`.
     pub async fn autopilot_config(&self) -> Result<AutopilotConfig> {
-        let resp = self
-            .client
-            .execute(Request::get("sys/storage/raft/autopilot/configuration"))
-            .await?;
-        Ok(resp.json::<VaultResponse<AutopilotConfig>>()?.data)
+        let req = Request::get("sys/storage/raft/autopilot/configuration");
+        read_data(self.client, req).await
     }
 
     /// `vault operator raft autopilot set-config`: changes the fields that are set.
     pub async fn set_autopilot_config(&self, update: &AutopilotConfigUpdate) -> Result<()> {
         let req = Request::post("sys/storage/raft/autopilot/configuration").json(update)?;
-        self.client.execute(req).await?;
-        Ok(())
+        send(self.client, req).await
     }
 
     /// `vault operator raft snapshot save`, streamed into `writer` chunk by chunk, checked on
@@ -1037,6 +1023,7 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::response::VaultResponse;
 
     /// A minimal tar.gz with the given entries, built by hand (ustar headers).
     pub(crate) fn tar_gz(entries: &[(&str, &[u8])]) -> Vec<u8> {

@@ -6,8 +6,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::api::generic::{read_data, send};
+use crate::api::non_empty;
 use crate::client::VaultClient;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::http::Request;
 use crate::response::{null_default, AuthInfo, VaultResponse};
 
@@ -140,33 +142,9 @@ impl TokenCreateRequest {
         }
     }
 
-    /// Sets the TTL.
-    pub fn ttl(mut self, ttl: impl Into<String>) -> Self {
-        self.ttl = Some(ttl.into());
-        self
-    }
-
     /// Makes it an orphan.
     pub fn orphan(mut self) -> Self {
         self.orphan = true;
-        self
-    }
-
-    /// Sets whether it is renewable.
-    pub fn renewable(mut self, renewable: bool) -> Self {
-        self.renewable = Some(renewable);
-        self
-    }
-
-    /// Sets the explicit max TTL.
-    pub fn explicit_max_ttl(mut self, ttl: impl Into<String>) -> Self {
-        self.explicit_max_ttl = Some(ttl.into());
-        self
-    }
-
-    /// Makes it a periodic token, renewable for `period` at a time without a max TTL.
-    pub fn period(mut self, period: impl Into<String>) -> Self {
-        self.period = Some(period.into());
         self
     }
 
@@ -176,28 +154,23 @@ impl TokenCreateRequest {
         self
     }
 
-    /// Sets the display name.
-    pub fn display_name(mut self, name: impl Into<String>) -> Self {
-        self.display_name = Some(name.into());
-        self
-    }
-
-    /// Limits the number of uses.
-    pub fn num_uses(mut self, uses: u64) -> Self {
-        self.num_uses = Some(uses);
-        self
-    }
-
-    /// Adds a metadata entry.
-    pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.meta.insert(key.into(), value.into());
-        self
-    }
-
-    /// Sets the token type (`service` or `batch`).
-    pub fn token_type(mut self, token_type: impl Into<String>) -> Self {
-        self.token_type = Some(token_type.into());
-        self
+    setters! {
+        /// Sets the TTL.
+        fn ttl(into);
+        /// Sets whether it is renewable.
+        fn renewable(Some(bool));
+        /// Sets the explicit max TTL.
+        fn explicit_max_ttl(into);
+        /// Makes it a periodic token, renewable for `period` at a time without a max TTL.
+        fn period(into);
+        /// Sets the display name.
+        fn display_name(into);
+        /// Limits the number of uses.
+        fn num_uses(Some(u64));
+        /// Adds a metadata entry.
+        fn meta(entry meta);
+        /// Sets the token type (`service` or `batch`).
+        fn token_type(into);
     }
 }
 
@@ -212,13 +185,17 @@ impl Tokens<'_> {
         format!("{}/{}", self.mount, op)
     }
 
+    /// Sends `req` and returns the `auth` block of the reply.
+    async fn auth_of(&self, req: Request) -> Result<AuthInfo> {
+        let resp = self.client.execute(req).await?;
+        resp.json::<VaultResponse<serde_json::Value>>()?
+            .auth
+            .ok_or_else(|| resp.decode_error("the reply has no auth block"))
+    }
+
     /// `vault token lookup` (the client's own token).
     pub async fn lookup_self(&self) -> Result<TokenInfo> {
-        let resp = self
-            .client
-            .execute(Request::get(self.path("lookup-self")))
-            .await?;
-        Ok(resp.json::<VaultResponse<TokenInfo>>()?.data)
+        read_data(self.client, Request::get(self.path("lookup-self"))).await
     }
 
     /// `vault token lookup TOKEN`.
@@ -228,12 +205,7 @@ impl Tokens<'_> {
         non_empty("token", token.expose_secret())?;
         let req =
             Request::post(self.path("lookup")).json(&json!({"token": token.expose_secret()}))?;
-        Ok(self
-            .client
-            .execute(req)
-            .await?
-            .json::<VaultResponse<TokenInfo>>()?
-            .data)
+        read_data(self.client, req).await
     }
 
     /// `vault token lookup -accessor ACCESSOR`.
@@ -241,12 +213,7 @@ impl Tokens<'_> {
         non_empty("accessor", accessor)?;
         let req =
             Request::post(self.path("lookup-accessor")).json(&json!({"accessor": accessor}))?;
-        Ok(self
-            .client
-            .execute(req)
-            .await?
-            .json::<VaultResponse<TokenInfo>>()?
-            .data)
+        read_data(self.client, req).await
     }
 
     /// `vault token create`; the new token is in the returned [`AuthInfo`].
@@ -256,21 +223,15 @@ impl Tokens<'_> {
         } else {
             "create"
         };
-        let resp = self
-            .client
-            .execute(Request::post(self.path(op)).json(request)?)
-            .await?;
-        auth_of(&resp)
+        self.auth_of(Request::post(self.path(op)).json(request)?)
+            .await
     }
 
     /// `vault token renew` (the client's own token), optionally asking for an increment.
     pub async fn renew_self(&self, increment: Option<std::time::Duration>) -> Result<AuthInfo> {
         let body = increment_body(increment, None);
-        let resp = self
-            .client
-            .execute(Request::post(self.path("renew-self")).json(&body)?)
-            .await?;
-        auth_of(&resp)
+        self.auth_of(Request::post(self.path("renew-self")).json(&body)?)
+            .await
     }
 
     /// `vault token renew TOKEN`.
@@ -281,19 +242,13 @@ impl Tokens<'_> {
     ) -> Result<AuthInfo> {
         non_empty("token", token.expose_secret())?;
         let body = increment_body(increment, Some(token));
-        let resp = self
-            .client
-            .execute(Request::post(self.path("renew")).json(&body)?)
-            .await?;
-        auth_of(&resp)
+        self.auth_of(Request::post(self.path("renew")).json(&body)?)
+            .await
     }
 
     /// `vault token revoke -self`.
     pub async fn revoke_self(&self) -> Result<()> {
-        self.client
-            .execute(Request::post(self.path("revoke-self")))
-            .await?;
-        Ok(())
+        send(self.client, Request::post(self.path("revoke-self"))).await
     }
 
     /// `vault token revoke TOKEN` (with its children).
@@ -301,8 +256,7 @@ impl Tokens<'_> {
         non_empty("token", token.expose_secret())?;
         let req =
             Request::post(self.path("revoke")).json(&json!({"token": token.expose_secret()}))?;
-        self.client.execute(req).await?;
-        Ok(())
+        send(self.client, req).await
     }
 
     /// `vault token revoke -accessor ACCESSOR`.
@@ -310,8 +264,7 @@ impl Tokens<'_> {
         non_empty("accessor", accessor)?;
         let req =
             Request::post(self.path("revoke-accessor")).json(&json!({"accessor": accessor}))?;
-        self.client.execute(req).await?;
-        Ok(())
+        send(self.client, req).await
     }
 
     /// `vault token capabilities TOKEN PATH`: what `token` may do on `path`
@@ -344,13 +297,6 @@ impl Tokens<'_> {
     }
 }
 
-fn non_empty(what: &str, value: &str) -> Result<()> {
-    if value.trim().is_empty() {
-        return Err(Error::InvalidInput(format!("the {what} is empty")));
-    }
-    Ok(())
-}
-
 fn increment_body(
     increment: Option<std::time::Duration>,
     token: Option<&SecretString>,
@@ -366,12 +312,6 @@ fn increment_body(
         body.insert("token".into(), json!(t.expose_secret()));
     }
     serde_json::Value::Object(body)
-}
-
-fn auth_of(resp: &crate::Response) -> Result<AuthInfo> {
-    resp.json::<VaultResponse<serde_json::Value>>()?
-        .auth
-        .ok_or_else(|| resp.decode_error("the reply has no auth block"))
 }
 
 async fn capabilities_of(client: &VaultClient, req: Request, path: &str) -> Result<Vec<String>> {

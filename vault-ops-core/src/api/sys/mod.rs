@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::api::generic::send;
 use crate::api::tokens::TokenInfo;
 use crate::client::VaultClient;
 use crate::error::{ApiError, Error, Result};
@@ -399,8 +400,7 @@ impl Sys<'_> {
 
     /// `vault operator seal`.
     pub async fn seal(&self) -> Result<()> {
-        self.client.execute(Request::post("sys/seal")).await?;
-        Ok(())
+        send(self.client, Request::post("sys/seal")).await
     }
 
     /// `vault operator unseal KEY`: enters one key share, returns the progress.
@@ -440,8 +440,7 @@ impl Sys<'_> {
 
     /// `vault operator step-down`: the active node gives up leadership.
     pub async fn step_down(&self) -> Result<()> {
-        self.client.execute(Request::put("sys/step-down")).await?;
-        Ok(())
+        send(self.client, Request::put("sys/step-down")).await
     }
 
     /// `sys/leader`.

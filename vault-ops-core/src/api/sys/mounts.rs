@@ -1,7 +1,7 @@
 //! Mounts (secret engines), auth methods, audit devices and the sanitized configuration:
 //! `vault secrets ...`, `vault auth enable/disable/list/tune`, `vault audit ...`.
 //!
-//! All of it lives on [`Sys`](super::Sys) (`client.sys()`). Paths may be given with or without
+//! All of it lives on [`Sys`] (`client.sys()`). Paths may be given with or without
 //! leading and trailing slashes (`"kv2"`, `"kv2/"`, `"/team/kv/"`); the maps returned by the
 //! `list_*` calls are keyed the way Vault keys them, with a trailing slash (`"secret/"`).
 //!
@@ -29,9 +29,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Sys;
+use crate::api::generic::{read_data, send};
 use crate::error::{Error, Result};
 use crate::http::Request;
-use crate::response::{null_default, VaultResponse};
+use crate::response::null_default;
 
 /// A mount as `sys/mounts` and `sys/auth` list it: a secret engine or an auth method.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -170,28 +171,15 @@ impl MountConfigInput {
         Self::default()
     }
 
-    /// Sets the default lease TTL (`"1h"`, `"3600"`, ...).
-    pub fn default_lease_ttl(mut self, ttl: impl Into<String>) -> Self {
-        self.default_lease_ttl = Some(ttl.into());
-        self
-    }
-
-    /// Sets the maximum lease TTL.
-    pub fn max_lease_ttl(mut self, ttl: impl Into<String>) -> Self {
-        self.max_lease_ttl = Some(ttl.into());
-        self
-    }
-
-    /// Sets the listing visibility (`unauth` or `hidden`).
-    pub fn listing_visibility(mut self, visibility: impl Into<String>) -> Self {
-        self.listing_visibility = Some(visibility.into());
-        self
-    }
-
-    /// Sets the token type (auth methods).
-    pub fn token_type(mut self, token_type: impl Into<String>) -> Self {
-        self.token_type = Some(token_type.into());
-        self
+    setters! {
+        /// Sets the default lease TTL (`"1h"`, `"3600"`, ...).
+        fn default_lease_ttl(into);
+        /// Sets the maximum lease TTL.
+        fn max_lease_ttl(into);
+        /// Sets the listing visibility (`unauth` or `hidden`).
+        fn listing_visibility(into);
+        /// Sets the token type (auth methods).
+        fn token_type(into);
     }
 
     fn is_empty(&self) -> bool {
@@ -257,46 +245,21 @@ impl EnableMount {
         Self::new("kv").option("version", "1")
     }
 
-    /// Sets the description.
-    pub fn description(mut self, description: impl Into<String>) -> Self {
-        self.description = Some(description.into());
-        self
-    }
-
-    /// Sets one engine option.
-    pub fn option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.options.insert(key.into(), value.into());
-        self
-    }
-
-    /// Sets the whole `config` block.
-    pub fn config(mut self, config: MountConfigInput) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Sets the default lease TTL.
-    pub fn default_lease_ttl(mut self, ttl: impl Into<String>) -> Self {
-        self.config.default_lease_ttl = Some(ttl.into());
-        self
-    }
-
-    /// Sets the maximum lease TTL.
-    pub fn max_lease_ttl(mut self, ttl: impl Into<String>) -> Self {
-        self.config.max_lease_ttl = Some(ttl.into());
-        self
-    }
-
-    /// Makes the mount local to this cluster.
-    pub fn local(mut self, local: bool) -> Self {
-        self.local = local;
-        self
-    }
-
-    /// Enables seal wrapping.
-    pub fn seal_wrap(mut self, seal_wrap: bool) -> Self {
-        self.seal_wrap = seal_wrap;
-        self
+    setters! {
+        /// Sets the description.
+        fn description(into);
+        /// Sets one engine option.
+        fn option(entry options);
+        /// Sets the whole `config` block.
+        fn config(MountConfigInput);
+        /// Sets the default lease TTL.
+        fn default_lease_ttl(into) in config;
+        /// Sets the maximum lease TTL.
+        fn max_lease_ttl(into) in config;
+        /// Makes the mount local to this cluster.
+        fn local(bool);
+        /// Enables seal wrapping.
+        fn seal_wrap(bool);
     }
 }
 
@@ -337,34 +300,17 @@ impl EnableAuth {
         }
     }
 
-    /// Sets the description.
-    pub fn description(mut self, description: impl Into<String>) -> Self {
-        self.description = Some(description.into());
-        self
-    }
-
-    /// Sets the whole `config` block.
-    pub fn config(mut self, config: MountConfigInput) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Sets the default lease TTL of the tokens it issues.
-    pub fn default_lease_ttl(mut self, ttl: impl Into<String>) -> Self {
-        self.config.default_lease_ttl = Some(ttl.into());
-        self
-    }
-
-    /// Sets the maximum lease TTL of the tokens it issues.
-    pub fn max_lease_ttl(mut self, ttl: impl Into<String>) -> Self {
-        self.config.max_lease_ttl = Some(ttl.into());
-        self
-    }
-
-    /// Makes the method local to this cluster.
-    pub fn local(mut self, local: bool) -> Self {
-        self.local = local;
-        self
+    setters! {
+        /// Sets the description.
+        fn description(into);
+        /// Sets the whole `config` block.
+        fn config(MountConfigInput);
+        /// Sets the default lease TTL of the tokens it issues.
+        fn default_lease_ttl(into) in config;
+        /// Sets the maximum lease TTL of the tokens it issues.
+        fn max_lease_ttl(into) in config;
+        /// Makes the method local to this cluster.
+        fn local(bool);
     }
 }
 
@@ -390,40 +336,19 @@ impl MountTune {
         Self::default()
     }
 
-    /// Sets the description.
-    pub fn description(mut self, description: impl Into<String>) -> Self {
-        self.description = Some(description.into());
-        self
-    }
-
-    /// Sets one option.
-    pub fn option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.options.insert(key.into(), value.into());
-        self
-    }
-
-    /// Sets the default lease TTL (`"1h"`, `"3600"`, ...).
-    pub fn default_lease_ttl(mut self, ttl: impl Into<String>) -> Self {
-        self.config.default_lease_ttl = Some(ttl.into());
-        self
-    }
-
-    /// Sets the maximum lease TTL.
-    pub fn max_lease_ttl(mut self, ttl: impl Into<String>) -> Self {
-        self.config.max_lease_ttl = Some(ttl.into());
-        self
-    }
-
-    /// Sets the listing visibility (`unauth` or `hidden`).
-    pub fn listing_visibility(mut self, visibility: impl Into<String>) -> Self {
-        self.config.listing_visibility = Some(visibility.into());
-        self
-    }
-
-    /// Sets the token type (auth methods).
-    pub fn token_type(mut self, token_type: impl Into<String>) -> Self {
-        self.config.token_type = Some(token_type.into());
-        self
+    setters! {
+        /// Sets the description.
+        fn description(into);
+        /// Sets one option.
+        fn option(entry options);
+        /// Sets the default lease TTL (`"1h"`, `"3600"`, ...).
+        fn default_lease_ttl(into) in config;
+        /// Sets the maximum lease TTL.
+        fn max_lease_ttl(into) in config;
+        /// Sets the listing visibility (`unauth` or `hidden`).
+        fn listing_visibility(into) in config;
+        /// Sets the token type (auth methods).
+        fn token_type(into) in config;
     }
 }
 
@@ -531,22 +456,13 @@ impl EnableAudit {
         Self::new("file").option("file_path", file_path)
     }
 
-    /// Sets the description.
-    pub fn description(mut self, description: impl Into<String>) -> Self {
-        self.description = Some(description.into());
-        self
-    }
-
-    /// Sets one device option.
-    pub fn option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.options.insert(key.into(), value.into());
-        self
-    }
-
-    /// Makes the device local to this cluster.
-    pub fn local(mut self, local: bool) -> Self {
-        self.local = local;
-        self
+    setters! {
+        /// Sets the description.
+        fn description(into);
+        /// Sets one device option.
+        fn option(entry options);
+        /// Makes the device local to this cluster.
+        fn local(bool);
     }
 }
 
@@ -626,18 +542,15 @@ fn list_key(path: &str) -> String {
 
 impl Sys<'_> {
     async fn get_data<T: serde::de::DeserializeOwned>(&self, path: String) -> Result<T> {
-        let resp = self.client.execute(Request::get(path)).await?;
-        Ok(resp.json::<VaultResponse<T>>()?.data)
+        read_data(self.client, Request::get(path)).await
     }
 
     async fn post_json(&self, path: String, body: &impl Serialize) -> Result<()> {
-        self.client.execute(Request::post(path).json(body)?).await?;
-        Ok(())
+        send(self.client, Request::post(path).json(body)?).await
     }
 
     async fn delete_path(&self, path: String) -> Result<()> {
-        self.client.execute(Request::delete(path)).await?;
-        Ok(())
+        send(self.client, Request::delete(path)).await
     }
 
     // ---- secret engines ----

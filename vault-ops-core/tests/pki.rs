@@ -536,6 +536,9 @@ async fn narrow_token_is_denied_and_tidy_runs() {
         .await
         .unwrap_err();
     assert!(err.is_permission_denied(), "{err}");
+    // Reading a role outside the policy is a 403 error, never "no such role".
+    let err = narrow.pki("pki").read_role("web").await.unwrap_err();
+    assert!(err.is_permission_denied(), "{err}");
     // The role is unchanged.
     let role = c
         .pki("pki_int")

@@ -106,10 +106,10 @@ use vault_ops_core::VaultClient;
 
 use crate::rotator::{RotationResult, RotationStatus, Rotator, StepTiming};
 use crate::state::{
-    default_owner, vault_time, Claim, ClaimOptions, Close, HistoryOutcome, Snapshot, StateError,
-    StateStore, Step,
+    self, default_owner, vault_time, Claim, ClaimOptions, Close, HistoryOutcome, Snapshot,
+    StateError, StateStore, Step,
 };
-use crate::{FaultHook, FaultPoint, RotationError};
+use crate::{fault_fires, FaultHook, FaultPoint, RotationError};
 
 /// The smallest key entropy [`KeyFormat`] accepts, in bits.
 pub const MIN_KEY_BITS: f64 = 128.0;
@@ -167,10 +167,7 @@ impl From<ApiKeyError> for RotationError {
             e @ (ApiKeyError::InvalidInput(_) | ApiKeyError::NoIssuer { .. }) => {
                 RotationError::Config(e.to_string())
             }
-            // RotationError has no variant for a key provider yet.
-            e @ ApiKeyError::Issuer { .. } => {
-                RotationError::Vault(vault_ops_core::Error::InvalidInput(e.to_string()))
-            }
+            ApiKeyError::Issuer { name, source } => RotationError::KeyIssuer { name, source },
         }
     }
 }
@@ -566,28 +563,15 @@ impl ApiKeyOptions {
     }
 }
 
-/// `serde(with = ...)` for an optional secret stored in `S`.
-mod opt_secret {
-    use secrecy::{ExposeSecret, SecretString};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(secret) => s.serialize_some(secret.expose_secret()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
-        Ok(Option::<String>::deserialize(d)?.map(SecretString::from))
-    }
-}
-
 /// The pending payload in `S`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct KeyPayload {
     /// The new key: generated at claim time, or issued (recorded after the issue call).
-    #[serde(default, with = "opt_secret", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "state::opt_secret_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     key: Option<SecretString>,
     /// The provider's id of the new key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -799,7 +783,8 @@ impl ApiKeyRotator {
         self
     }
 
-    /// Installs a fault-injection hook (for tests of crash recovery): it is called after the
+    /// Installs a fault-injection hook (for tests of crash recovery): it is called after `S`
+    /// and `C` were read for a fresh rotation ([`FaultPoint::AfterRead`]), after the
     /// claim ([`FaultPoint::AfterClaim`]), after the provider issued a key and before that is
     /// recorded ([`FaultPoint::AfterApply`], issuer mode), after the issued key was recorded in
     /// `S` ([`FaultPoint::AfterVerify`], issuer mode), after `C` was written
@@ -810,10 +795,10 @@ impl ApiKeyRotator {
     }
 
     async fn fault(&self, point: FaultPoint) -> Result<(), ApiKeyError> {
-        match &self.fault_hook {
-            Some(hook) if hook(point).await => Err(ApiKeyError::Interrupted(point)),
-            _ => Ok(()),
+        if fault_fires(self.fault_hook.as_ref(), point).await {
+            return Err(ApiKeyError::Interrupted(point));
         }
+        Ok(())
     }
 
     /// The options.
@@ -828,13 +813,7 @@ impl ApiKeyRotator {
 
     /// The credential path (in the mount) of the [`Rotator`] name `name`.
     pub fn path_for(&self, name: &str) -> String {
-        let prefix = self.options.key_prefix.trim_matches('/');
-        let name = name.trim_matches('/');
-        if prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{prefix}/{name}")
-        }
+        state::join_name(&self.options.key_prefix, name)
     }
 
     /// The path (in the mount) of the revocation list of the credential at `path`.
@@ -985,13 +964,6 @@ impl ApiKeyRotator {
         snap: Snapshot<KeyPayload>,
     ) -> Outcome {
         let opts = self.claim_options();
-        let due_at = |s: &Snapshot<KeyPayload>| -> Option<SystemTime> {
-            match every {
-                Some(every) => s.due_at(every),
-                None => s.state.next_due_time(),
-            }
-            .map(ceil_second)
-        };
 
         if let Some(p) = snap.pending() {
             if let Some(reason) = &p.conflict {
@@ -1002,7 +974,7 @@ impl ApiKeyRotator {
             }
             if !snap.can_take_over(&opts.owner) {
                 tracing::debug!(owner = %p.owner, epoch = p.epoch, "another run holds the rotation");
-                return Outcome::skipped(snap.lease_expires_at().map(ceil_second));
+                return Outcome::skipped(snap.next_check_at(every).map(ceil_second));
             }
             let claim = match run.step("claim", self.store.take_over(&snap, &opts)).await {
                 Ok(c) => c,
@@ -1017,7 +989,7 @@ impl ApiKeyRotator {
 
         if let Some(every) = every {
             if !snap.is_due(every) {
-                return Outcome::skipped(due_at(&snap));
+                return Outcome::skipped(snap.next_check_at(Some(every)).map(ceil_second));
             }
         }
 
@@ -1031,20 +1003,22 @@ impl ApiKeyRotator {
             Err(e @ vault_ops_core::Error::SecretVersionDeleted { .. })
             | Err(e @ vault_ops_core::Error::SecretVersionDestroyed { .. }) => {
                 let reason = format!("the latest version of the credential is not readable ({e}); not rotating over it");
-                let _ = self
+                if let Err(e) = self
                     .store
-                    .note(
-                        &snap,
-                        &opts.owner,
-                        Close::with_outcome(HistoryOutcome::Conflict, reason.clone()),
-                    )
-                    .await;
+                    .note_conflict(&snap, &opts.owner, reason.clone())
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not record the conflict in the state record");
+                }
                 return Outcome::conflict(path, reason);
             }
             Err(e) => return Outcome::failed(e),
         };
         let base = current.as_ref().map_or(0, |c| c.metadata.version);
         run.version_before = Some(base).filter(|b| *b > 0);
+        if let Err(e) = self.fault(FaultPoint::AfterRead).await {
+            return Outcome::failed(e);
+        }
 
         let payload = match issuer {
             None => KeyPayload {
@@ -1082,14 +1056,7 @@ impl ApiKeyRotator {
     /// Another run won the race or holds the rotation: report when to look again.
     async fn contended(&self, run: &mut Run, path: &str, every: Option<Duration>) -> Outcome {
         match run.step("load", self.store.load::<KeyPayload>(path)).await {
-            Ok(s) => {
-                let next = match (s.pending(), every) {
-                    (Some(_), _) => s.lease_expires_at(),
-                    (None, Some(every)) => s.due_at(every),
-                    (None, None) => s.state.next_due_time(),
-                };
-                Outcome::skipped(next.map(ceil_second))
-            }
+            Ok(s) => Outcome::skipped(s.next_check_at(every).map(ceil_second)),
             Err(_) => Outcome::skipped(None),
         }
     }
@@ -1202,11 +1169,7 @@ impl ApiKeyRotator {
             }
             match run.step("commit", kv.put_cas(path, &data, base)).await {
                 Ok(meta) => Some((meta.version, meta.created_time)),
-                Err(e)
-                    if e.is_cas_mismatch()
-                        || e.is_transport()
-                        || e.status().is_some_and(|s| s >= 500) =>
-                {
+                Err(e) if state::outcome_unknown(&e) => {
                     // Did our write land (a lost reply, or a retried write that had landed)?
                     match self.find_commit(run, path, base, &key).await {
                         Ok(Some(found)) => Some(found),
@@ -1274,11 +1237,7 @@ impl ApiKeyRotator {
                 Outcome {
                     status: RotationStatus::Success,
                     error: None,
-                    next_due_at: match every {
-                        Some(every) => closed.state.last_rotated_time().map(|t| t + every),
-                        None => closed.state.next_due_time(),
-                    }
-                    .map(ceil_second),
+                    next_due_at: closed.state.due_time(every).map(ceil_second),
                 }
             }
             // Another run finished the same rotation (same key) after our lease ran out.
@@ -1336,22 +1295,13 @@ impl ApiKeyRotator {
     /// setting (`max_versions` 0) gets KV's default of 10 (or `min_versions` if larger) made
     /// explicit, so a mount configured to keep a single version cannot drop the previous key.
     async fn ensure_metadata(&self, path: &str) -> Result<(), ApiKeyError> {
-        let kv = self.client.kv2(&self.options.mount);
-        let meta = kv.read_metadata(path).await?;
         let min = self.options.min_versions.max(2);
-        let versions = match &meta {
-            Some(m) if m.max_versions >= min => None,
-            Some(m) if m.max_versions != 0 => Some(min),
-            _ => Some(min.max(10)),
+        let keep = state::KeepVersions {
+            at_least: min,
+            raise_to: min,
+            when_unset: min.max(10),
         };
-        let need_cas = !matches!(&meta, Some(m) if m.cas_required);
-        if need_cas || versions.is_some() {
-            let mut update = MetadataUpdate::new().cas_required(true);
-            if let Some(n) = versions {
-                update = update.max_versions(n);
-            }
-            kv.write_metadata(path, &update).await?;
-        }
+        state::ensure_credential_metadata(&self.client, &self.options.mount, path, keep).await?;
         Ok(())
     }
 

@@ -57,8 +57,13 @@
 //!    Vault's clock is skipped.
 //! 2. **Check**: read `C`; log in as the admin; the role must exist (roles and grants are an
 //!    administrator's job: a missing role fails, it is never created); `C`'s credential must
-//!    still log in — if not, its password was changed out of band: **conflict**, nothing
-//!    touched.
+//!    still log in. If it does not, `S` is read again: when it changed, another replica claimed
+//!    (or just finished) a rotation after this run read `S` — that is its new password, not an
+//!    out-of-band change — and this run stands back ([`RotationStatus::SkippedNotDue`]).
+//!    Only when `S` stays the same, and after
+//!    [`conflict_recheck`](DatabaseCredentialRotator::conflict_recheck) (1 s) `S` and `C` are
+//!    still unchanged and the login still fails, was the password changed out of band:
+//!    **conflict**, recorded once in `S`, nothing touched.
 //! 3. **Claim** `S` with check-and-set: phase pending, epoch, owner, lease, the new password
 //!    (from a CSPRNG, see [`PasswordPolicy`]), the role, the password to roll back to and the
 //!    base version of `C`. The password is durable in Vault before the database sees it.
@@ -85,7 +90,8 @@
 //! | PostgreSQL down | before the claim: failed, nothing changed; before the apply: the claim is closed as failed; after it: `S` stays pending and the next run resumes |
 //! | Vault sealed or unreachable | the run fails; `S` is whatever was last written and the next run resumes from it (every write of `S` that may have been lost is checked by re-reading) |
 //! | `C` edited by someone else | conflict; `C` is not touched; if `C`'s credential does not log in, `S` stays pending (keeping the password the role now has) and every run reports the conflict until `C` works again |
-//! | password changed out of band | conflict; nothing touched |
+//! | password changed out of band | conflict (after a second look, see step 2); nothing touched |
+//! | another replica rotates between this run's read of `S` and its login check | this run stands back (skipped), no conflict |
 //!
 //! Two replicas never rotate the same credential at once: the claim is a check-and-set on `S`,
 //! and a live lease of another owner makes a run stand back (reported as
@@ -126,7 +132,7 @@ use crate::state::{
     self, default_owner, Claim, ClaimOptions, Close, HistoryOutcome, Snapshot, StateError,
     StateStore, Step,
 };
-use crate::{FaultHook, FaultPoint, RotationError};
+use crate::{fault_fires, FaultHook, FaultPoint, RotationError};
 
 /// Default KV v2 mount.
 pub const DEFAULT_MOUNT: &str = "secret";
@@ -138,6 +144,9 @@ pub const DEFAULT_STATE_PREFIX: &str = "rotation-state/database";
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 /// Default `max_versions` set on `C` when its metadata keeps fewer than 2.
 pub const DEFAULT_CREDENTIAL_MAX_VERSIONS: u64 = 5;
+/// Default wait before a rejected login of `C` is checked again
+/// ([`DatabaseCredentialRotator::conflict_recheck`]).
+pub const DEFAULT_CONFLICT_RECHECK: Duration = Duration::from_secs(1);
 
 const APPLICATION_NAME: &str = "vault-ops-rotation";
 
@@ -277,24 +286,8 @@ pub struct DbPending {
     #[serde(with = "state::secret_serde")]
     pub password: SecretString,
     /// The password to set back if verification fails (the role's password in `C`), when known.
-    #[serde(default, with = "opt_secret")]
+    #[serde(default, with = "state::opt_secret_serde")]
     pub rollback_password: Option<SecretString>,
-}
-
-mod opt_secret {
-    use secrecy::{ExposeSecret, SecretString};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(secret) => s.serialize_some(secret.expose_secret()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
-        Ok(Option::<String>::deserialize(d)?.map(SecretString::from))
-    }
 }
 
 /// Rotates PostgreSQL role passwords kept in Vault KV v2; see the [module docs](self).
@@ -319,6 +312,7 @@ pub struct DatabaseCredentialRotator {
     lease: Duration,
     verify_query: String,
     credential_max_versions: u64,
+    conflict_recheck: Duration,
     fault: Option<FaultHook>,
 }
 
@@ -372,6 +366,7 @@ impl DatabaseCredentialRotator {
             lease: DEFAULT_LEASE,
             verify_query: "SELECT 1".into(),
             credential_max_versions: DEFAULT_CREDENTIAL_MAX_VERSIONS,
+            conflict_recheck: DEFAULT_CONFLICT_RECHECK,
             fault: None,
         }
     }
@@ -472,6 +467,15 @@ impl DatabaseCredentialRotator {
         self
     }
 
+    /// How long to wait before looking again when `C`'s credential is rejected and `S` shows
+    /// no rotation by another run (default 1 s, at most 30 s): only if `S` and `C` are still
+    /// unchanged and the login still fails is it reported as an out-of-band change. The
+    /// second look covers a Vault replica that lags behind the one another replica wrote to.
+    pub fn conflict_recheck(mut self, wait: Duration) -> Self {
+        self.conflict_recheck = wait.min(Duration::from_secs(30));
+        self
+    }
+
     /// Fault injection for tests: see [`FaultHook`].
     #[doc(hidden)]
     pub fn fault_hook(mut self, hook: FaultHook) -> Self {
@@ -486,7 +490,7 @@ impl DatabaseCredentialRotator {
 
     /// The path of `name`'s credential inside the mount.
     pub fn credential_path(&self, name: &str) -> String {
-        join(&self.credential_prefix, name)
+        state::join_name(&self.credential_prefix, name)
     }
 
     /// The state store used for `name`'s records.
@@ -558,21 +562,18 @@ impl DatabaseCredentialRotator {
 
     async fn run_inner(&self, run: &mut Run) -> Outcome {
         let store = self.state_store();
-        // At most two passes: a conflict found resolved closes `S` and goes on with a fresh
-        // rotation.
-        for _ in 0..2 {
+        // At most three passes: a conflict found resolved closes `S` and goes on with a fresh
+        // rotation; a fresh rotation that finds `S` changed by another run under it looks again.
+        for _ in 0..3 {
             let t = Instant::now();
             let snap = store.load::<DbPending>(&run.name).await;
             run.step("load", t);
             let snap = snap.map_err(failed)?;
-            run.next_due_at = match run.every {
-                Some(every) => snap.due_at(every),
-                None => snap.state.next_due_time(),
-            };
+            run.next_due_at = snap.state.due_time(run.every);
             if let Some(p) = snap.pending() {
                 if !snap.can_take_over(&self.owner) {
                     tracing::info!(name = %run.name, owner = %p.owner, "another run holds this rotation; standing back");
-                    run.next_due_at = snap.lease_expires_at();
+                    run.next_due_at = snap.next_check_at(run.every);
                     return Ok(RotationStatus::SkippedNotDue);
                 }
                 let t = Instant::now();
@@ -593,7 +594,10 @@ impl DatabaseCredentialRotator {
                     return Ok(RotationStatus::SkippedNotDue);
                 }
             }
-            return self.fresh(run, &store, snap).await;
+            match self.fresh(run, &store, snap).await? {
+                Resumed::Done(status) => return Ok(status),
+                Resumed::Continue => continue,
+            }
         }
         Err((
             RotationStatus::Failed,
@@ -608,40 +612,52 @@ impl DatabaseCredentialRotator {
     }
 
     /// A fresh rotation from an idle state record.
-    async fn fresh(&self, run: &mut Run, store: &StateStore, snap: Snapshot<DbPending>) -> Outcome {
+    async fn fresh(
+        &self,
+        run: &mut Run,
+        store: &StateStore,
+        snap: Snapshot<DbPending>,
+    ) -> Result<Resumed, Failure> {
         let t = Instant::now();
         let current = self.read_credential(&run.name).await;
         run.step("read", t);
         let current = current.map_err(failed)?;
         run.version_before = current.as_ref().map(|c| c.version);
         let username = self.target_username(&run.name, current.as_ref())?;
+        self.fault(FaultPoint::AfterRead).await?;
 
         // Checks before anything is claimed.
         let t = Instant::now();
         let checked = self.precheck(run, &username, current.as_ref()).await;
         run.step("check", t);
-        if let Err((status, error)) = checked {
-            let repeated = snap.state.history.last().is_some_and(|h| {
-                h.outcome == HistoryOutcome::Conflict
-                    && h.detail.as_deref() == Some(&error.to_string())
-            });
-            if status == RotationStatus::Conflict && !repeated {
-                let detail = error.to_string();
-                let noted = store
-                    .note(
-                        &snap,
-                        &self.owner,
-                        Close::with_outcome(HistoryOutcome::Conflict, detail),
-                    )
-                    .await;
-                if let Err(e) = noted {
-                    tracing::warn!(name = %run.name, error = %e, "could not record the conflict in the state record");
-                }
+        if let (Checked::Rejected(message), Some(c)) = (checked?, &current) {
+            // `C` does not log in. Another replica may have claimed `S` and changed the
+            // password since this run read `S`: only a stable `S` is an out-of-band change.
+            let snap = match self.recheck_rejected(run, store, &snap, c).await? {
+                Recheck::Confirmed(latest) => *latest,
+                Recheck::StandBack => return Ok(Resumed::Done(RotationStatus::SkippedNotDue)),
+                Recheck::Reload => return Ok(Resumed::Continue),
+            };
+            let error = RotationError::Conflict {
+                name: run.name.clone(),
+                reason: format!(
+                    "the credential in {}/{} (version {}) does not log in as {:?} ({message}): the password was changed outside the rotation; nothing was changed",
+                    self.mount,
+                    self.credential_path(&run.name),
+                    c.version,
+                    c.username
+                ),
+            };
+            if let Err(e) = store
+                .note_conflict(&snap, &self.owner, error.to_string())
+                .await
+            {
+                tracing::warn!(name = %run.name, error = %e, "could not record the conflict in the state record");
             }
-            return Err((status, error));
+            return Err((RotationStatus::Conflict, error));
         }
-        if let Some(c) = &current {
-            self.ensure_credential_metadata(&run.name, c)
+        if current.is_some() {
+            self.ensure_credential_metadata(&run.name)
                 .await
                 .map_err(failed)?;
         }
@@ -668,12 +684,84 @@ impl DatabaseCredentialRotator {
             Ok(c) => c,
             Err(e) if e.is_contended() || matches!(e, StateError::Unfinished { .. }) => {
                 tracing::info!(name = %run.name, error = %e, "another run claimed this rotation first");
-                return Ok(RotationStatus::SkippedNotDue);
+                return Ok(Resumed::Done(RotationStatus::SkippedNotDue));
             }
             Err(e) => return Err(failed(e)),
         };
         self.fault(FaultPoint::AfterClaim).await?;
-        self.apply_and_finish(run, store, claim, current).await
+        self.apply_and_finish(run, store, claim, current)
+            .await
+            .map(Resumed::Done)
+    }
+
+    /// `C`'s credential was rejected by the database before this run claimed anything. Tells
+    /// a race from an out-of-band change:
+    ///
+    /// - `S` changed since this run read it: another run claimed (and is changing, or has
+    ///   changed, the password) or closed a rotation meanwhile. Stand back (or, when its
+    ///   pending rotation may be taken over, look again).
+    /// - `S` stayed the same: wait [`conflict_recheck`](Self::conflict_recheck) (a lagging
+    ///   replica of Vault, a reply in flight), read `S` and `C` again and log in once more. Only
+    ///   an unchanged `S` and `C` whose credential is still rejected is an out-of-band change.
+    async fn recheck_rejected(
+        &self,
+        run: &mut Run,
+        store: &StateStore,
+        snap: &Snapshot<DbPending>,
+        current: &Current,
+    ) -> Result<Recheck, Failure> {
+        let t = Instant::now();
+        let latest = store.load::<DbPending>(&run.name).await;
+        run.step("recheck", t);
+        let latest = latest.map_err(failed)?;
+        if latest.version != snap.version {
+            return Ok(self.changed_under_us(run, latest));
+        }
+        tokio::time::sleep(self.conflict_recheck).await;
+        let t = Instant::now();
+        let latest = store.load::<DbPending>(&run.name).await;
+        let reread = match latest {
+            Ok(latest) if latest.version != snap.version => {
+                run.step("recheck", t);
+                return Ok(self.changed_under_us(run, latest));
+            }
+            Ok(latest) => self
+                .read_credential(&run.name)
+                .await
+                .map(|c| (latest, c))
+                .map_err(failed),
+            Err(e) => Err(failed(e)),
+        };
+        run.step("recheck", t);
+        let (latest, reread) = reread?;
+        match reread {
+            Some(c) if c.version == current.version => {}
+            // `C` changed outside the protocol (`S` did not): start over from what it holds now.
+            _ => return Ok(Recheck::Reload),
+        }
+        let t = Instant::now();
+        let probe = self.probe(&current.username, &current.password, None).await;
+        run.step("probe", t);
+        match probe {
+            Probe::Rejected(_) => Ok(Recheck::Confirmed(Box::new(latest))),
+            // It logs in now: whatever rejected it has passed; start over.
+            Probe::Works => Ok(Recheck::Reload),
+            Probe::Error(e) => Err((
+                RotationStatus::Failed,
+                e.into_error("log in with the current credential"),
+            )),
+        }
+    }
+
+    /// `S` changed while this run was checking: another run is at work (or just finished).
+    fn changed_under_us(&self, run: &mut Run, latest: Snapshot<DbPending>) -> Recheck {
+        if latest.can_take_over(&self.owner) {
+            // A pending rotation whose lease already expired: the next pass resumes it.
+            return Recheck::Reload;
+        }
+        tracing::info!(name = %run.name, version = latest.version, "another run changed the rotation state while this one checked; standing back");
+        run.next_due_at = latest.next_check_at(run.every);
+        Recheck::StandBack
     }
 
     /// Applies the pending password, then verifies, commits and closes.
@@ -861,7 +949,7 @@ impl DatabaseCredentialRotator {
             Ok(c) => {
                 run.next_due_at = c
                     .state
-                    .next_due_time()
+                    .due_time(every)
                     .or(rotated_at.zip(every).map(|(t, e)| t + e));
             }
             Err(e) => {
@@ -1090,10 +1178,8 @@ impl DatabaseCredentialRotator {
     }
 
     async fn fault(&self, point: FaultPoint) -> Result<(), Failure> {
-        if let Some(hook) = &self.fault {
-            if hook(point).await {
-                return Err((RotationStatus::Failed, RotationError::Interrupted(point)));
-            }
+        if fault_fires(self.fault.as_ref(), point).await {
+            return Err((RotationStatus::Failed, RotationError::Interrupted(point)));
         }
         Ok(())
     }
@@ -1141,13 +1227,14 @@ impl DatabaseCredentialRotator {
         }
     }
 
-    /// Before claiming: the admin can connect, the role exists, `C` still logs in.
+    /// Before claiming: the admin can connect, the role exists, `C` still logs in (a rejected
+    /// login is reported, not judged: see [`recheck_rejected`](Self::recheck_rejected)).
     async fn precheck(
         &self,
         run: &mut Run,
         username: &str,
         current: Option<&Current>,
-    ) -> Result<(), Failure> {
+    ) -> Result<Checked, Failure> {
         let admin = self
             .admin(run)
             .await
@@ -1167,28 +1254,17 @@ impl DatabaseCredentialRotator {
                 },
             ));
         }
-        if let Some(c) = current {
-            match self.probe(&c.username, &c.password, None).await {
-                Probe::Works => {}
-                Probe::Rejected(message) => {
-                    return Err((
-                        RotationStatus::Conflict,
-                        RotationError::Conflict {
-                            name: run.name.clone(),
-                            reason: format!(
-                                "the credential in {}/{} (version {}) does not log in as {:?} ({message}): the password was changed outside the rotation; nothing was changed",
-                                self.mount,
-                                self.credential_path(&run.name),
-                                c.version,
-                                c.username
-                            ),
-                        },
-                    ))
-                }
-                Probe::Error(e) => return Err((RotationStatus::Failed, e.into_error("log in with the current credential"))),
-            }
+        let Some(c) = current else {
+            return Ok(Checked::Fine);
+        };
+        match self.probe(&c.username, &c.password, None).await {
+            Probe::Works => Ok(Checked::Fine),
+            Probe::Rejected(message) => Ok(Checked::Rejected(message)),
+            Probe::Error(e) => Err((
+                RotationStatus::Failed,
+                e.into_error("log in with the current credential"),
+            )),
         }
-        Ok(())
     }
 
     /// The password to restore when verification fails: `C`'s for the same role; for
@@ -1257,22 +1333,19 @@ impl DatabaseCredentialRotator {
 
     /// Sets `cas_required` and `max_versions >= 2` on an existing `C` when missing (metadata
     /// writes create no version).
-    async fn ensure_credential_metadata(
-        &self,
-        name: &str,
-        _current: &Current,
-    ) -> Result<(), RotationError> {
-        let path = self.credential_path(name);
-        let kv = self.client.kv2(&self.mount);
-        let meta = kv.read_metadata(&path).await?;
-        let (cas, max) = meta.map_or((false, 0), |m| (m.cas_required, m.max_versions));
-        if !cas || max < 2 {
-            let mut update = MetadataUpdate::new().cas_required(true);
-            if max < 2 {
-                update = update.max_versions(self.credential_max_versions);
-            }
-            kv.write_metadata(&path, &update).await?;
-        }
+    async fn ensure_credential_metadata(&self, name: &str) -> Result<(), RotationError> {
+        let keep = state::KeepVersions {
+            at_least: 2,
+            raise_to: self.credential_max_versions,
+            when_unset: self.credential_max_versions,
+        };
+        state::ensure_credential_metadata(
+            &self.client,
+            &self.mount,
+            &self.credential_path(name),
+            keep,
+        )
+        .await?;
         Ok(())
     }
 
@@ -1461,7 +1534,26 @@ type Outcome = Result<RotationStatus, Failure>;
 
 enum Resumed {
     Done(RotationStatus),
+    /// Load `S` again and decide anew.
     Continue,
+}
+
+/// What [`DatabaseCredentialRotator::precheck`] found.
+enum Checked {
+    Fine,
+    /// The database rejected `C`'s credential (the server's message).
+    Rejected(String),
+}
+
+/// What a second look after a rejected login found.
+enum Recheck {
+    /// `S` and `C` stayed the same and `C` is still rejected: an out-of-band change (`S` as
+    /// last read).
+    Confirmed(Box<Snapshot<DbPending>>),
+    /// Another run holds or just finished the rotation.
+    StandBack,
+    /// Something moved; load `S` again.
+    Reload,
 }
 
 fn failed(e: impl Into<RotationError>) -> Failure {
@@ -1592,15 +1684,6 @@ fn db_error(operation: &str, e: &tokio_postgres::Error) -> RotationError {
         operation: operation.to_string(),
         code: e.code().map(|c| c.code().to_string()),
         message: pg_message(e),
-    }
-}
-
-fn join(prefix: &str, name: &str) -> String {
-    let name = name.trim_matches('/');
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}/{name}")
     }
 }
 

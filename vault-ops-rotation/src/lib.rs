@@ -1,19 +1,106 @@
 //! # vault-ops-rotation
 //!
-//! Crash-safe secret rotation with Vault as the only coordinator.
+//! Crash-safe secret rotation with Vault (or OpenBao) as the only coordinator: rotate database
+//! passwords and API keys on a schedule, from as many replicas as you like, and never lose a
+//! working credential — not after a crash, a lost reply, a failover or a restart.
 //!
-//! - [`state`]: the rotation state record kept in KV v2 next to each credential, fenced by
-//!   check-and-set — the protocol every rotator here follows.
-//! - [`database`]: [`DatabaseCredentialRotator`] rotates PostgreSQL role passwords (single
-//!   user or alternating users), resumable after a crash at any step.
-//! - [`api_key`]: [`ApiKeyRotator`] rotates API keys kept in KV v2, optionally issued and
-//!   revoked by the provider ([`KeyIssuer`]).
-//! - [`scheduler`]: [`RotationScheduler`] runs rotations on a schedule, safely in many replicas.
-//! - [`rotator`]: the [`Rotator`] trait and [`RotationResult`].
+//! ```no_run
+//! use std::time::Duration;
+//! use vault_ops_core::{SecretString, VaultClient};
+//! use vault_ops_rotation::{DatabaseCredentialRotator, RotationScheduler, RotationStatus};
 //!
-//! Every rotator reports through [`RotationResult`] with a [`RotationStatus`]; the error in it
-//! is a [`RotationError`], which never contains a secret. [`FaultPoint`] and [`FaultHook`] let
-//! tests stop a run at a step boundary as if the process had died.
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = VaultClient::from_env()?;
+//! let password = SecretString::from(std::env::var("PGADMIN_PASSWORD")?);
+//!
+//! // Once, now: a new password for the role named in secret/database/main-db, set in
+//! // PostgreSQL, verified with a fresh login, then written to Vault.
+//! let rotator = DatabaseCredentialRotator::new(client.clone(), "db.example", "admin", password);
+//! let result = rotator.rotate("main-db").await;
+//! match result.status {
+//!     RotationStatus::Success => println!("main-db is at version {:?}", result.version_after),
+//!     RotationStatus::Conflict => eprintln!("a human must look: {:?}", result.error),
+//!     other => eprintln!("{other:?}: {:?}", result.error),
+//! }
+//!
+//! // Or every 30 days (and an API key every 7), in every replica of a service:
+//! let mut scheduler = RotationScheduler::new(client).with_database_rotator(rotator);
+//! scheduler
+//!     .schedule_database_rotation("main-db", Duration::from_secs(30 * 86_400))?
+//!     .schedule_api_key_rotation("stripe", Duration::from_secs(7 * 86_400))?;
+//! let handle = scheduler.start()?;
+//! // ... export handle.stats() as metrics; on SIGTERM:
+//! let stats = handle.shutdown().await;
+//! println!("{} rotations", stats.total_rotations());
+//! # Ok(()) }
+//! ```
+//!
+//! ## The protocol
+//!
+//! Consumers read the credential `C` (e.g. `secret/database/main-db`); the rotation keeps its
+//! state in a separate record `S` (`secret/rotation-state/database/main-db`) that consumers
+//! need not read. Both are KV v2 paths with `cas_required`, and **the version of `S` is the
+//! fencing token** — no lock service, no leader election ([`state`] has the details):
+//!
+//! 1. **Claim**: write `S` with check-and-set — phase pending, epoch, owner, lease, the new
+//!    secret and the base version of `C`. The new secret is durable in Vault before the target
+//!    system sees it; of several replicas, exactly one wins.
+//! 2. **Apply** it to the target (`ALTER ROLE` with a SCRAM verifier computed here, so the
+//!    plaintext never reaches PostgreSQL's logs; or the provider issues a key) and **verify**
+//!    it (a fresh login plus a query).
+//! 3. **Commit** `C` with check-and-set against its base version — the only write consumers
+//!    ever see, once per rotation — then **close** `S`: idle, `last_rotated_at` and the next due
+//!    time from Vault's own timestamps.
+//!
+//! Every step is idempotent and resumable: the next run of any replica finishes (or cleanly
+//! undoes) what a crashed run left in `S`, with the recorded secret. A lost reply is resolved
+//! by reading back or probing, never by guessing; anything changed outside the protocol ends
+//! in a conflict for a human, never in an overwrite.
+//!
+//! ## The rotators
+//!
+//! - [`DatabaseCredentialRotator`] ([`database`]): PostgreSQL role passwords, as a
+//!   [single user](Strategy::single_user) or [alternating users](Strategy::alternating_users)
+//!   (two roles with the same grants, so the previous credential keeps working for a whole
+//!   period); TLS with verification ([`TlsMode`]); passwords from a CSPRNG
+//!   ([`PasswordPolicy`]); a failed verification rolls the role back.
+//! - [`ApiKeyRotator`] ([`api_key`]): API keys in KV v2 —
+//!   [`rotate_generic_api_key("proxy/api-keys/stripe")`](ApiKeyRotator::rotate_generic_api_key)
+//!   writes a new random key as a new version, the previous one stays readable. A
+//!   [`KeyIssuer`] lets a provider issue keys (with an idempotency key recorded before the
+//!   call) and revoke replaced ones after a grace period.
+//!
+//! Both implement [`Rotator`]: [`rotate`](Rotator::rotate) now, or
+//! [`rotate_if_due`](Rotator::rotate_if_due) when the last rotation is at least a period ago
+//! by Vault's clock. Each run returns a [`RotationResult`]: a [`RotationStatus`], the
+//! credential's versions before and after, per-step timings, when it is next due, and the
+//! error as a typed [`RotationError`] — none of which ever contains a secret.
+//!
+//! ## The scheduler
+//!
+//! [`RotationScheduler`] ([`scheduler`]) keeps no state of its own: each secret's task asks its
+//! rotator to `rotate_if_due`, then sleeps until the due time Vault reports (plus jitter).
+//! Restarts neither re-rotate nor skip a period; N replicas on the same secrets make exactly
+//! one rotation per period, decided by check-and-set. Failed runs are retried with backoff,
+//! one secret failing (or panicking) never stops the others, and
+//! [`SchedulerHandle::stats`] gives per-secret counters to export.
+//! [`SchedulerHandle::shutdown`] stops gracefully; [`RotationScheduler::run_once`] runs one
+//! round (tests, cron).
+//!
+//! ## When things go wrong
+//!
+//! | what happens | the run reports | and then |
+//! |---|---|---|
+//! | the process dies at any step after the claim | — | the next run finishes or undoes it from `S` (the same owner at once, others after the lease) |
+//! | a reply is lost (a write to `S` or `C`, `ALTER ROLE`) | `Failed`, or nothing if it was resolved | read back or probed, never guessed |
+//! | the new secret fails verification | [`RolledBack`](RotationStatus::RolledBack) | the role is set back to the password in `C`; `C` is untouched |
+//! | PostgreSQL, Vault or the key provider is down or sealed | [`Failed`](RotationStatus::Failed) | the credential in `C` still works; the next run resumes or retries |
+//! | another replica holds, or has just finished, the rotation | [`SkippedNotDue`](RotationStatus::SkippedNotDue) | `next_due_at` says when to look again |
+//! | a password changed out of band, `C` edited concurrently | [`Conflict`](RotationStatus::Conflict) | nothing is overwritten; recorded in `S`; reported until `C` works again (or, for API keys, [`ApiKeyRotator::resolve_conflict`]) |
+//!
+//! The [`database`] module docs have the full failure table of the database rotator.
+//! [`FaultPoint`] and [`FaultHook`] let tests stop a run at a step boundary as if the process
+//! had died.
 
 pub mod api_key;
 pub mod database;
@@ -51,6 +138,16 @@ pub enum RotationError {
         code: Option<String>,
         /// The error (the server's message and detail, or the connection error).
         message: String,
+    },
+    /// A key provider ([`KeyIssuer`]) failed to issue or revoke a key. After a failed issue
+    /// the rotation stays pending and the next run retries with the same idempotency key.
+    #[error("key issuer for {name}: {source}")]
+    KeyIssuer {
+        /// The secret's name.
+        name: String,
+        /// The provider's error (never contains a key), with its cause.
+        #[source]
+        source: api_key::IssuerError,
     },
     /// The managed database role does not exist (roles and their grants are created by an
     /// administrator, never by the rotator).
@@ -104,6 +201,9 @@ impl RotationError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FaultPoint {
+    /// The state record and the credential were read; nothing was checked, claimed or
+    /// changed yet.
+    AfterRead,
     /// The claim on the state record was written; nothing else happened.
     AfterClaim,
     /// The new secret was applied to the target system; the state record does not say so yet.
@@ -122,3 +222,11 @@ pub enum FaultPoint {
 /// Vault) before the run goes on.
 pub type FaultHook =
     Arc<dyn Fn(FaultPoint) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// Runs the hook (if any) at `point`: `true` when the run must stop there.
+pub(crate) async fn fault_fires(hook: Option<&FaultHook>, point: FaultPoint) -> bool {
+    match hook {
+        Some(hook) => hook(point).await,
+        None => false,
+    }
+}

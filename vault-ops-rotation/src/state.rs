@@ -104,6 +104,83 @@ pub mod secret_serde {
     }
 }
 
+/// `serde(with = ...)` for an optional `SecretString` stored in Vault (`null` or absent:
+/// `None`).
+pub mod opt_secret_serde {
+    use secrecy::{ExposeSecret, SecretString};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes the secret's text, or `null`.
+    pub fn serialize<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(secret) => s.serialize_some(secret.expose_secret()),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserializes an optional string into an optional `SecretString`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.map(SecretString::from))
+    }
+}
+
+/// `<prefix>/<name>` (just `name` with an empty prefix), `name` without surrounding slashes:
+/// how every rotator maps a name to its paths in a KV mount.
+pub(crate) fn join_name(prefix: &str, name: &str) -> String {
+    let name = name.trim_matches('/');
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
+
+/// `true` when a failed KV write may have landed all the same (a lost reply, or a retry of a
+/// write that had landed and now fails its check-and-set): read back before deciding.
+pub(crate) fn outcome_unknown(e: &vault_ops_core::Error) -> bool {
+    e.is_cas_mismatch() || e.is_transport() || e.status().is_some_and(|s| s >= 500)
+}
+
+/// How many versions of a credential path `C` must be kept
+/// ([`ensure_credential_metadata`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeepVersions {
+    /// Fewer than this explicitly (`max_versions` > 0) is raised to `raise_to`.
+    pub(crate) at_least: u64,
+    /// What a too small `max_versions` becomes.
+    pub(crate) raise_to: u64,
+    /// What `max_versions` 0 (follow the mount's setting) or a missing `C` becomes.
+    pub(crate) when_unset: u64,
+}
+
+/// Makes `C` fit for the protocol: `cas_required`, and enough versions kept that the
+/// previous credential stays readable. Metadata writes create no version of `C`, so consumers
+/// see nothing; nothing is written when both are in place already.
+pub(crate) async fn ensure_credential_metadata(
+    client: &VaultClient,
+    mount: &str,
+    path: &str,
+    keep: KeepVersions,
+) -> Result<(), vault_ops_core::Error> {
+    let kv = client.kv2(mount);
+    let meta = kv.read_metadata(path).await?;
+    let versions = match &meta {
+        Some(m) if m.max_versions >= keep.at_least => None,
+        Some(m) if m.max_versions != 0 => Some(keep.raise_to),
+        _ => Some(keep.when_unset),
+    };
+    let need_cas = !matches!(&meta, Some(m) if m.cas_required);
+    if need_cas || versions.is_some() {
+        let mut update = MetadataUpdate::new().cas_required(true);
+        if let Some(n) = versions {
+            update = update.max_versions(n);
+        }
+        kv.write_metadata(path, &update).await?;
+    }
+    Ok(())
+}
+
 /// The state of one rotated credential, as stored at `S`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound(serialize = "P: Serialize", deserialize = "P: DeserializeOwned"))]
@@ -180,6 +257,15 @@ impl<P> RotationState<P> {
         self.next_due_at
             .as_deref()
             .and_then(vault_time::parse_rfc3339)
+    }
+
+    /// When the credential is next due: `last_rotated_at + every` with a period, else the
+    /// recorded `next_due_at`.
+    pub fn due_time(&self, every: Option<Duration>) -> Option<SystemTime> {
+        match every {
+            Some(every) => self.last_rotated_time().map(|t| t + every),
+            None => self.next_due_time(),
+        }
     }
 }
 
@@ -454,7 +540,17 @@ impl<P> Snapshot<P> {
     /// When the credential is due with this period: `last_rotated_at + every`; `None` when it
     /// was never rotated (due now).
     pub fn due_at(&self, every: Duration) -> Option<SystemTime> {
-        self.state.last_rotated_time().map(|t| t + every)
+        self.state.due_time(Some(every))
+    }
+
+    /// When a run should look at this record again: the lease expiry while a rotation is
+    /// pending; else the due time with the period `every`, or the recorded `next_due_at`
+    /// without one.
+    pub fn next_check_at(&self, every: Option<Duration>) -> Option<SystemTime> {
+        match self.pending() {
+            Some(_) => self.lease_expires_at(),
+            None => self.state.due_time(every),
+        }
     }
 
     /// `true` when the credential is due with this period by Vault's clock (never rotated:
@@ -647,12 +743,7 @@ impl StateStore {
 
     /// The path of `name`'s record inside the mount.
     pub fn path(&self, name: &str) -> String {
-        let name = name.trim_matches('/');
-        if self.prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{}/{}", self.prefix, name)
-        }
+        join_name(&self.prefix, name)
     }
 
     /// Reads `name`'s record. A missing `S` is the default idle record at version 0.
@@ -912,6 +1003,31 @@ impl StateStore {
         })
     }
 
+    /// Records a conflict found before anything was claimed ([`note`](Self::note) with the
+    /// outcome `conflict`), once: `Ok(None)` without writing when the last history entry
+    /// already reports the same.
+    pub async fn note_conflict<P: Serialize + DeserializeOwned + Clone>(
+        &self,
+        snapshot: &Snapshot<P>,
+        owner: &str,
+        detail: impl Into<String>,
+    ) -> Result<Option<Closed<P>>, StateError> {
+        let detail = detail.into();
+        let repeated = snapshot.state.history.last().is_some_and(|h| {
+            h.outcome == HistoryOutcome::Conflict && h.detail.as_deref() == Some(detail.as_str())
+        });
+        if repeated {
+            return Ok(None);
+        }
+        self.note(
+            snapshot,
+            owner,
+            Close::with_outcome(HistoryOutcome::Conflict, detail),
+        )
+        .await
+        .map(Some)
+    }
+
     async fn ensure_metadata(&self, name: &str) -> Result<(), StateError> {
         let update = MetadataUpdate::new()
             .cas_required(true)
@@ -972,11 +1088,7 @@ impl StateStore {
         let kv = self.client.kv2(&self.mount);
         match kv.put_cas(&path, &record, expected).await {
             Ok(meta) => Ok((meta.version, meta.created_time)),
-            Err(e)
-                if e.is_cas_mismatch()
-                    || e.is_transport()
-                    || e.status().is_some_and(|s| s >= 500) =>
-            {
+            Err(e) if outcome_unknown(&e) => {
                 // Did the write land (a lost reply, or a retry of a write that had landed)?
                 match self.load::<Value>(name).await {
                     Ok(s) if s.version == expected + 1 && s.state.write_id == write_id => {

@@ -656,10 +656,17 @@ async fn an_issuer_crash_reuses_the_idempotency_key() -> Res {
         .rotate("stripe")
         .await;
     assert_eq!(failed.status, RotationStatus::Failed);
-    assert!(failed
-        .error
-        .as_ref()
-        .is_some_and(|e| e.to_string().contains("provider unavailable")));
+    match &failed.error {
+        Some(e @ RotationError::KeyIssuer { name, source }) => {
+            assert_eq!(name, "stripe");
+            assert_eq!(source.message(), "provider unavailable (HTTP 503)");
+            assert_eq!(
+                e.to_string(),
+                "key issuer for stripe: provider unavailable (HTTP 503)"
+            );
+        }
+        other => panic!("expected a key issuer error, got {other:?}"),
+    }
     provider.fail_issue.store(false, Ordering::SeqCst);
     let ok = issuing(&client, &provider, opts).rotate("stripe").await;
     assert_eq!(ok.status, RotationStatus::Success, "{:?}", ok.error);

@@ -416,6 +416,146 @@ async fn concurrent_replicas_rotate_once() {
     assert_eq!(state.rotations, 2);
 }
 
+/// Runs `x.rotate_if_due(name, every)` with a hook that holds it at
+/// [`FaultPoint::AfterRead`] (it has read `S` and `C`, nothing more) until `meanwhile` has
+/// finished; returns both results. Bounded: 20 s for X to get there, 30 s to finish.
+async fn while_paused_after_read<T>(
+    x: &DatabaseCredentialRotator,
+    name: &str,
+    every: Duration,
+    meanwhile: impl std::future::Future<Output = T>,
+) -> (RotationResult, T) {
+    let (read_tx, read_rx) = tokio::sync::oneshot::channel::<()>();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let parts = Arc::new(Mutex::new(Some((read_tx, go_rx))));
+    let hook: FaultHook = Arc::new(move |p| {
+        let parts = parts.clone();
+        Box::pin(async move {
+            let taken = match p {
+                FaultPoint::AfterRead => parts.lock().unwrap().take(),
+                _ => None,
+            };
+            if let Some((read, go)) = taken {
+                let _ = read.send(());
+                let _ = tokio::time::timeout(Duration::from_secs(20), go).await;
+            }
+            false
+        })
+    });
+    let (x, name) = (x.clone().fault_hook(hook), name.to_string());
+    let paused = tokio::spawn(async move { x.rotate_if_due(&name, every).await });
+    tokio::time::timeout(Duration::from_secs(20), read_rx)
+        .await
+        .expect("X reached AfterRead in time")
+        .expect("X's hook signals");
+    let other = meanwhile.await;
+    go_tx.send(()).expect("X is waiting");
+    let x_result = tokio::time::timeout(Duration::from_secs(30), paused)
+        .await
+        .expect("X finishes in time")
+        .expect("X did not panic");
+    (x_result, other)
+}
+
+/// Two replicas wake at the same due time; X reads `S` (idle) and `C`, then Y claims, changes
+/// the password and commits before X logs in with the old credential. X must stand back, not
+/// report (or record) an out-of-band change.
+#[tokio::test]
+async fn a_replica_that_read_idle_state_stands_back_when_another_rotates_meanwhile() {
+    let env = env().await;
+    env.create_role("app").await;
+    let y = env
+        .rotator("replica-y")
+        .strategy(Strategy::single_user("app"));
+    let x = env
+        .rotator("replica-x")
+        .strategy(Strategy::single_user("app"))
+        .conflict_recheck(Duration::from_millis(200));
+    assert_status(&y.rotate("race2-db").await, RotationStatus::Success);
+    let old = env.credential("race2-db").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let every = Duration::from_millis(1);
+
+    // 1. Y finishes a whole rotation while X is paused after its reads.
+    let (rx, ry) = while_paused_after_read(&x, "race2-db", every, async {
+        let ry = y.rotate_if_due("race2-db", every).await;
+        assert!(
+            !env.logs_in("app", &old.password).await,
+            "the credential X read no longer logs in"
+        );
+        ry
+    })
+    .await;
+    assert_status(&ry, RotationStatus::Success);
+    assert_status(&rx, RotationStatus::SkippedNotDue);
+    assert!(rx.error.is_none(), "{:?}", rx.error);
+    let new = env.credential("race2-db").await;
+    assert_eq!(new.version, old.version + 1, "exactly one rotation");
+    env.assert_logs_in(&new).await;
+    let rotated_at = vault_ops_rotation::state::vault_time::parse_rfc3339(&new.created_time)
+        .expect("created_time");
+    assert_eq!(
+        rx.next_due_at,
+        Some(rotated_at + every),
+        "X reports the due time of Y's rotation"
+    );
+    let (_, state) = env.state("race2-db").await;
+    assert!(state.pending().is_none());
+    assert!(state.last_error.is_none(), "{:?}", state.last_error);
+    assert!(
+        state
+            .history
+            .iter()
+            .all(|h| h.outcome == HistoryOutcome::Rotated),
+        "{:?}",
+        state.history
+    );
+    assert_eq!(state.history.last().unwrap().owner, "replica-y");
+
+    // 2. Y stops between ALTER ROLE and the commit (S pending, its lease live) while X is
+    //    paused: X stands back until the lease expires and writes nothing; Y finishes later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let y_stopping = y.clone().fault_hook(stop_at(FaultPoint::AfterApply));
+    let (rx, stopped) = while_paused_after_read(
+        &x,
+        "race2-db",
+        every,
+        y_stopping.rotate_if_due("race2-db", every),
+    )
+    .await;
+    assert!(
+        matches!(
+            stopped.error,
+            Some(RotationError::Interrupted(FaultPoint::AfterApply))
+        ),
+        "{stopped:?}"
+    );
+    assert_status(&rx, RotationStatus::SkippedNotDue);
+    let lease_end = rx.next_due_at.expect("the lease expiry");
+    assert!(lease_end > std::time::SystemTime::now() + Duration::from_secs(60));
+    let (_, state) = env.state("race2-db").await;
+    let pending = state.pending().expect("Y's rotation is still pending");
+    assert_eq!(pending.owner, "replica-y");
+    assert_eq!(
+        pending.step,
+        Step::Claimed,
+        "nobody wrote S after Y's claim"
+    );
+    assert!(pending.conflict.is_none(), "{:?}", pending.conflict);
+    assert!(state.last_error.is_none(), "{:?}", state.last_error);
+
+    let resumed = y.rotate_if_due("race2-db", every).await;
+    assert_status(&resumed, RotationStatus::Success);
+    let last = env.credential("race2-db").await;
+    assert_eq!(last.version, new.version + 1);
+    env.assert_logs_in(&last).await;
+    let (_, state) = env.state("race2-db").await;
+    assert!(state
+        .history
+        .iter()
+        .all(|h| h.outcome == HistoryOutcome::Rotated));
+}
+
 #[tokio::test]
 async fn failed_verification_rolls_back() {
     let env = env().await;

@@ -28,7 +28,9 @@ async fn healthy_dev_server_has_no_findings() {
     // The runtime gauges appear a second or two after start: wait (bounded) for them.
     common::eventually("runtime metrics", Duration::from_secs(15), || async {
         let m = c.sys().metrics().await.unwrap();
-        m.first("vault_runtime_alloc_bytes")
+        let both = m.first("vault_runtime_alloc_bytes").is_some()
+            && m.first("vault_expire_num_leases").is_some();
+        both.then_some(())
     })
     .await;
     let report = c.health_report(&Thresholds::default()).await;

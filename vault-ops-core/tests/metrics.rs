@@ -12,10 +12,12 @@ use vault_ops_testkit::BaoServer;
 
 /// Polls `sys/metrics` (for at most 20 s) until `name` has a sample: runtime gauges are
 /// emitted periodically, so they appear about a second after start.
-async fn metrics_with(c: &VaultClient, name: &str) -> Metrics {
-    common::eventually(name, Duration::from_secs(20), || async {
+/// Metrics once every one of `names` is reported (OpenBao emits its gauges on a timer, not all
+/// at the same moment after start).
+async fn metrics_with(c: &VaultClient, names: &[&str]) -> Metrics {
+    common::eventually(&names.join(", "), Duration::from_secs(20), || async {
         let m = c.sys().metrics().await.unwrap();
-        m.first(name).is_some().then_some(m)
+        names.iter().all(|n| m.first(n).is_some()).then_some(m)
     })
     .await
 }
@@ -24,7 +26,11 @@ async fn metrics_with(c: &VaultClient, name: &str) -> Metrics {
 async fn dev_server_metrics_read_as_numbers() {
     let (_bao, c) = common::dev_server().await;
 
-    let before = metrics_with(&c, "vault_runtime_alloc_bytes").await;
+    let before = metrics_with(
+        &c,
+        &["vault_runtime_alloc_bytes", "vault_expire_num_leases"],
+    )
+    .await;
     assert_eq!(
         before.skipped_lines(),
         0,
@@ -125,7 +131,7 @@ async fn metrics_without_a_token_in_dev_mode() {
     let bao = BaoServer::start().await;
     let c = VaultClient::new(bao.addr()).unwrap();
     assert!(!c.has_token());
-    let m = metrics_with(&c, "vault_runtime_alloc_bytes").await;
+    let m = metrics_with(&c, &["vault_runtime_alloc_bytes"]).await;
     assert!(m
         .first("vault_runtime_alloc_bytes")
         .is_some_and(|v| v > 0.0));
@@ -134,7 +140,7 @@ async fn metrics_without_a_token_in_dev_mode() {
 #[tokio::test]
 async fn metrics_json() {
     let (_bao, c) = common::dev_server().await;
-    metrics_with(&c, "vault_runtime_alloc_bytes").await;
+    metrics_with(&c, &["vault_runtime_alloc_bytes"]).await;
     let v = c.sys().metrics_json().await.unwrap();
     let gauges = v["Gauges"].as_array().expect("Gauges array");
     assert!(gauges

@@ -210,7 +210,7 @@ impl BaoServer {
                         root_token,
                         log_path,
                         dir,
-                    }
+                    };
                 }
                 Err(err) => {
                     kill_and_wait(&mut child).await;

@@ -1,0 +1,79 @@
+//! KV v2 read, write, list and token lookup through `VaultClient` (every default on), raw
+//! reqwest + serde (the limit) and vaultrs 0.8 (reads), at 1 and 32 requests in flight,
+//! against a canned loopback server and a real OpenBao dev server.
+//!
+//! One criterion iteration is one request, so criterion's time per iteration is the inverse
+//! of the throughput. Groups are named `<op>_<server>_c<in flight>`, functions by arm
+//! (`vault-ops`, `reqwest`, `vaultrs`); `report` reads their `estimates.json`.
+//!
+//! Run with `./dev bench` (or `cargo bench -p vault-ops-benches --bench kv -- --warm-up-time 1
+//! --measurement-time 2`). Under `cargo test` every bench runs once, as a smoke test.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{CannedServer, Client, Op};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+
+/// Requests in flight.
+const IN_FLIGHT: [usize; 2] = [1, 32];
+
+struct Target {
+    name: &'static str,
+    addr: String,
+    token: String,
+}
+
+fn bench_all(c: &mut Criterion, rt: &tokio::runtime::Runtime, targets: &[Target]) {
+    for op in Op::ALL {
+        for target in targets {
+            for in_flight in IN_FLIGHT {
+                let mut group =
+                    c.benchmark_group(format!("{}_{}_c{in_flight}", op.name(), target.name));
+                group.throughput(Throughput::Elements(1));
+                // Every sample runs many requests, so 32 are really in flight.
+                group.sampling_mode(SamplingMode::Flat);
+                group.sample_size(20);
+                for &arm in op.arms() {
+                    let client = Arc::new(Client::new(arm, &target.addr, &target.token));
+                    rt.block_on(client.check(op));
+                    group.bench_function(BenchmarkId::from_parameter(arm.name()), |b| {
+                        b.iter_custom(|iters| {
+                            rt.block_on(common::run(&client, op, iters, in_flight))
+                        })
+                    });
+                }
+                group.finish();
+            }
+        }
+    }
+}
+
+fn main() {
+    common::serve_if_server();
+    let rt = common::client_runtime();
+    let canned = CannedServer::start();
+    let bao = rt.block_on(vault_ops_testkit::BaoServer::start());
+    rt.block_on(common::seed_real_server(&bao.addr(), bao.root_token()));
+    let targets = [
+        Target {
+            name: "canned",
+            addr: canned.addr().to_string(),
+            token: common::CANNED_TOKEN.to_string(),
+        },
+        Target {
+            name: "bao",
+            addr: bao.addr(),
+            token: bao.root_token().to_string(),
+        },
+    ];
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .without_plots()
+        .configure_from_args();
+    bench_all(&mut c, &rt, &targets);
+    c.final_summary();
+}

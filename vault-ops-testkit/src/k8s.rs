@@ -234,8 +234,8 @@ impl JwtSigner {
     }
 }
 
-/// One `TokenReview` the stand-in answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One `TokenReview` the stand-in answered. `Debug` does not print the tokens.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Review {
     /// `spec.token`: the token under review.
     pub token: String,
@@ -247,6 +247,18 @@ pub struct Review {
     pub status: u16,
     /// Whether the answer said `authenticated: true`.
     pub authenticated: bool,
+}
+
+impl std::fmt::Debug for Review {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Review")
+            .field("token", &"[REDACTED]")
+            .field("bearer", &self.bearer.as_ref().map(|_| "[REDACTED]"))
+            .field("audiences", &self.audiences)
+            .field("status", &self.status)
+            .field("authenticated", &self.authenticated)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]

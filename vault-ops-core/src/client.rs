@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::config::{CaSource, ClientBuilder, RetryPolicy, DEFAULT_TIMEOUT};
@@ -47,7 +47,7 @@ struct Inner {
     /// The configured addresses as shown to users, in the same order.
     addresses: Vec<String>,
     ha: Arc<HaState>,
-    token: RwLock<Option<SecretString>>,
+    token: RwLock<Option<TokenCell>>,
     namespace: Option<HeaderValue>,
     namespace_text: Option<String>,
     retry: RetryPolicy,
@@ -183,7 +183,7 @@ impl VaultClient {
                     bases,
                     addresses,
                     ha: Arc::new(HaState::new(b.read_your_writes)),
-                    token: RwLock::new(b.token),
+                    token: RwLock::new(b.token.map(TokenCell::new)),
                     namespace,
                     namespace_text: b.namespace,
                     retry: b.retry,
@@ -233,7 +233,20 @@ impl VaultClient {
             .token
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            .as_ref()
+            .map(|cell| cell.secret.clone())
+    }
+
+    /// The token's `X-Vault-Token` value, built (and marked sensitive) once when the token
+    /// was set: `None` without a token, `Some(None)` when the token cannot be sent in a
+    /// header.
+    pub(crate) fn token_header(&self) -> Option<Option<HeaderValue>> {
+        self.inner
+            .token
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|cell| cell.header.clone())
     }
 
     /// `true` when a token is set.
@@ -251,7 +264,7 @@ impl VaultClient {
             .inner
             .token
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(token);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(TokenCell::new(token));
     }
 
     /// Removes the token (requests that need one then fail with
@@ -274,7 +287,7 @@ impl VaultClient {
                 bases: self.inner.bases.clone(),
                 addresses: self.inner.addresses.clone(),
                 ha: self.inner.ha.clone(),
-                token: RwLock::new(Some(token)),
+                token: RwLock::new(Some(TokenCell::new(token))),
                 namespace: self.inner.namespace.clone(),
                 namespace_text: self.inner.namespace_text.clone(),
                 retry: self.inner.retry.clone(),
@@ -304,7 +317,13 @@ impl VaultClient {
                 bases: self.inner.bases.clone(),
                 addresses: self.inner.addresses.clone(),
                 ha: self.inner.ha.clone(),
-                token: RwLock::new(self.token()),
+                token: RwLock::new(
+                    self.inner
+                        .token
+                        .read()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone(),
+                ),
                 namespace: header,
                 namespace_text: (!ns.is_empty()).then_some(ns),
                 retry: self.inner.retry.clone(),
@@ -452,14 +471,16 @@ impl VaultClient {
             .clone()
     }
 
-    /// The URL of `path` below `/v1/` on the address in use. A path that would leave the
-    /// configured server or `/v1/` (an absolute URL, `\\host`, `%2e%2e`) is refused, so the
-    /// token goes nowhere else.
+    /// [`url_at`](Self::url_at) on the address in use.
+    #[cfg(test)]
     pub(crate) fn url_for(&self, path: &str) -> Result<Url> {
         self.url_at(self.current_index(), path)
     }
 
-    /// Like [`url_for`](Self::url_for), on the address at `index`.
+    /// The URL of `path` below `/v1/` on the address at `index`. A path that would leave the
+    /// configured server or `/v1/` (an absolute URL, `\\host`, `%2e%2e`) is refused, so the
+    /// token goes nowhere else. The send paths build every URL here, once per address tried
+    /// and before anything is sent.
     pub(crate) fn url_at(&self, index: usize, path: &str) -> Result<Url> {
         let base = self.inner.bases.get(index).ok_or_else(|| {
             crate::Error::InvalidInput(format!("no configured address number {index}"))
@@ -478,6 +499,34 @@ impl VaultClient {
             )));
         }
         Ok(url)
+    }
+}
+
+/// The token and its `X-Vault-Token` header value, built once when the token is set so
+/// requests neither clone the secret nor validate it again. `Debug` shows neither.
+#[derive(Clone)]
+struct TokenCell {
+    secret: SecretString,
+    /// `None` when the token cannot be sent in a header (requests needing it then fail
+    /// with [`Error::InvalidInput`](crate::Error::InvalidInput)).
+    header: Option<HeaderValue>,
+}
+
+impl TokenCell {
+    fn new(secret: SecretString) -> TokenCell {
+        let header = HeaderValue::from_str(secret.expose_secret())
+            .ok()
+            .map(|mut value| {
+                value.set_sensitive(true);
+                value
+            });
+        TokenCell { secret, header }
+    }
+}
+
+impl std::fmt::Debug for TokenCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCell([REDACTED])")
     }
 }
 
@@ -855,6 +904,57 @@ fn rewrite_host(base: &Url, name: &str) -> Result<Url, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_cell_keeps_a_sensitive_header_and_redacts() {
+        let c = VaultClient::new("http://127.0.0.1:1").unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.token_header().is_none());
+        c.set_token(SecretString::from("s.CELLTOKEN"));
+        let header = c.token_header().flatten();
+        let header = header.unwrap_or_else(|| panic!("no header"));
+        assert!(header.is_sensitive());
+        assert_eq!(header, "s.CELLTOKEN");
+        assert_eq!(
+            c.token().map(|t| t.expose_secret().to_string()).as_deref(),
+            Some("s.CELLTOKEN")
+        );
+        let cell = c
+            .inner
+            .token
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let shown = format!("{cell:?} {c:?}");
+        assert!(!shown.contains("CELLTOKEN"), "{shown}");
+
+        // A token that cannot be a header value is kept, but has no header.
+        c.set_token(SecretString::from("s.bad\ntoken"));
+        assert!(matches!(c.token_header(), Some(None)));
+        assert!(c.has_token());
+
+        // with_token builds its own cell; with_namespace copies the current one.
+        let other = c.with_token(SecretString::from("s.OTHER"));
+        assert_eq!(
+            other
+                .token_header()
+                .flatten()
+                .as_ref()
+                .map(|h| h.as_bytes()),
+            Some(&b"s.OTHER"[..])
+        );
+        assert!(matches!(c.token_header(), Some(None)));
+        let ns = other
+            .with_namespace("team")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let h = ns
+            .token_header()
+            .flatten()
+            .unwrap_or_else(|| panic!("no header"));
+        assert!(h.is_sensitive());
+        assert_eq!(h, "s.OTHER");
+        c.clear_token();
+        assert!(c.token_header().is_none());
+    }
 
     fn u(s: &str) -> Url {
         Url::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))

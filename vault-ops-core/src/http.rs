@@ -30,6 +30,13 @@ pub const INCONSISTENT_HEADER: &str = "x-vault-inconsistent";
 /// active node.
 pub const FORWARD_ACTIVE_NODE: &str = "forward-active-node";
 
+// The header names above as `HeaderName`s, so no request parses (and allocates) them again.
+const TOKEN_HEADER_NAME: HeaderName = HeaderName::from_static(TOKEN_HEADER);
+const NAMESPACE_HEADER_NAME: HeaderName = HeaderName::from_static(NAMESPACE_HEADER);
+const REQUEST_HEADER_NAME: HeaderName = HeaderName::from_static(REQUEST_HEADER);
+const INDEX_HEADER_NAME: HeaderName = HeaderName::from_static(INDEX_HEADER);
+const INCONSISTENT_HEADER_NAME: HeaderName = HeaderName::from_static(INCONSISTENT_HEADER);
+
 /// Which token a request carries.
 #[derive(Clone, Default)]
 pub enum TokenChoice {
@@ -108,17 +115,22 @@ impl std::fmt::Debug for Request {
 impl Request {
     /// A request with this method to `path` (below `/v1/`, with or without a leading `/`).
     pub fn new(method: Method, path: impl Into<String>) -> Self {
-        let path: String = path.into();
+        let mut path: String = path.into();
+        // Strip leading slashes in place: no new allocation for a path that is already owned.
+        let leading = path.len() - path.trim_start_matches('/').len();
+        if leading > 0 {
+            path.drain(..leading);
+        }
         Request {
             method,
-            path: path.trim_start_matches('/').to_string(),
+            node_local: is_node_local_path(&path),
+            path,
             query: Vec::new(),
             body: None,
             token: TokenChoice::Client,
             ok_statuses: Vec::new(),
             headers: Vec::new(),
             retry: true,
-            node_local: is_node_local_path(&path),
         }
     }
 
@@ -541,8 +553,9 @@ impl VaultClient {
     /// along.
     pub async fn execute(&self, req: Request) -> Result<Response> {
         validate_path(&req.path)?;
-        // Checks the path once; each attempt builds the URL on the address it uses.
-        self.url_for(&req.path)?;
+        // No URL pre-check: each attempt builds the URL on the address it uses with `url_at`,
+        // which refuses a path that would leave the configured server or `/v1/` before
+        // anything is sent (so a bad path fails on the first address, as before).
         let retry = self.retry_policy();
         let max_retries = if req.retry { retry.max_retries } else { 0 };
         let mut attempt: u32 = 0;
@@ -611,41 +624,44 @@ impl VaultClient {
         let mut builder = self
             .http()
             .request(req.method.clone(), url.clone())
-            .header(REQUEST_HEADER, HeaderValue::from_static("true"));
+            .header(REQUEST_HEADER_NAME, HeaderValue::from_static("true"));
         if !req.query.is_empty() {
             builder = builder.query(&req.query);
         }
+        fn bad_token() -> Error {
+            Error::InvalidInput(
+                "the token contains characters that cannot be sent in a header".into(),
+            )
+        }
+        // The client's token header was built (and marked sensitive) when the token was set.
         let token = match &req.token {
-            TokenChoice::Client => match self.token() {
-                Some(t) => Some(t),
+            TokenChoice::Client => match self.token_header() {
+                Some(header) => Some(header.ok_or_else(bad_token)?),
                 None => return Err(Error::MissingToken),
             },
-            TokenChoice::ClientIfSet => self.token(),
+            TokenChoice::ClientIfSet => match self.token_header() {
+                Some(header) => Some(header.ok_or_else(bad_token)?),
+                None => None,
+            },
             TokenChoice::None => None,
-            TokenChoice::Explicit(t) => Some(t.clone()),
+            TokenChoice::Explicit(t) => {
+                let mut v = HeaderValue::from_str(t.expose_secret()).map_err(|_| bad_token())?;
+                v.set_sensitive(true);
+                Some(v)
+            }
         };
         if let Some(token) = token {
-            match HeaderValue::from_str(token.expose_secret()) {
-                Ok(mut v) => {
-                    v.set_sensitive(true);
-                    builder = builder.header(TOKEN_HEADER, v);
-                }
-                Err(_) => {
-                    return Err(Error::InvalidInput(
-                        "the token contains characters that cannot be sent in a header".into(),
-                    ))
-                }
-            }
+            builder = builder.header(TOKEN_HEADER_NAME, token);
         }
         if let Some(ns) = self.namespace_header() {
-            builder = builder.header(NAMESPACE_HEADER, ns.clone());
+            builder = builder.header(NAMESPACE_HEADER_NAME, ns.clone());
         }
         // The caller's own index header wins over the remembered one; node-local requests
         // (health, seal status, metrics) must be answered by the node they reach.
         if !req.node_local && !req.headers.iter().any(|(name, _)| name == INDEX_HEADER) {
             if let Some(index) = self.index_to_send() {
-                builder = builder.header(INDEX_HEADER, index).header(
-                    INCONSISTENT_HEADER,
+                builder = builder.header(INDEX_HEADER_NAME, index).header(
+                    INCONSISTENT_HEADER_NAME,
                     HeaderValue::from_static(FORWARD_ACTIVE_NODE),
                 );
             }
@@ -679,7 +695,7 @@ impl VaultClient {
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response> {
         validate_path(&req.path)?;
-        self.url_for(&req.path)?;
+        // The URL (checked by `url_at`) is built per address in the loop, before sending.
         // A streamed body cannot be sent twice: such a request gets one address only.
         let rounds = if body.is_some() {
             1
@@ -778,8 +794,10 @@ impl VaultClient {
                 };
             }
         };
+        let mut resp = resp;
         let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
+        // Taken, not cloned: `bytes()` below needs only the body.
+        let headers = std::mem::take(resp.headers_mut());
         self.record_index(&headers);
         let body = match resp.bytes().await {
             Ok(b) => b,
@@ -940,6 +958,53 @@ mod tests {
             assert!(!Request::get(p).node_local, "{p}");
         }
         assert!(Request::get("secret/data/a").node_local().node_local);
+    }
+
+    #[test]
+    fn request_paths_lose_leading_slashes_only() {
+        assert_eq!(Request::get("//secret/data/a/").path(), "secret/data/a/");
+        assert_eq!(
+            Request::get(String::from("secret/data/a")).path(),
+            "secret/data/a"
+        );
+        assert_eq!(Request::get("/").path(), "");
+        assert!(Request::get("///sys/health").node_local);
+    }
+
+    /// Token and path problems fail before anything is sent: the address is not listening,
+    /// so anything sent would be a transport error instead.
+    #[tokio::test]
+    async fn bad_tokens_and_paths_fail_before_sending() {
+        let c = VaultClient::new("http://127.0.0.1:1").unwrap_or_else(|e| panic!("{e}"));
+        let e = c.execute(Request::get("sys/mounts")).await;
+        assert!(matches!(e, Err(Error::MissingToken)), "{e:?}");
+        c.set_token(SecretString::from("s.bad\ntoken"));
+        for choice in [TokenChoice::Client, TokenChoice::ClientIfSet] {
+            let e = c.execute(Request::get("sys/mounts").token(choice)).await;
+            assert!(
+                matches!(&e, Err(Error::InvalidInput(m)) if m.contains("token")),
+                "{e:?}"
+            );
+        }
+        let explicit = TokenChoice::Explicit(SecretString::from("s.bad\rx"));
+        let e = c.execute(Request::get("sys/mounts").token(explicit)).await;
+        assert!(
+            matches!(&e, Err(Error::InvalidInput(m)) if m.contains("token")),
+            "{e:?}"
+        );
+        c.set_token(SecretString::from("s.good"));
+        for hostile in [
+            "%2e%2e/sys/seal",
+            "a/%2E%2e/%2e%2e/x",
+            "secret/../sys/seal",
+            "",
+        ] {
+            let e = c.execute(Request::get(hostile).no_retry()).await;
+            assert!(matches!(e, Err(Error::InvalidInput(_))), "{hostile}: {e:?}");
+        }
+        // A good path and token do get sent (and find nobody listening).
+        let e = c.execute(Request::get("sys/mounts").no_retry()).await;
+        assert!(matches!(e, Err(Error::Transport { .. })), "{e:?}");
     }
 
     #[test]

@@ -101,7 +101,10 @@ pub(crate) fn not_found_as_none<T>(result: Result<T>) -> Result<Option<T>> {
 
 /// LIST a path: the keys, or empty when Vault answers a bare 404 (its answer for "nothing
 /// here"). A 404 with a message (an unknown mount: `no handler for route`) stays an error.
-pub(crate) async fn list_keys(client: &VaultClient, path: &str) -> Result<Vec<String>> {
+pub(crate) async fn list_keys(
+    client: &VaultClient,
+    path: impl Into<String>,
+) -> Result<Vec<String>> {
     match client.execute(Request::list(path)).await {
         Ok(resp) => Ok(resp.json::<VaultResponse<ListData>>()?.data.keys),
         Err(e) if is_bare_not_found(&e) => Ok(Vec::new()),

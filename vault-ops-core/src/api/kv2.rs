@@ -18,15 +18,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::api::generic::{list_keys, not_found_as_none, read_data, read_data_opt, send};
 use crate::client::VaultClient;
 use crate::error::{ApiError, Error, Result};
-use crate::http::{join_path, Request, Response};
-use crate::response::{null_default, VaultResponse};
+use crate::http::{Request, Response};
+use crate::response::null_default;
 
 /// A KV v2 mount. Get it with [`VaultClient::kv2`].
 #[derive(Debug, Clone)]
@@ -38,9 +38,13 @@ pub struct Kv2<'a> {
 impl VaultClient {
     /// The KV v2 engine mounted at `mount` (e.g. `secret`).
     pub fn kv2(&self, mount: impl Into<String>) -> Kv2<'_> {
+        let mut mount: String = mount.into();
+        if mount.starts_with('/') || mount.ends_with('/') {
+            mount = mount.trim_matches('/').to_string();
+        }
         Kv2 {
             client: self,
-            mount: mount.into().trim_matches('/').to_string(),
+            mount,
         }
     }
 }
@@ -187,12 +191,34 @@ pub struct KvConfig {
     pub delete_version_after: String,
 }
 
+/// The part of Vault's reply envelope a KV read needs: its `data` (other fields skipped).
 #[derive(Deserialize)]
-struct ReadData {
-    #[serde(default)]
-    data: Option<Value>,
+struct DataOnly<D> {
+    data: D,
+}
+
+/// A read's `data`: the secret, decoded straight into the caller's type (no
+/// `serde_json::Value` in between), and the version's metadata.
+#[derive(Deserialize)]
+struct ReadData<T> {
+    #[serde(default = "Option::default")]
+    data: Option<T>,
     #[serde(default)]
     metadata: Option<VersionMetadata>,
+}
+
+/// A write's body, serialized straight from the caller's data (no `serde_json::Value`).
+#[derive(Serialize)]
+struct WriteBody<'a, D: ?Sized> {
+    data: &'a D,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<CasOption>,
+}
+
+/// A write's check-and-set option.
+#[derive(Serialize)]
+struct CasOption {
+    cas: u64,
 }
 
 impl Kv2<'_> {
@@ -201,7 +227,26 @@ impl Kv2<'_> {
         if p.is_empty() {
             return Err(Error::InvalidInput("the secret path is empty".into()));
         }
-        Ok(join_path(&[&self.mount, kind, p]))
+        Ok(self.join(kind, p, false))
+    }
+
+    /// `<mount>/<kind>/<rest>` (plus a trailing `/` for a LIST) in one allocation: the path
+    /// `join_path` gives, for a trimmed `rest` and a fixed `kind` segment.
+    fn join(&self, kind: &str, rest: &str, trailing_slash: bool) -> String {
+        let mut p = String::with_capacity(self.mount.len() + kind.len() + rest.len() + 3);
+        if !self.mount.is_empty() {
+            p.push_str(&self.mount);
+            p.push('/');
+        }
+        p.push_str(kind);
+        if !rest.is_empty() {
+            p.push('/');
+            p.push_str(rest);
+        }
+        if trailing_slash {
+            p.push('/');
+        }
+        p
     }
 
     /// `vault kv get`: the latest version, typed. A missing secret is an error for which
@@ -240,23 +285,25 @@ impl Kv2<'_> {
             req = req.query("version", v.to_string());
         }
         let resp = self.client.execute(req).await?;
-        let body: Option<VaultResponse<ReadData>> = if resp.status() == 404 {
-            // A deleted or destroyed version answers 404 with its metadata; a missing one
-            // with `{"errors":[]}`.
-            resp.json().ok()
+        let read: Option<ReadData<T>> = if resp.status() == 404 {
+            // A deleted or destroyed version answers 404 with its metadata (and `data: null`);
+            // a missing one with `{"errors":[]}`. Only the metadata matters here.
+            resp.json::<DataOnly<ReadData<IgnoredAny>>>()
+                .ok()
+                .map(|body| ReadData {
+                    data: None,
+                    metadata: body.data.metadata,
+                })
         } else {
-            Some(resp.json()?)
+            // Straight into `T`; a body that does not fit is `Response::decode_error` (values
+            // redacted), as every `Response::json`.
+            Some(resp.json::<DataOnly<ReadData<T>>>()?.data)
         };
-        let read = body.map(|b| b.data);
         match read {
             Some(ReadData {
                 data: Some(data),
                 metadata: Some(metadata),
-            }) if !data.is_null() => {
-                let data =
-                    serde_json::from_value(data).map_err(|e| resp.decode_error(e.to_string()))?;
-                Ok(KvSecret { data, metadata })
-            }
+            }) => Ok(KvSecret { data, metadata }),
             Some(ReadData {
                 metadata: Some(m), ..
             }) if m.destroyed => Err(Error::SecretVersionDestroyed {
@@ -301,9 +348,9 @@ impl Kv2<'_> {
         data: &impl Serialize,
         cas: Option<u64>,
     ) -> Result<VersionMetadata> {
-        let body = match cas {
-            Some(cas) => json!({"data": data, "options": {"cas": cas}}),
-            None => json!({"data": data}),
+        let body = WriteBody {
+            data,
+            options: cas.map(|cas| CasOption { cas }),
         };
         read_data(self.client, method(self.path("data", path)?).json(&body)?).await
     }
@@ -326,8 +373,8 @@ impl Kv2<'_> {
 
     /// `vault kv list`: keys below `path` (folders end in `/`); empty when there are none.
     pub async fn list(&self, path: &str) -> Result<Vec<String>> {
-        let p = join_path(&[&self.mount, "metadata", path.trim_matches('/')]);
-        list_keys(self.client, &format!("{p}/")).await
+        let p = self.join("metadata", path.trim_matches('/'), true);
+        list_keys(self.client, p).await
     }
 
     /// `vault kv delete`: soft-deletes the latest version.
@@ -376,13 +423,13 @@ impl Kv2<'_> {
 
     /// The mount's settings.
     pub async fn read_config(&self) -> Result<KvConfig> {
-        let req = Request::get(join_path(&[&self.mount, "config"]));
+        let req = Request::get(self.join("config", "", false));
         read_data(self.client, req).await
     }
 
     /// Writes the mount's settings (`max_versions`, `cas_required`, `delete_version_after`).
     pub async fn write_config(&self, config: &KvConfig) -> Result<()> {
-        let req = Request::post(join_path(&[&self.mount, "config"])).json(config)?;
+        let req = Request::post(self.join("config", "", false)).json(config)?;
         send(self.client, req).await
     }
 }
@@ -397,4 +444,77 @@ fn not_found(resp: &Response) -> Error {
         warnings,
         request_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::join_path;
+
+    #[test]
+    fn paths_match_join_path() {
+        let c = VaultClient::new("http://127.0.0.1:1").unwrap_or_else(|e| panic!("{e}"));
+        for mount in ["secret", "/secret/", "team/kv", "", "/"] {
+            let kv = c.kv2(mount);
+            for kind in ["data", "metadata", "destroy"] {
+                for path in ["a", "/a/b/", "a b/c"] {
+                    let p = path.trim_matches('/');
+                    assert_eq!(
+                        kv.path(kind, path).unwrap_or_else(|e| panic!("{e}")),
+                        join_path(&[mount, kind, p]),
+                        "{mount:?} {kind} {path:?}"
+                    );
+                }
+                assert!(kv.path(kind, "//").is_err());
+            }
+            for path in ["", "/", "a", "/a/b/"] {
+                let old = format!(
+                    "{}/",
+                    join_path(&[mount, "metadata", path.trim_matches('/')])
+                );
+                assert_eq!(kv.join("metadata", path.trim_matches('/'), true), old);
+            }
+            assert_eq!(kv.join("config", "", false), join_path(&[mount, "config"]));
+        }
+    }
+
+    #[test]
+    fn write_bodies_match_the_old_json() {
+        let data = json!({"username": "app", "port": 5432});
+        let plain = serde_json::to_value(WriteBody {
+            data: &data,
+            options: None,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plain, json!({"data": data}));
+        let cas = serde_json::to_value(WriteBody {
+            data: &data,
+            options: Some(CasOption { cas: 7 }),
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cas, json!({"data": data, "options": {"cas": 7}}));
+    }
+
+    #[test]
+    fn read_envelopes() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Db {
+            user: String,
+        }
+        let ok: DataOnly<ReadData<Db>> = serde_json::from_str(
+            r#"{"request_id":"r","data":{"data":{"user":"app"},"metadata":{"version":3}},"warnings":null}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok.data.data, Some(Db { user: "app".into() }));
+        assert_eq!(ok.data.metadata.map(|m| m.version), Some(3));
+        let deleted: DataOnly<ReadData<IgnoredAny>> = serde_json::from_str(
+            r#"{"data":{"data":null,"metadata":{"version":2,"deletion_time":"2024-02-01T00:00:00Z"}}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(deleted.data.data.is_none());
+        assert_eq!(deleted.data.metadata.map(|m| m.version), Some(2));
+        assert!(
+            serde_json::from_str::<DataOnly<ReadData<IgnoredAny>>>(r#"{"errors":[]}"#).is_err()
+        );
+    }
 }

@@ -1,0 +1,645 @@
+//! Rotation and scheduler costs (issue 6), against a real OpenBao dev server and, for the
+//! database rotator, a real PostgreSQL (both from `vault-ops-testkit`).
+//!
+//! 1. **API-key rotation throughput**: `ApiKeyRotator::rotate` over a pool of distinct secrets
+//!    (`rot-<k>`, each rotated once before measuring, so every measured rotation is a steady-state
+//!    one), 32 in flight, next to raw reqwest KV v2 writes (the `kv` bench's `reqwest` write arm,
+//!    32 in flight) measured in the same run against the same server. Requests per rotation are
+//!    counted on the server: OpenBao's `vault_core_handle_request_count` (from `sys/metrics`,
+//!    which does not count itself) before and after a sequential batch of rotations. The bound is
+//!    raw writes/s ÷ requests per rotation (every request priced as a write); the goal is
+//!    achieved ÷ bound ≥ 0.8. Criterion groups: `rotation_api_key_c32/{vault-ops-rotate,
+//!    reqwest-kv-write}` (one iteration = one rotation / one write); the table uses the median of
+//!    interleaved rounds of fixed size measured after criterion, and criterion's medians beside.
+//! 2. **Database rotation**: `DatabaseCredentialRotator::rotate` (single user, SCRAM, TLS off on
+//!    loopback) run sequentially; the median of each step's duration (`RotationResult::steps`) and
+//!    of the whole rotation, and its requests to Vault.
+//! 3. **Scheduler**: 10,000 API-key secrets scheduled with `RotationScheduler::schedule(.., 30
+//!    days, ApiKeyRotator)`, jitter 0. The real rotator, no stub: the first start rotates every
+//!    secret once (never rotated before): *cold start* = time until every secret has had its first
+//!    run. Then that scheduler is shut down and a second one started over the same secrets (a
+//!    restart): *warm start* = time until every secret has reported `SkippedNotDue` (its due time
+//!    loaded from Vault). Then this process's CPU (`utime + stime` of `/proc/self/stat`, clock
+//!    ticks) and OpenBao's over ~5 s of idling, and this process's `VmRSS` with 10,000 sleeping
+//!    tasks (and before the scheduler started).
+//!
+//! Run with `./dev bench` or `cargo bench -p vault-ops-benches --bench rotation`; the table is
+//! printed and written to `target/criterion/vault-ops-rotation-report.md`. Knob:
+//! `VAULT_OPS_BENCH_SCHED_SECRETS` (default 10,000). Under `cargo test` (no `--bench` argument)
+//! everything runs once with tiny counts (100 scheduled secrets, 1 s of idling) as a smoke test.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Arm, Client, Op};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use vault_ops_core::{SecretString, VaultClient};
+use vault_ops_rotation::{
+    ApiKeyRotator, DatabaseCredentialRotator, RotationScheduler, RotationStatus, Rotator,
+    SchedulerOptions, Strategy, TlsMode,
+};
+use vault_ops_testkit::{BaoServer, PgCluster};
+
+/// Rotations (and raw writes) in flight.
+const IN_FLIGHT: usize = 32;
+/// The criterion group of part 1.
+const GROUP: &str = "rotation_api_key_c32";
+const ARM_ROTATE: &str = "vault-ops-rotate";
+const ARM_RAW: &str = "reqwest-kv-write";
+/// The database role the database rotator manages.
+const DB_ROLE: &str = "bench_app";
+const DAY: Duration = Duration::from_secs(86_400);
+
+struct Sizes {
+    /// A `cargo test` smoke run (criterion measures nothing, so its old results are not shown).
+    smoke: bool,
+    /// Distinct API-key secrets in the rotation pool.
+    pool: u64,
+    /// Rotations per interleaved round (raw writes: `raw_factor` times as many).
+    rotations: u64,
+    raw_factor: u64,
+    rounds: usize,
+    /// Sequential rotations whose server-side requests are counted.
+    counted: u64,
+    db_rotations: usize,
+    sched_secrets: usize,
+    idle: Duration,
+}
+
+impl Sizes {
+    fn new(smoke: bool) -> Sizes {
+        if smoke {
+            return Sizes {
+                smoke,
+                pool: 64,
+                rotations: 32,
+                raw_factor: 2,
+                rounds: 1,
+                counted: 4,
+                db_rotations: 3,
+                sched_secrets: 100,
+                idle: Duration::from_secs(1),
+            };
+        }
+        Sizes {
+            smoke,
+            pool: 1024,
+            rotations: 1_000,
+            raw_factor: 4,
+            rounds: 5,
+            counted: 50,
+            db_rotations: 40,
+            sched_secrets: std::env::var("VAULT_OPS_BENCH_SCHED_SECRETS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10_000),
+            idle: Duration::from_secs(5),
+        }
+    }
+}
+
+fn vault_client(bao: &BaoServer) -> VaultClient {
+    VaultClient::builder()
+        .address(bao.addr())
+        .token(bao.root_token())
+        .build()
+        .unwrap_or_else(|e| panic!("client: {e}"))
+}
+
+/// Waits (at most 10 s) until the dev server's KV v2 mount answers reads (right after start it
+/// may answer 400 while upgrading to versioned data).
+async fn wait_for_kv(client: &VaultClient) {
+    for _ in 0..100 {
+        match client
+            .kv2(common::MOUNT)
+            .get_opt::<serde_json::Value>("bench-probe")
+            .await
+        {
+            Ok(_) => return,
+            Err(e) if e.status() == Some(400) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("KV v2 is not usable: {e}"),
+        }
+    }
+    panic!("KV v2 did not become usable within 10 s");
+}
+
+/// Requests OpenBao has handled so far (`sys/metrics` itself is not counted).
+async fn server_requests(client: &VaultClient) -> f64 {
+    client
+        .sys()
+        .metrics()
+        .await
+        .unwrap_or_else(|e| panic!("sys/metrics: {e}"))
+        .first("vault_core_handle_request_count")
+        .unwrap_or_else(|| panic!("no vault_core_handle_request_count in sys/metrics"))
+}
+
+/// Rotates `n` secrets of the pool (round robin from a shared cursor, so consecutive calls go
+/// on where the last one stopped), `in_flight` at a time; returns the wall time. Panics on a
+/// rotation that neither succeeds nor is skipped.
+async fn rotate_many(
+    rotator: &Arc<ApiKeyRotator>,
+    cursor: &Arc<AtomicU64>,
+    pool: u64,
+    n: u64,
+    in_flight: usize,
+) -> Duration {
+    let start = cursor.fetch_add(n, Ordering::Relaxed);
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..in_flight.min(n.max(1) as usize))
+        .map(|_| {
+            let rotator = rotator.clone();
+            let next = next.clone();
+            tokio::spawn(async move {
+                loop {
+                    let j = next.fetch_add(1, Ordering::Relaxed);
+                    if j >= n {
+                        break;
+                    }
+                    let name = format!("rot-{}", (start + j) % pool);
+                    let r = rotator.rotate(&name).await;
+                    match r.status {
+                        RotationStatus::Success | RotationStatus::SkippedNotDue => {}
+                        other => panic!("rotating {name}: {other:?}: {:?}", r.error),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        if let Err(e) = t.await {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+    started.elapsed()
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+/// The target directory: `CARGO_TARGET_DIR`, else the one holding this binary
+/// (`<target>/<profile>/deps/<exe>`).
+fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.ancestors().nth(3).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("target"))
+}
+
+/// Criterion's median time per iteration (ns) of `arm` in [`GROUP`], when present.
+fn criterion_ns(arm: &str) -> Option<f64> {
+    let path = target_dir()
+        .join("criterion")
+        .join(GROUP)
+        .join(arm)
+        .join("new/estimates.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    v["median"]["point_estimate"].as_f64()
+}
+
+/// `utime + stime` (clock ticks) of `/proc/<pid>/stat`.
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/stat: {e}"));
+    // The command name (field 2) may contain spaces; fields after its `)` start at field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15, i.e. indices 11 and 12 after the `)`.
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(11) + get(12)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks_per_sec() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// `VmRSS` of this process in MiB.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// Open file descriptors of this process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 10_000.0 {
+        format!("{:.1} k/s", r / 1000.0)
+    } else {
+        format!("{r:.0} /s")
+    }
+}
+
+fn ms(d: f64) -> String {
+    format!("{:.2} ms", d * 1e3)
+}
+
+/// Part 1: criterion, then interleaved rounds and the request count.
+struct ApiKeyNumbers {
+    rotations_per_sec: f64,
+    raw_writes_per_sec: f64,
+    criterion_rotations: Option<f64>,
+    criterion_raw: Option<f64>,
+    requests_per_rotation: f64,
+    requests_per_check: f64,
+}
+
+fn bench_api_keys(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    bao: &BaoServer,
+    sizes: &Sizes,
+) -> ApiKeyNumbers {
+    let client = vault_client(bao);
+    let rotator = Arc::new(ApiKeyRotator::new(client.clone()));
+    let cursor = Arc::new(AtomicU64::new(0));
+    let raw = Arc::new(Client::new(Arm::Raw, &bao.addr(), bao.root_token()));
+    rt.block_on(async {
+        raw.check(Op::Write).await;
+        // Every secret of the pool rotated once: from here on each rotation is a steady-state one.
+        rotate_many(&rotator, &cursor, sizes.pool, sizes.pool, IN_FLIGHT).await;
+    });
+
+    // Server-side requests per rotation (sequential, nothing else talks to the server).
+    let (requests_per_rotation, requests_per_check) = rt.block_on(async {
+        let before = server_requests(&client).await;
+        rotate_many(&rotator, &cursor, sizes.pool, sizes.counted, 1).await;
+        let after = server_requests(&client).await;
+        let per_rotation = (after - before) / sizes.counted as f64;
+        // And a check of a secret that is not due (what the scheduler does on every wake-up).
+        let before = server_requests(&client).await;
+        for k in 0..sizes.counted {
+            let r = rotator
+                .rotate_if_due(&format!("rot-{}", k % sizes.pool), 30 * DAY)
+                .await;
+            assert_eq!(r.status, RotationStatus::SkippedNotDue, "{:?}", r.error);
+        }
+        let after = server_requests(&client).await;
+        (per_rotation, (after - before) / sizes.counted as f64)
+    });
+
+    let mut group = c.benchmark_group(GROUP);
+    group.throughput(Throughput::Elements(1));
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    group.bench_function(BenchmarkId::from_parameter(ARM_RAW), |b| {
+        b.iter_custom(|iters| rt.block_on(common::run(&raw, Op::Write, iters, IN_FLIGHT)))
+    });
+    group.bench_function(BenchmarkId::from_parameter(ARM_ROTATE), |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(rotate_many(&rotator, &cursor, sizes.pool, iters, IN_FLIGHT))
+        })
+    });
+    group.finish();
+
+    // Interleaved rounds of fixed size, the order alternating.
+    let mut rot = Vec::new();
+    let mut wr = Vec::new();
+    let n_raw = sizes.rotations * sizes.raw_factor;
+    for round in 0..sizes.rounds {
+        for k in 0..2 {
+            if (k + round) % 2 == 0 {
+                let d = rt.block_on(rotate_many(
+                    &rotator,
+                    &cursor,
+                    sizes.pool,
+                    sizes.rotations,
+                    IN_FLIGHT,
+                ));
+                rot.push(sizes.rotations as f64 / d.as_secs_f64());
+            } else {
+                let d = rt.block_on(common::run(&raw, Op::Write, n_raw, IN_FLIGHT));
+                wr.push(n_raw as f64 / d.as_secs_f64());
+            }
+        }
+        eprintln!(
+            "api-key round {}: {} rotations, {} raw writes",
+            round + 1,
+            fmt_rate(*rot.last().unwrap_or(&f64::NAN)),
+            fmt_rate(*wr.last().unwrap_or(&f64::NAN)),
+        );
+    }
+    ApiKeyNumbers {
+        rotations_per_sec: median(rot),
+        raw_writes_per_sec: median(wr),
+        criterion_rotations: criterion_ns(ARM_ROTATE)
+            .filter(|_| !sizes.smoke)
+            .map(|ns| 1e9 / ns),
+        criterion_raw: criterion_ns(ARM_RAW)
+            .filter(|_| !sizes.smoke)
+            .map(|ns| 1e9 / ns),
+        requests_per_rotation,
+        requests_per_check,
+    }
+}
+
+/// Part 2: median duration of each step over sequential database rotations.
+struct DbNumbers {
+    rotations: usize,
+    /// (step, median seconds, how many rotations had it), in first-seen order.
+    steps: Vec<(&'static str, f64, usize)>,
+    total: f64,
+    requests_per_rotation: f64,
+}
+
+async fn bench_database(bao: &BaoServer, pg: &PgCluster, sizes: &Sizes) -> DbNumbers {
+    let (admin, conn) = tokio_postgres::connect(&pg.superuser_conn_string(), tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("superuser login: {e}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {DB_ROLE} LOGIN PASSWORD 'initial-unknown-password'"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("CREATE ROLE: {e}"));
+    let client = vault_client(bao);
+    let rotator = DatabaseCredentialRotator::new(
+        client.clone(),
+        pg.host(),
+        pg.superuser(),
+        SecretString::from(pg.superuser_password().to_string()),
+    )
+    .port(pg.port())
+    .tls(TlsMode::Disable)
+    .connect_timeout(Duration::from_secs(5))
+    .strategy(Strategy::single_user(DB_ROLE));
+    // The first rotation bootstraps the credential; not measured.
+    let first = rotator.rotate("bench-db").await;
+    assert!(first.is_success(), "bootstrap: {:?}", first.error);
+
+    let mut order: Vec<&'static str> = Vec::new();
+    let mut by_step: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    let mut totals = Vec::new();
+    let before = server_requests(&client).await;
+    for _ in 0..sizes.db_rotations {
+        let r = rotator.rotate("bench-db").await;
+        assert!(r.is_success(), "database rotation: {:?}", r.error);
+        totals.push(r.duration.as_secs_f64());
+        // A step may occur more than once in a run; sum its occurrences.
+        let mut this: BTreeMap<&'static str, f64> = BTreeMap::new();
+        for s in &r.steps {
+            if !order.contains(&s.step) {
+                order.push(s.step);
+            }
+            *this.entry(s.step).or_default() += s.duration.as_secs_f64();
+        }
+        for (step, d) in this {
+            by_step.entry(step).or_default().push(d);
+        }
+    }
+    let after = server_requests(&client).await;
+    DbNumbers {
+        rotations: sizes.db_rotations,
+        steps: order
+            .into_iter()
+            .map(|s| {
+                let v = by_step.remove(s).unwrap_or_default();
+                let n = v.len();
+                (s, median(v), n)
+            })
+            .collect(),
+        total: median(totals),
+        requests_per_rotation: (after - before) / sizes.db_rotations as f64,
+    }
+}
+
+/// Part 3.
+struct SchedNumbers {
+    secrets: usize,
+    cold_start: Duration,
+    warm_start: Duration,
+    idle: Duration,
+    idle_cpu_ms: f64,
+    idle_bao_cpu_ms: f64,
+    rss_before_mib: f64,
+    rss_idle_mib: f64,
+    /// Open file descriptors (mostly pooled keep-alive connections) before and while idle.
+    fds_before: usize,
+    fds_idle: usize,
+}
+
+fn scheduler(client: &VaultClient, rotator: &Arc<dyn Rotator>, n: usize) -> RotationScheduler {
+    let mut s = RotationScheduler::new(client.clone())
+        .with_options(SchedulerOptions::new().jitter(Duration::ZERO));
+    for i in 0..n {
+        s.schedule(format!("sched-{i}"), 30 * DAY, rotator.clone())
+            .unwrap_or_else(|e| panic!("schedule: {e}"));
+    }
+    s
+}
+
+/// Waits (bounded by `limit`) until every secret has had a run with `status`.
+async fn wait_all(
+    handle: &vault_ops_rotation::SchedulerHandle,
+    status: RotationStatus,
+    n: usize,
+    limit: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let stats = handle.stats();
+        let done = stats
+            .secrets
+            .iter()
+            .filter(|s| s.last_status == Some(status))
+            .count();
+        let failed = stats.total_failures();
+        assert_eq!(failed, 0, "scheduler failures: {:?}", {
+            stats.secrets.iter().find_map(|s| s.last_error.clone())
+        });
+        if done == n {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "only {done} of {n} secrets reached {status:?} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn bench_scheduler(bao: &BaoServer, sizes: &Sizes) -> SchedNumbers {
+    let client = vault_client(bao);
+    let rotator: Arc<dyn Rotator> = Arc::new(ApiKeyRotator::new(client.clone()));
+    let n = sizes.sched_secrets;
+    let limit = Duration::from_secs(600);
+    let rss_before_mib = rss_mib();
+    let fds_before = open_fds();
+
+    let cold = scheduler(&client, &rotator, n);
+    let started = Instant::now();
+    let handle = cold.start().unwrap_or_else(|e| panic!("start: {e}"));
+    wait_all(&handle, RotationStatus::Success, n, limit).await;
+    let cold_start = started.elapsed();
+    let stats = handle.shutdown().await;
+    assert_eq!(stats.total_rotations(), n as u64);
+
+    let warm = scheduler(&client, &rotator, n);
+    let started = Instant::now();
+    let handle = warm.start().unwrap_or_else(|e| panic!("start: {e}"));
+    wait_all(&handle, RotationStatus::SkippedNotDue, n, limit).await;
+    let warm_start = started.elapsed();
+
+    // Idle: nothing is due for 30 days.
+    let me = std::process::id().to_string();
+    let bao_pid = bao.pid().to_string();
+    let (cpu0, bao0) = (cpu_ticks(&me), cpu_ticks(&bao_pid));
+    let t0 = Instant::now();
+    tokio::time::sleep(sizes.idle).await;
+    let idle = t0.elapsed();
+    let (cpu1, bao1) = (cpu_ticks(&me), cpu_ticks(&bao_pid));
+    let rss_idle_mib = rss_mib();
+    let fds_idle = open_fds();
+    let stats = handle.shutdown().await;
+    assert_eq!(
+        stats.total_rotations(),
+        0,
+        "nothing was due after a restart"
+    );
+    assert_eq!(
+        stats.secrets.iter().map(|s| s.attempts).sum::<u64>(),
+        n as u64,
+        "one check per secret, no polling while idle"
+    );
+    let tick_ms = 1e3 / clock_ticks_per_sec();
+    SchedNumbers {
+        secrets: n,
+        cold_start,
+        warm_start,
+        idle,
+        idle_cpu_ms: (cpu1 - cpu0) as f64 * tick_ms,
+        idle_bao_cpu_ms: (bao1 - bao0) as f64 * tick_ms,
+        rss_before_mib,
+        rss_idle_mib,
+        fds_before,
+        fds_idle,
+    }
+}
+
+fn report(api: &ApiKeyNumbers, db: &DbNumbers, sched: &SchedNumbers) -> String {
+    let mut out = String::new();
+    let bound = api.raw_writes_per_sec / api.requests_per_rotation;
+    let ratio = api.rotations_per_sec / bound;
+    let mark = |ok: bool, text: String| if ok { text } else { format!("**{text} ✗**") };
+    out.push_str(&format!(
+        "API-key rotation, {IN_FLIGHT} in flight over distinct secrets (median of the interleaved rounds; criterion's median in brackets):\n\n\
+         | rotations/s | raw reqwest KV writes/s | Vault requests per rotation | bound = writes/s ÷ requests | achieved ÷ bound (goal ≥ 0.8×) | requests per not-due check |\n\
+         |---:|---:|---:|---:|---:|---:|\n\
+         | {} ({}) | {} ({}) | {:.1} | {} | {} | {:.1} |\n",
+        fmt_rate(api.rotations_per_sec),
+        api.criterion_rotations.map_or("—".into(), fmt_rate),
+        fmt_rate(api.raw_writes_per_sec),
+        api.criterion_raw.map_or("—".into(), fmt_rate),
+        api.requests_per_rotation,
+        fmt_rate(bound),
+        mark(ratio >= 0.8, format!("{ratio:.2}×")),
+        api.requests_per_check,
+    ));
+    out.push_str(&format!(
+        "\nDatabase rotation (single user, SCRAM, loopback), median of {} sequential rotations; {:.1} Vault requests per rotation:\n\n\
+         | step | median | in runs |\n|---|---:|---:|\n",
+        db.rotations, db.requests_per_rotation
+    ));
+    for (step, d, n) in &db.steps {
+        out.push_str(&format!("| {step} | {} | {n} |\n", ms(*d)));
+    }
+    out.push_str(&format!(
+        "| **whole rotation** | {} | {} |\n",
+        ms(db.total),
+        db.rotations
+    ));
+    let secs = sched.idle.as_secs_f64();
+    out.push_str(&format!(
+        "\nScheduler, {} API-key secrets every 30 days (real `ApiKeyRotator`, jitter 0):\n\n\
+         | cold start (first pass rotates each once) | warm start (restart: every due time loaded, all skipped) | idle CPU, this process | idle CPU, OpenBao | RSS before → idle with all scheduled | open fds before → idle |\n\
+         |---:|---:|---:|---:|---:|---:|\n\
+         | {:.2} s ({}) | {:.2} s ({}) | {:.0} ms over {secs:.1} s ({:.2} %) | {:.0} ms ({:.2} %) | {:.1} → {:.1} MiB | {} → {} |\n",
+        sched.secrets,
+        sched.cold_start.as_secs_f64(),
+        fmt_rate(sched.secrets as f64 / sched.cold_start.as_secs_f64()),
+        sched.warm_start.as_secs_f64(),
+        fmt_rate(sched.secrets as f64 / sched.warm_start.as_secs_f64()),
+        sched.idle_cpu_ms,
+        sched.idle_cpu_ms / 10.0 / secs,
+        sched.idle_bao_cpu_ms,
+        sched.idle_bao_cpu_ms / 10.0 / secs,
+        sched.rss_before_mib,
+        sched.rss_idle_mib,
+        sched.fds_before,
+        sched.fds_idle,
+    ));
+    out
+}
+
+fn main() {
+    common::serve_if_server();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let smoke = !args.iter().any(|a| a == "--bench");
+    let sizes = Sizes::new(smoke);
+    let rt = common::client_runtime();
+    let (bao, pg) = rt.block_on(async { tokio::join!(BaoServer::start(), PgCluster::start()) });
+    rt.block_on(wait_for_kv(&vault_client(&bao)));
+    rt.block_on(common::seed_real_server(&bao.addr(), bao.root_token()));
+
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .without_plots()
+        .configure_from_args();
+    let api = bench_api_keys(&mut c, &rt, &bao, &sizes);
+    c.final_summary();
+    let db = rt.block_on(bench_database(&bao, &pg, &sizes));
+    let sched = rt.block_on(bench_scheduler(&bao, &sizes));
+
+    let out = report(&api, &db, &sched);
+    println!("\n{out}");
+    if smoke {
+        eprintln!("smoke run done (run with `cargo bench` or `./dev bench` to measure)");
+        return;
+    }
+    let path = target_dir()
+        .join("criterion")
+        .join("vault-ops-rotation-report.md");
+    if std::fs::create_dir_all(path.parent().unwrap_or(&target_dir())).is_ok()
+        && std::fs::write(&path, &out).is_ok()
+    {
+        eprintln!("(also written to {})", path.display());
+    }
+}

@@ -70,7 +70,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
 use rand::Rng;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 use vault_ops_core::VaultClient;
@@ -121,6 +121,10 @@ pub struct SchedulerOptions {
     pub min_sleep: Duration,
     /// The longest sleep (default 1 hour): the scheduler re-checks at least this often.
     pub max_sleep: Duration,
+    /// How many rotations (or due checks) run at the same time (default 16; at least 1). With
+    /// thousands of secrets falling due together, this bounds the connections and memory used
+    /// and keeps Vault from a burst.
+    pub max_concurrent: usize,
 }
 
 impl Default for SchedulerOptions {
@@ -133,6 +137,7 @@ impl Default for SchedulerOptions {
             failure_delay: Duration::from_secs(5 * 60),
             min_sleep: Duration::from_secs(1),
             max_sleep: Duration::from_secs(60 * 60),
+            max_concurrent: 16,
         }
     }
 }
@@ -171,6 +176,11 @@ impl SchedulerOptions {
     /// Sets [`max_sleep`](Self::max_sleep).
     pub fn max_sleep(mut self, sleep: Duration) -> Self {
         self.max_sleep = sleep;
+        self
+    }
+    /// Sets [`max_concurrent`](Self::max_concurrent) (0 counts as 1).
+    pub fn max_concurrent(mut self, n: usize) -> Self {
+        self.max_concurrent = n.max(1);
         self
     }
 
@@ -525,27 +535,29 @@ impl RotationScheduler {
     pub async fn run_once(&self) -> Vec<RotationResult> {
         // A sender that is never dropped or signalled: nothing to cancel.
         let (_tx, rx) = watch::channel(false);
+        let limit = Arc::new(Semaphore::new(self.options.max_concurrent.max(1)));
         let mut set = JoinSet::new();
         for (i, entry) in self.entries.iter().enumerate() {
             let entry = entry.clone();
             let options = self.options.clone();
             let stats = self.stats.clone();
+            let limit = limit.clone();
             let mut rx = rx.clone();
             let span = secret_span(&entry);
             set.spawn(
                 async move {
-                    (
-                        i,
-                        attempt_with_retries(&entry, &options, &stats, &mut rx).await,
-                    )
+                    let result =
+                        attempt_with_retries(&entry, &options, &stats, &limit, &mut rx).await;
+                    (i, result)
                 }
                 .instrument(span),
             );
         }
         let mut results: Vec<(usize, RotationResult)> = Vec::with_capacity(self.entries.len());
         while let Some(joined) = set.join_next().await {
-            if let Ok(r) = joined {
-                results.push(r);
+            // `None` only on shutdown, which cannot happen here.
+            if let Ok((i, Some(r))) = joined {
+                results.push((i, r));
             }
         }
         results.sort_by_key(|(i, _)| *i);
@@ -558,6 +570,7 @@ impl RotationScheduler {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| SchedulerError::NoRuntime)?;
         let (tx, rx) = watch::channel(false);
+        let limit = Arc::new(Semaphore::new(self.options.max_concurrent.max(1)));
         let mut tasks = JoinSet::new();
         for entry in &self.entries {
             let entry = entry.clone();
@@ -566,7 +579,7 @@ impl RotationScheduler {
             let rx = rx.clone();
             let span = secret_span(&entry);
             tasks.spawn_on(
-                run_secret(entry, options, stats, rx).instrument(span),
+                run_secret(entry, options, stats, limit.clone(), rx).instrument(span),
                 &runtime,
             );
         }
@@ -645,6 +658,7 @@ async fn run_secret(
     entry: Arc<Entry>,
     options: SchedulerOptions,
     stats: Arc<StatsCell>,
+    limit: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // Replicas started together should not all ask Vault in the same instant.
@@ -652,7 +666,11 @@ async fn run_secret(
         return;
     }
     loop {
-        let result = attempt_with_retries(&entry, &options, &stats, &mut shutdown).await;
+        let Some(result) =
+            attempt_with_retries(&entry, &options, &stats, &limit, &mut shutdown).await
+        else {
+            break;
+        };
         if *shutdown.borrow() {
             break;
         }
@@ -684,19 +702,31 @@ fn next_delay(result: &RotationResult, every: Duration, options: &SchedulerOptio
     options.clamp_sleep(base.saturating_add(options.jitter_for(every)))
 }
 
+/// Runs `rotate_if_due` with the retries of `options`, each attempt holding one of `limit`'s
+/// permits. `None` when shutdown was requested before the first attempt could start.
 async fn attempt_with_retries(
     entry: &Entry,
     options: &SchedulerOptions,
     stats: &StatsCell,
+    limit: &Semaphore,
     shutdown: &mut watch::Receiver<bool>,
-) -> RotationResult {
+) -> Option<RotationResult> {
     let mut attempt = 1u32;
+    let mut last: Option<RotationResult> = None;
     loop {
+        let permit = tokio::select! {
+            permit = limit.acquire() => permit,
+            _ = shutdown.wait_for(|stop| *stop) => return last,
+        };
+        if *shutdown.borrow() {
+            return last;
+        }
         let result = run_attempt(entry, attempt).await;
+        drop(permit);
         stats.record(&entry.name, &result);
         log_result(&result, attempt);
         if !is_retryable(result.status) || attempt >= options.max_attempts {
-            return result;
+            return Some(result);
         }
         let backoff = options
             .backoff_for(attempt)
@@ -707,8 +737,9 @@ async fn attempt_with_retries(
             "retrying after backoff"
         );
         if sleep_or_shutdown(backoff, shutdown).await {
-            return result;
+            return Some(result);
         }
+        last = Some(result);
         attempt += 1;
     }
 }
@@ -770,5 +801,68 @@ fn log_result(result: &RotationResult, attempt: u32) {
             error = result.error.as_ref().map(|e| e.to_string()),
             "rotation conflict: a human must look"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A rotator that only counts how many of its calls overlap.
+    #[derive(Default)]
+    struct Overlap {
+        now: AtomicUsize,
+        peak: AtomicUsize,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Rotator for Overlap {
+        async fn rotate(&self, name: &str) -> RotationResult {
+            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(n, Ordering::SeqCst);
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            RotationResult {
+                name: name.to_string(),
+                status: RotationStatus::SkippedNotDue,
+                version_before: None,
+                version_after: None,
+                started_at: SystemTime::now(),
+                duration: Duration::ZERO,
+                steps: Vec::new(),
+                error: None,
+                next_due_at: Some(SystemTime::now() + Duration::from_secs(3600)),
+            }
+        }
+
+        async fn rotate_if_due(&self, name: &str, _every: Duration) -> RotationResult {
+            self.rotate(name).await
+        }
+    }
+
+    #[tokio::test]
+    async fn at_most_max_concurrent_rotations_run_at_once() {
+        let client = VaultClient::new("http://127.0.0.1:9").expect("client");
+        let rotator = Arc::new(Overlap::default());
+        let mut scheduler =
+            RotationScheduler::new(client).with_options(SchedulerOptions::new().max_concurrent(4));
+        for i in 0..40 {
+            scheduler
+                .schedule(
+                    format!("s{i}"),
+                    Duration::from_secs(86_400),
+                    rotator.clone(),
+                )
+                .expect("schedule");
+        }
+        let results = scheduler.run_once().await;
+        assert_eq!(results.len(), 40);
+        assert_eq!(rotator.calls.load(Ordering::SeqCst), 40);
+        let peak = rotator.peak.load(Ordering::SeqCst);
+        assert!((2..=4).contains(&peak), "peak concurrency {peak}");
     }
 }

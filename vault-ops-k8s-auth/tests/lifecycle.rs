@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{read_secret, wait_for_event, K8sEnv};
+use common::{expect_login, read_secret, wait_for_event, K8sEnv};
 use vault_ops_core::{ExposeSecret, SecretString};
 use vault_ops_k8s_auth::{
     KubernetesAuth, LifecycleConfig, LifecycleEvent, LifecyclePhase, LifecycleStatus, LoginFailure,
@@ -226,23 +226,13 @@ async fn a_rotated_service_account_token_file_is_picked_up() {
     // is refused (or, had it not been, the max TTL would force a login): either way the next
     // login reads the file again and sends the new token.
     let mut seen = Vec::new();
-    let login = wait_for_event(
+    expect_login(
         &mut events,
         secs(8),
-        |e| matches!(e, LifecycleEvent::LoggedIn { .. }),
+        &[LoginReason::MaxTtl, LoginReason::RenewalRefused],
         &mut seen,
     )
     .await;
-    assert!(
-        matches!(
-            login,
-            Some(LifecycleEvent::LoggedIn {
-                reason: LoginReason::MaxTtl | LoginReason::RenewalRefused,
-                ..
-            })
-        ),
-        "{seen:#?}"
-    );
     assert_eq!(
         count(&seen, |e| matches!(
             e,
@@ -355,23 +345,7 @@ async fn a_token_review_outage_is_survived_with_backoff() {
 
     // TokenReview is back: the next retry logs in and everything works again.
     env.reviews.set_outage(false);
-    let back = wait_for_event(
-        &mut events,
-        secs(3),
-        |e| matches!(e, LifecycleEvent::LoggedIn { .. }),
-        &mut seen,
-    )
-    .await;
-    assert!(
-        matches!(
-            back,
-            Some(LifecycleEvent::LoggedIn {
-                reason: LoginReason::Retry,
-                ..
-            })
-        ),
-        "{seen:#?}"
-    );
+    expect_login(&mut events, secs(3), &[LoginReason::Retry], &mut seen).await;
     assert_eq!(read_secret(&client).await.expect("read"), "blue");
     let status = lifecycle.status();
     assert_eq!(status.phase, LifecyclePhase::Active);
@@ -415,23 +389,13 @@ async fn call_logs_in_again_once_when_the_token_was_revoked() {
         "blue"
     );
     let mut seen = Vec::new();
-    let ev = wait_for_event(
+    expect_login(
         &mut events,
         secs(2),
-        |e| matches!(e, LifecycleEvent::LoggedIn { .. }),
+        &[LoginReason::TokenRejected],
         &mut seen,
     )
     .await;
-    assert!(
-        matches!(
-            ev,
-            Some(LifecycleEvent::LoggedIn {
-                reason: LoginReason::TokenRejected,
-                ..
-            })
-        ),
-        "{seen:#?}"
-    );
     assert_eq!(lifecycle.status().logins, 2);
     // Every clone got the new token.
     assert_eq!(read_secret(&client).await.expect("plain read"), "blue");

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{read_secret, wait_for_event, APP_READ};
+use common::{expect_login, read_secret, APP_READ};
 use serde_json::json;
 use vault_ops_core::api::sys::mounts::EnableAuth;
 use vault_ops_core::{ExposeSecret, SecretString, VaultClient};
@@ -149,23 +149,13 @@ async fn approle_login_errors_and_lifecycle() {
             .expect("start");
     let mut events = lifecycle.subscribe();
     let mut seen = Vec::new();
-    let ev = wait_for_event(
+    expect_login(
         &mut events,
         Duration::from_secs(7),
-        |e| matches!(e, LifecycleEvent::LoggedIn { .. }),
+        &[LoginReason::MaxTtl],
         &mut seen,
     )
     .await;
-    assert!(
-        matches!(
-            ev,
-            Some(LifecycleEvent::LoggedIn {
-                reason: LoginReason::MaxTtl,
-                ..
-            })
-        ),
-        "{seen:#?}"
-    );
     assert!(seen
         .iter()
         .any(|e| matches!(e, LifecycleEvent::Renewed { .. })));
@@ -192,24 +182,14 @@ async fn non_renewable_batch_tokens_are_replaced_by_login() {
     let mut events = lifecycle.subscribe();
     let mut seen = Vec::new();
     for _ in 0..2 {
-        let ev = wait_for_event(
+        let renewable = expect_login(
             &mut events,
             Duration::from_secs(3),
-            |e| matches!(e, LifecycleEvent::LoggedIn { .. }),
+            &[LoginReason::NotRenewable],
             &mut seen,
         )
         .await;
-        assert!(
-            matches!(
-                ev,
-                Some(LifecycleEvent::LoggedIn {
-                    reason: LoginReason::NotRenewable,
-                    renewable: false,
-                    ..
-                })
-            ),
-            "{seen:#?}"
-        );
+        assert!(!renewable, "{seen:#?}");
         assert_eq!(read_secret(&client).await.expect("read"), "blue");
     }
     assert!(!seen.iter().any(|e| matches!(

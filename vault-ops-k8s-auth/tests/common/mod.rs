@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::broadcast;
 use vault_ops_core::VaultClient;
-use vault_ops_k8s_auth::{KubernetesAuthExt, KubernetesConfig, KubernetesRole, LifecycleEvent};
+use vault_ops_k8s_auth::{
+    KubernetesAuthExt, KubernetesConfig, KubernetesRole, LifecycleEvent, LoginReason,
+};
 use vault_ops_testkit::k8s::{JwtSigner, ServiceAccount, TokenReviewServer, TEST_CA_CERT_PEM};
 use vault_ops_testkit::BaoServer;
 
@@ -93,6 +95,29 @@ pub async fn read_secret(client: &VaultClient) -> vault_ops_core::Result<String>
 }
 
 /// Waits (at most `limit`) for an event matching `pred`, returning it and every event seen.
+/// Waits (bounded) for the next `LoggedIn` event and asserts its reason is one of `reasons`;
+/// returns whether that login's token is renewable. Every event seen is kept in `seen`.
+pub async fn expect_login(
+    rx: &mut broadcast::Receiver<LifecycleEvent>,
+    limit: Duration,
+    reasons: &[LoginReason],
+    seen: &mut Vec<LifecycleEvent>,
+) -> bool {
+    let ev = wait_for_event(
+        rx,
+        limit,
+        |e| matches!(e, LifecycleEvent::LoggedIn { .. }),
+        seen,
+    )
+    .await;
+    match ev {
+        Some(LifecycleEvent::LoggedIn {
+            reason, renewable, ..
+        }) if reasons.contains(&reason) => renewable,
+        other => panic!("expected a login for {reasons:?}, got {other:?}; seen: {seen:#?}"),
+    }
+}
+
 pub async fn wait_for_event(
     rx: &mut broadcast::Receiver<LifecycleEvent>,
     limit: Duration,

@@ -428,6 +428,11 @@ impl VaultClient {
 
     /// Address `index` answered: it becomes (stays) the one in use.
     pub(crate) fn stick_to(&self, index: usize) {
+        // Read first: a store on every request would bounce this cache line between the
+        // runtime's worker threads although the address almost never changes.
+        if self.inner.ha.current.load(Ordering::Relaxed) == index {
+            return;
+        }
         let previous = self.inner.ha.current.swap(index, Ordering::Relaxed);
         if previous != index && self.inner.bases.len() > 1 {
             tracing::info!(address = %self.address_at(index), "Vault address in use");
@@ -474,19 +479,35 @@ impl VaultClient {
     /// [`url_at`](Self::url_at) on the address in use.
     #[cfg(test)]
     pub(crate) fn url_for(&self, path: &str) -> Result<Url> {
-        self.url_at(self.current_index(), path)
+        self.url_at(self.current_index(), path, "")
     }
 
     /// The URL of `path` below `/v1/` on the address at `index`. A path that would leave the
     /// configured server or `/v1/` (an absolute URL, `\\host`, `%2e%2e`) is refused, so the
     /// token goes nowhere else. The send paths build every URL here, once per address tried
     /// and before anything is sent.
-    pub(crate) fn url_at(&self, index: usize, path: &str) -> Result<Url> {
+    pub(crate) fn url_at(&self, index: usize, path: &str, query: &str) -> Result<Url> {
         let base = self.inner.bases.get(index).ok_or_else(|| {
             crate::Error::InvalidInput(format!("no configured address number {index}"))
         })?;
-        // "./" keeps a first segment with a colon (`a:b`) relative instead of a URL scheme.
-        let url = base.join(&format!("./{path}")).map_err(|e| {
+        if path.contains(['?', '#']) {
+            return Err(crate::Error::InvalidInput(format!(
+                "the path {path:?} has a '?' or '#'"
+            )));
+        }
+        // The base ends in `/v1/`, so appending keeps a first segment with a colon (`a:b`) a
+        // path segment rather than a URL scheme. One buffer of the final size, parsed once:
+        // this runs on every request, and each allocation that moves between runtime
+        // workers costs more than its instructions (allocator locks).
+        let base_str = base.as_str();
+        let mut joined = String::with_capacity(base_str.len() + path.len() + query.len() + 1);
+        joined.push_str(base_str);
+        joined.push_str(path);
+        if !query.is_empty() {
+            joined.push('?');
+            joined.push_str(query);
+        }
+        let url = Url::parse(&joined).map_err(|e| {
             crate::Error::InvalidInput(format!("cannot make a URL of the path {path:?}: {e}"))
         })?;
         if url.scheme() != base.scheme()

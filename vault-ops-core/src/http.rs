@@ -2,6 +2,7 @@
 //! ([`VaultClient::execute`]), which adds headers, retries, redirects, timeouts, tracing and
 //! error mapping for every API area.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -78,10 +79,12 @@ impl std::fmt::Debug for TokenChoice {
 pub struct Request {
     pub(crate) method: Method,
     pub(crate) path: String,
-    pub(crate) query: Vec<(String, String)>,
+    /// Already encoded (`list=true&version=3`): borrowed for the fixed queries (LIST), so
+    /// most requests allocate nothing for it.
+    pub(crate) query: Cow<'static, str>,
     pub(crate) body: Option<Bytes>,
     pub(crate) token: TokenChoice,
-    pub(crate) ok_statuses: Vec<u16>,
+    pub(crate) ok_statuses: StatusSet,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) retry: bool,
     pub(crate) node_local: bool,
@@ -125,10 +128,10 @@ impl Request {
             method,
             node_local: is_node_local_path(&path),
             path,
-            query: Vec::new(),
+            query: Cow::Borrowed(""),
             body: None,
             token: TokenChoice::Client,
-            ok_statuses: Vec::new(),
+            ok_statuses: StatusSet::default(),
             headers: Vec::new(),
             retry: true,
         }
@@ -164,12 +167,24 @@ impl Request {
 
     /// A `LIST`, sent as `GET ...?list=true` (accepted by every proxy).
     pub fn list(path: impl Into<String>) -> Self {
-        Self::new(Method::GET, path).query("list", "true")
+        let mut req = Self::new(Method::GET, path);
+        req.query = Cow::Borrowed("list=true");
+        req
     }
 
     /// Adds a query parameter.
-    pub fn query(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.query.push((key.into(), value.into()));
+    pub fn query(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
+        let query = self.query.to_mut();
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.extend(url::form_urlencoded::byte_serialize(
+            key.as_ref().as_bytes(),
+        ));
+        query.push('=');
+        query.extend(url::form_urlencoded::byte_serialize(
+            value.as_ref().as_bytes(),
+        ));
         self
     }
 
@@ -200,7 +215,9 @@ impl Request {
 
     /// Treats these statuses as answers rather than errors (e.g. `sys/health`'s 429, 503).
     pub fn accept_statuses(mut self, statuses: &[u16]) -> Self {
-        self.ok_statuses.extend_from_slice(statuses);
+        for &status in statuses {
+            self.ok_statuses.insert(status);
+        }
         self
     }
 
@@ -333,15 +350,52 @@ impl Response {
                 body,
             });
         }
-        let (errors, warnings, request_id) = parse_error_body(&body);
-        Err(Error::from(ApiError {
-            status,
-            method: method.to_string(),
-            path,
-            errors,
-            warnings,
-            request_id,
-        }))
+        Err(api_error(&method, &path, status, &body))
+    }
+}
+
+/// The [`Error::Api`] for an error reply: its status and Vault's messages, never the body.
+fn api_error(method: &Method, path: &str, status: u16, body: &[u8]) -> Error {
+    let (errors, warnings, request_id) = parse_error_body(body);
+    Error::from(ApiError {
+        status,
+        method: method.to_string(),
+        path: path.to_string(),
+        errors,
+        warnings,
+        request_id,
+    })
+}
+
+/// The statuses a request accepts as answers besides 2xx: one bit per code from 100 to 611
+/// (HTTP status codes in use are 100–599), so requests carry them without allocating.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StatusSet([u64; 8]);
+
+impl StatusSet {
+    const FIRST: u16 = 100;
+
+    fn bit(status: u16) -> Option<(usize, u64)> {
+        let i = status.checked_sub(Self::FIRST)?;
+        (i < 512).then(|| (usize::from(i / 64), 1 << (i % 64)))
+    }
+
+    fn insert(&mut self, status: u16) {
+        if let Some((word, mask)) = Self::bit(status) {
+            self.0[word] |= mask;
+        }
+    }
+
+    pub(crate) fn contains(&self, status: u16) -> bool {
+        Self::bit(status).is_some_and(|(word, mask)| self.0[word] & mask != 0)
+    }
+}
+
+impl std::fmt::Debug for StatusSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries((Self::FIRST..Self::FIRST + 512).filter(|s| self.contains(*s)))
+            .finish()
     }
 }
 
@@ -474,7 +528,11 @@ const NODE_LOCAL_PATHS: [&str; 11] = [
 ];
 
 fn is_node_local_path(path: &str) -> bool {
-    let path = path.trim_matches('/');
+    let path = path.trim_start_matches('/');
+    if !path.starts_with("sys/") {
+        return false;
+    }
+    let path = path.trim_end_matches('/');
     NODE_LOCAL_PATHS.iter().any(|p| {
         path.strip_prefix(p)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
@@ -524,8 +582,17 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// A reply with a success status (or one the request accepts), before it becomes a
+/// [`Response`]: `execute` moves the request's path into that, rather than copying it per
+/// attempt.
+struct Reply {
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
 enum Attempt {
-    Done(Response),
+    Done(Reply),
     Retry {
         error: Error,
         wait: Option<Duration>,
@@ -561,7 +628,15 @@ impl VaultClient {
         let mut attempt: u32 = 0;
         loop {
             match self.attempt_round(&req).await {
-                Attempt::Done(resp) => return Ok(resp),
+                Attempt::Done(reply) => {
+                    return Ok(Response {
+                        method: req.method,
+                        path: req.path,
+                        status: reply.status,
+                        headers: reply.headers,
+                        body: reply.body,
+                    })
+                }
                 Attempt::Fail(e) | Attempt::Unreachable(e) => return Err(e),
                 Attempt::Retry { error, wait } => {
                     if attempt >= max_retries {
@@ -592,11 +667,11 @@ impl VaultClient {
         let mut index = self.current_index();
         let mut tried = 0;
         loop {
-            let url = match self.url_at(index, &req.path) {
+            let url = match self.url_at(index, &req.path, &req.query) {
                 Ok(url) => url,
                 Err(error) => return Attempt::Fail(error),
             };
-            match self.attempt(req, &url).await {
+            match self.attempt(req, url).await {
                 Attempt::Unreachable(error) => {
                     tried += 1;
                     if tried >= count {
@@ -620,14 +695,11 @@ impl VaultClient {
     /// Builds the HTTP request for `req`: `X-Vault-Request`, the token (marked sensitive), the
     /// namespace, the read-your-writes index, the request's own headers and its body. Shared by [`execute`](Self::execute)
     /// and [`execute_streaming`](Self::execute_streaming).
-    fn build_request(&self, req: &Request, url: &url::Url) -> Result<reqwest::RequestBuilder> {
+    fn build_request(&self, req: &Request, url: url::Url) -> Result<reqwest::RequestBuilder> {
         let mut builder = self
             .http()
-            .request(req.method.clone(), url.clone())
+            .request(req.method.clone(), url)
             .header(REQUEST_HEADER_NAME, HeaderValue::from_static("true"));
-        if !req.query.is_empty() {
-            builder = builder.query(&req.query);
-        }
         fn bad_token() -> Error {
             Error::InvalidInput(
                 "the token contains characters that cannot be sent in a header".into(),
@@ -707,8 +779,8 @@ impl VaultClient {
         let mut tried = 0;
         let started = Instant::now();
         let resp = loop {
-            let url = self.url_at(index, &req.path)?;
-            let mut builder = self.build_request(&req, &url)?;
+            let url = self.url_at(index, &req.path, &req.query)?;
+            let mut builder = self.build_request(&req, url)?;
             if let Some(body) = body.take() {
                 if !req.headers.iter().any(|(name, _)| name == CONTENT_TYPE) {
                     builder = builder.header(
@@ -743,35 +815,17 @@ impl VaultClient {
         let status = resp.status().as_u16();
         let latency_ms = started.elapsed().as_millis() as u64;
         tracing::debug!(method = %req.method, path = %req.path, status, latency_ms, "Vault request (streamed)");
-        if (200..300).contains(&status) || req.ok_statuses.contains(&status) {
+        if (200..300).contains(&status) || req.ok_statuses.contains(status) {
             return Ok(resp);
         }
-        let headers = resp.headers().clone();
         let body = resp
             .bytes()
             .await
             .map_err(|e| self.transport_error(&req, &e))?;
-        match Response::from_parts(
-            req.method.clone(),
-            req.path.clone(),
-            status,
-            headers,
-            body,
-            &[],
-        ) {
-            Err(error) => Err(error),
-            Ok(_) => Err(Error::from(ApiError {
-                status,
-                method: req.method.to_string(),
-                path: req.path.clone(),
-                errors: Vec::new(),
-                warnings: Vec::new(),
-                request_id: None,
-            })),
-        }
+        Err(api_error(&req.method, &req.path, status, &body))
     }
 
-    async fn attempt(&self, req: &Request, url: &url::Url) -> Attempt {
+    async fn attempt(&self, req: &Request, url: url::Url) -> Attempt {
         let builder = match self.build_request(req, url) {
             Ok(builder) => builder,
             Err(error) => return Attempt::Fail(error),
@@ -809,18 +863,21 @@ impl VaultClient {
         let latency_ms = started.elapsed().as_millis() as u64;
         tracing::debug!(method = %req.method, path = %req.path, status, latency_ms, "Vault request");
 
-        let wait = retry_after(&headers);
-        match Response::from_parts(
-            req.method.clone(),
-            req.path.clone(),
-            status,
-            headers,
-            body,
-            &req.ok_statuses,
-        ) {
-            Ok(resp) => Attempt::Done(resp),
-            Err(error) if is_retryable_status(status) => Attempt::Retry { error, wait },
-            Err(error) => Attempt::Fail(error),
+        if (200..300).contains(&status) || req.ok_statuses.contains(status) {
+            return Attempt::Done(Reply {
+                status,
+                headers,
+                body,
+            });
+        }
+        let error = api_error(&req.method, &req.path, status, &body);
+        if is_retryable_status(status) {
+            Attempt::Retry {
+                error,
+                wait: retry_after(&headers),
+            }
+        } else {
+            Attempt::Fail(error)
         }
     }
 
@@ -902,6 +959,30 @@ mod tests {
         assert!(e.is_empty());
         let (e, _, _) = parse_error_body(br#"{"errors":[1, {"a":2}]}"#);
         assert_eq!(e, vec!["1", r#"{"a":2}"#]);
+    }
+
+    #[test]
+    fn accepted_statuses() {
+        let req = Request::get("sys/health").accept_statuses(&[429, 472, 503, 599, 100, 99, 700]);
+        for s in [100, 429, 472, 503, 599] {
+            assert!(req.ok_statuses.contains(s), "{s}");
+        }
+        for s in [99, 101, 200, 404, 501, 600, 700, 0, u16::MAX] {
+            assert!(!req.ok_statuses.contains(s), "{s}");
+        }
+        assert_eq!(
+            format!("{:?}", req.ok_statuses),
+            "[100, 429, 472, 503, 599]"
+        );
+    }
+
+    #[test]
+    fn queries_are_encoded() {
+        let req = Request::list("secret/metadata/a")
+            .query("version", "3")
+            .query("a b", "c&d=é");
+        assert_eq!(req.query, "list=true&version=3&a+b=c%26d%3D%C3%A9");
+        assert_eq!(Request::get("x").query("k", "v").query, "k=v");
     }
 
     #[test]

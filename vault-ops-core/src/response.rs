@@ -103,6 +103,14 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// The `data` of Vault's reply envelope and nothing else: what the handlers that return only
+/// the payload decode, so the envelope's other strings (request id, mount type) are skipped
+/// rather than allocated.
+#[derive(Deserialize)]
+pub(crate) struct DataOnly<T> {
+    pub data: T,
+}
+
 /// The `data.keys` of a LIST reply.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct ListData {

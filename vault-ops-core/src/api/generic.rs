@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::client::VaultClient;
 use crate::error::{Error, Result};
 use crate::http::Request;
-use crate::response::{ListData, VaultResponse};
+use crate::response::{DataOnly, ListData, VaultResponse};
 
 /// Raw reads and writes of any path. Get it with [`VaultClient::generic`].
 #[derive(Debug, Clone, Copy)]
@@ -77,7 +77,7 @@ pub(crate) async fn read_data<T: DeserializeOwned>(
     client: &VaultClient,
     req: Request,
 ) -> Result<T> {
-    Ok(client.execute(req).await?.json::<VaultResponse<T>>()?.data)
+    Ok(client.execute(req).await?.json::<DataOnly<T>>()?.data)
 }
 
 /// Like [`read_data`], but `None` when Vault answers 404 (any 404: also an unknown mount).
@@ -86,7 +86,7 @@ pub(crate) async fn read_data_opt<T: DeserializeOwned>(
     req: Request,
 ) -> Result<Option<T>> {
     not_found_as_none(client.execute(req).await)?
-        .map(|resp| Ok(resp.json::<VaultResponse<T>>()?.data))
+        .map(|resp| Ok(resp.json::<DataOnly<T>>()?.data))
         .transpose()
 }
 
@@ -106,7 +106,7 @@ pub(crate) async fn list_keys(
     path: impl Into<String>,
 ) -> Result<Vec<String>> {
     match client.execute(Request::list(path)).await {
-        Ok(resp) => Ok(resp.json::<VaultResponse<ListData>>()?.data.keys),
+        Ok(resp) => Ok(resp.json::<DataOnly<ListData>>()?.data.keys),
         Err(e) if is_bare_not_found(&e) => Ok(Vec::new()),
         Err(e) => Err(e),
     }

@@ -41,15 +41,15 @@ use crate::response::VaultResponse;
 #[derive(Debug, Clone)]
 pub struct Kv1<'a> {
     client: &'a VaultClient,
-    mount: String,
+    mount: &'a str,
 }
 
 impl VaultClient {
     /// The KV version 1 engine mounted at `mount` (e.g. `"kv"`).
-    pub fn kv1(&self, mount: &str) -> Kv1<'_> {
+    pub fn kv1<'a>(&'a self, mount: &'a str) -> Kv1<'a> {
         Kv1 {
             client: self,
-            mount: mount.trim_matches('/').to_string(),
+            mount: mount.trim_matches('/'),
         }
     }
 }
@@ -80,7 +80,7 @@ impl<T> fmt::Debug for Kv1Secret<T> {
 impl Kv1<'_> {
     /// The mount path this handler works on.
     pub fn mount(&self) -> &str {
-        &self.mount
+        self.mount
     }
 
     fn check_mount(&self) -> Result<()> {
@@ -100,7 +100,7 @@ impl Kv1<'_> {
                 self.mount
             )));
         }
-        Ok(join_path(&[&self.mount, path]))
+        Ok(join_path(&[self.mount, path]))
     }
 
     /// `vault kv get`: the secret with its lease duration, or `None` when there is none at `path`.
@@ -148,7 +148,7 @@ impl Kv1<'_> {
         let full = if path.is_empty() {
             format!("{}/", self.mount)
         } else {
-            format!("{}/", join_path(&[&self.mount, path]))
+            format!("{}/", join_path(&[self.mount, path]))
         };
         list_keys(self.client, &full).await
     }

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::de::{DeserializeOwned, IgnoredAny};
@@ -26,21 +27,23 @@ use crate::api::generic::{list_keys, not_found_as_none, read_data, read_data_opt
 use crate::client::VaultClient;
 use crate::error::{ApiError, Error, Result};
 use crate::http::{Request, Response};
-use crate::response::null_default;
+use crate::response::{null_default, DataOnly};
 
 /// A KV v2 mount. Get it with [`VaultClient::kv2`].
 #[derive(Debug, Clone)]
 pub struct Kv2<'a> {
     client: &'a VaultClient,
-    mount: String,
+    /// Borrowed when the caller's mount has no slashes to trim (the usual case): no copy
+    /// per call.
+    mount: Cow<'a, str>,
 }
 
 impl VaultClient {
     /// The KV v2 engine mounted at `mount` (e.g. `secret`).
-    pub fn kv2(&self, mount: impl Into<String>) -> Kv2<'_> {
-        let mut mount: String = mount.into();
+    pub fn kv2<'a>(&'a self, mount: impl Into<Cow<'a, str>>) -> Kv2<'a> {
+        let mut mount: Cow<'a, str> = mount.into();
         if mount.starts_with('/') || mount.ends_with('/') {
-            mount = mount.trim_matches('/').to_string();
+            mount = Cow::Owned(mount.trim_matches('/').to_string());
         }
         Kv2 {
             client: self,
@@ -191,12 +194,6 @@ pub struct KvConfig {
     pub delete_version_after: String,
 }
 
-/// The part of Vault's reply envelope a KV read needs: its `data` (other fields skipped).
-#[derive(Deserialize)]
-struct DataOnly<D> {
-    data: D,
-}
-
 /// A read's `data`: the secret, decoded straight into the caller's type (no
 /// `serde_json::Value` in between), and the version's metadata.
 #[derive(Deserialize)]
@@ -307,14 +304,14 @@ impl Kv2<'_> {
             Some(ReadData {
                 metadata: Some(m), ..
             }) if m.destroyed => Err(Error::SecretVersionDestroyed {
-                mount: self.mount.clone(),
+                mount: self.mount.to_string(),
                 path: path.to_string(),
                 version: m.version,
             }),
             Some(ReadData {
                 metadata: Some(m), ..
             }) if !m.deletion_time.is_empty() => Err(Error::SecretVersionDeleted {
-                mount: self.mount.clone(),
+                mount: self.mount.to_string(),
                 path: path.to_string(),
                 version: m.version,
                 deletion_time: m.deletion_time,

@@ -17,16 +17,12 @@ use crate::response::{null_default, AuthInfo, VaultResponse};
 #[derive(Debug, Clone)]
 pub struct Tokens<'a> {
     client: &'a VaultClient,
-    mount: String,
 }
 
 impl VaultClient {
     /// Token operations on the `auth/token` mount.
     pub fn tokens(&self) -> Tokens<'_> {
-        Tokens {
-            client: self,
-            mount: "auth/token".into(),
-        }
+        Tokens { client: self }
     }
 }
 
@@ -182,7 +178,11 @@ struct CapabilitiesData {
 
 impl Tokens<'_> {
     fn path(&self, op: &str) -> String {
-        format!("{}/{}", self.mount, op)
+        const MOUNT: &str = "auth/token/";
+        let mut path = String::with_capacity(MOUNT.len() + op.len());
+        path.push_str(MOUNT);
+        path.push_str(op);
+        path
     }
 
     /// Sends `req` and returns the `auth` block of the reply.

@@ -264,6 +264,129 @@ fn fmt_ratio(x: f64, goal_ok: Option<bool>) -> String {
     }
 }
 
+/// CPU time of this process's waited-for children in µs (`cutime + cstime` of
+/// `/proc/self/stat`, in clock ticks of 10 ms: Linux reports these in USER_HZ = 100).
+fn children_cpu_us() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // cutime and cstime are fields 16 and 17 of the whole line, 14 and 15 after the name.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(13) + ticks(14)) * 10_000.0
+}
+
+/// The peers the guide's users run today, KV v2 read only: hvac 2.4 (Python; needs
+/// `VAULT_OPS_BENCH_PYTHON` pointing at a Python with hvac, which `./dev bench` installs into
+/// `.tools/bench-python`) at 1 and 32 threads, and one `bao kv get` process per read.
+/// Returns (label, server, in flight) -> samples.
+fn measure_peers(
+    targets: &[Target],
+    rounds: usize,
+) -> BTreeMap<(&'static str, &'static str, usize), Vec<Sample>> {
+    let mut out: BTreeMap<(&'static str, &'static str, usize), Vec<Sample>> = BTreeMap::new();
+    let python = env("PYTHON");
+    let bao = std::env::var("VAULT_OPS_BAO_BIN").ok();
+    if python.is_none() {
+        eprintln!(
+            "peers: VAULT_OPS_BENCH_PYTHON is not set; hvac rows skipped (./dev bench sets it)"
+        );
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/hvac_read.py");
+    for _ in 0..rounds {
+        for target in targets {
+            if let Some(python) = &python {
+                for (threads, n) in [(1usize, 300u64), (32, 1_000)] {
+                    let run = Command::new(python)
+                        .arg(script)
+                        .args([
+                            &target.addr,
+                            &target.token,
+                            common::MOUNT,
+                            common::READ_PATH,
+                        ])
+                        .args([n.to_string(), threads.to_string()])
+                        .output()
+                        .unwrap_or_else(|e| panic!("running {python}: {e}"));
+                    assert!(
+                        run.status.success(),
+                        "hvac run failed: {}",
+                        String::from_utf8_lossy(&run.stderr)
+                    );
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&run.stdout).unwrap_or_else(|e| {
+                            panic!(
+                                "hvac printed {:?}: {e}",
+                                String::from_utf8_lossy(&run.stdout)
+                            )
+                        });
+                    let get = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+                    let s = Sample {
+                        per_sec: get("n") / (get("wall_ns") / 1e9),
+                        cpu_us: get("cpu_ns") / 1e3 / get("n"),
+                        rss_mib: f64::NAN,
+                    };
+                    eprintln!(
+                        "peers {:<7} hvac c{threads:<3} {:>10}  {:>9.1} µs CPU/req",
+                        target.name,
+                        fmt_rate(s.per_sec),
+                        s.cpu_us
+                    );
+                    out.entry(("hvac 2.4 (Python)", target.name, threads))
+                        .or_default()
+                        .push(s);
+                }
+            }
+            if let Some(bao) = &bao {
+                let n = 10;
+                let cpu0 = children_cpu_us();
+                let started = std::time::Instant::now();
+                for _ in 0..n {
+                    let run = Command::new(bao)
+                        .args(["kv", "get", "-format=json", "-mount", common::MOUNT])
+                        .arg(common::READ_PATH)
+                        .env("VAULT_ADDR", &target.addr)
+                        .env("VAULT_TOKEN", &target.token)
+                        .env_remove("BAO_ADDR")
+                        .env_remove("BAO_TOKEN")
+                        .output()
+                        .unwrap_or_else(|e| panic!("running {bao}: {e}"));
+                    assert!(
+                        run.status.success()
+                            && String::from_utf8_lossy(&run.stdout)
+                                .contains(&common::Secret::sample().password),
+                        "bao kv get failed: {}",
+                        String::from_utf8_lossy(&run.stderr)
+                    );
+                }
+                let wall = started.elapsed().as_secs_f64();
+                let s = Sample {
+                    per_sec: f64::from(n) / wall,
+                    cpu_us: (children_cpu_us() - cpu0) / f64::from(n),
+                    rss_mib: f64::NAN,
+                };
+                eprintln!(
+                    "peers {:<7} bao kv get {:>10}  {:>9.1} µs CPU/req",
+                    target.name,
+                    fmt_rate(s.per_sec),
+                    s.cpu_us
+                );
+                out.entry(("`bao kv get` process per read", target.name, 1))
+                    .or_default()
+                    .push(s);
+            }
+        }
+    }
+    out
+}
+
 fn main() {
     common::serve_if_server();
     if std::env::var(common::ROLE_ENV).as_deref() == Ok(ROLE_CLIENT) {
@@ -345,6 +468,15 @@ fn main() {
 
     // Instructions per request under callgrind (opt-in: a few minutes more; canned server only,
     // where the client's own work is all there is).
+    // The peers (opt-out with VAULT_OPS_BENCH_PEERS=0; only when reads are measured).
+    let peers = if env("PEERS").is_some_and(|v| v == "0")
+        || !groups.iter().any(|(_, op, _, _)| *op == Op::Read)
+    {
+        BTreeMap::new()
+    } else {
+        measure_peers(&targets, rounds.min(3))
+    };
+
     let mut instructions: BTreeMap<(String, &'static str), f64> = BTreeMap::new();
     if env("INSTRUCTIONS").is_some_and(|v| v != "0") {
         for (group, op, target_name, in_flight) in &groups {
@@ -502,6 +634,30 @@ fn main() {
                 } else {
                     "—".into()
                 },
+            ));
+        }
+    }
+    if !peers.is_empty() {
+        out.push_str(
+            "\nThe peers the guide's users run, KV v2 read (median of the rounds; reqwest is the \
+             raw arm's median of this run at the same server and in flight, for the `bao` CLI \
+             the 1-in-flight one):\n\n\
+             | client | server | in flight | reads/s | CPU µs/read | throughput ÷ reqwest | CPU ÷ reqwest | vault-ops throughput ÷ this |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for ((label, server, in_flight), samples) in &peers {
+            let rate = median(samples.iter().map(|s| s.per_sec).collect());
+            let cpu = median(samples.iter().map(|s| s.cpu_us).collect());
+            let group = format!("read_{server}_c{in_flight}");
+            let raw_rate = med(&group, Arm::Raw, |s| s.per_sec);
+            let raw_cpu = med(&group, Arm::Raw, |s| s.cpu_us);
+            let ours = med(&group, Arm::VaultOps, |s| s.per_sec);
+            out.push_str(&format!(
+                "| {label} | {server} | {in_flight} | {} | {cpu:.0} | {} | {} | {} |\n",
+                fmt_rate(rate),
+                fmt_ratio(rate / raw_rate, None),
+                fmt_ratio(cpu / raw_cpu, None),
+                fmt_ratio(ours / rate, None),
             ));
         }
     }

@@ -73,6 +73,7 @@ pub fn write_path(i: u64) -> String {
 
 /// Bodies copied from OpenBao 2.7.2 dev server replies.
 const READ_BODY: &str = r#"{"request_id":"dd00800b-20cc-b5c2-550d-d1ccb7de98d8","lease_id":"","renewable":false,"lease_duration":0,"data":{"data":{"database":"orders","host":"db.internal.example","password":"9f3b2c7e1d4a8f6b0c5e7d9a","port":"5432","username":"app-user"},"metadata":{"created_time":"2026-11-28T17:56:49.842719266Z","custom_metadata":null,"deletion_time":"","destroyed":false,"version":1}},"wrap_info":null,"warnings":null,"auth":null}"#;
+const KV_MOUNT_BODY: &str = r#"{"request_id":"0e4b8a36-52b0-7a3c-3f7c-64a3c1f1a0d2","lease_id":"","renewable":false,"lease_duration":0,"data":{"options":{"version":"2"},"path":"secret/","type":"kv"},"wrap_info":null,"warnings":null,"auth":null}"#;
 const WRITE_BODY: &str = r#"{"request_id":"b7304b9c-7c0a-37c6-23af-04d74c6c57f8","lease_id":"","renewable":false,"lease_duration":0,"data":{"created_time":"2026-11-28T17:56:49.842719266Z","custom_metadata":null,"deletion_time":"","destroyed":false,"version":1},"wrap_info":null,"warnings":null,"auth":null}"#;
 const LIST_BODY: &str = r#"{"request_id":"bf6c1b04-3a86-b07f-3e99-ef48cb63cd71","lease_id":"","renewable":false,"lease_duration":0,"data":{"keys":["key-1","key-2","key-3","key-4","key-5"]},"wrap_info":null,"warnings":null,"auth":null}"#;
 const LOOKUP_BODY: &str = r#"{"request_id":"4f38ac90-afb4-b9b0-1fa6-a2b54cb15d4c","lease_id":"","renewable":false,"lease_duration":0,"data":{"accessor":"NY8Dk1UR6LOruUy4EXSjnbxF","creation_time":1795888608,"creation_ttl":0,"display_name":"token","entity_id":"","expire_time":null,"explicit_max_ttl":0,"id":"canned-token","issue_time":"2026-11-28T17:56:48.503155997Z","meta":null,"num_uses":0,"orphan":true,"path":"auth/token/create","policies":["root"],"renewable":false,"ttl":0,"type":"service"},"wrap_info":null,"warnings":null,"auth":null}"#;
@@ -84,6 +85,7 @@ struct Replies {
     write: Vec<u8>,
     list: Vec<u8>,
     lookup: Vec<u8>,
+    kv_mount: Vec<u8>,
     not_found: Vec<u8>,
     bad_request: Vec<u8>,
 }
@@ -104,6 +106,7 @@ impl Replies {
             write: reply("200 OK", WRITE_BODY),
             list: reply("200 OK", LIST_BODY),
             lookup: reply("200 OK", LOOKUP_BODY),
+            kv_mount: reply("200 OK", KV_MOUNT_BODY),
             not_found: reply("404 Not Found", NOT_FOUND_BODY),
             bad_request: reply(
                 "400 Bad Request",
@@ -133,6 +136,9 @@ impl Replies {
             }
         } else if path == b"/v1/auth/token/lookup-self" {
             &self.lookup
+        } else if path.starts_with(b"/v1/sys/internal/ui/mounts/secret") {
+            // The `bao kv` CLI asks which KV version a path has before each command.
+            &self.kv_mount
         } else {
             &self.not_found
         }
@@ -364,11 +370,21 @@ pub enum Arm {
     /// Diagnostic, not in the tables: `VaultClient::execute` with a typed decode of the reply,
     /// i.e. vault-ops without its KV v2 layer (reads only).
     VaultOpsExec,
+    /// Diagnostic, not in the tables: the raw arm on a `reqwest::Client` configured as
+    /// vault-ops configures its own (total and connect timeouts, idle-pool timeout, user
+    /// agent, a custom redirect policy), to tell the client's settings from its code.
+    RawConfigured,
 }
 
 impl Arm {
     /// Every arm.
-    pub const ALL: [Arm; 4] = [Arm::VaultOps, Arm::Raw, Arm::Vaultrs, Arm::VaultOpsExec];
+    pub const ALL: [Arm; 5] = [
+        Arm::VaultOps,
+        Arm::Raw,
+        Arm::Vaultrs,
+        Arm::VaultOpsExec,
+        Arm::RawConfigured,
+    ];
 
     /// Its name in bench ids.
     pub fn name(self) -> &'static str {
@@ -377,6 +393,7 @@ impl Arm {
             Arm::Raw => "reqwest",
             Arm::Vaultrs => "vaultrs",
             Arm::VaultOpsExec => "vault-ops-exec",
+            Arm::RawConfigured => "reqwest-cfg",
         }
     }
 
@@ -474,10 +491,33 @@ pub struct Raw {
 
 impl Raw {
     fn new(addr: &str, token: &str) -> Raw {
+        Raw::with_http(addr, token, reqwest::Client::new())
+    }
+
+    /// The settings `vault_ops_core::ClientBuilder::build` gives its `reqwest::Client`.
+    fn configured(addr: &str, token: &str) -> Raw {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent("vault-ops/bench")
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                if attempt.previous().len() > 1 {
+                    attempt.error("too many redirects")
+                } else {
+                    attempt.follow()
+                }
+            }))
+            .build()
+            .unwrap_or_else(|e| panic!("reqwest client: {e}"));
+        Raw::with_http(addr, token, http)
+    }
+
+    fn with_http(addr: &str, token: &str, http: reqwest::Client) -> Raw {
         let mut token = HeaderValue::from_str(token).unwrap_or_else(|e| panic!("token: {e}"));
         token.set_sensitive(true);
         Raw {
-            http: reqwest::Client::new(),
+            http,
             token,
             read_url: format!("{addr}/v1/{MOUNT}/data/{READ_PATH}"),
             list_url: format!("{addr}/v1/{MOUNT}/metadata/{LIST_PATH}/?list=true"),
@@ -559,6 +599,7 @@ impl Client {
                 ))
             }
             Arm::VaultOpsExec => Client::VaultOpsExec(vault_ops_client(addr, token)),
+            Arm::RawConfigured => Client::Raw(Raw::configured(addr, token)),
         }
     }
 

@@ -3,6 +3,7 @@
 //! error mapping for every API area.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -618,41 +619,50 @@ impl VaultClient {
     /// redirect (a standby's 307 to the active node) is followed when it points to a
     /// configured address or the same host, and refused otherwise, since the token would go
     /// along.
-    pub async fn execute(&self, req: Request) -> Result<Response> {
-        validate_path(&req.path)?;
-        // No URL pre-check: each attempt builds the URL on the address it uses with `url_at`,
-        // which refuses a path that would leave the configured server or `/v1/` before
-        // anything is sent (so a bad path fails on the first address, as before).
-        let retry = self.retry_policy();
-        let max_retries = if req.retry { retry.max_retries } else { 0 };
-        let mut attempt: u32 = 0;
-        loop {
-            match self.attempt_round(&req).await {
-                Attempt::Done(reply) => {
-                    return Ok(Response {
-                        method: req.method,
-                        path: req.path,
-                        status: reply.status,
-                        headers: reply.headers,
-                        body: reply.body,
-                    })
-                }
-                Attempt::Fail(e) | Attempt::Unreachable(e) => return Err(e),
-                Attempt::Retry { error, wait } => {
-                    if attempt >= max_retries {
-                        return Err(error);
+    ///
+    /// (A plain function returning an `async move` block rather than an `async fn`: an
+    /// `async fn` keeps its by-value argument twice in its future, and with many requests in
+    /// flight every byte of a request's future is memory the CPU cache must hold.)
+    #[allow(clippy::manual_async_fn)] // on purpose, see above
+    pub fn execute(&self, req: Request) -> impl Future<Output = Result<Response>> + Send + '_ {
+        async move {
+            validate_path(&req.path)?;
+            // No URL pre-check: each attempt builds the URL on the address it uses with `url_at`,
+            // which refuses a path that would leave the configured server or `/v1/` before
+            // anything is sent (so a bad path fails on the first address, as before).
+            let retry = self.retry_policy();
+            let max_retries = if req.retry { retry.max_retries } else { 0 };
+            let mut attempt: u32 = 0;
+            loop {
+                match self.attempt_round(&req).await {
+                    Attempt::Done(reply) => {
+                        return Ok(Response {
+                            method: req.method,
+                            path: req.path,
+                            status: reply.status,
+                            headers: reply.headers,
+                            body: reply.body,
+                        })
                     }
-                    attempt += 1;
-                    let wait = wait.unwrap_or_else(|| retry.backoff(attempt));
-                    tracing::debug!(
-                        method = %req.method,
-                        path = %req.path,
-                        attempt,
-                        wait_ms = wait.as_millis() as u64,
-                        error = %error,
-                        "retrying Vault request"
-                    );
-                    tokio::time::sleep(wait).await;
+                    Attempt::Fail(e) | Attempt::Unreachable(e) => return Err(e),
+                    Attempt::Retry { error, wait } => {
+                        if attempt >= max_retries {
+                            return Err(error);
+                        }
+                        attempt += 1;
+                        let wait = wait.unwrap_or_else(|| retry.backoff(attempt));
+                        tracing::debug!(
+                            method = %req.method,
+                            path = %req.path,
+                            attempt,
+                            wait_ms = wait.as_millis() as u64,
+                            error = %error,
+                            "retrying Vault request"
+                        );
+                        // Not kept across the wait: the future stays smaller.
+                        drop(error);
+                        tokio::time::sleep(wait).await;
+                    }
                 }
             }
         }
@@ -667,11 +677,7 @@ impl VaultClient {
         let mut index = self.current_index();
         let mut tried = 0;
         loop {
-            let url = match self.url_at(index, &req.path, &req.query) {
-                Ok(url) => url,
-                Err(error) => return Attempt::Fail(error),
-            };
-            match self.attempt(req, url).await {
+            match self.attempt(req, index).await {
                 Attempt::Unreachable(error) => {
                     tried += 1;
                     if tried >= count {
@@ -695,11 +701,7 @@ impl VaultClient {
     /// Builds the HTTP request for `req`: `X-Vault-Request`, the token (marked sensitive), the
     /// namespace, the read-your-writes index, the request's own headers and its body. Shared by [`execute`](Self::execute)
     /// and [`execute_streaming`](Self::execute_streaming).
-    fn build_request(&self, req: &Request, url: url::Url) -> Result<reqwest::RequestBuilder> {
-        let mut builder = self
-            .http()
-            .request(req.method.clone(), url)
-            .header(REQUEST_HEADER_NAME, HeaderValue::from_static("true"));
+    fn build_request(&self, req: &Request, url: url::Url) -> Result<reqwest::Request> {
         fn bad_token() -> Error {
             Error::InvalidInput(
                 "the token contains characters that cannot be sent in a header".into(),
@@ -722,35 +724,39 @@ impl VaultClient {
                 Some(v)
             }
         };
+        let mut request = reqwest::Request::new(req.method.clone(), url);
+        let headers = request.headers_mut();
+        // Room for these, the caller's and reqwest's defaults (accept, user agent) at once,
+        // so the map is allocated once and never regrown.
+        headers.reserve(8 + req.headers.len());
+        headers.insert(REQUEST_HEADER_NAME, HeaderValue::from_static("true"));
         if let Some(token) = token {
-            builder = builder.header(TOKEN_HEADER_NAME, token);
+            headers.insert(TOKEN_HEADER_NAME, token);
         }
         if let Some(ns) = self.namespace_header() {
-            builder = builder.header(NAMESPACE_HEADER_NAME, ns.clone());
+            headers.insert(NAMESPACE_HEADER_NAME, ns.clone());
         }
         // The caller's own index header wins over the remembered one; node-local requests
         // (health, seal status, metrics) must be answered by the node they reach.
         if !req.node_local && !req.headers.iter().any(|(name, _)| name == INDEX_HEADER) {
             if let Some(index) = self.index_to_send() {
-                builder = builder.header(INDEX_HEADER_NAME, index).header(
+                headers.insert(INDEX_HEADER_NAME, index);
+                headers.insert(
                     INCONSISTENT_HEADER_NAME,
                     HeaderValue::from_static(FORWARD_ACTIVE_NODE),
                 );
             }
         }
-        let mut has_content_type = false;
         for (name, value) in &req.headers {
-            has_content_type |= name == CONTENT_TYPE;
-            builder = builder.header(name.clone(), value.clone());
+            headers.append(name.clone(), value.clone());
         }
         if let Some(body) = &req.body {
-            if !has_content_type {
-                builder =
-                    builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if !headers.contains_key(CONTENT_TYPE) {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             }
-            builder = builder.body(body.clone());
+            *request.body_mut() = Some(body.clone().into());
         }
-        Ok(builder)
+        Ok(request)
     }
 
     /// Sends a request whose reply body is left unread for the caller to stream (raft
@@ -780,20 +786,20 @@ impl VaultClient {
         let started = Instant::now();
         let resp = loop {
             let url = self.url_at(index, &req.path, &req.query)?;
-            let mut builder = self.build_request(&req, url)?;
+            let mut request = self.build_request(&req, url)?;
             if let Some(body) = body.take() {
-                if !req.headers.iter().any(|(name, _)| name == CONTENT_TYPE) {
-                    builder = builder.header(
+                if !request.headers().contains_key(CONTENT_TYPE) {
+                    request.headers_mut().insert(
                         CONTENT_TYPE,
                         HeaderValue::from_static("application/octet-stream"),
                     );
                 }
-                builder = builder.body(body);
+                *request.body_mut() = Some(body);
             }
             if let Some(timeout) = timeout {
-                builder = builder.timeout(timeout);
+                *request.timeout_mut() = Some(timeout);
             }
-            match builder.send().await {
+            match self.http().execute(request).await {
                 Ok(resp) => {
                     self.stick_to(index);
                     break resp;
@@ -825,14 +831,20 @@ impl VaultClient {
         Err(api_error(&req.method, &req.path, status, &body))
     }
 
-    async fn attempt(&self, req: &Request, url: url::Url) -> Attempt {
-        let builder = match self.build_request(req, url) {
-            Ok(builder) => builder,
+    /// One try of `req` at the address at `index`.
+    async fn attempt(&self, req: &Request, index: usize) -> Attempt {
+        // The URL is built (and checked) here, not passed in: a by-value argument of an
+        // `async fn` would stay in its future for the whole request.
+        let request = match self
+            .url_at(index, &req.path, &req.query)
+            .and_then(|url| self.build_request(req, url))
+        {
+            Ok(request) => request,
             Err(error) => return Attempt::Fail(error),
         };
 
         let started = Instant::now();
-        let result = builder.send().await;
+        let result = self.http().execute(request).await;
         let resp = match result {
             Ok(resp) => resp,
             Err(e) => {
@@ -853,7 +865,7 @@ impl VaultClient {
         // Taken, not cloned: `bytes()` below needs only the body.
         let headers = std::mem::take(resp.headers_mut());
         self.record_index(&headers);
-        let body = match resp.bytes().await {
+        let body = match read_body(&mut resp).await {
             Ok(b) => b,
             Err(e) => {
                 let error = self.transport_error(req, &e);
@@ -901,6 +913,26 @@ impl VaultClient {
             message,
         }
     }
+}
+
+/// The whole reply body. A body that arrives in one chunk (Vault's replies mostly do) is
+/// returned as it is, without a copy. Chunk by chunk rather than `Response::bytes`, whose
+/// future is several times larger: with many requests in flight every byte of a request's
+/// future is memory the CPU cache must hold.
+async fn read_body(resp: &mut reqwest::Response) -> reqwest::Result<Bytes> {
+    let Some(first) = resp.chunk().await? else {
+        return Ok(Bytes::new());
+    };
+    let Some(second) = resp.chunk().await? else {
+        return Ok(first);
+    };
+    let mut body = bytes::BytesMut::with_capacity(first.len() + second.len());
+    body.extend_from_slice(&first);
+    body.extend_from_slice(&second);
+    while let Some(chunk) = resp.chunk().await? {
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// Whether a send failed before a connection existed (refused, unreachable, DNS, connect

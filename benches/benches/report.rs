@@ -260,6 +260,8 @@ fn fmt_ratio(x: f64, goal_ok: Option<bool>) -> String {
     match goal_ok {
         Some(true) => format!("{x:.2}×"),
         Some(false) => format!("**{x:.2}× ✗**"),
+        None if x < 0.1 => format!("{x:.4}×"),
+        None if x >= 100.0 => format!("{x:.0}×"),
         None => format!("{x:.2}×"),
     }
 }

@@ -88,6 +88,7 @@ pub struct Request {
     pub(crate) ok_statuses: StatusSet,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) retry: bool,
+    pub(crate) not_idempotent: bool,
     pub(crate) node_local: bool,
 }
 
@@ -111,6 +112,7 @@ impl std::fmt::Debug for Request {
                     .collect::<Vec<_>>(),
             )
             .field("retry", &self.retry)
+            .field("not_idempotent", &self.not_idempotent)
             .field("node_local", &self.node_local)
             .finish()
     }
@@ -135,6 +137,7 @@ impl Request {
             ok_statuses: StatusSet::default(),
             headers: Vec::new(),
             retry: true,
+            not_idempotent: false,
         }
     }
 
@@ -231,6 +234,16 @@ impl Request {
     /// Turns off retries for this request (for calls that must not be repeated blindly).
     pub fn no_retry(mut self) -> Self {
         self.retry = false;
+        self
+    }
+
+    /// Marks a request that must not take effect twice (it creates something, such as a
+    /// token): it is retried only when Vault certainly did not act on it — no connection could
+    /// be made, or the reply was 412, 429 or 503 — and not after a 500, 502 or 504, a
+    /// connection lost after sending, or a timeout, where the first try may have gone
+    /// through.
+    pub fn not_idempotent(mut self) -> Self {
+        self.not_idempotent = true;
         self
     }
 
@@ -597,6 +610,9 @@ enum Attempt {
     Retry {
         error: Error,
         wait: Option<Duration>,
+        /// Vault certainly did not act on the request (nothing was sent, or the status
+        /// says so), so even a [`Request::not_idempotent`] request may be repeated.
+        not_processed: bool,
     },
     Fail(Error),
     /// No connection could be made, so nothing was sent: safe to try another address.
@@ -645,8 +661,12 @@ impl VaultClient {
                         })
                     }
                     Attempt::Fail(e) | Attempt::Unreachable(e) => return Err(e),
-                    Attempt::Retry { error, wait } => {
-                        if attempt >= max_retries {
+                    Attempt::Retry {
+                        error,
+                        wait,
+                        not_processed,
+                    } => {
+                        if attempt >= max_retries || (req.not_idempotent && !not_processed) {
                             return Err(error);
                         }
                         attempt += 1;
@@ -682,13 +702,25 @@ impl VaultClient {
                     tried += 1;
                     if tried >= count {
                         self.move_past(index, &error);
-                        return Attempt::Retry { error, wait: None };
+                        return Attempt::Retry {
+                            error,
+                            wait: None,
+                            not_processed: true,
+                        };
                     }
                     index = self.move_past(index, &error);
                 }
-                Attempt::Retry { error, wait } if count > 1 && is_unavailable(&error) => {
+                Attempt::Retry {
+                    error,
+                    wait,
+                    not_processed,
+                } if count > 1 && is_unavailable(&error) => {
                     self.move_past(index, &error);
-                    return Attempt::Retry { error, wait };
+                    return Attempt::Retry {
+                        error,
+                        wait,
+                        not_processed,
+                    };
                 }
                 other => {
                     self.stick_to(index);
@@ -856,7 +888,11 @@ impl VaultClient {
                     Error::Transport { tls: true, .. } => Attempt::Fail(error),
                     _ if e.is_redirect() || e.is_builder() => Attempt::Fail(error),
                     _ if is_unreachable(&e, &error) => Attempt::Unreachable(error),
-                    _ => Attempt::Retry { error, wait: None },
+                    _ => Attempt::Retry {
+                        error,
+                        wait: None,
+                        not_processed: false,
+                    },
                 };
             }
         };
@@ -869,7 +905,11 @@ impl VaultClient {
             Ok(b) => b,
             Err(e) => {
                 let error = self.transport_error(req, &e);
-                return Attempt::Retry { error, wait: None };
+                return Attempt::Retry {
+                    error,
+                    wait: None,
+                    not_processed: false,
+                };
             }
         };
         let latency_ms = started.elapsed().as_millis() as u64;
@@ -887,6 +927,8 @@ impl VaultClient {
             Attempt::Retry {
                 error,
                 wait: retry_after(&headers),
+                // Index not reached, rate limited, sealed or no active node: not acted on.
+                not_processed: matches!(status, 412 | 429 | 503),
             }
         } else {
             Attempt::Fail(error)

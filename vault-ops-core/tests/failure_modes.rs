@@ -88,6 +88,102 @@ async fn a_500_then_a_200_succeeds_after_one_retry() {
     assert_eq!(hits(&server, "/v1/sys/flaky").await, 2);
 }
 
+/// A request that must not take effect twice is repeated only when Vault certainly did not
+/// act on it: 412, 429 and 503 are retried, 500/502/504 are not.
+#[tokio::test]
+async fn not_idempotent_requests_are_retried_only_when_vault_did_not_act() {
+    let server = MockServer::start().await;
+    let c = client(&server);
+    for (status, retried) in [(500, false), (502, false), (504, false)] {
+        let path = format!("/v1/auth/token/create-{status}");
+        common::mount_then(
+            &server,
+            "POST",
+            &path,
+            ResponseTemplate::new(status).set_body_json(json!({"errors": ["maybe done"]})),
+            ResponseTemplate::new(200).set_body_json(json!({"auth": {"client_token": "x"}})),
+        )
+        .await;
+        let req = Request::post(&path[4..]).not_idempotent();
+        let r = c.execute(req).await;
+        assert_eq!(r.err().and_then(|e| e.status()), Some(status), "{status}");
+        assert_eq!(
+            hits(&server, &path).await,
+            1 + usize::from(retried),
+            "{status}"
+        );
+    }
+    for status in [412, 429, 503] {
+        let path = format!("/v1/auth/token/create-{status}");
+        common::mount_then(
+            &server,
+            "POST",
+            &path,
+            ResponseTemplate::new(status).set_body_json(json!({"errors": ["not done"]})),
+            ResponseTemplate::new(200).set_body_json(json!({"ok": true})),
+        )
+        .await;
+        let resp = c
+            .execute(Request::post(&path[4..]).not_idempotent())
+            .await
+            .unwrap_or_else(|e| panic!("{status}: {e}"));
+        assert_eq!(resp.status(), 200);
+        assert_eq!(hits(&server, &path).await, 2, "{status}");
+    }
+    // tokens().create() is such a request: a 500 is not repeated (a second token could result).
+    common::mount_then(
+        &server,
+        "POST",
+        "/v1/auth/token/create",
+        ResponseTemplate::new(500).set_body_json(json!({"errors": ["boom"]})),
+        ResponseTemplate::new(200).set_body_json(json!({"auth": {"client_token": "x"}})),
+    )
+    .await;
+    let r = c
+        .tokens()
+        .create(&vault_ops_core::api::tokens::TokenCreateRequest::default())
+        .await;
+    assert_eq!(r.err().and_then(|e| e.status()), Some(500));
+    assert_eq!(hits(&server, "/v1/auth/token/create").await, 1);
+}
+
+/// A connection lost after the request was sent is not repeated for a request that must not
+/// take effect twice; one that could not be made at all is.
+#[tokio::test]
+async fn not_idempotent_requests_and_lost_connections() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        for _ in 0..8 {
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
+            seen.fetch_add(1, Ordering::SeqCst);
+            drop(sock);
+        }
+    });
+    let c = fast(&format!("http://127.0.0.1:{port}")).build().unwrap();
+    let r = c
+        .execute(Request::post("auth/token/create").not_idempotent())
+        .await;
+    assert!(matches!(r, Err(Error::Transport { .. })), "{r:?}");
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+
+    // Nobody listening: nothing was sent, so all 3 attempts are made.
+    let addr = format!("http://127.0.0.1:{}", common::closed_port());
+    let started = Instant::now();
+    let c = fast(&addr).build().unwrap();
+    let r = c
+        .execute(Request::post("auth/token/create").not_idempotent())
+        .await;
+    assert!(matches!(r, Err(Error::Transport { .. })), "{r:?}");
+    // Two backoff waits of the test policy (5-10 ms, then 10-20 ms): it was retried. A refused
+    // connection alone fails in well under a millisecond.
+    assert!(started.elapsed() >= ms(15), "{:?}", started.elapsed());
+}
+
 #[tokio::test]
 async fn status_501_and_client_errors_are_not_retried() {
     let server = MockServer::start().await;

@@ -223,7 +223,9 @@ impl Tokens<'_> {
         } else {
             "create"
         };
-        self.auth_of(Request::post(self.path(op)).json(request)?)
+        // Retried only when Vault certainly did not act: a retry after a lost reply would
+        // create a second token.
+        self.auth_of(Request::post(self.path(op)).json(request)?.not_idempotent())
             .await
     }
 

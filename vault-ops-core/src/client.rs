@@ -495,26 +495,21 @@ impl VaultClient {
                 "the path {path:?} has a '?' or '#'"
             )));
         }
-        // The base ends in `/v1/`, so appending keeps a first segment with a colon (`a:b`) a
-        // path segment rather than a URL scheme. One buffer of the final size, parsed once:
-        // this runs on every request, and each allocation that moves between runtime
-        // workers costs more than its instructions (allocator locks).
-        let base_str = base.as_str();
-        let mut joined = String::with_capacity(base_str.len() + path.len() + query.len() + 1);
-        joined.push_str(base_str);
-        joined.push_str(path);
+        // The base's scheme, host and port are kept as parsed once at build time; only the
+        // path (below the base's `/v1/`) and the query are set. Cheaper than parsing a whole
+        // URL per request (no host parsing), and the host cannot change whatever the path.
+        let base_path = base.path();
+        let mut full_path = String::with_capacity(base_path.len() + path.len());
+        full_path.push_str(base_path);
+        full_path.push_str(path);
+        let mut url = base.clone();
+        url.set_path(&full_path);
         if !query.is_empty() {
-            joined.push('?');
-            joined.push_str(query);
+            url.set_query(Some(query));
         }
-        let url = Url::parse(&joined).map_err(|e| {
-            crate::Error::InvalidInput(format!("cannot make a URL of the path {path:?}: {e}"))
-        })?;
-        if url.scheme() != base.scheme()
-            || url.host() != base.host()
-            || url.port_or_known_default() != base.port_or_known_default()
-            || !url.path().starts_with(base.path())
-        {
+        // Dot segments (`..`, `%2e%2e`) are resolved by `set_path`: refuse a path that climbs
+        // out of `/v1/`.
+        if !url.path().starts_with(base_path) {
             return Err(crate::Error::InvalidInput(format!(
                 "the path {path:?} does not stay below /v1/ on the configured server"
             )));

@@ -670,17 +670,7 @@ impl VaultClient {
                             return Err(error);
                         }
                         attempt += 1;
-                        let wait = wait.unwrap_or_else(|| retry.backoff(attempt));
-                        tracing::debug!(
-                            method = %req.method,
-                            path = %req.path,
-                            attempt,
-                            wait_ms = wait.as_millis() as u64,
-                            error = %error,
-                            "retrying Vault request"
-                        );
-                        // Not kept across the wait: the future stays smaller.
-                        drop(error);
+                        let wait = retry_wait(&req, retry, attempt, wait, error);
                         tokio::time::sleep(wait).await;
                     }
                 }
@@ -758,9 +748,9 @@ impl VaultClient {
         };
         let mut request = reqwest::Request::new(req.method.clone(), url);
         let headers = request.headers_mut();
-        // Room for these, the caller's and reqwest's defaults (accept, user agent) at once,
-        // so the map is allocated once and never regrown.
-        headers.reserve(8 + req.headers.len());
+        // No `reserve`: the map's first allocation holds 6 entries, enough for these and
+        // reqwest's defaults (accept, user agent) on every request without a namespace; a
+        // larger map only costs cache misses when it is filled.
         headers.insert(REQUEST_HEADER_NAME, HeaderValue::from_static("true"));
         if let Some(token) = token {
             headers.insert(TOKEN_HEADER_NAME, token);
@@ -875,46 +865,23 @@ impl VaultClient {
             Err(error) => return Attempt::Fail(error),
         };
 
-        let started = Instant::now();
-        let result = self.http().execute(request).await;
-        let resp = match result {
+        // The clock is read only when the latency will be logged.
+        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+        let mut resp = match self.http().execute(request).await {
             Ok(resp) => resp,
-            Err(e) => {
-                let error = self.transport_error(req, &e);
-                tracing::debug!(method = %req.method, path = %req.path, latency_ms = started.elapsed().as_millis() as u64, error = %error, "Vault request failed");
-                // TLS certificate failures, refused redirects and unbuildable requests are
-                // deterministic: repeating them only delays the error.
-                return match &error {
-                    Error::Transport { tls: true, .. } => Attempt::Fail(error),
-                    _ if e.is_redirect() || e.is_builder() => Attempt::Fail(error),
-                    _ if is_unreachable(&e, &error) => Attempt::Unreachable(error),
-                    _ => Attempt::Retry {
-                        error,
-                        wait: None,
-                        not_processed: false,
-                    },
-                };
-            }
+            Err(e) => return self.send_failed(req, &e, started),
         };
-        let mut resp = resp;
         let status = resp.status().as_u16();
-        // Taken, not cloned: `bytes()` below needs only the body.
+        // Taken, not cloned: the body is all that is read from `resp` afterwards.
         let headers = std::mem::take(resp.headers_mut());
         self.record_index(&headers);
         let body = match read_body(&mut resp).await {
             Ok(b) => b,
-            Err(e) => {
-                let error = self.transport_error(req, &e);
-                return Attempt::Retry {
-                    error,
-                    wait: None,
-                    not_processed: false,
-                };
-            }
+            Err(e) => return self.body_failed(req, &e),
         };
-        let latency_ms = started.elapsed().as_millis() as u64;
-        tracing::debug!(method = %req.method, path = %req.path, status, latency_ms, "Vault request");
-
+        if started.is_some() {
+            log_reply(req, status, started);
+        }
         if (200..300).contains(&status) || req.ok_statuses.contains(status) {
             return Attempt::Done(Reply {
                 status,
@@ -922,16 +889,41 @@ impl VaultClient {
                 body,
             });
         }
-        let error = api_error(&req.method, &req.path, status, &body);
-        if is_retryable_status(status) {
-            Attempt::Retry {
+        error_reply(req, status, &headers, &body)
+    }
+
+    // The failure paths below are out of line (and marked cold) so the path every successful
+    // request takes stays compact in the instruction cache.
+
+    /// The send failed: no reply at all.
+    #[cold]
+    #[inline(never)]
+    fn send_failed(&self, req: &Request, e: &reqwest::Error, started: Option<Instant>) -> Attempt {
+        let error = self.transport_error(req, e);
+        let latency_ms = started.map_or(0, |t| t.elapsed().as_millis() as u64);
+        tracing::debug!(method = %req.method, path = %req.path, latency_ms, error = %error, "Vault request failed");
+        // TLS certificate failures, refused redirects and unbuildable requests are
+        // deterministic: repeating them only delays the error.
+        match &error {
+            Error::Transport { tls: true, .. } => Attempt::Fail(error),
+            _ if e.is_redirect() || e.is_builder() => Attempt::Fail(error),
+            _ if is_unreachable(e, &error) => Attempt::Unreachable(error),
+            _ => Attempt::Retry {
                 error,
-                wait: retry_after(&headers),
-                // Index not reached, rate limited, sealed or no active node: not acted on.
-                not_processed: matches!(status, 412 | 429 | 503),
-            }
-        } else {
-            Attempt::Fail(error)
+                wait: None,
+                not_processed: false,
+            },
+        }
+    }
+
+    /// The reply's body could not be read (the connection broke after the request was sent).
+    #[cold]
+    #[inline(never)]
+    fn body_failed(&self, req: &Request, e: &reqwest::Error) -> Attempt {
+        Attempt::Retry {
+            error: self.transport_error(req, e),
+            wait: None,
+            not_processed: false,
         }
     }
 
@@ -954,6 +946,53 @@ impl VaultClient {
             tls: is_tls_error(e),
             message,
         }
+    }
+}
+
+/// The wait before retry number `attempt` (the reply's `Retry-After`, else the backoff),
+/// logged with the error that caused it.
+#[cold]
+#[inline(never)]
+fn retry_wait(
+    req: &Request,
+    retry: &crate::RetryPolicy,
+    attempt: u32,
+    wait: Option<Duration>,
+    error: Error,
+) -> Duration {
+    let wait = wait.unwrap_or_else(|| retry.backoff(attempt));
+    tracing::debug!(
+        method = %req.method,
+        path = %req.path,
+        attempt,
+        wait_ms = wait.as_millis() as u64,
+        error = %error,
+        "retrying Vault request"
+    );
+    wait
+}
+
+/// Logs a reply at `debug` (method, path, status, latency; never headers or bodies).
+#[inline(never)]
+fn log_reply(req: &Request, status: u16, started: Option<Instant>) {
+    let latency_ms = started.map_or(0, |t| t.elapsed().as_millis() as u64);
+    tracing::debug!(method = %req.method, path = %req.path, status, latency_ms, "Vault request");
+}
+
+/// An error status: [`Error::Api`] with Vault's messages, retried when the status allows.
+#[cold]
+#[inline(never)]
+fn error_reply(req: &Request, status: u16, headers: &HeaderMap, body: &[u8]) -> Attempt {
+    let error = api_error(&req.method, &req.path, status, body);
+    if is_retryable_status(status) {
+        Attempt::Retry {
+            error,
+            wait: retry_after(headers),
+            // Index not reached, rate limited, sealed or no active node: not acted on.
+            not_processed: matches!(status, 412 | 429 | 503),
+        }
+    } else {
+        Attempt::Fail(error)
     }
 }
 

@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{header, hits, mount, ms};
@@ -151,19 +150,7 @@ async fn not_idempotent_requests_are_retried_only_when_vault_did_not_act() {
 /// take effect twice; one that could not be made at all is.
 #[tokio::test]
 async fn not_idempotent_requests_and_lost_connections() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    tokio::spawn(async move {
-        for _ in 0..8 {
-            let Ok((sock, _)) = listener.accept().await else {
-                return;
-            };
-            seen.fetch_add(1, Ordering::SeqCst);
-            drop(sock);
-        }
-    });
+    let (port, count) = common::dropping_listener(8).await;
     let c = fast(&format!("http://127.0.0.1:{port}")).build().unwrap();
     let r = c
         .execute(Request::post("auth/token/create").not_idempotent())
@@ -372,21 +359,8 @@ async fn connection_refused_is_a_transport_error_retried_max_retries_times() {
 
 #[tokio::test]
 async fn a_dropped_connection_is_retried_the_right_number_of_times() {
-    // A listener that accepts and closes at once, counting connections (bounded: the test
-    // makes at most 3 + 1 of them; the task ends with the test's runtime).
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    tokio::spawn(async move {
-        for _ in 0..16 {
-            let Ok((sock, _)) = listener.accept().await else {
-                return;
-            };
-            seen.fetch_add(1, Ordering::SeqCst);
-            drop(sock);
-        }
-    });
+    // The test makes at most 3 + 1 connections.
+    let (port, count) = common::dropping_listener(16).await;
     let c = fast(&format!("http://127.0.0.1:{port}")).build().unwrap();
     let r = c.execute(Request::get("sys/health")).await;
     assert!(

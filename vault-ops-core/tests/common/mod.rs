@@ -124,6 +124,26 @@ where
         .retry_wait(ms(5), ms(10))
 }
 
+/// A loopback listener that accepts connections and closes each at once (a node that dies
+/// before replying), counting them; bounded to `max` connections, the task ends with the
+/// test's runtime. Returns its port and the count.
+pub async fn dropping_listener(max: usize) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        for _ in 0..max {
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(sock);
+        }
+    });
+    (port, count)
+}
+
 /// A loopback port with nothing listening on it.
 pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -44,6 +44,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The AppRole secret ID file ([`AppRoleAuth::with_secret_id_file`](crate::AppRoleAuth::with_secret_id_file))
+    /// could not be read, or is empty.
+    #[error("cannot read the AppRole secret ID from {}: {source}", .path.display())]
+    SecretIdFile {
+        /// The path that was read.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The token file sink could not write the Vault token.
     #[error("cannot write the Vault token to {}: {source}", .path.display())]
     TokenSink {

@@ -115,26 +115,33 @@ impl KubernetesAuth {
 
 /// Reads a JWT file: trimmed, non-empty UTF-8.
 pub(crate) async fn read_jwt_file(path: &Path) -> Result<SecretString> {
-    let err = |source| Error::TokenFile {
-        path: path.to_path_buf(),
-        source,
-    };
-    let bytes = tokio::fs::read(path).await.map_err(err)?;
+    read_secret_file(path)
+        .await
+        .map_err(|source| Error::TokenFile {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Reads a file holding one secret (a JWT, a secret ID): trimmed, non-empty UTF-8. The
+/// errors never quote the content.
+pub(crate) async fn read_secret_file(path: &Path) -> std::io::Result<SecretString> {
+    let bytes = tokio::fs::read(path).await?;
     let text = String::from_utf8(bytes).map_err(|_| {
-        err(std::io::Error::new(
+        std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "the file is not UTF-8 text",
-        ))
+        )
     })?;
-    let jwt = SecretString::from(text.trim());
+    let secret = SecretString::from(text.trim());
     drop(text);
-    if jwt.expose_secret().is_empty() {
-        return Err(err(std::io::Error::new(
+    if secret.expose_secret().is_empty() {
+        return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "the file is empty",
-        )));
+        ));
     }
-    Ok(jwt)
+    Ok(secret)
 }
 
 #[async_trait::async_trait]

@@ -4,8 +4,9 @@
 //! on an expired token.
 //!
 //! - **Login** ([`AuthMethod`]): [`KubernetesAuth`] logs in with the pod's service-account token
-//!   (re-read at every login, since projected tokens rotate); [`AppRoleAuth`] and
-//!   [`UserpassAuth`] give services outside Kubernetes the same shape. A [`Login`] holds the token
+//!   (re-read at every login, since projected tokens rotate); [`AppRoleAuth`] (with a fixed
+//!   secret ID or one re-read from a file at every login) and [`UserpassAuth`] give services
+//!   outside Kubernetes the same shape. A [`Login`] holds the token
 //!   (a [`SecretString`](vault_ops_core::SecretString), never printed), policies, metadata, TTL,
 //!   renewable flag, accessor and entity. A refused login is [`Error::LoginRefused`] with a
 //!   [`LoginFailure`] (`NamespaceNotAuthorized`, `ServiceAccountNotAuthorized`, `InvalidRole`,

@@ -1,11 +1,14 @@
 //! Logins for services outside Kubernetes: AppRole and userpass.
 
+use std::path::PathBuf;
+
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use vault_ops_core::http::join_path;
 use vault_ops_core::VaultClient;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::kubernetes::read_secret_file;
 use crate::login::{clean_mount, login_request, AuthMethod, Login};
 
 /// AppRole auth: logs in to `auth/<mount>/login` with a role id and (usually) a secret id.
@@ -24,15 +27,29 @@ use crate::login::{clean_mount, login_request, AuthMethod, Login};
 pub struct AppRoleAuth {
     mount: String,
     role_id: String,
-    secret_id: Option<SecretString>,
+    secret_id: SecretId,
+}
+
+/// Where the secret ID comes from.
+#[derive(Clone)]
+enum SecretId {
+    None,
+    Fixed(SecretString),
+    /// Read at every login, so a rotated secret ID is picked up.
+    File(PathBuf),
 }
 
 impl std::fmt::Debug for AppRoleAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret_id = match &self.secret_id {
+            SecretId::None => "None".to_string(),
+            SecretId::Fixed(_) => "[REDACTED]".to_string(),
+            SecretId::File(path) => format!("file {}", path.display()),
+        };
         f.debug_struct("AppRoleAuth")
             .field("mount", &self.mount)
             .field("role_id", &self.role_id)
-            .field("secret_id", &self.secret_id.as_ref().map(|_| "[REDACTED]"))
+            .field("secret_id", &format_args!("{secret_id}"))
             .finish()
     }
 }
@@ -46,7 +63,21 @@ impl AppRoleAuth {
         AppRoleAuth {
             mount: Self::DEFAULT_MOUNT.into(),
             role_id: role_id.into(),
-            secret_id: Some(secret_id),
+            secret_id: SecretId::Fixed(secret_id),
+        }
+    }
+
+    /// Logs in with this role id and the secret ID in a file, read (and trimmed) at every
+    /// login, as Vault Agent's `secret_id_file_path`: a secret ID rotated into the file (a
+    /// re-mounted Kubernetes Secret, a deployment tool) is used from the next login on,
+    /// including the [`TokenLifecycle`](crate::TokenLifecycle)'s re-logins. The file is never
+    /// changed or deleted. A file that cannot be read or is empty fails the login with
+    /// [`Error::SecretIdFile`](crate::Error::SecretIdFile), naming the path.
+    pub fn with_secret_id_file(role_id: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        AppRoleAuth {
+            mount: Self::DEFAULT_MOUNT.into(),
+            role_id: role_id.into(),
+            secret_id: SecretId::File(path.into()),
         }
     }
 
@@ -55,7 +86,7 @@ impl AppRoleAuth {
         AppRoleAuth {
             mount: Self::DEFAULT_MOUNT.into(),
             role_id: role_id.into(),
-            secret_id: None,
+            secret_id: SecretId::None,
         }
     }
 
@@ -80,7 +111,21 @@ impl AppRoleAuth {
 impl AuthMethod for AppRoleAuth {
     async fn login(&self, client: &VaultClient) -> Result<Login> {
         let path = join_path(&["auth", &self.mount, "login"]);
-        let body = match &self.secret_id {
+        let from_file;
+        let secret_id = match &self.secret_id {
+            SecretId::None => None,
+            SecretId::Fixed(s) => Some(s),
+            SecretId::File(path) => {
+                from_file = read_secret_file(path)
+                    .await
+                    .map_err(|source| Error::SecretIdFile {
+                        path: path.clone(),
+                        source,
+                    })?;
+                Some(&from_file)
+            }
+        };
+        let body = match secret_id {
             Some(s) => json!({"role_id": self.role_id, "secret_id": s.expose_secret()}),
             None => json!({"role_id": self.role_id}),
         };

@@ -163,6 +163,119 @@ async fn approle_login_errors_and_lifecycle() {
     lifecycle.shutdown().await;
 }
 
+/// A secret ID read from a file at every login: a rotated secret ID is picked up by the same
+/// `AppRoleAuth` (and by the lifecycle's re-logins); a missing or empty file is an error that
+/// names the path and never the secret.
+#[tokio::test]
+async fn approle_secret_id_file_is_read_at_every_login() {
+    let env = Env::start().await;
+    let (rid, sid1) = env
+        .approle(
+            "filed",
+            json!({"token_policies": ["app-read"], "token_ttl": "2s", "token_max_ttl": "3s"}),
+        )
+        .await;
+    let client = env.anonymous();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("secret-id");
+    std::fs::write(&file, format!("{}\n", sid1.expose_secret())).expect("write");
+    let auth = AppRoleAuth::with_secret_id_file(&rid, &file);
+    assert!(!format!("{auth:?}").contains(sid1.expose_secret()));
+    let login = auth
+        .login(&client)
+        .await
+        .expect("login with the first secret id");
+    assert!(login.has_policy("app-read"), "{:?}", login.policies);
+
+    // The first secret ID is destroyed: the file still holds it, so the login is refused.
+    env.root
+        .generic()
+        .write_raw(
+            "auth/approle/role/filed/secret-id/destroy",
+            &json!({"secret_id": sid1.expose_secret()}),
+        )
+        .await
+        .expect("destroy");
+    let e = auth.login(&client).await.expect_err("destroyed secret id");
+    assert_eq!(e.login_failure(), Some(LoginFailure::InvalidCredentials));
+
+    // A new secret ID rotated into the file is used by the same AppRoleAuth.
+    let sid2 = env
+        .root
+        .generic()
+        .write_raw("auth/approle/role/filed/secret-id", &json!({}))
+        .await
+        .expect("secret id")["data"]["secret_id"]
+        .as_str()
+        .expect("secret_id")
+        .to_string();
+    std::fs::write(&file, &sid2).expect("rotate");
+    let login = auth
+        .login(&client)
+        .await
+        .expect("login with the rotated secret id");
+    assert!(login.has_policy("app-read"));
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("still there"),
+        sid2,
+        "the file is never changed"
+    );
+
+    // The lifecycle's re-login at max TTL reads the file again: rotate once more and wait.
+    let lifecycle = TokenLifecycle::start(client.clone(), auth.clone(), fast_config())
+        .await
+        .expect("start");
+    let mut events = lifecycle.subscribe();
+    let sid3 = env
+        .root
+        .generic()
+        .write_raw("auth/approle/role/filed/secret-id", &json!({}))
+        .await
+        .expect("secret id")["data"]["secret_id"]
+        .as_str()
+        .expect("secret_id")
+        .to_string();
+    env.root
+        .generic()
+        .write_raw(
+            "auth/approle/role/filed/secret-id/destroy",
+            &json!({"secret_id": sid2}),
+        )
+        .await
+        .expect("destroy");
+    std::fs::write(&file, &sid3).expect("rotate again");
+    let mut seen = Vec::new();
+    expect_login(
+        &mut events,
+        Duration::from_secs(7),
+        &[LoginReason::MaxTtl],
+        &mut seen,
+    )
+    .await;
+    assert_eq!(read_secret(&client).await.expect("read"), "blue");
+    lifecycle.shutdown().await;
+
+    // Missing and empty files: errors naming the path, never a secret.
+    for (content, reason) in [(None, "No such file"), (Some("  \n"), "empty")] {
+        let path = dir.path().join(format!("other-{reason}"));
+        if let Some(c) = content {
+            std::fs::write(&path, c).expect("write");
+        }
+        let e = AppRoleAuth::with_secret_id_file(&rid, &path)
+            .login(&client)
+            .await
+            .expect_err("no secret id");
+        assert!(
+            matches!(&e, Error::SecretIdFile { path: p, .. } if p == &path),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains(reason), "{text}");
+        assert!(!text.contains(&sid3), "{text}");
+    }
+}
+
 #[tokio::test]
 async fn non_renewable_batch_tokens_are_replaced_by_login() {
     let env = Env::start().await;

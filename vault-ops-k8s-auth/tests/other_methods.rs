@@ -78,16 +78,31 @@ impl Env {
             .as_str()
             .expect("role_id")
             .to_string();
-        let sid = self
-            .root
+        (rid, SecretString::from(self.new_secret_id(name).await))
+    }
+
+    /// A new secret ID for AppRole role `name`.
+    async fn new_secret_id(&self, name: &str) -> String {
+        self.root
             .generic()
             .write_raw(&format!("auth/approle/role/{name}/secret-id"), &json!({}))
             .await
             .expect("secret id")["data"]["secret_id"]
             .as_str()
             .expect("secret_id")
-            .to_string();
-        (rid, SecretString::from(sid))
+            .to_string()
+    }
+
+    /// Destroys secret ID `sid` of AppRole role `name`.
+    async fn destroy_secret_id(&self, name: &str, sid: &str) {
+        self.root
+            .generic()
+            .write_raw(
+                &format!("auth/approle/role/{name}/secret-id/destroy"),
+                &json!({"secret_id": sid}),
+            )
+            .await
+            .expect("destroy");
     }
 }
 
@@ -188,27 +203,12 @@ async fn approle_secret_id_file_is_read_at_every_login() {
     assert!(login.has_policy("app-read"), "{:?}", login.policies);
 
     // The first secret ID is destroyed: the file still holds it, so the login is refused.
-    env.root
-        .generic()
-        .write_raw(
-            "auth/approle/role/filed/secret-id/destroy",
-            &json!({"secret_id": sid1.expose_secret()}),
-        )
-        .await
-        .expect("destroy");
+    env.destroy_secret_id("filed", sid1.expose_secret()).await;
     let e = auth.login(&client).await.expect_err("destroyed secret id");
     assert_eq!(e.login_failure(), Some(LoginFailure::InvalidCredentials));
 
     // A new secret ID rotated into the file is used by the same AppRoleAuth.
-    let sid2 = env
-        .root
-        .generic()
-        .write_raw("auth/approle/role/filed/secret-id", &json!({}))
-        .await
-        .expect("secret id")["data"]["secret_id"]
-        .as_str()
-        .expect("secret_id")
-        .to_string();
+    let sid2 = env.new_secret_id("filed").await;
     std::fs::write(&file, &sid2).expect("rotate");
     let login = auth
         .login(&client)
@@ -226,23 +226,8 @@ async fn approle_secret_id_file_is_read_at_every_login() {
         .await
         .expect("start");
     let mut events = lifecycle.subscribe();
-    let sid3 = env
-        .root
-        .generic()
-        .write_raw("auth/approle/role/filed/secret-id", &json!({}))
-        .await
-        .expect("secret id")["data"]["secret_id"]
-        .as_str()
-        .expect("secret_id")
-        .to_string();
-    env.root
-        .generic()
-        .write_raw(
-            "auth/approle/role/filed/secret-id/destroy",
-            &json!({"secret_id": sid2}),
-        )
-        .await
-        .expect("destroy");
+    let sid3 = env.new_secret_id("filed").await;
+    env.destroy_secret_id("filed", &sid2).await;
     std::fs::write(&file, &sid3).expect("rotate again");
     let mut seen = Vec::new();
     expect_login(

@@ -47,6 +47,9 @@ struct Inner {
     /// The configured addresses as shown to users, in the same order.
     addresses: Vec<String>,
     ha: Arc<HaState>,
+    /// Read-your-writes on: kept here, beside the other per-request fields, rather than
+    /// behind `ha`, so the check on every request and reply touches no other memory.
+    read_your_writes: bool,
     token: RwLock<Option<TokenCell>>,
     namespace: Option<HeaderValue>,
     namespace_text: Option<String>,
@@ -60,7 +63,7 @@ impl std::fmt::Debug for VaultClient {
             .field("address", &self.address())
             .field("current_address", &self.current_address())
             .field("addresses", &self.inner.addresses.len())
-            .field("read_your_writes", &self.inner.ha.read_your_writes)
+            .field("read_your_writes", &self.inner.read_your_writes)
             .field("namespace", &self.inner.namespace_text)
             .field(
                 "token",
@@ -182,7 +185,8 @@ impl VaultClient {
                     http,
                     bases,
                     addresses,
-                    ha: Arc::new(HaState::new(b.read_your_writes)),
+                    ha: Arc::new(HaState::new()),
+                    read_your_writes: b.read_your_writes,
                     token: RwLock::new(b.token.map(TokenCell::new)),
                     namespace,
                     namespace_text: b.namespace,
@@ -219,7 +223,7 @@ impl VaultClient {
     /// `true` when read-your-writes consistency is on (see
     /// [`ClientBuilder::read_your_writes`]).
     pub fn read_your_writes(&self) -> bool {
-        self.inner.ha.read_your_writes
+        self.inner.read_your_writes
     }
 
     /// The namespace, when one is set.
@@ -287,6 +291,7 @@ impl VaultClient {
                 bases: self.inner.bases.clone(),
                 addresses: self.inner.addresses.clone(),
                 ha: self.inner.ha.clone(),
+                read_your_writes: self.inner.read_your_writes,
                 token: RwLock::new(Some(TokenCell::new(token))),
                 namespace: self.inner.namespace.clone(),
                 namespace_text: self.inner.namespace_text.clone(),
@@ -317,6 +322,7 @@ impl VaultClient {
                 bases: self.inner.bases.clone(),
                 addresses: self.inner.addresses.clone(),
                 ha: self.inner.ha.clone(),
+                read_your_writes: self.inner.read_your_writes,
                 token: RwLock::new(
                     self.inner
                         .token
@@ -349,7 +355,7 @@ impl VaultClient {
     /// Fails with [`Error::InvalidInput`](crate::Error::InvalidInput) when read-your-writes
     /// is off (the index would never be sent) or the value cannot be sent in a header.
     pub fn observe_index(&self, index: &str) -> Result<()> {
-        if !self.inner.ha.read_your_writes {
+        if !self.inner.read_your_writes {
             return Err(crate::Error::InvalidInput(
                 "read-your-writes is off for this client: enable ClientBuilder::read_your_writes"
                     .into(),
@@ -442,7 +448,7 @@ impl VaultClient {
     /// Remembers the reply's `X-Vault-Index` when read-your-writes is on and it is newer
     /// than the one remembered.
     pub(crate) fn record_index(&self, headers: &HeaderMap) {
-        if !self.inner.ha.read_your_writes {
+        if !self.inner.read_your_writes {
             return;
         }
         let Some(value) = headers.get(INDEX_HEADER) else {
@@ -465,7 +471,7 @@ impl VaultClient {
 
     /// The remembered `X-Vault-Index`, when read-your-writes is on and one was seen.
     pub(crate) fn index_to_send(&self) -> Option<HeaderValue> {
-        if !self.inner.ha.read_your_writes {
+        if !self.inner.read_your_writes {
             return None;
         }
         self.inner
@@ -553,15 +559,13 @@ pub(crate) const INDEX_HEADER: &str = "x-vault-index";
 /// `with_namespace`: the address in use and the newest `X-Vault-Index` seen.
 struct HaState {
     current: AtomicUsize,
-    read_your_writes: bool,
     index: Mutex<Option<HeaderValue>>,
 }
 
 impl HaState {
-    fn new(read_your_writes: bool) -> Self {
+    fn new() -> Self {
         HaState {
             current: AtomicUsize::new(0),
-            read_your_writes,
             index: Mutex::new(None),
         }
     }

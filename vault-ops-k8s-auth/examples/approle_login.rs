@@ -1,0 +1,64 @@
+//! Logs in with AppRole and prints what Vault granted (never the token): the CLI's
+//! `vault write auth/approle/login role_id=... secret_id=...`, with the secret ID read from a
+//! file at every login so a rotated secret ID is picked up (Vault Agent's
+//! `secret_id_file_path`).
+//!
+//! ```text
+//! VAULT_ADDR=https://vault.example:8200 VAULT_APPROLE_ROLE_ID=0f4c... \
+//!     VAULT_APPROLE_SECRET_ID_FILE=/etc/app/secret-id \
+//!     cargo run -p vault-ops-k8s-auth --example approle_login
+//! ```
+//!
+//! Environment (besides `VAULT_ADDR`, `VAULT_CACERT`, ... read by `VaultClient::from_env`):
+//! - `VAULT_APPROLE_ROLE_ID`: the role ID (required);
+//! - `VAULT_APPROLE_SECRET_ID_FILE`: the file holding the secret ID (omit for roles with
+//!   `bind_secret_id = false`);
+//! - `VAULT_APPROLE_MOUNT`: the mount path (default `approle`).
+
+use vault_ops_core::VaultClient;
+use vault_ops_k8s_auth::{AppRoleAuth, AuthMethod};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let role_id = std::env::var("VAULT_APPROLE_ROLE_ID")
+        .map_err(|_| "set VAULT_APPROLE_ROLE_ID to the AppRole role ID")?;
+    let mut auth = match std::env::var_os("VAULT_APPROLE_SECRET_ID_FILE") {
+        Some(path) => AppRoleAuth::with_secret_id_file(role_id, path),
+        None => AppRoleAuth::without_secret_id(role_id),
+    };
+    if let Ok(mount) = std::env::var("VAULT_APPROLE_MOUNT") {
+        auth = auth.with_mount(mount);
+    }
+
+    let client = VaultClient::from_env()?;
+    println!(
+        "logging in to {} with {}",
+        client.address(),
+        auth.description()
+    );
+    let login = match auth.login(&client).await {
+        Ok(login) => login,
+        Err(e) => {
+            eprintln!("login failed: {e}");
+            if let Some(kind) = e.login_failure() {
+                eprintln!("reason: {kind:?}");
+            }
+            std::process::exit(1);
+        }
+    };
+    println!("policies:  {}", login.policies.join(", "));
+    println!(
+        "ttl:       {:?} (renewable: {})",
+        login.lease_duration, login.renewable
+    );
+    println!("accessor:  {}", login.accessor);
+    let mut meta: Vec<_> = login.metadata.iter().collect();
+    meta.sort();
+    for (k, v) in meta {
+        println!("metadata:  {k} = {v}");
+    }
+    Ok(())
+}

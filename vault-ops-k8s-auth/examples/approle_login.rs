@@ -15,8 +15,10 @@
 //!   `bind_secret_id = false`);
 //! - `VAULT_APPROLE_MOUNT`: the mount path (default `approle`).
 
+mod common;
+
 use vault_ops_core::VaultClient;
-use vault_ops_k8s_auth::{AppRoleAuth, AuthMethod};
+use vault_ops_k8s_auth::AppRoleAuth;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,31 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let client = VaultClient::from_env()?;
-    println!(
-        "logging in to {} with {}",
-        client.address(),
-        auth.description()
-    );
-    let login = match auth.login(&client).await {
-        Ok(login) => login,
-        Err(e) => {
-            eprintln!("login failed: {e}");
-            if let Some(kind) = e.login_failure() {
-                eprintln!("reason: {kind:?}");
-            }
-            std::process::exit(1);
-        }
-    };
-    println!("policies:  {}", login.policies.join(", "));
-    println!(
-        "ttl:       {:?} (renewable: {})",
-        login.lease_duration, login.renewable
-    );
-    println!("accessor:  {}", login.accessor);
-    let mut meta: Vec<_> = login.metadata.iter().collect();
-    meta.sort();
-    for (k, v) in meta {
-        println!("metadata:  {k} = {v}");
-    }
+    let login = common::login_or_exit(&auth, &client).await;
+    common::print_login(&login);
     Ok(())
 }

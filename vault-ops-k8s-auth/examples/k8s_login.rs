@@ -14,10 +14,12 @@
 //! - `VAULT_K8S_WATCH_SECS`: when set, keeps the token fresh for that many seconds and prints
 //!   each lifecycle event.
 
+mod common;
+
 use std::time::Duration;
 
 use vault_ops_core::VaultClient;
-use vault_ops_k8s_auth::{AuthMethod, KubernetesAuth, LifecycleConfig, TokenLifecycle};
+use vault_ops_k8s_auth::{KubernetesAuth, LifecycleConfig, TokenLifecycle};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -35,33 +37,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let client = VaultClient::from_env()?;
-    println!(
-        "logging in to {} as {}",
-        client.address(),
-        auth.description()
-    );
-    let login = match auth.login(&client).await {
-        Ok(login) => login,
-        Err(e) => {
-            eprintln!("login failed: {e}");
-            if let Some(kind) = e.login_failure() {
-                eprintln!("reason: {kind:?}");
-            }
-            std::process::exit(1);
-        }
-    };
-    println!("policies:       {}", login.policies.join(", "));
-    println!(
-        "ttl:            {:?} (renewable: {})",
-        login.lease_duration, login.renewable
-    );
-    println!("accessor:       {}", login.accessor);
-    println!("entity:         {}", login.entity_id);
-    let mut meta: Vec<_> = login.metadata.iter().collect();
-    meta.sort();
-    for (k, v) in meta {
-        println!("meta {k:<26} {v}");
-    }
+    let login = common::login_or_exit(&auth, &client).await;
+    common::print_login(&login);
 
     let watch: u64 = match std::env::var("VAULT_K8S_WATCH_SECS") {
         Ok(v) => v

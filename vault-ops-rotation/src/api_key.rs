@@ -494,54 +494,29 @@ impl ApiKeyOptions {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Sets [`mount`](Self::mount).
-    pub fn mount(mut self, mount: impl Into<String>) -> Self {
-        self.mount = mount.into();
-        self
-    }
-    /// Sets [`key_prefix`](Self::key_prefix).
-    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.key_prefix = prefix.into();
-        self
-    }
-    /// Sets [`state_prefix`](Self::state_prefix).
-    pub fn state_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.state_prefix = prefix.into();
-        self
-    }
-    /// Sets [`field`](Self::field).
-    pub fn field(mut self, field: impl Into<String>) -> Self {
-        self.field = field.into();
-        self
-    }
-    /// Sets [`key_id_field`](Self::key_id_field).
-    pub fn key_id_field(mut self, field: impl Into<String>) -> Self {
-        self.key_id_field = field.into();
-        self
-    }
-    /// Sets [`format`](Self::format).
-    pub fn format(mut self, format: KeyFormat) -> Self {
-        self.format = format;
-        self
+    vault_ops_core::setters! {
+        /// Sets [`mount`](Self::mount).
+        fn mount(string);
+        /// Sets [`key_prefix`](Self::key_prefix).
+        fn key_prefix(string);
+        /// Sets [`state_prefix`](Self::state_prefix).
+        fn state_prefix(string);
+        /// Sets [`field`](Self::field).
+        fn field(string);
+        /// Sets [`key_id_field`](Self::key_id_field).
+        fn key_id_field(string);
+        /// Sets [`format`](Self::format).
+        fn format(KeyFormat);
+        /// Sets [`grace_period`](Self::grace_period).
+        fn grace_period(Duration);
+        /// Sets [`lease`](Self::lease).
+        fn lease(Duration);
+        /// Sets [`owner`](Self::owner).
+        fn owner(string);
     }
     /// Sets [`min_versions`](Self::min_versions) (at least 2).
     pub fn min_versions(mut self, n: u64) -> Self {
         self.min_versions = n.max(2);
-        self
-    }
-    /// Sets [`grace_period`](Self::grace_period).
-    pub fn grace_period(mut self, grace: Duration) -> Self {
-        self.grace_period = grace;
-        self
-    }
-    /// Sets [`lease`](Self::lease).
-    pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
-        self
-    }
-    /// Sets [`owner`](Self::owner).
-    pub fn owner(mut self, owner: impl Into<String>) -> Self {
-        self.owner = owner.into();
         self
     }
 

@@ -371,34 +371,33 @@ impl DatabaseCredentialRotator {
         }
     }
 
-    /// The PostgreSQL port (default 5432).
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
-        self
-    }
-
-    /// The database to connect to (default `postgres`); also written to new credentials.
-    pub fn database(mut self, database: impl Into<String>) -> Self {
-        self.database = database.into();
-        self
-    }
-
-    /// TLS towards PostgreSQL (default [`TlsMode::Prefer`]).
-    pub fn tls(mut self, tls: TlsMode) -> Self {
-        self.tls = tls;
-        self
+    vault_ops_core::setters! {
+        /// The PostgreSQL port (default 5432).
+        fn port(u16);
+        /// The database to connect to (default `postgres`); also written to new credentials.
+        fn database(string);
+        /// TLS towards PostgreSQL (default [`TlsMode::Prefer`]).
+        fn tls(TlsMode);
+        /// Timeout of each connection attempt (default 10 s).
+        fn connect_timeout(Duration);
+        /// Which roles to rotate (default: the single user named in `C`, which must then
+        /// exist).
+        fn strategy(Some(Strategy));
+        /// This replica's id in claims (default: hostname, pid and a random part). A restarted
+        /// process with the same stable id takes over its own unfinished rotation at once.
+        fn owner(string);
+        /// The lease of a claim (default 2 minutes): how long others wait before taking over a
+        /// rotation whose owner went silent.
+        fn lease(Duration);
+        /// The query run after a fresh login with the new password (default `SELECT 1`); e.g.
+        /// a query on a table the role must be able to read.
+        fn verify_query(string);
     }
 
     /// Also trusts these CA certificates (PEM) for PostgreSQL's server certificate, besides the
     /// webpki (Mozilla) roots.
     pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_ca_pem = Some(pem.into());
-        self
-    }
-
-    /// Timeout of each connection attempt (default 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
         self
     }
 
@@ -431,33 +430,6 @@ impl DatabaseCredentialRotator {
     /// How new passwords are made.
     pub fn password_policy(mut self, policy: PasswordPolicy) -> Self {
         self.policy = policy;
-        self
-    }
-
-    /// Which roles to rotate (default: the single user named in `C`, which must then exist).
-    pub fn strategy(mut self, strategy: Strategy) -> Self {
-        self.strategy = Some(strategy);
-        self
-    }
-
-    /// This replica's id in claims (default: hostname, pid and a random part). A restarted
-    /// process with the same stable id takes over its own unfinished rotation at once.
-    pub fn owner(mut self, owner: impl Into<String>) -> Self {
-        self.owner = owner.into();
-        self
-    }
-
-    /// The lease of a claim (default 2 minutes): how long others wait before taking over a
-    /// rotation whose owner went silent.
-    pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
-        self
-    }
-
-    /// The query run after a fresh login with the new password (default `SELECT 1`); e.g. a
-    /// query on a table the role must be able to read.
-    pub fn verify_query(mut self, query: impl Into<String>) -> Self {
-        self.verify_query = query.into();
         self
     }
 

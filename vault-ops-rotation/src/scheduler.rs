@@ -147,10 +147,15 @@ impl SchedulerOptions {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Sets [`jitter`](Self::jitter).
-    pub fn jitter(mut self, jitter: Duration) -> Self {
-        self.jitter = jitter;
-        self
+    vault_ops_core::setters! {
+        /// Sets [`jitter`](Self::jitter).
+        fn jitter(Duration);
+        /// Sets [`failure_delay`](Self::failure_delay).
+        fn failure_delay(Duration);
+        /// Sets [`min_sleep`](Self::min_sleep).
+        fn min_sleep(Duration);
+        /// Sets [`max_sleep`](Self::max_sleep).
+        fn max_sleep(Duration);
     }
     /// Sets [`max_attempts`](Self::max_attempts) (0 is taken as 1).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
@@ -161,21 +166,6 @@ impl SchedulerOptions {
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.backoff_initial = initial;
         self.backoff_max = max.max(initial);
-        self
-    }
-    /// Sets [`failure_delay`](Self::failure_delay).
-    pub fn failure_delay(mut self, delay: Duration) -> Self {
-        self.failure_delay = delay;
-        self
-    }
-    /// Sets [`min_sleep`](Self::min_sleep).
-    pub fn min_sleep(mut self, sleep: Duration) -> Self {
-        self.min_sleep = sleep;
-        self
-    }
-    /// Sets [`max_sleep`](Self::max_sleep).
-    pub fn max_sleep(mut self, sleep: Duration) -> Self {
-        self.max_sleep = sleep;
         self
     }
     /// Sets [`max_concurrent`](Self::max_concurrent) (0 counts as 1).

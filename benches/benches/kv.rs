@@ -14,17 +14,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{CannedServer, Client, Op};
+use common::{Client, Op, Target};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 
 /// Requests in flight.
 const IN_FLIGHT: [usize; 2] = [1, 32];
-
-struct Target {
-    name: &'static str,
-    addr: String,
-    token: String,
-}
 
 fn bench_all(c: &mut Criterion, rt: &tokio::runtime::Runtime, targets: &[Target]) {
     for op in Op::ALL {
@@ -54,21 +48,8 @@ fn bench_all(c: &mut Criterion, rt: &tokio::runtime::Runtime, targets: &[Target]
 fn main() {
     common::serve_if_server();
     let rt = common::client_runtime();
-    let canned = CannedServer::start();
-    let bao = rt.block_on(vault_ops_testkit::BaoServer::start());
-    rt.block_on(common::seed_real_server(&bao.addr(), bao.root_token()));
-    let targets = [
-        Target {
-            name: "canned",
-            addr: canned.addr().to_string(),
-            token: common::CANNED_TOKEN.to_string(),
-        },
-        Target {
-            name: "bao",
-            addr: bao.addr(),
-            token: bao.root_token().to_string(),
-        },
-    ];
+    let servers = common::Servers::start(&rt);
+    let targets = servers.targets();
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2))

@@ -26,11 +26,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-use common::{Arm, CannedServer, Client, Op};
+use common::{Arm, Client, Op, Target};
 
 const ROLE_CLIENT: &str = "client";
 const IN_FLIGHT: [usize; 2] = [1, 32];
@@ -195,12 +194,6 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-struct Target {
-    name: &'static str,
-    addr: String,
-    token: String,
-}
-
 /// Requests per measurement: about a second of wall time each on a 2-core machine.
 fn request_count(target: &str, op: Op, in_flight: usize, scale: f64, smoke: bool) -> u64 {
     if smoke {
@@ -220,21 +213,9 @@ fn request_count(target: &str, op: Op, in_flight: usize, scale: f64, smoke: bool
     (base * scale).max(64.0) as u64
 }
 
-/// The target directory: `CARGO_TARGET_DIR`, else the one holding this binary
-/// (`<target>/<profile>/deps/<exe>`).
-fn target_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(dir);
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.ancestors().nth(3).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("target"))
-}
-
 /// Criterion's median time per request (ns) for this group and arm, when present.
 fn criterion_ns(group: &str, arm: Arm) -> Option<f64> {
-    let path = target_dir()
+    let path = common::target_dir()
         .join("criterion")
         .join(group)
         .join(arm.name())
@@ -412,21 +393,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("runtime: {e}"));
-    let canned = CannedServer::start();
-    let bao = rt.block_on(vault_ops_testkit::BaoServer::start());
-    rt.block_on(common::seed_real_server(&bao.addr(), bao.root_token()));
-    let targets = [
-        Target {
-            name: "canned",
-            addr: canned.addr().to_string(),
-            token: common::CANNED_TOKEN.to_string(),
-        },
-        Target {
-            name: "bao",
-            addr: bao.addr(),
-            token: bao.root_token().to_string(),
-        },
-    ];
+    let servers = common::Servers::start(&rt);
+    let targets = servers.targets();
 
     // (group, arm) -> samples
     let mut results: BTreeMap<(String, &'static str), Vec<Sample>> = BTreeMap::new();
@@ -673,12 +641,13 @@ fn main() {
         out.push_str(&format!("Missed: {}.\n", misses.join(", ")));
     }
     println!("\n{out}");
-    let path = target_dir().join("criterion").join("vault-ops-report.md");
-    if std::fs::create_dir_all(path.parent().unwrap_or(&target_dir())).is_ok()
+    let path = common::target_dir()
+        .join("criterion")
+        .join("vault-ops-report.md");
+    if std::fs::create_dir_all(path.parent().unwrap_or(&common::target_dir())).is_ok()
         && std::fs::write(&path, &out).is_ok()
     {
         eprintln!("(also written to {})", path.display());
     }
-    drop(canned);
-    drop(bao);
+    drop(servers);
 }

@@ -31,7 +31,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -191,21 +190,9 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-/// The target directory: `CARGO_TARGET_DIR`, else the one holding this binary
-/// (`<target>/<profile>/deps/<exe>`).
-fn target_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(dir);
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.ancestors().nth(3).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("target"))
-}
-
 /// Criterion's median time per iteration (ns) of `arm` in [`GROUP`], when present.
 fn criterion_ns(arm: &str) -> Option<f64> {
-    let path = target_dir()
+    let path = common::target_dir()
         .join("criterion")
         .join(GROUP)
         .join(arm)
@@ -634,10 +621,10 @@ fn main() {
         eprintln!("smoke run done (run with `cargo bench` or `./dev bench` to measure)");
         return;
     }
-    let path = target_dir()
+    let path = common::target_dir()
         .join("criterion")
         .join("vault-ops-rotation-report.md");
-    if std::fs::create_dir_all(path.parent().unwrap_or(&target_dir())).is_ok()
+    if std::fs::create_dir_all(path.parent().unwrap_or(&common::target_dir())).is_ok()
         && std::fs::write(&path, &out).is_ok()
     {
         eprintln!("(also written to {})", path.display());

@@ -1,5 +1,5 @@
-//! Shared by the `kv` and `report` benches: the canned server, the real-server setup, the
-//! three client arms and the concurrent driver.
+//! Shared by the benches: the canned server, the real-server setup, the client arms, the
+//! concurrent driver and where reports are written.
 //!
 //! The canned server runs in its own process (this bench binary re-executed with
 //! [`ROLE_ENV`] set), so the client's CPU and memory can be measured apart from it and its
@@ -283,6 +283,60 @@ impl Drop for CannedServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A server the arms are measured against.
+pub struct Target {
+    /// `canned` or `bao`, as in the bench ids.
+    pub name: &'static str,
+    /// Its address.
+    pub addr: String,
+    /// The token to send.
+    pub token: String,
+}
+
+/// The two servers of the `kv` and `report` benches, running until dropped.
+pub struct Servers {
+    canned: CannedServer,
+    bao: vault_ops_testkit::BaoServer,
+}
+
+impl Servers {
+    /// Starts the canned server and an OpenBao dev server, and seeds the latter.
+    pub fn start(rt: &tokio::runtime::Runtime) -> Servers {
+        let canned = CannedServer::start();
+        let bao = rt.block_on(vault_ops_testkit::BaoServer::start());
+        rt.block_on(seed_real_server(&bao.addr(), bao.root_token()));
+        Servers { canned, bao }
+    }
+
+    /// Both, canned first.
+    pub fn targets(&self) -> [Target; 2] {
+        [
+            Target {
+                name: "canned",
+                addr: self.canned.addr().to_string(),
+                token: CANNED_TOKEN.to_string(),
+            },
+            Target {
+                name: "bao",
+                addr: self.bao.addr(),
+                token: self.bao.root_token().to_string(),
+            },
+        ]
+    }
+}
+
+/// The target directory: `CARGO_TARGET_DIR`, else the one holding this binary
+/// (`<target>/<profile>/deps/<exe>`); reports are written below it.
+pub fn target_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return dir.into();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.ancestors().nth(3).map(Into::into))
+        .unwrap_or_else(|| "target".into())
 }
 
 /// The token the canned server is used with (it checks none).

@@ -6,11 +6,13 @@
 //! throwaway OpenBao dev server (installed by `./dev install`). Writes below
 //! `secret/proxy/api-keys/` and `secret/api-keys/`.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde_json::{json, Map, Value};
-use vault_ops_core::{SecretString, VaultClient};
+use vault_ops_core::SecretString;
 use vault_ops_rotation::api_key::{
     Alphabet, ApiKeyOptions, ApiKeyRotator, IssueRequest, IssuedKey, IssuerError, KeyFormat,
     KeyIssuer, RevokeRequest,
@@ -62,20 +64,7 @@ impl KeyIssuer for DemoProvider {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut _server = None;
-    let client =
-        if std::env::var_os("VAULT_ADDR").is_some() || std::env::var_os("BAO_ADDR").is_some() {
-            VaultClient::from_env()?
-        } else {
-            let bao = vault_ops_testkit::BaoServer::start().await;
-            let client = VaultClient::builder()
-                .address(bao.addr())
-                .token(bao.root_token())
-                .build()?;
-            println!("started a throwaway OpenBao at {}", bao.addr());
-            _server = Some(bao);
-            client
-        };
+    let (client, _server) = common::client_or_throwaway_server().await?;
     let kv = client.kv2("secret");
 
     // 1. A generated key: a new KV version, the previous one still readable.

@@ -6,9 +6,10 @@
 //! Uses the Vault in `VAULT_ADDR`/`BAO_ADDR` (with `VAULT_TOKEN`) when set; otherwise starts a
 //! throwaway OpenBao dev server. Periods are seconds here; in production they are days.
 
+mod common;
+
 use std::time::Duration;
 
-use vault_ops_core::VaultClient;
 use vault_ops_rotation::api_key::{ApiKeyOptions, ApiKeyRotator};
 use vault_ops_rotation::{RotationScheduler, SchedulerOptions};
 
@@ -20,20 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "vault_ops_rotation::scheduler=info".into()),
         )
         .init();
-    let mut _server = None;
-    let client =
-        if std::env::var_os("VAULT_ADDR").is_some() || std::env::var_os("BAO_ADDR").is_some() {
-            VaultClient::from_env()?
-        } else {
-            let bao = vault_ops_testkit::BaoServer::start().await;
-            let client = VaultClient::builder()
-                .address(bao.addr())
-                .token(bao.root_token())
-                .build()?;
-            println!("started a throwaway OpenBao at {}", bao.addr());
-            _server = Some(bao);
-            client
-        };
+    let (client, _server) = common::client_or_throwaway_server().await?;
 
     let options = SchedulerOptions::new()
         .jitter(Duration::from_millis(200))

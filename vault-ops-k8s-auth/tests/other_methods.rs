@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{expect_login, read_secret, APP_READ};
+use common::{expect_login, read_secret};
 use serde_json::json;
 use vault_ops_core::api::sys::mounts::EnableAuth;
 use vault_ops_core::{ExposeSecret, SecretString, VaultClient};
@@ -22,20 +22,7 @@ struct Env {
 
 impl Env {
     async fn start() -> Env {
-        let bao = BaoServer::start().await;
-        let root = VaultClient::builder()
-            .address(bao.addr())
-            .token(bao.root_token())
-            .build()
-            .expect("root client");
-        root.policies()
-            .write("app-read", APP_READ)
-            .await
-            .expect("policy");
-        root.kv2("secret")
-            .put("app/config", &json!({"mode": "blue"}))
-            .await
-            .expect("seed");
+        let (bao, root) = common::start_seeded_server().await;
         Env { bao, root }
     }
 

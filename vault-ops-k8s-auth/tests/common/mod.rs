@@ -17,6 +17,26 @@ use vault_ops_testkit::BaoServer;
 /// Reads `secret/data/app/*`.
 pub const APP_READ: &str = r#"path "secret/data/app/*" { capabilities = ["read"] }"#;
 
+/// An OpenBao dev server with the `app-read` policy and a secret at `secret/app/config`
+/// (`mode = blue`), and a root client for it.
+pub async fn start_seeded_server() -> (BaoServer, VaultClient) {
+    let bao = BaoServer::start().await;
+    let root = VaultClient::builder()
+        .address(bao.addr())
+        .token(bao.root_token())
+        .build()
+        .expect("root client");
+    root.policies()
+        .write("app-read", APP_READ)
+        .await
+        .expect("policy");
+    root.kv2("secret")
+        .put("app/config", &json!({"mode": "blue"}))
+        .await
+        .expect("seed secret");
+    (bao, root)
+}
+
 pub struct K8sEnv {
     pub bao: BaoServer,
     pub root: VaultClient,
@@ -27,12 +47,7 @@ impl K8sEnv {
     /// A server with `auth/kubernetes` configured against a fresh TokenReview stand-in, the
     /// `app-read` policy and a secret at `secret/app/config`.
     pub async fn start() -> K8sEnv {
-        let bao = BaoServer::start().await;
-        let root = VaultClient::builder()
-            .address(bao.addr())
-            .token(bao.root_token())
-            .build()
-            .expect("root client");
+        let (bao, root) = start_seeded_server().await;
         let reviews = TokenReviewServer::start().await;
         let k8s = root.kubernetes_auth("kubernetes");
         k8s.enable().await.expect("enable kubernetes auth");
@@ -43,14 +58,6 @@ impl K8sEnv {
         )
         .await
         .expect("write config");
-        root.policies()
-            .write("app-read", APP_READ)
-            .await
-            .expect("policy");
-        root.kv2("secret")
-            .put("app/config", &json!({"mode": "blue"}))
-            .await
-            .expect("seed secret");
         K8sEnv { bao, root, reviews }
     }
 

@@ -754,15 +754,8 @@ impl DatabaseCredentialRotator {
             Ok(()) => {}
             Err(SqlFailure::Definite(error)) => {
                 // The server refused or was never reached: nothing changed.
-                let closed = store
-                    .close(
-                        claim,
-                        Close::with_outcome(HistoryOutcome::Failed, error.to_string()),
-                    )
-                    .await;
-                if let Err(e) = closed {
-                    tracing::warn!(name = %run.name, error = %e, "could not close the state record");
-                }
+                let close = Close::with_outcome(HistoryOutcome::Failed, error.to_string());
+                close_or_warn(run, store, claim, close).await;
                 return Err((RotationStatus::Failed, error));
             }
             Err(SqlFailure::Unknown(error)) => {
@@ -773,15 +766,8 @@ impl DatabaseCredentialRotator {
                 match probe {
                     Probe::Works => {}
                     Probe::Rejected(_) => {
-                        let closed = store
-                            .close(
-                                claim,
-                                Close::with_outcome(HistoryOutcome::Failed, error.to_string()),
-                            )
-                            .await;
-                        if let Err(e) = closed {
-                            tracing::warn!(name = %run.name, error = %e, "could not close the state record");
-                        }
+                        let close = Close::with_outcome(HistoryOutcome::Failed, error.to_string());
+                        close_or_warn(run, store, claim, close).await;
                         return Err((RotationStatus::Failed, error));
                     }
                     Probe::Error(_) => return Err((RotationStatus::Failed, error)),
@@ -1001,12 +987,8 @@ impl DatabaseCredentialRotator {
         };
         if works {
             // Whoever changed `C` left it working: drop the pending rotation.
-            let closed = store
-                .close(claim, Close::with_outcome(HistoryOutcome::Conflict, reason))
-                .await;
-            if let Err(e) = closed {
-                tracing::warn!(name = %run.name, error = %e, "could not close the state record");
-            }
+            let close = Close::with_outcome(HistoryOutcome::Conflict, reason);
+            close_or_warn(run, store, claim, close).await;
         } else if let Err(e) = store.mark_conflict(&mut claim, reason).await {
             tracing::warn!(name = %run.name, error = %e, "could not record the conflict in the state record");
         }
@@ -1656,6 +1638,15 @@ fn db_error(operation: &str, e: &tokio_postgres::Error) -> RotationError {
         operation: operation.to_string(),
         code: e.code().map(|c| c.code().to_string()),
         message: pg_message(e),
+    }
+}
+
+/// Closes `S` with `close` when the rotation ends without a new password in use. A failure to
+/// close is only logged: the run's own outcome is what the caller reports, and an open claim
+/// is taken over after its lease.
+async fn close_or_warn(run: &Run, store: &StateStore, claim: Claim<DbPending>, close: Close) {
+    if let Err(e) = store.close(claim, close).await {
+        tracing::warn!(name = %run.name, error = %e, "could not close the state record");
     }
 }
 

@@ -296,7 +296,10 @@ impl ClientBuilder {
         self
     }
 
-    /// The timeout of one request attempt (default 60 s).
+    /// The timeout of one request attempt, from sending it to the last byte of the reply's
+    /// body (default 60 s, as the Vault CLI's). An attempt that runs out is retried like a
+    /// lost reply and ends as [`Error::Timeout`](crate::Error::Timeout). Connecting has its
+    /// own limit: this timeout, at most 30 s.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

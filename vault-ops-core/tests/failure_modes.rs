@@ -291,6 +291,56 @@ async fn a_slow_reply_times_out_and_is_retried() {
 }
 
 #[tokio::test]
+async fn a_body_that_stalls_after_the_headers_times_out() {
+    // A server that sends the status line, the headers and half the promised body, then
+    // nothing (the connection stays open): the timeout covers the body, not just the head.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = accepted.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut open = Vec::new();
+        for _ in 0..8 {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n{\"data\":";
+            let _ = sock.write_all(head.as_bytes()).await;
+            open.push(sock);
+        }
+    });
+    let c = fast(&format!("http://127.0.0.1:{port}"))
+        .timeout(ms(300))
+        .max_retries(1)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    // Bounded here too, so a timeout that misses the body fails the test instead of hanging.
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.execute(Request::get("sys/stalled")),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the client's timeout did not cover the stalled body"));
+    let elapsed = started.elapsed();
+    match r {
+        Err(Error::Timeout { path, timeout, .. }) => {
+            assert_eq!(path, "sys/stalled");
+            assert_eq!(timeout, ms(300));
+        }
+        other => panic!("expected Error::Timeout, got {other:?}"),
+    }
+    // Tried twice (one retry), each cut off at the timeout.
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert!(elapsed >= ms(600), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+#[tokio::test]
 async fn connection_refused_is_a_transport_error_retried_max_retries_times() {
     let addr = common::dead_addr();
     // A fixed wait unit of 150 ms: retry n waits n × 150 ms, so 2 retries wait 450 ms and
@@ -539,8 +589,10 @@ async fn headers_sent() {
             .find(|r| r.url.path() == format!("/v1/h/{p}"))
             .unwrap_or_else(|| panic!("no request to {p}"))
     };
+    let user_agent = concat!("vault-ops/", env!("CARGO_PKG_VERSION"));
     for r in &reqs {
         assert_eq!(header(r, "x-vault-request"), Some("true"), "{}", r.url);
+        assert_eq!(header(r, "user-agent"), Some(user_agent), "{}", r.url);
     }
     assert_eq!(header(get("token"), "x-vault-token"), Some(TOKEN));
     assert_eq!(header(get("token"), "x-vault-namespace"), None);

@@ -14,16 +14,22 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Client, Op, Target};
+use common::{Client, Op, Placement, Target};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 
 /// Requests in flight.
 const IN_FLIGHT: [usize; 2] = [1, 32];
 
-fn bench_all(c: &mut Criterion, rt: &tokio::runtime::Runtime, targets: &[Target]) {
+fn bench_all(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    targets: &[Target],
+    placement: &Placement,
+) {
     for op in Op::ALL {
         for target in targets {
             for in_flight in IN_FLIGHT {
+                placement.apply(in_flight);
                 let mut group =
                     c.benchmark_group(format!("{}_{}_c{in_flight}", op.name(), target.name));
                 group.throughput(Throughput::Elements(1));
@@ -50,11 +56,12 @@ fn main() {
     let rt = common::client_runtime();
     let servers = common::Servers::start(&rt);
     let targets = servers.targets();
+    let placement = Placement::new(&servers.pids());
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2))
         .without_plots()
         .configure_from_args();
-    bench_all(&mut c, &rt, &targets);
+    bench_all(&mut c, &rt, &targets, &placement);
     c.final_summary();
 }

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
 
-use common::{Arm, Client, Op, Target};
+use common::{Arm, Client, Op, Placement, Target};
 
 const ROLE_CLIENT: &str = "client";
 const IN_FLIGHT: [usize; 2] = [1, 32];
@@ -273,6 +273,7 @@ fn children_cpu_us() -> f64 {
 fn measure_peers(
     targets: &[Target],
     rounds: usize,
+    placement: &Placement,
 ) -> BTreeMap<(&'static str, &'static str, usize), Vec<Sample>> {
     let mut out: BTreeMap<(&'static str, &'static str, usize), Vec<Sample>> = BTreeMap::new();
     let python = env("PYTHON");
@@ -287,6 +288,7 @@ fn measure_peers(
         for target in targets {
             if let Some(python) = &python {
                 for (threads, n) in [(1usize, 300u64), (32, 1_000)] {
+                    placement.apply(threads);
                     let run = Command::new(python)
                         .arg(script)
                         .args([
@@ -328,6 +330,7 @@ fn measure_peers(
                 }
             }
             if let Some(bao) = &bao {
+                placement.apply(1);
                 let n = 10;
                 let cpu0 = children_cpu_us();
                 let started = std::time::Instant::now();
@@ -395,6 +398,7 @@ fn main() {
         .unwrap_or_else(|e| panic!("runtime: {e}"));
     let servers = common::Servers::start(&rt);
     let targets = servers.targets();
+    let placement = Placement::new(&servers.pids());
 
     // (group, arm) -> samples
     let mut results: BTreeMap<(String, &'static str), Vec<Sample>> = BTreeMap::new();
@@ -407,6 +411,7 @@ fn main() {
                     continue;
                 }
                 groups.push((group.clone(), op, target.name, in_flight));
+                placement.apply(in_flight);
                 let n = request_count(target.name, op, in_flight, scale, smoke);
                 for round in 0..rounds {
                     // Rotate the order each round so no arm always runs first.
@@ -444,7 +449,7 @@ fn main() {
     {
         BTreeMap::new()
     } else {
-        measure_peers(&targets, rounds.min(3))
+        measure_peers(&targets, rounds.min(3), &placement)
     };
 
     let mut instructions: BTreeMap<(String, &'static str), f64> = BTreeMap::new();
@@ -456,6 +461,7 @@ fn main() {
             else {
                 continue;
             };
+            placement.apply(*in_flight);
             for &arm in op.arms() {
                 let ins = instructions_per_request(arm, *op, *in_flight, target);
                 eprintln!(

@@ -327,6 +327,110 @@ impl Servers {
     }
 }
 
+impl Servers {
+    /// The servers' process ids (the canned server's, OpenBao's).
+    pub fn pids(&self) -> [u32; 2] {
+        [self.canned.pid(), self.bao.pid()]
+    }
+}
+
+/// Where the client and the servers run. At 1 request in flight, unpinned, throughput on a
+/// 2-vCPU VM is bimodal (~10 k/s or ~38 k/s on the canned server, for every arm alike),
+/// depending on whether the scheduler puts client and server on the same CPU, and each
+/// request pays cross-CPU wake-ups that dwarf the client's own cost; so at 1 in flight this
+/// process (and every process it starts from then on: the client children, hvac, the `bao`
+/// CLI) runs on the first allowed CPU and the servers on the last. At 32 in flight
+/// everything may run anywhere (the client needs both CPUs). Uses `taskset` (util-linux);
+/// without it, or with `VAULT_OPS_BENCH_PIN=0` or a single CPU, nothing is pinned.
+pub struct Placement {
+    /// The CPUs this process may use at start (`Cpus_allowed_list`), and the first and
+    /// last of them; `None` when pinning is off.
+    cpus: Option<(String, usize, usize)>,
+    servers: Vec<u32>,
+    pinned: std::cell::Cell<Option<bool>>,
+}
+
+impl Placement {
+    /// Placement for this process and the servers `servers` (process ids).
+    pub fn new(servers: &[u32]) -> Placement {
+        let allowed = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                    .map(|l| l.trim().to_string())
+            })
+            .unwrap_or_default();
+        let cpus: Vec<usize> = allowed
+            .split(',')
+            .flat_map(|part| {
+                let (a, b) = part.split_once('-').unwrap_or((part, part));
+                let a: usize = a.trim().parse().unwrap_or(usize::MAX);
+                let b: usize = b.trim().parse().unwrap_or(0);
+                (a..=b).collect::<Vec<_>>()
+            })
+            .collect();
+        let off = std::env::var("VAULT_OPS_BENCH_PIN").is_ok_and(|v| v == "0");
+        let have_taskset = Command::new("taskset")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let cpus = match (cpus.first(), cpus.last()) {
+            (Some(&first), Some(&last)) if first != last && !off && have_taskset => {
+                Some((allowed, first, last))
+            }
+            _ => {
+                if !off {
+                    eprintln!(
+                        "placement: not pinning at 1 in flight (CPUs {allowed:?}, taskset {})",
+                        if have_taskset { "found" } else { "missing" }
+                    );
+                }
+                None
+            }
+        };
+        Placement {
+            cpus,
+            servers: servers.to_vec(),
+            pinned: std::cell::Cell::new(None),
+        }
+    }
+
+    /// Pins (at 1 in flight) or unpins (otherwise) this process and the servers.
+    pub fn apply(&self, in_flight: usize) {
+        let Some((all, first, last)) = &self.cpus else {
+            return;
+        };
+        let pin = in_flight == 1;
+        if self.pinned.get() == Some(pin) {
+            return;
+        }
+        let (mine, theirs) = if pin {
+            (first.to_string(), last.to_string())
+        } else {
+            (all.clone(), all.clone())
+        };
+        set_affinity(std::process::id(), &mine);
+        for &pid in &self.servers {
+            set_affinity(pid, &theirs);
+        }
+        self.pinned.set(Some(pin));
+    }
+}
+
+/// Every thread of process `pid` may run on `cpus` (a `taskset` CPU list) only.
+fn set_affinity(pid: u32, cpus: &str) {
+    let out = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("running taskset: {e}"));
+    assert!(
+        out.status.success(),
+        "taskset -a -p -c {cpus} {pid}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The target directory: `CARGO_TARGET_DIR`, else the one holding this binary
 /// (`<target>/<profile>/deps/<exe>`); reports are written below it.
 pub fn target_dir() -> std::path::PathBuf {

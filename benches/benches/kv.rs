@@ -7,7 +7,7 @@
 //! (`vault-ops`, `reqwest`, `vaultrs`); `report` reads their `estimates.json`.
 //!
 //! Run with `./dev bench` (or `cargo bench -p vault-ops-benches --bench kv -- --warm-up-time 1
-//! --measurement-time 2`). Under `cargo test` every bench runs once, as a smoke test.
+//! --measurement-time 3`). Under `cargo test` every bench runs once, as a smoke test.
 
 mod common;
 

@@ -529,8 +529,9 @@ pub enum Arm {
     /// i.e. vault-ops without its KV v2 layer (reads only).
     VaultOpsExec,
     /// Diagnostic, not in the tables: the raw arm on a `reqwest::Client` configured as
-    /// vault-ops configures its own (total and connect timeouts, idle-pool timeout, user
-    /// agent, a custom redirect policy), to tell the client's settings from its code.
+    /// vault-ops configures its own (connect and idle-pool timeouts, a static user agent, a
+    /// custom redirect policy) plus a 60 s request timeout, to tell the client's settings
+    /// from its code.
     RawConfigured,
 }
 
@@ -652,13 +653,14 @@ impl Raw {
         Raw::with_http(addr, token, reqwest::Client::new())
     }
 
-    /// The settings `vault_ops_core::ClientBuilder::build` gives its `reqwest::Client`.
+    /// The settings `vault_ops_core::ClientBuilder::build` gives its `reqwest::Client`, plus
+    /// reqwest's own 60 s request timeout standing in for the one vault-ops applies itself.
     fn configured(addr: &str, token: &str) -> Raw {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent("vault-ops/bench")
+            .user_agent(HeaderValue::from_static("vault-ops/bench"))
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
                 if attempt.previous().len() > 1 {
                     attempt.error("too many redirects")

@@ -93,6 +93,18 @@ impl Env {
     }
 }
 
+/// A server with AppRole role `name` configured as `role`: the environment, the role id, a
+/// secret id, and a client without a token to log in with.
+async fn approle_env(
+    name: &str,
+    role: serde_json::Value,
+) -> (Env, String, SecretString, VaultClient) {
+    let env = Env::start().await;
+    let (rid, sid) = env.approle(name, role).await;
+    let client = env.anonymous();
+    (env, rid, sid, client)
+}
+
 fn fast_config() -> LifecycleConfig {
     let mut c =
         LifecycleConfig::default().backoff(Duration::from_millis(100), Duration::from_millis(800));
@@ -102,14 +114,12 @@ fn fast_config() -> LifecycleConfig {
 
 #[tokio::test]
 async fn approle_login_errors_and_lifecycle() {
-    let env = Env::start().await;
-    let (rid, sid) = env
-        .approle(
-            "svc",
-            json!({"token_policies": ["app-read"], "token_ttl": "2s", "token_max_ttl": "4s"}),
-        )
-        .await;
-    let client = env.anonymous();
+    // `_server` keeps OpenBao running until the test ends.
+    let (_server, rid, sid, client) = approle_env(
+        "svc",
+        json!({"token_policies": ["app-read"], "token_ttl": "2s", "token_max_ttl": "4s"}),
+    )
+    .await;
 
     let login = AppRoleAuth::new(&rid, sid.clone())
         .login(&client)
@@ -170,14 +180,11 @@ async fn approle_login_errors_and_lifecycle() {
 /// names the path and never the secret.
 #[tokio::test]
 async fn approle_secret_id_file_is_read_at_every_login() {
-    let env = Env::start().await;
-    let (rid, sid1) = env
-        .approle(
-            "filed",
-            json!({"token_policies": ["app-read"], "token_ttl": "2s", "token_max_ttl": "3s"}),
-        )
-        .await;
-    let client = env.anonymous();
+    let (env, rid, sid1, client) = approle_env(
+        "filed",
+        json!({"token_policies": ["app-read"], "token_ttl": "2s", "token_max_ttl": "3s"}),
+    )
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("secret-id");
     std::fs::write(&file, format!("{}\n", sid1.expose_secret())).expect("write");
@@ -250,14 +257,12 @@ async fn approle_secret_id_file_is_read_at_every_login() {
 
 #[tokio::test]
 async fn non_renewable_batch_tokens_are_replaced_by_login() {
-    let env = Env::start().await;
-    let (rid, sid) = env
-        .approle(
-            "batch",
-            json!({"token_policies": ["app-read"], "token_ttl": "2s", "token_type": "batch"}),
-        )
-        .await;
-    let client = env.anonymous();
+    // `_server` keeps OpenBao running until the test ends.
+    let (_server, rid, sid, client) = approle_env(
+        "batch",
+        json!({"token_policies": ["app-read"], "token_ttl": "2s", "token_type": "batch"}),
+    )
+    .await;
     let lifecycle =
         TokenLifecycle::start(client.clone(), AppRoleAuth::new(&rid, sid), fast_config())
             .await

@@ -8,7 +8,7 @@ use vault_ops_core::http::join_path;
 use vault_ops_core::VaultClient;
 
 use crate::error::{Error, Result};
-use crate::login::{clean_mount, login_request, AuthMethod, Login};
+use crate::login::{clean_mount, login_request, read_secret_file, AuthMethod, Login};
 
 /// Where the service-account JWT comes from.
 #[derive(Clone)]
@@ -121,27 +121,6 @@ pub(crate) async fn read_jwt_file(path: &Path) -> Result<SecretString> {
             path: path.to_path_buf(),
             source,
         })
-}
-
-/// Reads a file holding one secret (a JWT, a secret ID): trimmed, non-empty UTF-8. The
-/// errors never quote the content.
-pub(crate) async fn read_secret_file(path: &Path) -> std::io::Result<SecretString> {
-    let bytes = tokio::fs::read(path).await?;
-    let text = String::from_utf8(bytes).map_err(|_| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "the file is not UTF-8 text",
-        )
-    })?;
-    let secret = SecretString::from(text.trim());
-    drop(text);
-    if secret.expose_secret().is_empty() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "the file is empty",
-        ));
-    }
-    Ok(secret)
 }
 
 #[async_trait::async_trait]

@@ -1,10 +1,11 @@
 //! The login result and the [`AuthMethod`] trait every login method implements.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use vault_ops_core::{AuthInfo, Request, VaultClient, VaultResponse};
 
 use crate::error::{Error, Result};
@@ -170,4 +171,25 @@ pub async fn login_request(
 /// A mount path without leading or trailing slashes (the core client checks the rest).
 pub(crate) fn clean_mount(mount: &str) -> String {
     mount.trim_matches('/').to_string()
+}
+
+/// Reads a file holding one secret (a JWT, a secret ID): trimmed, non-empty UTF-8. The
+/// errors never quote the content.
+pub(crate) async fn read_secret_file(path: &Path) -> std::io::Result<SecretString> {
+    let bytes = tokio::fs::read(path).await?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file is not UTF-8 text",
+        )
+    })?;
+    let secret = SecretString::from(text.trim());
+    drop(text);
+    if secret.expose_secret().is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file is empty",
+        ));
+    }
+    Ok(secret)
 }

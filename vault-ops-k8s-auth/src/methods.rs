@@ -8,8 +8,7 @@ use vault_ops_core::http::join_path;
 use vault_ops_core::VaultClient;
 
 use crate::error::{Error, Result};
-use crate::kubernetes::read_secret_file;
-use crate::login::{clean_mount, login_request, AuthMethod, Login};
+use crate::login::{clean_mount, login_request, read_secret_file, AuthMethod, Login};
 
 /// AppRole auth: logs in to `auth/<mount>/login` with a role id and (usually) a secret id.
 ///

@@ -290,6 +290,29 @@ async fn a_slow_reply_times_out_and_is_retried() {
     .is_transport());
 }
 
+/// A timed-out attempt may have reached Vault: a request that must not take effect twice is
+/// not repeated after it (an idempotent one is, see `a_slow_reply_times_out_and_is_retried`).
+#[tokio::test]
+async fn not_idempotent_requests_are_not_retried_after_a_timeout() {
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        "POST",
+        "/v1/auth/token/create",
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"auth": {"client_token": "x"}}))
+            .set_delay(ms(1500)),
+    )
+    .await;
+    let c = fast(&server.uri()).timeout(ms(200)).build().unwrap();
+    let r = c
+        .tokens()
+        .create(&vault_ops_core::api::tokens::TokenCreateRequest::default())
+        .await;
+    assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+    assert_eq!(hits(&server, "/v1/auth/token/create").await, 1);
+}
+
 #[tokio::test]
 async fn a_body_that_stalls_after_the_headers_times_out() {
     // A server that sends the status line, the headers and half the promised body, then

@@ -74,7 +74,8 @@ impl std::fmt::Debug for TokenChoice {
 /// and `\` are characters of a name, never path structure, and `?` never starts a query (add
 /// parameters with [`query`](Self::query)). A path that is empty or has a `.`, `..` or empty
 /// segment (`a//b`; a trailing `/` is fine) is refused with [`Error::InvalidInput`] before
-/// anything is sent: the server would redirect it to another path.
+/// anything is sent (the server would redirect it to another path), and so is one with a
+/// control character (OpenBao refuses those in any path).
 ///
 /// ```no_run
 /// # async fn run(client: vault_ops_core::VaultClient) -> Result<(), vault_ops_core::Error> {
@@ -1075,8 +1076,10 @@ fn is_unavailable(error: &Error) -> bool {
 
 /// Refuses, before anything is sent, a request path the server would not take as it is:
 /// empty, with a `.` or `..` segment, or with an empty segment (`a//b`; only a trailing `/`
-/// is allowed). Vault's HTTP server answers such paths with a redirect to a cleaned one, so
-/// they would address something other than what was asked for.
+/// is allowed), which Vault's HTTP server answers with a redirect to a cleaned path, so they
+/// would address something other than what was asked for; or with a control character, which
+/// OpenBao refuses in any path (400), so no stored name has one, and which would reach logs
+/// and error messages as it is.
 ///
 /// Every other character is allowed: it is percent-encoded when the URL is built (see
 /// [`push_encoded_path`]), so `%2e%2e`, `\`, `?` or `#` are key characters, never path
@@ -1084,6 +1087,11 @@ fn is_unavailable(error: &Error) -> bool {
 fn validate_path(path: &str) -> Result<()> {
     if path.is_empty() {
         return Err(Error::InvalidInput("the request path is empty".into()));
+    }
+    if path.chars().any(char::is_control) {
+        return Err(Error::InvalidInput(format!(
+            "the path {path:?} has a control character"
+        )));
     }
     let segments = path.strip_suffix('/').unwrap_or(path);
     for seg in segments.split('/') {
@@ -1324,12 +1332,17 @@ mod tests {
             "secret/data/%2e%2e/%2e%2e/sys",
             r"secret/data/..\..\sys",
             "secret/data/.../..a/a..",
-            "secret/data/\n\u{0}",
+            "secret/data/ü€ a",
         ] {
             assert!(validate_path(ok).is_ok(), "{ok:?}");
         }
         for bad in [
             "",
+            "secret/data/a\nb",
+            "secret/data/\u{0}",
+            "secret/data/\u{1b}[31m",
+            "secret/data/\u{7f}",
+            "secret/data/\u{85}",
             "secret/../sys/seal",
             "..",
             ".",

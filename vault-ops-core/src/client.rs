@@ -12,7 +12,7 @@ use url::Url;
 
 use crate::config::{CaSource, ClientBuilder, RetryPolicy, DEFAULT_TIMEOUT};
 use crate::error::{ConfigError, Result};
-use crate::http::error_chain;
+use crate::http::{encoded_path_len, error_chain, push_encoded_path};
 
 /// An async client for Vault and OpenBao.
 ///
@@ -489,35 +489,37 @@ impl VaultClient {
         self.url_at(self.current_index(), path, "")
     }
 
-    /// The URL of `path` below `/v1/` on the address at `index`. A path that would leave the
-    /// configured server or `/v1/` (an absolute URL, `\\host`, `%2e%2e`) is refused, so the
-    /// token goes nowhere else. The send paths build every URL here, once per address tried
+    /// The URL of `path` below `/v1/` on the address at `index`: the path is percent-encoded
+    /// exactly as the `vault` CLI encodes it (`%` → `%25`, `?` → `%3F`, `#` → `%23`, `\` →
+    /// `%5C`, space → `%20`, non-ASCII as UTF-8 bytes; see `http::push_encoded_path`), so
+    /// the server decodes it back to exactly `path`: a name can never become path structure,
+    /// a query or a fragment. A URL whose path is not exactly `/v1/` followed by the encoded
+    /// path (a `.` or `..` segment the URL parser resolved) is refused, so the request goes
+    /// nowhere else than asked. The send paths build every URL here, once per address tried
     /// and before anything is sent.
     pub(crate) fn url_at(&self, index: usize, path: &str, query: &str) -> Result<Url> {
         let base = self.inner.bases.get(index).ok_or_else(|| {
             crate::Error::InvalidInput(format!("no configured address number {index}"))
         })?;
-        if path.contains(['?', '#']) {
-            return Err(crate::Error::InvalidInput(format!(
-                "the path {path:?} has a '?' or '#'"
-            )));
-        }
         // The address's scheme, host and port were parsed once at build time; only the path
         // and the query are set here, on a clone of the address's template URL, whose
-        // placeholder path leaves room for them (see `url_template`).
-        let mut full_path = String::with_capacity(API_PATH.len() + path.len());
+        // placeholder path leaves room for them (see `url_template`). The encoded path is
+        // written straight into the one string `set_path` reads (copied as it is when there
+        // is nothing to encode): no allocation beyond that string.
+        let mut full_path = String::with_capacity(API_PATH.len() + encoded_path_len(path));
         full_path.push_str(API_PATH);
-        full_path.push_str(path);
+        push_encoded_path(&mut full_path, path);
         let mut url = base.clone();
         url.set_path(&full_path);
         if !query.is_empty() {
             url.set_query(Some(query));
         }
-        // Dot segments (`..`, `%2e%2e`) are resolved by `set_path`: refuse a path that climbs
-        // out of `/v1/`.
-        if !url.path().starts_with(API_PATH) {
+        // The encoded path holds no character `set_path` changes, so anything it did change
+        // (resolved a `.` or `..` segment) means the request would reach another path.
+        if url.path() != full_path {
             return Err(crate::Error::InvalidInput(format!(
-                "the path {path:?} does not stay below /v1/ on the configured server"
+                "the path {path:?} would not be sent as it is (as {:?}): refusing it",
+                url.path()
             )));
         }
         Ok(url)
@@ -1129,19 +1131,37 @@ mod tests {
             ok("kv:1/data/a").ok().as_deref(),
             Some("http://127.0.0.1:8200/v1/kv:1/data/a")
         );
-        for hostile in [
-            "http://evil.example/v1/x",
-            "//evil.example/x",
-            "\\\\evil.example\\x",
-            "%2e%2e/x",
+        // Whatever a path holds, it stays on the configured server below /v1/, and every
+        // character that could be read as structure is encoded.
+        for (hostile, sent) in [
+            ("http://evil.example/v1/x", "/v1/http://evil.example/v1/x"),
+            ("//evil.example/x", "/v1///evil.example/x"),
+            ("\\\\evil.example\\x", "/v1/%5C%5Cevil.example%5Cx"),
+            ("%2e%2e/sys/seal", "/v1/%252e%252e/sys/seal"),
+            ("a/%2E%2e/%2e%2e/x", "/v1/a/%252E%252e/%252e%252e/x"),
+            (r"..\..\sys\seal-status", "/v1/..%5C..%5Csys%5Cseal-status"),
+            ("secret/data/per%41", "/v1/secret/data/per%2541"),
+            ("secret/data/a?b#c", "/v1/secret/data/a%3Fb%23c"),
+            ("secret/data/ü\n\u{7f}", "/v1/secret/data/%C3%BC%0A%7F"),
         ] {
-            if let Ok(url) = c.url_for(hostile) {
-                assert_eq!(url.host_str(), Some("127.0.0.1"), "{hostile}");
-                assert!(url.path().starts_with("/v1/"), "{hostile} -> {url}");
-            }
+            let url = c
+                .url_for(hostile)
+                .unwrap_or_else(|e| panic!("{hostile}: {e}"));
+            assert_eq!(url.host_str(), Some("127.0.0.1"), "{hostile}");
+            assert_eq!(url.path(), sent, "{hostile}");
+            assert_eq!(url.query(), None, "{hostile}");
+            assert_eq!(url.fragment(), None, "{hostile}");
         }
-        assert!(c.url_for("%2e%2e/sys/seal").is_err());
-        assert!(c.url_for("a/%2E%2e/%2e%2e/x").is_err());
+        // Literal dot segments would be resolved by the URL parser: refused, not sent elsewhere.
+        for dots in [
+            "../sys/seal",
+            "secret/../sys/seal",
+            "a/./b",
+            "secret/data/..",
+        ] {
+            let e = c.url_for(dots).unwrap_err();
+            assert!(matches!(e, crate::Error::InvalidInput(_)), "{dots}: {e:?}");
+        }
         // Spaces are encoded wherever they are, also at the end (which a URL parser trims).
         assert_eq!(
             ok("secret/data/a b  ").ok().as_deref(),
@@ -1152,5 +1172,63 @@ mod tests {
             listed.map(|u| u.to_string()).ok().as_deref(),
             Some("http://127.0.0.1:8200/v1/secret/metadata/a%20?list=true")
         );
+        let listed = c.url_at(0, "secret/metadata/a?b/", "list=true");
+        assert_eq!(
+            listed.map(|u| u.to_string()).ok().as_deref(),
+            Some("http://127.0.0.1:8200/v1/secret/metadata/a%3Fb/?list=true")
+        );
+    }
+
+    /// Percent-decodes `s` (as the server does, once).
+    fn decode(s: &str) -> Vec<u8> {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' && i + 2 < b.len() {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz");
+                if let Ok(v) = u8::from_str_radix(hex, 16) {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Any path without dot or empty segments becomes a URL on the configured server whose
+        /// path decodes (once, as the server does) to exactly `/v1/` and that path: nothing
+        /// in a name is ever structure, query or fragment.
+        #[test]
+        fn any_path_is_sent_as_itself(segments in proptest::collection::vec(
+            "\\PC{1,12}|[%./\\\\?#. ]{1,6}|[\\x00-\\x1f\\x7f]{1,3}|.{1,4}",
+            1..6,
+        )) {
+            let path = segments.join("/");
+            let c = VaultClient::new("http://127.0.0.1:8200").unwrap_or_else(|e| panic!("{e}"));
+            let valid = path
+                .split('/')
+                .all(|s| !s.is_empty() && s != "." && s != "..");
+            match c.url_at(0, &path, "") {
+                Ok(url) => {
+                    proptest::prop_assert_eq!(url.host_str(), Some("127.0.0.1"));
+                    proptest::prop_assert_eq!(url.query(), None);
+                    proptest::prop_assert_eq!(url.fragment(), None);
+                    let mut want = b"/v1/".to_vec();
+                    want.extend_from_slice(path.as_bytes());
+                    proptest::prop_assert_eq!(decode(url.path()), want);
+                }
+                Err(e) => {
+                    // Only a dot segment is refused here (empty ones are refused by the send
+                    // path's `validate_path`).
+                    proptest::prop_assert!(!valid, "{path:?} refused: {e}");
+                    proptest::prop_assert!(matches!(e, crate::Error::InvalidInput(_)));
+                }
+            }
+        }
     }
 }

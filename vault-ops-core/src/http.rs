@@ -66,6 +66,17 @@ impl std::fmt::Debug for TokenChoice {
 
 /// One request to Vault, as plain data. Build it, then send it with [`VaultClient::execute`].
 ///
+/// **Paths.** The path is plain text below `/v1/`, as the `vault` CLI takes it (a name
+/// returned by a LIST is used as it is, never escaped by the caller). When the request is
+/// sent, every byte other than ASCII letters and digits, `-._~` and `$&+,/:;=@` is
+/// percent-encoded exactly as the CLI encodes it (`%` → `%25`, `?` → `%3F`, `#` → `%23`,
+/// `\` → `%5C`, space → `%20`, `ü` → `%C3%BC`), so the server sees exactly this path: `%2e%2e`
+/// and `\` are characters of a name, never path structure, and `?` never starts a query (add
+/// parameters with [`query`](Self::query)). A path that is empty or has a `.`, `..` or empty
+/// segment (`a//b`; a trailing `/` is fine) is refused with [`Error::InvalidInput`] before
+/// anything is sent (the server would redirect it to another path), and so is one with a
+/// control character (OpenBao refuses those in any path).
+///
 /// ```no_run
 /// # async fn run(client: vault_ops_core::VaultClient) -> Result<(), vault_ops_core::Error> {
 /// use vault_ops_core::Request;
@@ -119,7 +130,8 @@ impl std::fmt::Debug for Request {
 }
 
 impl Request {
-    /// A request with this method to `path` (below `/v1/`, with or without a leading `/`).
+    /// A request with this method to `path` (below `/v1/`, with or without a leading `/`;
+    /// plain text, encoded when sent: see [`Request`]).
     pub fn new(method: Method, path: impl Into<String>) -> Self {
         let mut path: String = path.into();
         // Strip leading slashes in place: no new allocation for a path that is already owned.
@@ -259,7 +271,7 @@ impl Request {
         self
     }
 
-    /// The path below `/v1/`.
+    /// The path below `/v1/`, as given (not percent-encoded).
     pub fn path(&self) -> &str {
         &self.path
     }
@@ -1062,21 +1074,94 @@ fn is_unavailable(error: &Error) -> bool {
     matches!(error, Error::Api(api) if api.status == 503)
 }
 
+/// Refuses, before anything is sent, a request path the server would not take as it is:
+/// empty, with a `.` or `..` segment, or with an empty segment (`a//b`; only a trailing `/`
+/// is allowed), which Vault's HTTP server answers with a redirect to a cleaned path, so they
+/// would address something other than what was asked for; or with a control character, which
+/// OpenBao refuses in any path (400), so no stored name has one, and which would reach logs
+/// and error messages as it is.
+///
+/// Every other character is allowed: it is percent-encoded when the URL is built (see
+/// [`push_encoded_path`]), so `%2e%2e`, `\`, `?` or `#` are key characters, never path
+/// structure or a query.
 fn validate_path(path: &str) -> Result<()> {
     if path.is_empty() {
         return Err(Error::InvalidInput("the request path is empty".into()));
     }
-    if path.split('/').any(|seg| seg == ".." || seg == ".") {
+    if path.chars().any(char::is_control) {
         return Err(Error::InvalidInput(format!(
-            "the path {path:?} has a '.' or '..' segment"
+            "the path {path:?} has a control character"
         )));
     }
-    if path.chars().any(|c| c.is_control() || c == '?' || c == '#') {
-        return Err(Error::InvalidInput(format!(
-            "the path {path:?} has a control character, '?' or '#'"
-        )));
+    let segments = path.strip_suffix('/').unwrap_or(path);
+    for seg in segments.split('/') {
+        if seg == ".." || seg == "." {
+            return Err(Error::InvalidInput(format!(
+                "the path {path:?} has a '.' or '..' segment"
+            )));
+        }
+        if seg.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "the path {path:?} has an empty segment ('//')"
+            )));
+        }
     }
     Ok(())
+}
+
+/// Which bytes of a path are sent as they are: ASCII letters and digits, `-._~` and
+/// `$&+,/:;=@`. These are the bytes Go's `url.URL.EscapedPath` leaves alone, so a path is
+/// sent exactly as the `vault` and `bao` CLIs send it; every other byte (`%`, `?`, `#`, `\`,
+/// space, control characters, each byte of a non-ASCII character) becomes `%XX`.
+const PATH_KEEP: [bool; 256] = {
+    let mut keep = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        keep[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'$'
+                    | b'&'
+                    | b'+'
+                    | b','
+                    | b'/'
+                    | b':'
+                    | b';'
+                    | b'='
+                    | b'@'
+            );
+        b += 1;
+    }
+    keep
+};
+
+/// The length of `path` once percent-encoded by [`push_encoded_path`].
+pub(crate) fn encoded_path_len(path: &str) -> usize {
+    path.len() + 2 * path.bytes().filter(|&b| !PATH_KEEP[usize::from(b)]).count()
+}
+
+/// Appends `path` to `out`, percent-encoded as the `vault` CLI encodes a request path (see
+/// [`PATH_KEEP`]). A path with nothing to encode is copied as it is. `out` should have room
+/// for [`encoded_path_len`] more bytes, so it is not reallocated.
+pub(crate) fn push_encoded_path(out: &mut String, path: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    if path.bytes().all(|b| PATH_KEEP[usize::from(b)]) {
+        out.push_str(path);
+        return;
+    }
+    for b in path.bytes() {
+        if PATH_KEEP[usize::from(b)] {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
 }
 
 /// Joins path segments with `/`, trimming slashes at the joins. Empty segments are skipped.
@@ -1222,9 +1307,12 @@ mod tests {
         );
         c.set_token(SecretString::from("s.good"));
         for hostile in [
-            "%2e%2e/sys/seal",
-            "a/%2E%2e/%2e%2e/x",
             "secret/../sys/seal",
+            "../sys/seal",
+            "secret/./data/a",
+            "secret/data/..",
+            "secret//data/a",
+            "secret/data/a//",
             "",
         ] {
             let e = c.execute(Request::get(hostile).no_retry()).await;
@@ -1237,10 +1325,121 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert!(validate_path("secret/data/a b").is_ok());
-        assert!(validate_path("").is_err());
-        assert!(validate_path("secret/../sys/seal").is_err());
-        assert!(validate_path("secret/data/x?list=true").is_err());
+        for ok in [
+            "secret/data/a b",
+            "secret/metadata/",
+            "secret/data/x?list=true",
+            "secret/data/%2e%2e/%2e%2e/sys",
+            r"secret/data/..\..\sys",
+            "secret/data/.../..a/a..",
+            "secret/data/ü€ a",
+        ] {
+            assert!(validate_path(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "secret/data/a\nb",
+            "secret/data/\u{0}",
+            "secret/data/\u{1b}[31m",
+            "secret/data/\u{7f}",
+            "secret/data/\u{85}",
+            "secret/../sys/seal",
+            "..",
+            ".",
+            "./a",
+            "a/.",
+            "a/../",
+            "a//b",
+            "a//",
+            "/",
+        ] {
+            assert!(
+                matches!(validate_path(bad), Err(Error::InvalidInput(_))),
+                "{bad:?}"
+            );
+        }
         assert_eq!(join_path(&["/secret/", "data", "/a/b/"]), "secret/data/a/b");
+    }
+
+    fn encode(path: &str) -> String {
+        let mut out = String::with_capacity(encoded_path_len(path));
+        let capacity = out.capacity();
+        push_encoded_path(&mut out, path);
+        assert_eq!(out.len(), encoded_path_len(path), "{path:?}");
+        assert_eq!(out.capacity(), capacity, "{path:?} grew the string");
+        out
+    }
+
+    /// The bytes Go's `url.URL.EscapedPath` (what the `vault` CLI sends) keeps, the others as
+    /// `%XX` with upper-case hex.
+    #[test]
+    fn paths_are_encoded_as_the_cli_does() {
+        let kept = "AZaz09-._~$&+,/:;=@";
+        assert_eq!(encode(kept), kept);
+        for (raw, sent) in [
+            ("per%41", "per%2541"),
+            ("a?b", "a%3Fb"),
+            ("c#d", "c%23d"),
+            (r"back\slash", "back%5Cslash"),
+            ("%2e%2e", "%252e%252e"),
+            ("sp ace", "sp%20ace"),
+            ("ü", "%C3%BC"),
+            ("\n\t\u{0}\u{7f}", "%0A%09%00%7F"),
+            (
+                "\"'<>`{}|^[]!*()",
+                "%22%27%3C%3E%60%7B%7D%7C%5E%5B%5D%21%2A%28%29",
+            ),
+            ("€", "%E2%82%AC"),
+            ("", ""),
+        ] {
+            assert_eq!(encode(raw), sent, "{raw:?}");
+        }
+    }
+
+    /// Percent-decodes `s` once, as the server does.
+    fn decode(s: &str) -> Vec<u8> {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' && i + 2 < b.len() {
+                if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Any string's encoding decodes back to it, has only the kept bytes and `%XX`, and
+        /// never a raw `?`, `#`, `\`, space, control character or a `%` that is not an
+        /// escape it made.
+        #[test]
+        fn encoding_round_trips(raw in "\\PC{0,24}|[%.?#\\\\/ a]{0,12}|[\\x00-\\x1f\\x7f-\\u{10ffff}]{0,8}") {
+            let sent = encode(&raw);
+            proptest::prop_assert_eq!(decode(&sent), raw.as_bytes().to_vec());
+            proptest::prop_assert!(!sent.contains(['?', '#', '\\', ' ']), "{sent}");
+            let bytes = sent.as_bytes();
+            for (i, &b) in bytes.iter().enumerate() {
+                if b == b'%' {
+                    let hex = bytes.get(i + 1..i + 3).unwrap_or_default();
+                    proptest::prop_assert!(
+                        hex.len() == 2 && hex.iter().all(|h| matches!(h, b'0'..=b'9' | b'A'..=b'F')),
+                        "{sent}"
+                    );
+                } else {
+                    proptest::prop_assert!(PATH_KEEP[usize::from(b)], "{sent}");
+                }
+            }
+            // Nothing to encode: the very same text.
+            if raw.bytes().all(|b| PATH_KEEP[usize::from(b)]) {
+                proptest::prop_assert_eq!(&sent, &raw);
+            }
+        }
     }
 }

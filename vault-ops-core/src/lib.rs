@@ -25,6 +25,16 @@
 //! [`leases`](VaultClient::leases), [`pki`](VaultClient::pki), [`generic`](VaultClient::generic).
 //! Every request goes through one send path, [`VaultClient::execute`].
 //!
+//! **Names and paths.** Secret paths, mount paths and policy or role names are plain text, as
+//! the `vault` CLI takes them: the send path percent-encodes every request path exactly as the
+//! CLI does (`%` → `%25`, `?` → `%3F`, `#` → `%23`, `\` → `%5C`, space and non-ASCII
+//! characters as `%XX` bytes), so a name returned by a `list()` addresses exactly that entry,
+//! also for keys the CLI wrote, and no name can reach a path outside its handler's prefix:
+//! `%2e%2e` and `\` are characters of the name, and a `.`, `..` or empty (`a//b`) segment or a
+//! control character (which OpenBao refuses in paths) is refused with [`Error::InvalidInput`]
+//! before anything is sent. Names that are one segment
+//! (policies, PKI roles) must not contain `/`; mounts and keys may, for nesting.
+//!
 //! **HA clusters.** Give the client every node of a raft cluster with
 //! [`ClientBuilder::addresses`]: when the node in use cannot be reached (connection refused,
 //! unreachable; nothing was sent), the request moves on to the next node at once, and the

@@ -703,11 +703,27 @@ async fn missing_token_sends_nothing() {
 async fn paths_that_leave_v1_are_refused_before_sending() {
     let server = MockServer::start().await;
     let c = client(&server);
-    for p in ["", "secret/../sys/seal", "a/%2e%2e/%2e%2e/sys/seal", "a?b"] {
+    for p in ["", "secret/../sys/seal", "a/./b", "a//b", "secret/data/.."] {
         let r = c.execute(Request::get(p)).await;
         assert!(matches!(r, Err(Error::InvalidInput(_))), "{p}: {r:?}");
     }
     assert_eq!(server.received_requests().await.unwrap().len(), 0);
+    // Encoded dots, backslashes, `?` and `#` are a name's own characters: sent encoded (as
+    // the `vault` CLI sends them), below the path they were given under.
+    for (p, sent) in [
+        (
+            "a/%2e%2e/%2e%2e/sys/seal",
+            "/v1/a/%252e%252e/%252e%252e/sys/seal",
+        ),
+        (r"a\..\..\sys\seal", "/v1/a%5C..%5C..%5Csys%5Cseal"),
+        ("a?b#c", "/v1/a%3Fb%23c"),
+    ] {
+        let r = c.execute(Request::get(p).no_retry()).await;
+        assert!(r.is_err_and(|e| e.is_not_found()), "{p}");
+        let got = server.received_requests().await.unwrap();
+        assert_eq!(got.last().map(|r| r.url.path()), Some(sent), "{p}");
+        assert_eq!(got.last().and_then(|r| r.url.query()), None, "{p}");
+    }
 }
 
 /// Installs (once, for the whole test binary) a TRACE subscriber writing into a buffer. It is

@@ -220,11 +220,21 @@ struct CasOption {
 
 impl Kv2<'_> {
     fn path(&self, kind: &str, path: &str) -> Result<String> {
+        self.check_mount()?;
         let p = path.trim_matches('/');
         if p.is_empty() {
             return Err(Error::InvalidInput("the secret path is empty".into()));
         }
         Ok(self.join(kind, p, false))
+    }
+
+    /// An empty mount is refused: `<kind>/<path>` would address no KV engine (or another
+    /// mount named like the kind).
+    fn check_mount(&self) -> Result<()> {
+        if self.mount.is_empty() {
+            return Err(Error::InvalidInput("the KV v2 mount is empty".into()));
+        }
+        Ok(())
     }
 
     /// `<mount>/<kind>/<rest>` (plus a trailing `/` for a LIST) in one allocation: the path
@@ -369,7 +379,10 @@ impl Kv2<'_> {
     }
 
     /// `vault kv list`: keys below `path` (folders end in `/`); empty when there are none.
+    /// A key joined to `path` addresses that secret as it is, whatever characters it holds
+    /// (the send path encodes them as the `vault` CLI does).
     pub async fn list(&self, path: &str) -> Result<Vec<String>> {
+        self.check_mount()?;
         let p = self.join("metadata", path.trim_matches('/'), true);
         list_keys(self.client, p).await
     }
@@ -420,12 +433,14 @@ impl Kv2<'_> {
 
     /// The mount's settings.
     pub async fn read_config(&self) -> Result<KvConfig> {
+        self.check_mount()?;
         let req = Request::get(self.join("config", "", false));
         read_data(self.client, req).await
     }
 
     /// Writes the mount's settings (`max_versions`, `cas_required`, `delete_version_after`).
     pub async fn write_config(&self, config: &KvConfig) -> Result<()> {
+        self.check_mount()?;
         let req = Request::post(self.join("config", "", false)).json(config)?;
         send(self.client, req).await
     }
@@ -451,7 +466,13 @@ mod tests {
     #[test]
     fn paths_match_join_path() {
         let c = VaultClient::new("http://127.0.0.1:1").unwrap_or_else(|e| panic!("{e}"));
-        for mount in ["secret", "/secret/", "team/kv", "", "/"] {
+        for mount in ["", "/"] {
+            assert!(matches!(
+                c.kv2(mount).path("data", "a"),
+                Err(Error::InvalidInput(_))
+            ));
+        }
+        for mount in ["secret", "/secret/", "team/kv"] {
             let kv = c.kv2(mount);
             for kind in ["data", "metadata", "destroy"] {
                 for path in ["a", "/a/b/", "a b/c"] {

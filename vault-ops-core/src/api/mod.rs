@@ -20,3 +20,17 @@ pub(crate) fn non_empty(what: &str, value: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Checks a name that is one path segment (a policy or role name): not empty or blank and
+/// without `/`, so the request addresses exactly that name below the handler's prefix (not
+/// the prefix itself, nor something nested below another name). Every other character is
+/// allowed: the send path percent-encodes it.
+pub(crate) fn single_segment<'a>(what: &str, value: &'a str) -> Result<&'a str> {
+    non_empty(what, value)?;
+    if value.contains('/') {
+        return Err(Error::InvalidInput(format!(
+            "the {what} {value:?} contains '/'"
+        )));
+    }
+    Ok(value)
+}

@@ -55,7 +55,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use crate::api::generic::{list_keys, read_data_opt, send};
-use crate::api::non_empty;
+use crate::api::{non_empty, single_segment};
 use crate::client::VaultClient;
 use crate::error::Result;
 use crate::http::{join_path, Request};
@@ -802,10 +802,12 @@ impl Pki<'_> {
         &self.mount
     }
 
-    fn path(&self, parts: &[&str]) -> String {
+    /// `<mount>/<parts...>`; an empty mount is refused (the request would leave the engine).
+    fn path(&self, parts: &[&str]) -> Result<String> {
+        non_empty("PKI mount", &self.mount)?;
         let mut all = vec![self.mount.as_str()];
         all.extend_from_slice(parts);
-        join_path(&all)
+        Ok(join_path(&all))
     }
 
     async fn write_data<T: serde::de::DeserializeOwned>(
@@ -828,7 +830,7 @@ impl Pki<'_> {
         request: &GenerateRootRequest,
     ) -> Result<GeneratedRoot> {
         non_empty("common name", &request.common_name)?;
-        self.write_data(self.path(&["root/generate", kind.as_str()]), request)
+        self.write_data(self.path(&["root/generate", kind.as_str()])?, request)
             .await
     }
 
@@ -841,7 +843,7 @@ impl Pki<'_> {
     ) -> Result<IntermediateCsr> {
         non_empty("common name", &request.common_name)?;
         self.write_data(
-            self.path(&["intermediate/generate", kind.as_str()]),
+            self.path(&["intermediate/generate", kind.as_str()])?,
             request,
         )
         .await
@@ -855,7 +857,7 @@ impl Pki<'_> {
     ) -> Result<SignedCertificate> {
         non_empty("CSR", csr)?;
         self.write_data(
-            self.path(&["root/sign-intermediate"]),
+            self.path(&["root/sign-intermediate"])?,
             &WithCsr { csr, rest: request },
         )
         .await
@@ -865,7 +867,7 @@ impl Pki<'_> {
     /// intermediate (a PEM certificate, optionally followed by its issuers).
     pub async fn set_signed_intermediate(&self, certificate: &str) -> Result<SetSignedResult> {
         non_empty("certificate", certificate)?;
-        let req = Request::post(self.path(&["intermediate/set-signed"]))
+        let req = Request::post(self.path(&["intermediate/set-signed"])?)
             .json(&serde_json::json!({ "certificate": certificate }))?;
         let resp = self.client.execute(req).await?;
         Ok(resp
@@ -876,26 +878,26 @@ impl Pki<'_> {
 
     /// `vault write <mount>/roles/<name>`: creates or replaces a role.
     pub async fn write_role(&self, name: &str, role: &PkiRole) -> Result<()> {
-        non_empty("role name", name)?;
-        let req = Request::post(self.path(&["roles", name])).json(role)?;
+        single_segment("role name", name)?;
+        let req = Request::post(self.path(&["roles", name])?).json(role)?;
         send(self.client, req).await
     }
 
     /// `vault read <mount>/roles/<name>`, or `None` when there is no such role.
     pub async fn read_role(&self, name: &str) -> Result<Option<PkiRole>> {
-        non_empty("role name", name)?;
-        read_data_opt(self.client, Request::get(self.path(&["roles", name]))).await
+        single_segment("role name", name)?;
+        read_data_opt(self.client, Request::get(self.path(&["roles", name])?)).await
     }
 
     /// `vault list <mount>/roles` (empty when there are none).
     pub async fn list_roles(&self) -> Result<Vec<String>> {
-        list_keys(self.client, &self.path(&["roles"])).await
+        list_keys(self.client, &self.path(&["roles"])?).await
     }
 
     /// `vault delete <mount>/roles/<name>` (succeeds for a role that does not exist).
     pub async fn delete_role(&self, name: &str) -> Result<()> {
-        non_empty("role name", name)?;
-        send(self.client, Request::delete(self.path(&["roles", name]))).await
+        single_segment("role name", name)?;
+        send(self.client, Request::delete(self.path(&["roles", name])?)).await
     }
 
     /// `vault write <mount>/issue/<role> common_name=...`: a new key and certificate.
@@ -903,9 +905,9 @@ impl Pki<'_> {
     /// Vault rejects names the role does not allow with HTTP 400 (e.g. `common name x not
     /// allowed by this role`) and an unknown role with HTTP 400 `unknown role: <name>`.
     pub async fn issue(&self, role: &str, request: &IssueRequest) -> Result<IssuedCertificate> {
-        non_empty("role name", role)?;
+        single_segment("role name", role)?;
         non_empty("common name", &request.common_name)?;
-        self.write_data(self.path(&["issue", role]), request).await
+        self.write_data(self.path(&["issue", role])?, request).await
     }
 
     /// `vault write <mount>/sign/<role> csr=...`: signs a CSR under a role's rules
@@ -916,9 +918,9 @@ impl Pki<'_> {
         csr: &str,
         request: &SignRequest,
     ) -> Result<SignedCertificate> {
-        non_empty("role name", role)?;
+        single_segment("role name", role)?;
         non_empty("CSR", csr)?;
-        self.write_data(self.path(&["sign", role]), &WithCsr { csr, rest: request })
+        self.write_data(self.path(&["sign", role])?, &WithCsr { csr, rest: request })
             .await
     }
 
@@ -927,7 +929,7 @@ impl Pki<'_> {
     pub async fn revoke(&self, serial_number: &str) -> Result<Revocation> {
         non_empty("serial number", serial_number)?;
         self.write_data(
-            self.path(&["revoke"]),
+            self.path(&["revoke"])?,
             &serde_json::json!({ "serial_number": serial_number }),
         )
         .await
@@ -935,7 +937,7 @@ impl Pki<'_> {
 
     /// `vault list <mount>/certs`: serial numbers of the stored certificates.
     pub async fn list_certificates(&self) -> Result<Vec<String>> {
-        list_keys(self.client, &self.path(&["certs"])).await
+        list_keys(self.client, &self.path(&["certs"])?).await
     }
 
     /// `GET <mount>/ca/pem`: the default issuer's certificate as PEM, or `None` when the mount
@@ -950,7 +952,7 @@ impl Pki<'_> {
     }
 
     async fn read_pem(&self, what: &str) -> Result<Option<String>> {
-        let req = Request::get(self.path(&[what])).token(crate::http::TokenChoice::ClientIfSet);
+        let req = Request::get(self.path(&[what])?).token(crate::http::TokenChoice::ClientIfSet);
         let resp = self.client.execute(req).await?;
         if resp.is_empty() {
             return Ok(None);
@@ -966,7 +968,7 @@ impl Pki<'_> {
     /// `vault write <mount>/tidy`: starts a tidy run in the background. Returns Vault's
     /// warnings (it says the run started; results go to the server log).
     pub async fn tidy(&self, request: &TidyRequest) -> Result<Vec<String>> {
-        let req = Request::post(self.path(&["tidy"])).json(request)?;
+        let req = Request::post(self.path(&["tidy"])?).json(request)?;
         let resp = self.client.execute(req).await?;
         Ok(resp
             .json_opt::<VaultResponse<Option<Value>>>()?
@@ -1004,6 +1006,38 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Role names are one segment and the mount is not empty, so no name moves a request to
+    /// the parent path (`issue("/")` was `POST pki/issue`) or out of the engine.
+    #[tokio::test]
+    async fn names_stay_below_the_mount() {
+        let c = VaultClient::new("http://127.0.0.1:1").unwrap_or_else(|e| panic!("{e}"));
+        let pki = c.pki("/pki/");
+        assert_eq!(
+            pki.path(&["roles", "web"]).ok().as_deref(),
+            Some("pki/roles/web")
+        );
+        let issue = IssueRequest::new("a.example.com");
+        for role in ["", " ", "/", "a/b", "../roles", "web/"] {
+            let e = pki.issue(role, &issue).await.unwrap_err();
+            assert!(
+                matches!(e, crate::Error::InvalidInput(_)),
+                "{role:?}: {e:?}"
+            );
+            let e = pki.delete_role(role).await.unwrap_err();
+            assert!(
+                matches!(e, crate::Error::InvalidInput(_)),
+                "{role:?}: {e:?}"
+            );
+        }
+        let none = c.pki("/");
+        assert!(matches!(
+            none.path(&["roles"]),
+            Err(crate::Error::InvalidInput(_))
+        ));
+        let e = none.list_roles().await.unwrap_err();
+        assert!(matches!(e, crate::Error::InvalidInput(_)), "{e:?}");
+    }
 
     #[test]
     fn role_durations_and_extra_round_trip() {

@@ -15,12 +15,15 @@
 //! ```
 //!
 //! Vault lower-cases policy names; an HCL text it cannot parse is rejected with HTTP 400 and
-//! its parser's message, kept in [`Error::Api`].
+//! its parser's message, kept in [`Error::Api`]. A name is one path segment: empty names and
+//! names with `/` are refused; any other character (`?`, `#`, `%`, `\`) is part of the name
+//! and sent encoded, as the `vault` CLI sends it.
 
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::generic::{list_keys, read_data_opt, send};
+use crate::api::single_segment;
 use crate::client::VaultClient;
 use crate::error::{Error, Result};
 use crate::http::Request;
@@ -58,16 +61,10 @@ pub struct Policy {
 
 const ACL: &str = "sys/policies/acl";
 
+/// `sys/policies/acl/<name>` for a trimmed name that is one segment (any other character is
+/// percent-encoded when sent, so the name is exactly the policy's).
 fn policy_path(name: &str) -> Result<String> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(Error::InvalidInput("the policy name is empty".into()));
-    }
-    if name.contains('/') {
-        return Err(Error::InvalidInput(format!(
-            "the policy name {name:?} contains '/'"
-        )));
-    }
+    let name = single_segment("policy name", name.trim())?;
     Ok(format!("{ACL}/{name}"))
 }
 
@@ -113,5 +110,11 @@ mod tests {
         assert!(matches!(policy_path(""), Err(Error::InvalidInput(_))));
         assert!(matches!(policy_path("  "), Err(Error::InvalidInput(_))));
         assert!(matches!(policy_path("a/b"), Err(Error::InvalidInput(_))));
+        assert!(matches!(policy_path("/"), Err(Error::InvalidInput(_))));
+        // Other characters are the name's own: the send path encodes them.
+        assert_eq!(
+            policy_path(r"..\..\..\sys\mounts\secret").unwrap(),
+            r"sys/policies/acl/..\..\..\sys\mounts\secret"
+        );
     }
 }

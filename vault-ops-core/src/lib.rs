@@ -57,5 +57,5 @@ pub use client::VaultClient;
 pub use config::{ClientBuilder, RetryPolicy};
 pub use error::{ApiError, ConfigError, Error, Result};
 pub use http::{Request, Response, TokenChoice};
-pub use response::{AuthInfo, VaultResponse};
+pub use response::{AuthInfo, VaultResponse, WrapInfo};
 pub use secrecy::{ExposeSecret, SecretString};

@@ -440,6 +440,8 @@ fn not_found(resp: &Response) -> Error {
         errors,
         warnings,
         request_id,
+        retry_after: None,
+        location: None,
     })
 }
 

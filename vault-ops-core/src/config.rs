@@ -55,7 +55,9 @@ pub const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
 ///
 /// A request is retried on connection errors and on HTTP 412, 429 and 5xx other than 501,
 /// never on TLS certificate errors or other 4xx. The wait before retry `n` (1-based) is
-/// `n × random(min_wait..=max_wait)` unless the server sent `Retry-After`.
+/// `n × random(min_wait..=max_wait)` unless the server sent `Retry-After` (honoured up to
+/// 300 s). No wait goes past the call's deadline,
+/// [`ClientBuilder::max_call_duration`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
@@ -179,7 +181,8 @@ impl std::fmt::Debug for ClientBuilder {
 
 impl ClientBuilder {
     /// A builder with the defaults: no address (the build fails without one), no token,
-    /// 60 s timeout, 2 retries.
+    /// 60 s timeout, 2 retries, replies up to 32 MiB, calls bounded by what the retry policy
+    /// takes.
     pub fn new() -> Self {
         Self::default()
     }

@@ -709,8 +709,16 @@ impl VaultClient {
     ///
     /// Adds `X-Vault-Request`, the token (marked sensitive) and the namespace; retries
     /// connection errors and HTTP 412, 429 and 5xx except 501 with jittered linear backoff,
-    /// honouring `Retry-After`; maps error replies to [`Error::Api`]. Tracing records the
-    /// method, path, status and latency, never headers or bodies.
+    /// honouring `Retry-After` up to 300 s; maps error replies to [`Error::Api`]. Tracing
+    /// records the method, path, status and latency, never headers or bodies.
+    ///
+    /// Bounded: the whole call, attempts and waits, ends by
+    /// [`ClientBuilder::max_call_duration`](crate::ClientBuilder::max_call_duration) (no wait
+    /// is started that would end past it; the last error is returned instead), a successful
+    /// reply's body is read up to
+    /// [`ClientBuilder::max_response_bytes`](crate::ClientBuilder::max_response_bytes)
+    /// ([`Error::BodyTooLarge`] past it, not retried) and an error reply's up to
+    /// [`MAX_ERROR_BODY_BYTES`].
     ///
     /// With several addresses ([`ClientBuilder::addresses`](crate::ClientBuilder::addresses)),
     /// a connection that cannot be made moves the request on to the next address at once

@@ -10,9 +10,12 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::config::{CaSource, ClientBuilder, RetryPolicy, DEFAULT_TIMEOUT};
+use crate::config::{
+    default_call_limit, CaSource, ClientBuilder, RetryPolicy, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT,
+};
 use crate::error::{ConfigError, Result};
-use crate::http::{encoded_path_len, error_chain, push_encoded_path};
+use crate::http::{encoded_path_len, error_chain, push_encoded_path, redirect_target};
 
 /// An async client for Vault and OpenBao.
 ///
@@ -56,6 +59,10 @@ struct Inner {
     namespace_text: Option<String>,
     retry: RetryPolicy,
     timeout: Duration,
+    /// The largest successful reply body read (see [`ClientBuilder::max_response_bytes`]).
+    max_body: usize,
+    /// The longest one call may take (see [`ClientBuilder::max_call_duration`]).
+    max_call: Duration,
 }
 
 impl std::fmt::Debug for VaultClient {
@@ -76,6 +83,8 @@ impl std::fmt::Debug for VaultClient {
             )
             .field("retry", &self.inner.retry)
             .field("timeout", &self.inner.timeout)
+            .field("max_response_bytes", &self.inner.max_body)
+            .field("max_call_duration", &self.inner.max_call)
             .finish()
     }
 }
@@ -125,6 +134,22 @@ impl VaultClient {
         if timeout.is_zero() {
             errors.push(ConfigError::InvalidValue {
                 name: "timeout".into(),
+                reason: "must be more than zero".into(),
+            });
+        }
+        let max_body = b.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
+        if max_body == 0 {
+            errors.push(ConfigError::InvalidValue {
+                name: "maximum response size".into(),
+                reason: "must be more than zero".into(),
+            });
+        }
+        let max_call = b
+            .max_call_duration
+            .unwrap_or_else(|| default_call_limit(timeout, &b.retry));
+        if max_call.is_zero() {
+            errors.push(ConfigError::InvalidValue {
+                name: "maximum call duration".into(),
                 reason: "must be more than zero".into(),
             });
         }
@@ -193,6 +218,8 @@ impl VaultClient {
                     namespace_text: b.namespace,
                     retry: b.retry,
                     timeout,
+                    max_body,
+                    max_call,
                 }),
             }),
             _ if errors.len() == 1 => Err(errors.remove(0)),
@@ -298,6 +325,8 @@ impl VaultClient {
                 namespace_text: self.inner.namespace_text.clone(),
                 retry: self.inner.retry.clone(),
                 timeout: self.inner.timeout,
+                max_body: self.inner.max_body,
+                max_call: self.inner.max_call,
             }),
         }
     }
@@ -335,6 +364,8 @@ impl VaultClient {
                 namespace_text: (!ns.is_empty()).then_some(ns),
                 retry: self.inner.retry.clone(),
                 timeout: self.inner.timeout,
+                max_body: self.inner.max_body,
+                max_call: self.inner.max_call,
             }),
         })
     }
@@ -382,6 +413,18 @@ impl VaultClient {
     /// The request timeout.
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
+    }
+
+    /// The largest successful reply body read into memory (see
+    /// [`ClientBuilder::max_response_bytes`]).
+    pub fn max_response_bytes(&self) -> usize {
+        self.inner.max_body
+    }
+
+    /// The longest one call may take, retries and waits included (see
+    /// [`ClientBuilder::max_call_duration`]).
+    pub fn max_call_duration(&self) -> Duration {
+        self.inner.max_call
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {
@@ -919,24 +962,30 @@ fn redirect_policy(allowed: Vec<Origin>) -> reqwest::redirect::Policy {
 /// redirect, and a token must go to no host the user did not name. A standby sends 307 only
 /// when asked not to forward (`X-Vault-No-Request-Forwarding`) or when it cannot forward;
 /// listing every node with [`ClientBuilder::addresses`] lets the client follow it.
+///
+/// Each refusal says where the redirect pointed (without credentials, query or fragment).
 fn check_redirect(previous: &[Url], next: &Url, allowed: &[Origin]) -> Result<(), String> {
     if previous.len() > 1 {
-        return Err("Vault redirected more than once".into());
+        return Err(format!(
+            "Vault redirected more than once (again to {})",
+            redirect_target(next.as_str())
+        ));
     }
     let from_https = previous.last().is_some_and(|u| u.scheme() == "https");
     if from_https && next.scheme() != "https" {
-        return Err("refusing a redirect from https to http".into());
+        return Err(format!(
+            "refusing a redirect from https to http (to {})",
+            redirect_target(next.as_str())
+        ));
     }
     let target = origin(next);
     let same_host = previous.last().is_some_and(|u| origin(u) == target);
     if !same_host && !allowed.contains(&target) {
-        let port = target.1.map(|p| format!(":{p}")).unwrap_or_default();
         return Err(format!(
-            "refusing a redirect to {}://{}{port}, which is not one of the configured \
+            "refusing a redirect to {}, which is not one of the configured \
              addresses (the token would go along); list every node with \
              ClientBuilder::addresses",
-            next.scheme(),
-            target.0
+            redirect_target(next.as_str())
         ));
     }
     Ok(())
@@ -1033,12 +1082,15 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            check(std::slice::from_ref(&https), "http://vault-1:8200/v1/x"),
-            Err("refusing a redirect from https to http".to_string())
+            check(
+                std::slice::from_ref(&https),
+                "http://vault-1:8200/v1/x?t=s.SECRET"
+            ),
+            Err("refusing a redirect from https to http (to http://vault-1:8200/v1/x)".to_string())
         );
         assert_eq!(
             check(&[http.clone(), https.clone()], "https://vault-2:8200/v1/x"),
-            Err("Vault redirected more than once".to_string())
+            Err("Vault redirected more than once (again to https://vault-2:8200/v1/x)".to_string())
         );
         // The same host (another path) is fine; another host, or another port, is not.
         assert_eq!(
@@ -1053,13 +1105,18 @@ mod tests {
             check(std::slice::from_ref(&other), "https://vault-9:8300/v1/b"),
             Ok(())
         );
-        for foreign in [
-            "https://evil.example/v1/x",
-            "https://vault-1:9999/v1/x",
-            "https://vault-0.evil.example:8200/v1/x",
+        for (foreign, shown) in [
+            ("https://evil.example/v1/x", "https://evil.example/v1/x"),
+            ("https://vault-1:9999/v1/x", "https://vault-1:9999/v1/x"),
+            (
+                "https://u:pw@vault-0.evil.example:8200/v1/x?token=s.SECRET#f",
+                "https://vault-0.evil.example:8200/v1/x",
+            ),
         ] {
             let e = check(std::slice::from_ref(&https), foreign).unwrap_err();
             assert!(e.contains("not one of the configured addresses"), "{e}");
+            assert!(e.contains(&format!("redirect to {shown}, ")), "{e}");
+            assert!(!e.contains("SECRET") && !e.contains("pw"), "{e}");
         }
     }
 

@@ -44,12 +44,20 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_RETRIES: u32 = 2;
 /// The default address when none is configured (as the `vault` CLI).
 pub const DEFAULT_ADDR: &str = "https://127.0.0.1:8200";
+/// The default limit on the body of a successful reply (32 MiB); see
+/// [`ClientBuilder::max_response_bytes`].
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// How much of an error reply's body (a status that is neither 2xx nor accepted) is read:
+/// enough for Vault's `errors` array, not a proxy's error page. The rest is not read.
+pub const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
 
 /// How failed requests are retried.
 ///
 /// A request is retried on connection errors and on HTTP 412, 429 and 5xx other than 501,
 /// never on TLS certificate errors or other 4xx. The wait before retry `n` (1-based) is
-/// `n × random(min_wait..=max_wait)` unless the server sent `Retry-After`.
+/// `n × random(min_wait..=max_wait)` unless the server sent `Retry-After` (honoured up to
+/// 300 s). No wait goes past the call's deadline,
+/// [`ClientBuilder::max_call_duration`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
@@ -82,10 +90,8 @@ impl RetryPolicy {
 
     /// The wait before retry number `attempt` (1-based), without `Retry-After`.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let (lo, hi) = (
-            self.min_wait.as_nanos() as u64,
-            self.max_wait.as_nanos() as u64,
-        );
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let (lo, hi) = (nanos(self.min_wait), nanos(self.max_wait));
         let unit = if hi > lo {
             rand::random_range(lo..=hi)
         } else {
@@ -93,6 +99,17 @@ impl RetryPolicy {
         };
         Duration::from_nanos(unit.saturating_mul(u64::from(attempt.max(1))))
     }
+}
+
+/// The default of [`ClientBuilder::max_call_duration`]: every attempt's `timeout` plus the
+/// longest backoff before each retry (`n × max_wait` before retry `n`). Saturates rather
+/// than overflows.
+pub(crate) fn default_call_limit(timeout: Duration, retry: &RetryPolicy) -> Duration {
+    let retries = u64::from(retry.max_retries);
+    // 1 + 2 + ... + max_retries units of the longest backoff.
+    let units = retries.saturating_mul(retries.saturating_add(1)) / 2;
+    let times = |d: Duration, n: u64| d.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX));
+    times(timeout, retries.saturating_add(1)).saturating_add(times(retry.max_wait, units))
 }
 
 /// Where to find CA certificates.
@@ -137,6 +154,8 @@ pub struct ClientBuilder {
     pub(crate) tls_server_name: Option<String>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: RetryPolicy,
+    pub(crate) max_response_bytes: Option<usize>,
+    pub(crate) max_call_duration: Option<Duration>,
     pub(crate) errors: Vec<ConfigError>,
 }
 
@@ -154,13 +173,16 @@ impl std::fmt::Debug for ClientBuilder {
             .field("tls_server_name", &self.tls_server_name)
             .field("timeout", &self.timeout)
             .field("retry", &self.retry)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_call_duration", &self.max_call_duration)
             .finish_non_exhaustive()
     }
 }
 
 impl ClientBuilder {
     /// A builder with the defaults: no address (the build fails without one), no token,
-    /// 60 s timeout, 2 retries.
+    /// 60 s timeout, 2 retries, replies up to 32 MiB, calls bounded by what the retry policy
+    /// takes.
     pub fn new() -> Self {
         Self::default()
     }
@@ -321,6 +343,30 @@ impl ClientBuilder {
     /// The whole retry policy at once.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// The largest reply body read into memory (default [`DEFAULT_MAX_RESPONSE_BYTES`],
+    /// 32 MiB). A successful reply that is larger fails with
+    /// [`Error::BodyTooLarge`](crate::Error::BodyTooLarge) as soon as the limit is passed (at
+    /// once when its `Content-Length` says so), and its connection is closed rather than
+    /// drained. Error replies are read up to [`MAX_ERROR_BODY_BYTES`] (8 KiB) whatever this
+    /// says. Raft snapshots are streamed and not limited by it.
+    pub fn max_response_bytes(mut self, limit: usize) -> Self {
+        self.max_response_bytes = Some(limit);
+        self
+    }
+
+    /// The longest one call may take, all its attempts and the waits between them together.
+    /// By default it is what the retry policy itself can take without `Retry-After`:
+    /// `(max_retries + 1) × timeout` plus the longest backoff waits.
+    ///
+    /// No wait goes past it: when the next wait (the backoff, or the server's `Retry-After`,
+    /// honoured up to 300 s) would end after it, the call fails at once with the last error
+    /// (an [`ApiError`](crate::ApiError) says which `Retry-After` the server asked for), and
+    /// an attempt that starts late gets only the time left as its timeout.
+    pub fn max_call_duration(mut self, limit: Duration) -> Self {
+        self.max_call_duration = Some(limit);
         self
     }
 
@@ -539,4 +585,30 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
         _ => return None,
     };
     Duration::try_from_secs_f64(secs).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_limits_and_backoffs_saturate() {
+        let policy = RetryPolicy::default();
+        // 3 × 60 s, then 1 × 1.5 s + 2 × 1.5 s of backoff.
+        assert_eq!(
+            default_call_limit(DEFAULT_TIMEOUT, &policy),
+            Duration::from_millis(184_500)
+        );
+        assert_eq!(
+            default_call_limit(Duration::from_secs(1), &RetryPolicy::none()),
+            Duration::from_secs(1)
+        );
+        let extreme = RetryPolicy {
+            max_retries: u32::MAX,
+            min_wait: Duration::MAX,
+            max_wait: Duration::MAX,
+        };
+        assert_eq!(default_call_limit(Duration::MAX, &extreme), Duration::MAX);
+        assert_eq!(extreme.backoff(u32::MAX), Duration::from_nanos(u64::MAX));
+    }
 }

@@ -56,6 +56,21 @@ pub enum Error {
         message: String,
     },
 
+    /// The reply's body is larger than the client reads into memory
+    /// ([`ClientBuilder::max_response_bytes`](crate::ClientBuilder::max_response_bytes)). The
+    /// body was not read past the limit and the connection was closed. Not retried.
+    #[error("the reply to {method} {path} (HTTP {status}) is larger than the limit of {limit} bytes; it was not read (raise ClientBuilder::max_response_bytes if such replies are expected)")]
+    BodyTooLarge {
+        /// The HTTP method of the request.
+        method: String,
+        /// The request path below `/v1/`.
+        path: String,
+        /// The HTTP status of the reply.
+        status: u16,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+
     /// A KV v2 version exists but has been soft-deleted (it can be undeleted).
     #[error("version {version} of {mount}/{path} is deleted (since {deletion_time}); undelete it to read it again")]
     SecretVersionDeleted {
@@ -117,6 +132,7 @@ impl Error {
         match self {
             Error::Api(e) => Some(e.status),
             Error::Decode { status, .. } => Some(*status),
+            Error::BodyTooLarge { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -177,6 +193,13 @@ pub struct ApiError {
     pub warnings: Vec<String>,
     /// Vault's `X-Vault-Request-Id`-style request id, when the body carried one.
     pub request_id: Option<String>,
+    /// The reply's `Retry-After` (delay-seconds form), when it had one. When it is set on the
+    /// error a call returns, the wait it asked for was past what retries remained or past
+    /// the call's deadline ([`ClientBuilder::max_call_duration`](crate::ClientBuilder::max_call_duration)).
+    pub retry_after: Option<Duration>,
+    /// For a redirect (3xx) that was not followed: where it pointed (its `Location`, without
+    /// credentials, query or fragment).
+    pub location: Option<String>,
 }
 
 impl ApiError {
@@ -213,12 +236,20 @@ impl fmt::Display for ApiError {
             .flat_map(|e| flatten_multierror(e))
             .collect();
         if errors.is_empty() {
-            write!(f, " ({})", status_reason(self.status))?;
+            if self.location.is_none() {
+                write!(f, " ({})", status_reason(self.status))?;
+            }
         } else {
             write!(f, ": {}", errors.join("; "))?;
         }
         if !self.warnings.is_empty() {
             write!(f, " (warnings: {})", self.warnings.join("; "))?;
+        }
+        if let Some(location) = &self.location {
+            write!(f, " (a redirect to {location}, not followed)")?;
+        }
+        if let Some(wait) = self.retry_after {
+            write!(f, " (it asked to retry after {} s)", wait.as_secs())?;
         }
         Ok(())
     }
@@ -238,6 +269,8 @@ mod tests {
             errors: errors.iter().map(|e| e.to_string()).collect(),
             warnings: vec![],
             request_id: None,
+            retry_after: None,
+            location: None,
         }
     }
 

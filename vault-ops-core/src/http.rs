@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::client::VaultClient;
+use crate::config::MAX_ERROR_BODY_BYTES;
 use crate::error::{ApiError, Error, Result};
 
 /// The header that carries the token.
@@ -353,6 +354,19 @@ impl Response {
         }
     }
 
+    /// This reply as the [`Error::Api`] the send path makes of an error status (status,
+    /// Vault's messages, never the body): for an accepted status whose body is not the
+    /// answer the call expects, but an error.
+    pub(crate) fn api_error(&self) -> Error {
+        api_error(
+            &self.method,
+            &self.path,
+            self.status,
+            &self.headers,
+            &self.body,
+        )
+    }
+
     /// Turns a raw reply into a [`Response`], or into [`Error::Api`] (status and Vault's
     /// messages kept, never the body) when the status is not 2xx and not in `accepted`.
     ///
@@ -378,13 +392,31 @@ impl Response {
                 body,
             });
         }
-        Err(api_error(&method, &path, status, &body))
+        Err(api_error(&method, &path, status, &headers, &body))
     }
 }
 
-/// The [`Error::Api`] for an error reply: its status and Vault's messages, never the body.
-fn api_error(method: &Method, path: &str, status: u16, body: &[u8]) -> Error {
-    let (errors, warnings, request_id) = parse_error_body(body);
+/// The [`Error::Api`] for an error reply: its status and Vault's messages, never the body;
+/// its `Retry-After`, and for a 3xx where it pointed. A body longer than
+/// [`MAX_ERROR_BODY_BYTES`] (the send path reads one byte more than that, to tell) is not
+/// decoded: the error says it was cut.
+fn api_error(method: &Method, path: &str, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
+    let (errors, warnings, request_id) = if body.len() > MAX_ERROR_BODY_BYTES {
+        let cut = format!(
+            "(an error body of more than {MAX_ERROR_BODY_BYTES} bytes, not read past that)"
+        );
+        (vec![cut], Vec::new(), None)
+    } else {
+        parse_error_body(body)
+    };
+    let location = (300..400)
+        .contains(&status)
+        .then(|| headers.get(reqwest::header::LOCATION))
+        .flatten()
+        .map(|v| {
+            v.to_str()
+                .map_or_else(|_| "(an unreadable Location)".into(), redirect_target)
+        });
     Error::from(ApiError {
         status,
         method: method.to_string(),
@@ -392,7 +424,46 @@ fn api_error(method: &Method, path: &str, status: u16, body: &[u8]) -> Error {
         errors,
         warnings,
         request_id,
+        retry_after: retry_after(headers),
+        location,
     })
+}
+
+/// Where a redirect points, for messages: the URL without credentials, query or fragment,
+/// at most 300 characters. `location` may be relative (`/v1/x`, `//host/x`).
+pub(crate) fn redirect_target(location: &str) -> String {
+    const MAX_CHARS: usize = 300;
+    let location = location.trim();
+    let parsed = if location.starts_with("//") {
+        // Scheme-relative: parsed with a scheme, shown without it.
+        url::Url::parse(&format!("http:{location}")).map(|u| (u, "http:"))
+    } else {
+        url::Url::parse(location).map(|u| (u, ""))
+    };
+    let shown = match parsed {
+        Ok((mut url, added)) => {
+            // Cannot fail for URLs with a host; a URL without one has no credentials.
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            let text: String = url.into();
+            text.strip_prefix(added).unwrap_or(&text).to_string()
+        }
+        // A path: everything before the query or fragment.
+        Err(_) => location
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    if shown.chars().count() > MAX_CHARS {
+        let mut cut: String = shown.chars().take(MAX_CHARS).collect();
+        cut.push('…');
+        cut
+    } else {
+        shown
+    }
 }
 
 /// The statuses a request accepts as answers besides 2xx: one bit per code from 100 to 611
@@ -571,11 +642,15 @@ fn is_retryable_status(status: u16) -> bool {
     status == 412 || status == 429 || (status >= 500 && status != 501)
 }
 
+/// The longest `Retry-After` honoured per retry (a longer one is waited for this long).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// The reply's `Retry-After` as sent (delay-seconds form only; an HTTP date, or a number too
+/// large for a `u64`, is ignored and the backoff applies).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    // Only the delay-seconds form; an HTTP date falls back to the backoff.
     let secs: u64 = v.parse().ok()?;
-    Some(Duration::from_secs(secs.min(300)))
+    Some(Duration::from_secs(secs))
 }
 
 /// Whether a reqwest error is a TLS certificate problem (never retried).
@@ -623,6 +698,8 @@ struct Reply {
 enum Failed {
     Send(reqwest::Error),
     Body(reqwest::Error),
+    /// A successful reply (this status) whose body is over the client's limit.
+    TooLarge(u16),
 }
 
 enum Attempt {
@@ -644,8 +721,16 @@ impl VaultClient {
     ///
     /// Adds `X-Vault-Request`, the token (marked sensitive) and the namespace; retries
     /// connection errors and HTTP 412, 429 and 5xx except 501 with jittered linear backoff,
-    /// honouring `Retry-After`; maps error replies to [`Error::Api`]. Tracing records the
-    /// method, path, status and latency, never headers or bodies.
+    /// honouring `Retry-After` up to 300 s; maps error replies to [`Error::Api`]. Tracing
+    /// records the method, path, status and latency, never headers or bodies.
+    ///
+    /// Bounded: the whole call, attempts and waits, ends by
+    /// [`ClientBuilder::max_call_duration`](crate::ClientBuilder::max_call_duration) (no wait
+    /// is started that would end past it; the last error is returned instead), a successful
+    /// reply's body is read up to
+    /// [`ClientBuilder::max_response_bytes`](crate::ClientBuilder::max_response_bytes)
+    /// ([`Error::BodyTooLarge`] past it, not retried) and an error reply's up to
+    /// [`MAX_ERROR_BODY_BYTES`].
     ///
     /// With several addresses ([`ClientBuilder::addresses`](crate::ClientBuilder::addresses)),
     /// a connection that cannot be made moves the request on to the next address at once
@@ -668,9 +753,14 @@ impl VaultClient {
             // anything is sent (so a bad path fails on the first address, as before).
             let retry = self.retry_policy();
             let max_retries = if req.retry { retry.max_retries } else { 0 };
+            // The whole call, waits included, ends by this deadline (one clock read per
+            // call; `None` when it is too far away to represent, i.e. never).
+            let max_call = self.max_call_duration();
+            let deadline = Instant::now().checked_add(max_call);
+            let mut limit = self.timeout().min(max_call);
             let mut attempt: u32 = 0;
             loop {
-                match self.attempt_round(&req).await {
+                match self.attempt_round(&req, limit, deadline).await {
                     Attempt::Done(reply) => {
                         return Ok(Response {
                             method: req.method,
@@ -690,8 +780,13 @@ impl VaultClient {
                             return Err(error);
                         }
                         attempt += 1;
-                        let wait = retry_wait(&req, retry, attempt, wait, error);
+                        let Some((wait, left)) =
+                            retry_wait(&req, retry, attempt, wait, &error, deadline)
+                        else {
+                            return Err(error);
+                        };
                         tokio::time::sleep(wait).await;
+                        limit = self.timeout().min(left);
                     }
                 }
             }
@@ -702,15 +797,25 @@ impl VaultClient {
     /// next one while no connection can be made, at most once through every address. The
     /// address that answers becomes the one in use; a 503 (e.g. a sealed node) makes the
     /// next address the one the retry goes to.
-    async fn attempt_round(&self, req: &Request) -> Attempt {
+    ///
+    /// Each try may take `limit`; a try after an unreachable address gets what is left
+    /// before `deadline`, at most `limit`.
+    async fn attempt_round(
+        &self,
+        req: &Request,
+        limit: Duration,
+        deadline: Option<Instant>,
+    ) -> Attempt {
         let count = self.address_count().max(1);
         let mut index = self.current_index();
         let mut tried = 0;
+        let mut limit = limit;
         loop {
-            match self.attempt(req, index).await {
+            match self.attempt(req, index, limit).await {
                 Attempt::Unreachable(error) => {
                     tried += 1;
-                    if tried >= count {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if tried >= count || left.is_some_and(|left| left.is_zero()) {
                         self.move_past(index, &error);
                         return Attempt::Retry {
                             error,
@@ -718,6 +823,7 @@ impl VaultClient {
                             not_processed: true,
                         };
                     }
+                    limit = left.map_or(limit, |left| limit.min(left));
                     index = self.move_past(index, &error);
                 }
                 Attempt::Retry {
@@ -868,15 +974,21 @@ impl VaultClient {
         if (200..300).contains(&status) || req.ok_statuses.contains(status) {
             return Ok(resp);
         }
-        let body = resp
-            .bytes()
+        let mut resp = resp;
+        let body = read_error_body(&mut resp)
             .await
             .map_err(|e| self.transport_error(&req, &e))?;
-        Err(api_error(&req.method, &req.path, status, &body))
+        Err(api_error(
+            &req.method,
+            &req.path,
+            status,
+            resp.headers(),
+            &body,
+        ))
     }
 
-    /// One try of `req` at the address at `index`.
-    async fn attempt(&self, req: &Request, index: usize) -> Attempt {
+    /// One try of `req` at the address at `index`, within `limit`.
+    async fn attempt(&self, req: &Request, index: usize, limit: Duration) -> Attempt {
         // The URL is built (and checked) here, not passed in: a by-value argument of an
         // `async fn` would stay in its future for the whole request.
         let request = match self
@@ -894,16 +1006,26 @@ impl VaultClient {
             let status = resp.status().as_u16();
             // Taken, not cloned: the body is all that is read from `resp` afterwards.
             let headers = std::mem::take(resp.headers_mut());
-            let body = read_body(&mut resp).await.map_err(Failed::Body)?;
+            // Bounded: a successful reply by the client's limit (over it is an error), an
+            // error reply by MAX_ERROR_BODY_BYTES (the rest is not read).
+            let body = if (200..300).contains(&status) || req.ok_statuses.contains(status) {
+                read_body(&mut resp, self.max_response_bytes())
+                    .await
+                    .map_err(Failed::Body)?
+                    .ok_or(Failed::TooLarge(status))?
+            } else {
+                read_error_body(&mut resp).await.map_err(Failed::Body)?
+            };
             Ok((status, headers, body))
         };
         // The timeout covers sending and the whole body. It is this future's own timer,
         // not reqwest's, which would add a boxed timer and a body wrapper per request.
-        let (status, headers, body) = match tokio::time::timeout(self.timeout(), exchange).await {
+        let (status, headers, body) = match tokio::time::timeout(limit, exchange).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(Failed::Send(e))) => return self.send_failed(req, &e, started),
             Ok(Err(Failed::Body(e))) => return self.body_failed(req, &e),
-            Err(_) => return self.timed_out(req, started),
+            Ok(Err(Failed::TooLarge(status))) => return self.too_large(req, status),
+            Err(_) => return self.timed_out(req, limit, started),
         };
         self.record_index(&headers);
         if started.is_some() {
@@ -917,6 +1039,21 @@ impl VaultClient {
             });
         }
         error_reply(req, status, &headers, &body)
+    }
+
+    /// A successful reply whose body is over the limit: deterministic, so not retried. Its
+    /// connection is closed with the unread rest when the reply is dropped.
+    #[cold]
+    #[inline(never)]
+    fn too_large(&self, req: &Request, status: u16) -> Attempt {
+        let error = Error::BodyTooLarge {
+            method: req.method.to_string(),
+            path: req.path.clone(),
+            status,
+            limit: self.max_response_bytes(),
+        };
+        tracing::debug!(method = %req.method, path = %req.path, status, error = %error, "Vault request failed");
+        Attempt::Fail(error)
     }
 
     // The failure paths below are out of line (and marked cold) so the path every successful
@@ -943,15 +1080,16 @@ impl VaultClient {
         }
     }
 
-    /// No complete reply within the client's timeout. Retried like a lost reply: the request
-    /// may have reached Vault.
+    /// No complete reply within the attempt's time (the client's timeout, or less when the
+    /// call's deadline is nearer). Retried like a lost reply: the request may have reached
+    /// Vault.
     #[cold]
     #[inline(never)]
-    fn timed_out(&self, req: &Request, started: Option<Instant>) -> Attempt {
+    fn timed_out(&self, req: &Request, limit: Duration, started: Option<Instant>) -> Attempt {
         let error = Error::Timeout {
             method: req.method.to_string(),
             path: req.path.clone(),
-            timeout: self.timeout(),
+            timeout: limit,
         };
         let latency_ms = started.map_or(0, |t| t.elapsed().as_millis() as u64);
         tracing::debug!(method = %req.method, path = %req.path, latency_ms, error = %error, "Vault request failed");
@@ -995,27 +1133,52 @@ impl VaultClient {
     }
 }
 
-/// The wait before retry number `attempt` (the reply's `Retry-After`, else the backoff),
-/// logged with the error that caused it.
+/// The wait before retry number `attempt` (the reply's `Retry-After` up to
+/// [`MAX_RETRY_AFTER`], else the backoff) and the time left after it before `deadline`,
+/// logged with the error that caused it; `None` when the wait would not end before the
+/// deadline, so the call is to fail now rather than sleep past it.
 #[cold]
 #[inline(never)]
 fn retry_wait(
     req: &Request,
     retry: &crate::RetryPolicy,
     attempt: u32,
-    wait: Option<Duration>,
-    error: Error,
-) -> Duration {
-    let wait = wait.unwrap_or_else(|| retry.backoff(attempt));
+    retry_after: Option<Duration>,
+    error: &Error,
+    deadline: Option<Instant>,
+) -> Option<(Duration, Duration)> {
+    let wait = retry_after.map_or_else(|| retry.backoff(attempt), |w| w.min(MAX_RETRY_AFTER));
+    let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+    let left = match deadline {
+        None => Duration::MAX,
+        Some(deadline) => {
+            let now = Instant::now();
+            match now.checked_add(wait).filter(|end| *end < deadline) {
+                Some(end) => deadline.saturating_duration_since(end),
+                None => {
+                    tracing::debug!(
+                        method = %req.method,
+                        path = %req.path,
+                        attempt,
+                        wait_ms,
+                        retry_after_s = retry_after.map(|w| w.as_secs()),
+                        error = %error,
+                        "not retrying Vault request: the wait would pass the call's deadline"
+                    );
+                    return None;
+                }
+            }
+        }
+    };
     tracing::debug!(
         method = %req.method,
         path = %req.path,
         attempt,
-        wait_ms = wait.as_millis() as u64,
+        wait_ms,
         error = %error,
         "retrying Vault request"
     );
-    wait
+    Some((wait, left))
 }
 
 /// Logs a reply at `debug` (method, path, status, latency; never headers or bodies).
@@ -1029,7 +1192,7 @@ fn log_reply(req: &Request, status: u16, started: Option<Instant>) {
 #[cold]
 #[inline(never)]
 fn error_reply(req: &Request, status: u16, headers: &HeaderMap, body: &[u8]) -> Attempt {
-    let error = api_error(&req.method, &req.path, status, body);
+    let error = api_error(&req.method, &req.path, status, headers, body);
     if is_retryable_status(status) {
         Attempt::Retry {
             error,
@@ -1042,22 +1205,55 @@ fn error_reply(req: &Request, status: u16, headers: &HeaderMap, body: &[u8]) -> 
     }
 }
 
-/// The whole reply body. A body that arrives in one chunk (Vault's replies mostly do) is
-/// returned as it is, without a copy. Chunk by chunk rather than `Response::bytes`, whose
-/// future is several times larger: with many requests in flight every byte of a request's
-/// future is memory the CPU cache must hold.
-async fn read_body(resp: &mut reqwest::Response) -> reqwest::Result<Bytes> {
+/// The whole reply body, or `None` as soon as it is known to be longer than `limit` bytes
+/// (from its `Content-Length`, or chunk by chunk), with the rest left unread. A body that
+/// arrives in one chunk (Vault's replies mostly do) is returned as it is, without a copy.
+/// Chunk by chunk rather than `Response::bytes`, whose future is several times larger: with
+/// many requests in flight every byte of a request's future is memory the CPU cache must
+/// hold.
+async fn read_body(resp: &mut reqwest::Response, limit: usize) -> reqwest::Result<Option<Bytes>> {
+    if resp
+        .content_length()
+        .is_some_and(|len| len > u64::try_from(limit).unwrap_or(u64::MAX))
+    {
+        return Ok(None);
+    }
     let Some(first) = resp.chunk().await? else {
-        return Ok(Bytes::new());
+        return Ok(Some(Bytes::new()));
     };
+    if first.len() > limit {
+        return Ok(None);
+    }
     let Some(second) = resp.chunk().await? else {
-        return Ok(first);
+        return Ok(Some(first));
     };
-    let mut body = bytes::BytesMut::with_capacity(first.len() + second.len());
+    let mut len = first.len().saturating_add(second.len());
+    if len > limit {
+        return Ok(None);
+    }
+    let mut body = bytes::BytesMut::with_capacity(len);
     body.extend_from_slice(&first);
     body.extend_from_slice(&second);
     while let Some(chunk) = resp.chunk().await? {
+        len = len.saturating_add(chunk.len());
+        if len > limit {
+            return Ok(None);
+        }
         body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
+}
+
+/// The start of an error reply's body: at most [`MAX_ERROR_BODY_BYTES`] + 1 bytes (the one
+/// more tells [`api_error`] the body was longer), the rest left unread.
+async fn read_error_body(resp: &mut reqwest::Response) -> reqwest::Result<Bytes> {
+    let mut body = bytes::BytesMut::new();
+    while body.len() <= MAX_ERROR_BODY_BYTES {
+        let Some(chunk) = resp.chunk().await? else {
+            break;
+        };
+        let room = MAX_ERROR_BODY_BYTES + 1 - body.len();
+        body.extend_from_slice(chunk.get(..room).unwrap_or(&chunk));
     }
     Ok(body.freeze())
 }
@@ -1321,6 +1517,96 @@ mod tests {
         // A good path and token do get sent (and find nobody listening).
         let e = c.execute(Request::get("sys/mounts").no_retry()).await;
         assert!(matches!(e, Err(Error::Transport { .. })), "{e:?}");
+    }
+
+    #[test]
+    fn redirect_targets_lose_credentials_query_and_fragment() {
+        for (location, shown) in [
+            (
+                "https://u:p@vault-1:8200/v1/x?t=s.X#f",
+                "https://vault-1:8200/v1/x",
+            ),
+            ("http://vault-1/v1/x", "http://vault-1/v1/x"),
+            ("//u@vault-2:8200/v1/y?z", "//vault-2:8200/v1/y"),
+            ("/v1/sys/a?list=true#x", "/v1/sys/a"),
+            ("  relative/path  ", "relative/path"),
+            ("", ""),
+        ] {
+            assert_eq!(redirect_target(location), shown, "{location}");
+        }
+        let long = format!("http://h/{}", "é".repeat(1000));
+        let shown = redirect_target(&long);
+        assert_eq!(shown.chars().count(), 301, "{shown}");
+        assert!(shown.ends_with('…'));
+    }
+
+    #[test]
+    fn retry_waits_are_clamped_and_kept_before_the_deadline() {
+        let req = Request::get("sys/x");
+        let policy = crate::RetryPolicy::default();
+        let e = Error::InvalidInput("x".into());
+        // Retry-After is honoured up to 300 s, and a huge one neither panics nor overflows.
+        let far = Instant::now().checked_add(Duration::from_secs(3600));
+        let (wait, left) = retry_wait(&req, &policy, 1, Some(Duration::MAX), &e, far)
+            .unwrap_or_else(|| panic!("300 s fits in an hour"));
+        assert_eq!(wait, MAX_RETRY_AFTER);
+        assert!(left <= Duration::from_secs(3300) && left > Duration::from_secs(3290));
+        // Past the deadline: no wait at all.
+        let near = Instant::now().checked_add(Duration::from_secs(10));
+        assert!(retry_wait(&req, &policy, 1, Some(Duration::from_secs(11)), &e, near).is_none());
+        let huge_backoff = crate::RetryPolicy {
+            max_retries: 1,
+            min_wait: Duration::MAX,
+            max_wait: Duration::MAX,
+        };
+        assert!(retry_wait(&req, &huge_backoff, u32::MAX, None, &e, near).is_none());
+        // No deadline: the wait as computed, all the time in the world after it.
+        let (wait, left) = retry_wait(&req, &huge_backoff, u32::MAX, None, &e, None)
+            .unwrap_or_else(|| panic!("no deadline"));
+        assert_eq!(
+            (wait, left),
+            (Duration::from_nanos(u64::MAX), Duration::MAX)
+        );
+        // Only the delay-seconds form is read.
+        let mut h = HeaderMap::new();
+        for (v, want) in [
+            ("120", Some(Duration::from_secs(120))),
+            ("18446744073709551615", Some(Duration::from_secs(u64::MAX))),
+            ("18446744073709551616", None),
+            ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+            ("-1", None),
+        ] {
+            h.insert(RETRY_AFTER, HeaderValue::from_static(v));
+            assert_eq!(retry_after(&h), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn error_bodies_past_the_limit_are_not_decoded() {
+        let mut body = br#"{"errors":["#.to_vec();
+        body.resize(MAX_ERROR_BODY_BYTES + 1, b'a');
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        let e = api_error(&Method::GET, "sys/x", 500, &headers, &body);
+        let api = e.api().unwrap_or_else(|| panic!("{e:?}"));
+        assert_eq!(
+            api.errors,
+            vec!["(an error body of more than 8192 bytes, not read past that)"]
+        );
+        assert_eq!(api.retry_after, Some(Duration::from_secs(7)));
+        assert_eq!(api.location, None, "not a 3xx");
+        assert!(
+            e.to_string().ends_with("(it asked to retry after 7 s)"),
+            "{e}"
+        );
+        // At the limit it is still decoded.
+        let mut body = br#"{"errors":["a"]}"#.to_vec();
+        body.resize(MAX_ERROR_BODY_BYTES, b' ');
+        let e = api_error(&Method::GET, "sys/x", 500, &HeaderMap::new(), &body);
+        assert_eq!(
+            e.api().map(|a| a.errors.clone()),
+            Some(vec!["a".to_string()])
+        );
     }
 
     #[test]

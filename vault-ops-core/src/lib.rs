@@ -47,6 +47,12 @@
 //! [`ClientBuilder::read_your_writes`] the client sends back the newest `X-Vault-Index` it saw,
 //! with `X-Vault-Inconsistent: forward-active-node`, so a read after a write is never stale.
 //!
+//! **Untrusted replies.** Reply bodies are bounded
+//! ([`ClientBuilder::max_response_bytes`], 32 MiB by default; error bodies 8 KiB; raft
+//! snapshots stream), one call with its retries and `Retry-After` waits ends by
+//! [`ClientBuilder::max_call_duration`], and a reply that lacks the fields it always carries
+//! is an [`Error::Decode`], not a value made of defaults.
+//!
 //! Secrets (tokens, passwords, private keys, secret values in typed replies) are
 //! [`secrecy::SecretString`]s or redacting types: no `Debug`, `Display`, error or trace
 //! contains them.
@@ -67,5 +73,5 @@ pub use client::VaultClient;
 pub use config::{ClientBuilder, RetryPolicy};
 pub use error::{ApiError, ConfigError, Error, Result};
 pub use http::{Request, Response, TokenChoice};
-pub use response::{AuthInfo, VaultResponse};
+pub use response::{AuthInfo, VaultResponse, WrapInfo};
 pub use secrecy::{ExposeSecret, SecretString};

@@ -5,8 +5,12 @@ use std::collections::HashMap;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
-/// Vault's reply envelope: `data` plus lease, auth and warning fields.
-#[derive(Debug, Clone, Deserialize)]
+/// Vault's reply envelope: `data` plus lease, auth, wrapping and warning fields.
+///
+/// `Debug` never prints `data` (it may be a dynamic credential, a private key, a secret's
+/// values), the `auth` token or the `wrap_info` token: it shows `data` as `[REDACTED]` and
+/// the rest of the envelope as it is.
+#[derive(Clone, Deserialize)]
 #[non_exhaustive]
 pub struct VaultResponse<T> {
     /// Vault's request id.
@@ -29,9 +33,64 @@ pub struct VaultResponse<T> {
     /// Set when the request created or renewed a token.
     #[serde(default)]
     pub auth: Option<AuthInfo>,
+    /// Set when the reply was response-wrapped (`X-Vault-Wrap-TTL`): the wrapping token.
+    #[serde(default)]
+    pub wrap_info: Option<WrapInfo>,
     /// The mount type that answered (e.g. `kv`).
     #[serde(default)]
     pub mount_type: Option<String>,
+}
+
+impl<T> std::fmt::Debug for VaultResponse<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultResponse")
+            .field("request_id", &self.request_id)
+            .field("lease_id", &self.lease_id)
+            .field("renewable", &self.renewable)
+            .field("lease_duration", &self.lease_duration)
+            .field("data", &"[REDACTED]")
+            .field("warnings", &self.warnings)
+            .field("auth", &self.auth)
+            .field("wrap_info", &self.wrap_info)
+            .field("mount_type", &self.mount_type)
+            .finish()
+    }
+}
+
+/// The `wrap_info` block of a response-wrapped reply.
+#[derive(Clone, Deserialize)]
+#[non_exhaustive]
+pub struct WrapInfo {
+    /// The wrapping token (unwraps the reply once). Never printed by `Debug`.
+    pub token: SecretString,
+    /// The wrapping token's accessor.
+    #[serde(default)]
+    pub accessor: String,
+    /// The wrapping token's TTL in seconds.
+    #[serde(default)]
+    pub ttl: u64,
+    /// When it was created (RFC 3339).
+    #[serde(default)]
+    pub creation_time: String,
+    /// The path whose reply was wrapped.
+    #[serde(default)]
+    pub creation_path: String,
+    /// The accessor of the wrapped token, when the wrapped reply is a token.
+    #[serde(default)]
+    pub wrapped_accessor: String,
+}
+
+impl std::fmt::Debug for WrapInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WrapInfo")
+            .field("token", &"[REDACTED]")
+            .field("accessor", &self.accessor)
+            .field("ttl", &self.ttl)
+            .field("creation_time", &self.creation_time)
+            .field("creation_path", &self.creation_path)
+            .field("wrapped_accessor", &self.wrapped_accessor)
+            .finish()
+    }
 }
 
 /// The `auth` block of a login, token create or renew reply.

@@ -368,7 +368,15 @@ async fn read_your_writes_remembers_the_newest_index_and_sends_it_back() {
     );
 
     // Requests about the node itself go without it (a standby must answer for itself).
-    mount(&server, "GET", "/v1/sys/health", ResponseTemplate::new(429)).await;
+    let standby =
+        json!({"initialized": true, "sealed": false, "standby": true, "version": "2.7.2"});
+    mount(
+        &server,
+        "GET",
+        "/v1/sys/health",
+        ResponseTemplate::new(429).set_body_json(standby),
+    )
+    .await;
     assert_eq!(
         c.sys().health().await.unwrap().state,
         vault_ops_core::api::sys::HealthState::Standby

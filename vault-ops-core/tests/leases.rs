@@ -73,6 +73,17 @@ async fn new_creds(c: &VaultClient) -> String {
         "{}",
         resp.lease_id
     );
+    // The envelope's Debug shows the lease, never the credential.
+    let password = resp.data["password"]
+        .as_str()
+        .expect("a password")
+        .to_string();
+    let shown = format!("{resp:?}");
+    assert!(
+        !password.is_empty() && !shown.contains(&password),
+        "{shown}"
+    );
+    assert!(shown.contains(&resp.lease_id), "{shown}");
     resp.lease_id
 }
 

@@ -455,6 +455,8 @@ fn not_found(resp: &Response) -> Error {
         errors,
         warnings,
         request_id,
+        retry_after: None,
+        location: None,
     })
 }
 

@@ -42,8 +42,8 @@ pub struct TokenInfo {
     /// Policies from the identity.
     #[serde(default, deserialize_with = "null_default")]
     pub identity_policies: Vec<String>,
-    /// Remaining time to live in seconds (0 for a root token without expiry).
-    #[serde(default)]
+    /// Remaining time to live in seconds (0 for a root token without expiry). Must be in
+    /// the reply: a lookup without it would read as a token that never expires.
     pub ttl: i64,
     /// The TTL the token was created with.
     #[serde(default)]

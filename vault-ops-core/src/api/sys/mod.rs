@@ -101,6 +101,9 @@ impl fmt::Display for HealthState {
 }
 
 /// `sys/health`: the node's state from its status code, plus the body's fields.
+///
+/// `initialized`, `sealed`, `standby` and `version` must be in the reply (Vault and OpenBao
+/// always send them): a body without them is not a health reply.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[non_exhaustive]
 pub struct Health {
@@ -108,19 +111,15 @@ pub struct Health {
     #[serde(skip_deserializing, default = "unknown_state")]
     pub state: HealthState,
     /// Initialised.
-    #[serde(default)]
     pub initialized: bool,
     /// Sealed.
-    #[serde(default)]
     pub sealed: bool,
     /// A standby node.
-    #[serde(default)]
     pub standby: bool,
     /// A performance standby.
     #[serde(default)]
     pub performance_standby: bool,
     /// Server version, e.g. `2.7.2`.
-    #[serde(default)]
     pub version: String,
     /// Cluster name.
     #[serde(default)]
@@ -140,32 +139,32 @@ fn unknown_state() -> HealthState {
     HealthState::Other(0)
 }
 
-/// `sys/seal-status`.
+/// `sys/seal-status` (and the reply to an unseal).
+///
+/// `type`, `initialized`, `sealed`, `t`, `n`, `progress` and `version` must be in the reply
+/// (Vault and OpenBao always send them): a body without them is not a seal status.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[non_exhaustive]
 pub struct SealStatus {
     /// Seal type, e.g. `shamir`.
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub seal_type: String,
     /// Initialised.
-    #[serde(default)]
     pub initialized: bool,
     /// Sealed.
     pub sealed: bool,
     /// Key threshold.
-    #[serde(default, rename = "t")]
+    #[serde(rename = "t")]
     pub threshold: u32,
     /// Number of key shares.
-    #[serde(default, rename = "n")]
+    #[serde(rename = "n")]
     pub shares: u32,
     /// Unseal keys entered so far.
-    #[serde(default)]
     pub progress: u32,
     /// The nonce of the unseal in progress.
     #[serde(default)]
     pub nonce: String,
     /// Server version.
-    #[serde(default)]
     pub version: String,
     /// Build date.
     #[serde(default)]
@@ -182,11 +181,13 @@ pub struct SealStatus {
 }
 
 /// `sys/leader`.
+///
+/// `ha_enabled` must be in the reply, and with HA enabled `is_self` and `leader_address`
+/// too ([`Sys::leader`] checks): OpenBao without HA sends `ha_enabled` alone.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[non_exhaustive]
 pub struct LeaderStatus {
     /// HA is enabled.
-    #[serde(default)]
     pub ha_enabled: bool,
     /// This node is the leader.
     #[serde(default)]
@@ -366,30 +367,41 @@ const HEALTH_STATUSES: [u16; 8] = [200, 429, 472, 473, 474, 501, 503, 530];
 
 impl Sys<'_> {
     /// `sys/health`. Every documented status code is an answer, not an error.
+    ///
+    /// The body must be a health reply that agrees with the status: a 200 whose body is
+    /// empty, is not a health reply, or says sealed, uninitialised or standby is an
+    /// [`Error::Decode`] (never an active node with no version); so is a 429, 501 or 503
+    /// whose body says otherwise. Another accepted status (429, 472, 473, 474, 501, 503, 530)
+    /// whose body is not a health reply, as from a proxy, is the [`Error::Api`] for that
+    /// status with the body's messages.
     pub async fn health(&self) -> Result<Health> {
         let req = Request::get("sys/health")
             .without_token()
             .accept_statuses(&HEALTH_STATUSES)
             .no_retry();
         let resp = self.client.execute(req).await?;
-        let mut health: Health = if resp.is_empty() {
-            Health {
-                state: HealthState::Other(0),
-                initialized: resp.status() != 501,
-                sealed: resp.status() == 503,
-                standby: resp.status() == 429,
-                performance_standby: resp.status() == 473,
-                version: String::new(),
-                cluster_name: String::new(),
-                cluster_id: String::new(),
-                server_time_utc: 0,
-                ha_connection_healthy: None,
-            }
-        } else {
-            resp.json()?
+        let status = resp.status();
+        let mut health: Health = match resp.json() {
+            Ok(health) => health,
+            Err(e) if status == 200 => return Err(e),
+            Err(_) => return Err(resp.api_error()),
         };
-        health.state = HealthState::from_status(resp.status());
-        Ok(health)
+        health.state = HealthState::from_status(status);
+        let disagrees = match health.state {
+            HealthState::Active => (!health.initialized || health.sealed || health.standby)
+                .then_some("not an initialised, unsealed, active node"),
+            HealthState::Standby => (!health.standby).then_some("not a standby"),
+            HealthState::NotInitialized => health.initialized.then_some("initialised"),
+            HealthState::Sealed => (!health.sealed).then_some("unsealed"),
+            _ => None,
+        };
+        match disagrees {
+            Some(what) => Err(resp.decode_error(format!(
+                "the status says {} but the body says {what}",
+                health.state
+            ))),
+            None => Ok(health),
+        }
     }
 
     /// `vault status`: `sys/seal-status` (no token needed).
@@ -443,10 +455,27 @@ impl Sys<'_> {
         send(self.client, Request::put("sys/step-down")).await
     }
 
-    /// `sys/leader`.
+    /// `sys/leader`. With HA enabled, a reply without `is_self` or `leader_address` is an
+    /// [`Error::Decode`], not "not the leader, no leader known".
     pub async fn leader(&self) -> Result<LeaderStatus> {
+        /// Which of the fields that [`LeaderStatus`] defaults the reply really has.
+        #[derive(Deserialize)]
+        struct Present {
+            is_self: Option<serde::de::IgnoredAny>,
+            leader_address: Option<serde::de::IgnoredAny>,
+        }
         let req = Request::get("sys/leader").token(crate::TokenChoice::ClientIfSet);
-        self.client.execute(req).await?.json()
+        let resp = self.client.execute(req).await?;
+        let leader: LeaderStatus = resp.json()?;
+        if leader.ha_enabled {
+            let present: Present = resp.json()?;
+            if present.is_self.is_none() || present.leader_address.is_none() {
+                return Err(resp.decode_error(
+                    "HA is enabled but the reply lacks `is_self` or `leader_address`",
+                ));
+            }
+        }
+        Ok(leader)
     }
 }
 
@@ -479,6 +508,8 @@ impl VaultClient {
                 errors: vec![msg.to_string()],
                 warnings: Vec::new(),
                 request_id: None,
+                retry_after: None,
+                location: None,
             })
         };
         match health.state {

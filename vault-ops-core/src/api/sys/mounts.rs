@@ -35,11 +35,12 @@ use crate::http::Request;
 use crate::response::null_default;
 
 /// A mount as `sys/mounts` and `sys/auth` list it: a secret engine or an auth method.
+/// An entry without a `type` is not a mount (the listing fails to decode).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[non_exhaustive]
 pub struct MountInfo {
     /// The engine or method type, e.g. `kv`, `pki`, `approle`, `token`.
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub mount_type: String,
     /// Description.
     #[serde(default)]
@@ -353,7 +354,8 @@ impl MountTune {
 }
 
 /// A mount's tuning as `sys/mounts/<path>/tune` and `sys/auth/<path>/tune` report it: the
-/// effective values, with system defaults filled in. TTLs are seconds.
+/// effective values, with system defaults filled in. TTLs are seconds; both must be in the
+/// reply (a reply without them is not a mount's tuning).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[non_exhaustive]
 pub struct MountTuneInfo {
@@ -361,10 +363,8 @@ pub struct MountTuneInfo {
     #[serde(default)]
     pub description: String,
     /// Effective default lease TTL in seconds.
-    #[serde(default)]
     pub default_lease_ttl: u64,
     /// Effective maximum lease TTL in seconds.
-    #[serde(default)]
     pub max_lease_ttl: u64,
     /// Responses are never cached.
     #[serde(default)]
@@ -395,15 +395,15 @@ pub struct MountTuneInfo {
     pub other: BTreeMap<String, Value>,
 }
 
-/// An audit device as `sys/audit` lists it.
+/// An audit device as `sys/audit` lists it. An entry without `type` or `path` is not an
+/// audit device (the listing fails to decode).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[non_exhaustive]
 pub struct AuditDevice {
     /// The device type: `file`, `socket`, `syslog`, `http`.
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub device_type: String,
     /// The device path, e.g. `file/`.
-    #[serde(default)]
     pub path: String,
     /// Description.
     #[serde(default)]
@@ -468,13 +468,26 @@ impl EnableAudit {
 
 /// The server's configuration without secrets (`sys/config/state/sanitized`), as Vault sends
 /// it. The fields differ between Vault and OpenBao versions, so it is kept as JSON with typed
-/// accessors for the common parts.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// accessors for the common parts. It must be a JSON object (`null` or another value is a
+/// decode error, not an empty configuration).
+#[derive(Debug, Clone, Default, Serialize)]
 #[serde(transparent)]
 #[non_exhaustive]
 pub struct SanitizedConfig {
     /// The whole configuration.
     pub raw: Value,
+}
+
+impl<'de> Deserialize<'de> for SanitizedConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let raw = Value::deserialize(d)?;
+        if !raw.is_object() {
+            return Err(serde::de::Error::custom(
+                "the sanitized configuration is not a JSON object",
+            ));
+        }
+        Ok(SanitizedConfig { raw })
+    }
 }
 
 impl SanitizedConfig {

@@ -28,13 +28,23 @@
 //! ```
 //!
 //! Every backup is checked before it counts: the snapshot is streamed to disk (never held in
-//! memory) and verified on the fly as a complete archive
-//! ([`SnapshotVerifier`]), written as `*.partial` and
-//! renamed only when sound. Restores verify the checksum file first, then the archive, and only
-//! then send anything to Vault.
+//! memory) and verified on the fly as a complete archive ([`SnapshotVerifier`]), written to a
+//! temporary file and named only when sound. Restores verify the checksum file first, then
+//! the archive, and only then send anything to Vault, to the active node (see
+//! [`raft`](crate::api::raft#restores)).
 //!
-//! Two backups in the same second get `-2`, `-3`, ... after the time stamp. Retention only
-//! ever deletes files whose names follow the pattern (and their checksum files).
+//! Backups hold every secret in Vault: the directory is created with mode 0700 and each file
+//! with 0600 (on Unix), each file under a random name created exclusively, then named without
+//! replacing anything, so a symlink or file planted at a predictable name is never followed or
+//! overwritten.
+//!
+//! Two backups in the same second get `-2`, `-3`, ... after the time stamp (a name that is
+//! taken, by anything, is skipped). Retention only ever deletes files whose names follow the
+//! pattern (and their checksum files).
+//!
+//! A snapshot saved by `vault operator raft snapshot save` has no checksum file: restore it
+//! with [`RestoreOptions::no_checksum`] (`--no-checksum` in the `restore` example), which
+//! still checks the archive's own `SHA256SUMS`.
 //!
 //! Uploading to object storage (S3 and the like) is not part of this crate: copy the
 //! directory with your storage tool of choice, or point the directory at a mounted volume.
@@ -44,11 +54,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::api::raft::{hex, RestoreMode, SnapshotInfo, SnapshotVerifier};
 use crate::client::VaultClient;
 use crate::error::Error;
+use crate::files::{self, Published};
 
 /// The file name prefix of backups.
 pub const BACKUP_PREFIX: &str = "vault-backup-";
@@ -99,8 +110,9 @@ pub enum BackupError {
         actual: String,
     },
 
-    /// The backup has no checksum file beside it.
-    #[error("{} has no checksum file ({}); refusing to restore an unverifiable backup", file.display(), checksum_file.display())]
+    /// The backup has no checksum file beside it (and [`RestoreOptions::no_checksum`] was not
+    /// given).
+    #[error("{} has no checksum file ({}); refusing to restore a backup whose checksum cannot be checked. A snapshot saved by `vault operator raft snapshot save` has none: restore it with --no-checksum (RestoreOptions::no_checksum), which still checks the archive's own SHA256SUMS", file.display(), checksum_file.display())]
     ChecksumMissing {
         /// The backup file.
         file: PathBuf,
@@ -187,6 +199,10 @@ pub struct RestoreOptions {
     /// Restores a snapshot of a cluster with other unseal keys
     /// ([`RestoreMode::Force`]; every node then seals).
     pub from_another_cluster: bool,
+    /// Restores a snapshot that has no checksum file beside it, such as one saved by
+    /// `vault operator raft snapshot save` (`--no-checksum`). The archive is still checked,
+    /// its own `SHA256SUMS` included; a checksum file that is there is still checked too.
+    pub no_checksum: bool,
 }
 
 impl RestoreOptions {
@@ -201,6 +217,9 @@ impl RestoreOptions {
         fn force(bool);
         /// Allows a snapshot of another cluster (see [`RestoreMode::Force`]).
         fn from_another_cluster(bool);
+        /// Allows a snapshot without a checksum file (`--no-checksum`; see
+        /// [`no_checksum`](Self::no_checksum)).
+        fn no_checksum(bool);
     }
 }
 
@@ -232,19 +251,22 @@ impl Backups {
     }
 
     /// `backup.sh`: takes a snapshot into `vault-backup-YYYYMMDD_HHMMSS.snap` (creating the
-    /// directory if needed), writes its checksum file, then applies retention.
+    /// directory, mode 0700, if needed), writes its checksum file, then applies retention.
+    /// Both files are 0600 and never replace anything (see the [module docs](self)).
     pub async fn create(&self, client: &VaultClient) -> Result<Backup, BackupError> {
-        tokio::fs::create_dir_all(&self.dir)
+        files::create_private_dir(&self.dir)
             .await
             .map_err(io_err(format!("creating {}", self.dir.display())))?;
         let stamp = utc_timestamp(SystemTime::now());
+        let mut raft = client.raft();
+        if let Some(t) = self.timeout {
+            raft = raft.timeout(t);
+        }
+        // Into a temporary file first (removed on any failure), then under the first free name.
+        let (info, mut temp) = raft.snapshot_to_temp_in(&self.dir).await?;
         let mut sequence = 1;
         let path = loop {
-            let candidate = self.dir.join(backup_name(&stamp, sequence));
-            if !exists(&candidate).await && !exists(&checksum_path(&candidate)).await {
-                break candidate;
-            }
-            if sequence >= MAX_SAME_SECOND {
+            if sequence > MAX_SAME_SECOND {
                 return Err(BackupError::Io {
                     context: format!("finding a free name for a backup in {}", self.dir.display()),
                     source: std::io::Error::new(
@@ -253,13 +275,22 @@ impl Backups {
                     ),
                 });
             }
+            let candidate = self.dir.join(backup_name(&stamp, sequence));
             sequence += 1;
+            if files::is_taken(&candidate).await
+                || files::is_taken(&checksum_path(&candidate)).await
+            {
+                continue;
+            }
+            // Named atomically without replacing: a name taken in the meantime is skipped.
+            match files::try_publish(temp, &candidate)
+                .await
+                .map_err(io_err(format!("saving {}", candidate.display())))?
+            {
+                Published::Done => break candidate,
+                Published::Taken(back) => temp = back,
+            }
         };
-        let mut raft = client.raft();
-        if let Some(t) = self.timeout {
-            raft = raft.timeout(t);
-        }
-        let info = raft.snapshot_to_file(&path).await?;
         let checksum_path = checksum_path(&path);
         if let Err(e) = write_checksum(&checksum_path, &path, &info.sha256).await {
             let _ = tokio::fs::remove_file(&path).await;
@@ -349,10 +380,11 @@ impl Backups {
         }
     }
 
-    /// `restore.sh NAME [--force]`: checks the backup ([`verify`](Self::verify)), refuses with
-    /// [`BackupError::ForceRequired`] unless `options.force`, then streams it to Vault. Send
-    /// restores to the active node: a standby answers with a redirect, which a streamed body
-    /// cannot follow.
+    /// `restore.sh NAME [--force] [--no-checksum]`: checks the backup ([`verify`](Self::verify);
+    /// with [`RestoreOptions::no_checksum`] a missing checksum file is allowed), refuses with
+    /// [`BackupError::ForceRequired`] unless `options.force`, then streams it with its length
+    /// to the active node, whichever configured node the client is using (see
+    /// [`raft`](crate::api::raft#restores)). The bytes sent are the bytes checked.
     pub async fn restore(
         &self,
         client: &VaultClient,
@@ -360,7 +392,7 @@ impl Backups {
         options: RestoreOptions,
     ) -> Result<SnapshotInfo, BackupError> {
         let path = self.resolve(name.as_ref());
-        let info = verify_backup_file(&path).await?;
+        let info = verify_backup(&path, !options.no_checksum).await?;
         if !options.force {
             return Err(BackupError::ForceRequired { file: path, info });
         }
@@ -369,14 +401,11 @@ impl Backups {
         } else {
             RestoreMode::Normal
         };
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(io_err(format!("opening {}", path.display())))?;
         let mut raft = client.raft();
         if let Some(t) = self.timeout {
             raft = raft.timeout(t);
         }
-        raft.snapshot_restore_from_reader(file, mode).await?;
+        raft.restore_checked_file(&path, &info, mode).await?;
         Ok(info)
     }
 }
@@ -384,17 +413,24 @@ impl Backups {
 /// Checks `path` against its checksum file (`<path>.sha256`), then checks that it is a complete
 /// raft snapshot; both in one pass over the file.
 pub async fn verify_backup_file(path: &Path) -> Result<SnapshotInfo, BackupError> {
+    verify_backup(path, true).await
+}
+
+/// [`verify_backup_file`]; without `require_checksum` a missing checksum file is allowed (one
+/// that is there is still checked).
+async fn verify_backup(path: &Path, require_checksum: bool) -> Result<SnapshotInfo, BackupError> {
     let checksum_file = checksum_path(path);
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(io_err(format!("opening {}", path.display())))?;
-    let expected = match tokio::fs::read_to_string(&checksum_file).await {
-        Ok(text) => {
-            parse_checksum(&text, path).map_err(|reason| BackupError::InvalidChecksumFile {
+    let expected = match read_checksum_file(&checksum_file).await {
+        Ok(text) => Some(parse_checksum(&text, path).map_err(|reason| {
+            BackupError::InvalidChecksumFile {
                 file: checksum_file.clone(),
                 reason,
-            })?
-        }
+            }
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !require_checksum => None,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(BackupError::ChecksumMissing {
                 file: path.to_path_buf(),
@@ -418,7 +454,7 @@ pub async fn verify_backup_file(path: &Path) -> Result<SnapshotInfo, BackupError
         verifier.update(&buf[..n]);
     }
     let actual = hex(&sha.finalize());
-    if actual != expected {
+    if let Some(expected) = expected.filter(|e| *e != actual) {
         return Err(BackupError::ChecksumMismatch {
             file: path.to_path_buf(),
             expected,
@@ -463,6 +499,19 @@ fn parse_checksum(text: &str, backup: &Path) -> Result<String, String> {
     Ok(hash)
 }
 
+/// The most bytes read of a checksum file (`sha256sum` output for one file is ~100 bytes).
+const CHECKSUM_FILE_MAX: u64 = 4096;
+
+/// Reads a checksum file, at most [`CHECKSUM_FILE_MAX`] bytes of it.
+async fn read_checksum_file(path: &Path) -> std::io::Result<String> {
+    let file = tokio::fs::File::open(path).await?;
+    let mut bytes = Vec::new();
+    file.take(CHECKSUM_FILE_MAX).read_to_end(&mut bytes).await?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Writes the checksum file like [`Raft::snapshot_to_file`](crate::api::raft::Raft::snapshot_to_file)
+/// writes a snapshot: a new private file, named without replacing anything.
 async fn write_checksum(
     checksum_path: &Path,
     backup: &Path,
@@ -472,26 +521,18 @@ async fn write_checksum(
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    let tmp = {
-        let mut n = checksum_path.as_os_str().to_os_string();
-        n.push(".partial");
-        PathBuf::from(n)
-    };
-    tokio::fs::write(&tmp, format!("{sha256}  {name}\n"))
+    let context = || format!("writing {}", checksum_path.display());
+    let (mut file, temp) = files::create_temp_in(&files::parent_dir(checksum_path))
         .await
-        .map_err(io_err(format!("writing {}", tmp.display())))?;
-    tokio::fs::rename(&tmp, checksum_path).await.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_err(format!(
-            "renaming {} to {}",
-            tmp.display(),
-            checksum_path.display()
-        ))(e)
-    })
-}
-
-async fn exists(path: &Path) -> bool {
-    tokio::fs::try_exists(path).await.unwrap_or(true)
+        .map_err(io_err(context()))?;
+    file.write_all(format!("{sha256}  {name}\n").as_bytes())
+        .await
+        .map_err(io_err(context()))?;
+    file.sync_all().await.map_err(io_err(context()))?;
+    drop(file);
+    files::publish(temp, checksum_path)
+        .await
+        .map_err(io_err(context()))
 }
 
 fn checksum_path(backup: &Path) -> PathBuf {

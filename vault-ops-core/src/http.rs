@@ -916,23 +916,25 @@ impl VaultClient {
     /// timeout replacing the client's for this request. Headers, token and namespace as in
     /// [`execute`](Self::execute); never retried, but a request without a streamed body
     /// moves on to the next address when no connection can be made (nothing was sent); an
-    /// error status is read and mapped to [`Error::Api`] as there.
+    /// error status is read and mapped to [`Error::Api`] as there. `at` sends it to the
+    /// configured address with that index only (a raft restore must reach the active node).
     pub(crate) async fn execute_streaming(
         &self,
         req: Request,
         body: Option<reqwest::Body>,
         timeout: Option<Duration>,
+        at: Option<usize>,
     ) -> Result<reqwest::Response> {
         validate_path(&req.path)?;
         // The URL (checked by `url_at`) is built per address in the loop, before sending.
         // A streamed body cannot be sent twice: such a request gets one address only.
-        let rounds = if body.is_some() {
+        let rounds = if body.is_some() || at.is_some() {
             1
         } else {
             self.address_count().max(1)
         };
         let mut body = body;
-        let mut index = self.current_index();
+        let mut index = at.unwrap_or_else(|| self.current_index());
         let mut tried = 0;
         let started = Instant::now();
         let resp = loop {

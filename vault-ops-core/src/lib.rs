@@ -65,6 +65,7 @@ pub mod backup;
 pub mod client;
 pub mod config;
 pub mod error;
+mod files;
 pub mod health_report;
 pub mod http;
 pub mod response;

@@ -243,3 +243,223 @@ async fn backup_of_a_server_without_raft_fails_and_leaves_nothing() {
         .unwrap()
         .is_empty());
 }
+
+#[cfg(unix)]
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+fn is_symlink(p: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Snapshots hold every secret: files are 0600, directories the library creates 0700, and
+/// no predictable name (the final one, a `.partial` beside it) is ever followed or clobbered.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_and_backup_files_are_private_and_never_follow_a_planted_symlink() {
+    use std::os::unix::fs::symlink;
+
+    let node = BaoConfigServer::start_raft_node("node1").await;
+    let init = node.init_and_unseal().await;
+    let c = common::client_at(&node.addr(), &init.root_token);
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    let victim = base.join("victim.txt");
+    std::fs::write(&victim, b"untouched").unwrap();
+    let untouched = || {
+        assert!(
+            std::fs::read(&victim).unwrap() == b"untouched",
+            "the target of a planted symlink was written to"
+        )
+    };
+
+    // snapshot_to_file with a symlink planted at the old fixed temporary name.
+    let snaps = base.join("snaps");
+    std::fs::create_dir(&snaps).unwrap();
+    let snap = snaps.join("s.snap");
+    symlink(&victim, snaps.join("s.snap.partial")).unwrap();
+    let info = c.raft().snapshot_to_file(&snap).await.unwrap();
+    untouched();
+    assert!(is_symlink(&snaps.join("s.snap.partial")));
+    assert_eq!(mode(&snap), 0o600);
+    assert_eq!(std::fs::metadata(&snap).unwrap().len(), info.bytes);
+
+    // The final name is a symlink (dangling or not) or an existing file: refused, left alone.
+    let to_victim = snaps.join("linked.snap");
+    symlink(&victim, &to_victim).unwrap();
+    let e = c.raft().snapshot_to_file(&to_victim).await.unwrap_err();
+    assert!(e.to_string().contains("exists"), "{e}");
+    untouched();
+    assert!(is_symlink(&to_victim));
+    let nowhere = base.join("created-through-a-symlink");
+    let dangling = snaps.join("dangling.snap");
+    symlink(&nowhere, &dangling).unwrap();
+    let e = c.raft().snapshot_to_file(&dangling).await.unwrap_err();
+    assert!(e.to_string().contains("exists"), "{e}");
+    assert!(!nowhere.exists());
+    let existing = snaps.join("existing.snap");
+    std::fs::write(&existing, b"precious").unwrap();
+    let e = c.raft().snapshot_to_file(&existing).await.unwrap_err();
+    assert!(e.to_string().contains("exists"), "{e}");
+    assert_eq!(std::fs::read(&existing).unwrap(), b"precious");
+    // Nothing else was left behind (no temporary files).
+    assert_eq!(
+        names(&snaps),
+        [
+            "dangling.snap",
+            "existing.snap",
+            "linked.snap",
+            "s.snap",
+            "s.snap.partial"
+        ]
+    );
+
+    // Backups: the directories created are 0700, the backup and its checksum file 0600.
+    let created = base.join("new").join("backups");
+    let made = Backups::new(&created).create(&c).await.unwrap();
+    assert_eq!(mode(&base.join("new")), 0o700);
+    assert_eq!(mode(&created), 0o700);
+    assert_eq!(mode(&made.path), 0o600);
+    assert_eq!(mode(&made.checksum_path), 0o600);
+
+    // Symlinks planted at every name a backup in the next minute could use or write through:
+    // the final names (dangling, so they look free), the checksum files and the old `.partial`
+    // names (to the victim).
+    let planted = base.join("planted");
+    std::fs::create_dir(&planted).unwrap();
+    let now = std::time::SystemTime::now();
+    for s in 0..60 {
+        let stamp = vault_ops_core::backup::utc_timestamp(now + Duration::from_secs(s));
+        for seq in 1..=2 {
+            let name = vault_ops_core::backup::backup_name(&stamp, seq);
+            if seq == 1 {
+                symlink(&nowhere, planted.join(&name)).unwrap();
+            }
+            for suffix in [".partial", ".sha256.partial"] {
+                symlink(&victim, planted.join(format!("{name}{suffix}"))).unwrap();
+            }
+            if seq == 2 {
+                symlink(&victim, planted.join(format!("{name}.sha256"))).unwrap();
+            }
+        }
+    }
+    let before = names(&planted);
+    let made = Backups::new(&planted).create(&c).await.unwrap();
+    untouched();
+    assert!(
+        !nowhere.exists(),
+        "a file was created through a dangling symlink"
+    );
+    assert!(!is_symlink(&made.path));
+    assert_eq!(mode(&made.path), 0o600);
+    assert_eq!(mode(&made.checksum_path), 0o600);
+    let made_name = made.path.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(!before.contains(&made_name), "{made_name}");
+    let mut expected = before.clone();
+    expected.push(made_name.clone());
+    expected.push(format!("{made_name}.sha256"));
+    expected.sort();
+    assert_eq!(names(&planted), expected, "only the backup was added");
+    assert!(before.iter().all(|n| is_symlink(&planted.join(n))));
+    // It is a sound backup.
+    assert_eq!(
+        Backups::new(&planted).verify(&made.path).await.unwrap(),
+        made.info
+    );
+}
+
+/// A snapshot saved by `bao operator raft snapshot save` has no checksum file: the restore
+/// refuses it with a message naming `--no-checksum`, and restores it with that option, which
+/// still checks the archive itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_saved_by_the_cli_restores_with_no_checksum() {
+    let node = BaoConfigServer::start_raft_node("node1").await;
+    let init = node.init_and_unseal().await;
+    let c = common::client_at(&node.addr(), &init.root_token);
+    c.generic()
+        .write_raw("sys/mounts/kv", &json!({"type": "kv"}))
+        .await
+        .unwrap();
+    set_value(&c, "in-the-cli-snapshot").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cli.snap");
+    let saved = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(vault_ops_testkit::bao_bin())
+            .args(["operator", "raft", "snapshot", "save"])
+            .arg(&file)
+            .env("HOME", dir.path())
+            .env("BAO_ADDR", node.addr())
+            .env("BAO_TOKEN", &init.root_token)
+            .env_remove("VAULT_ADDR")
+            .env_remove("VAULT_TOKEN")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("bao operator raft snapshot save took over 120 s")
+    .unwrap();
+    assert!(
+        saved.status.success(),
+        "bao operator raft snapshot save: {}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    assert!(!dir.path().join("cli.snap.sha256").exists());
+    set_value(&c, "changed-later").await;
+
+    // Without the option: refused, saying how to go on.
+    let backups = Backups::new(dir.path()).timeout(Duration::from_secs(120));
+    let e = backups
+        .restore(&c, "cli.snap", RestoreOptions::new().force(true))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BackupError::ChecksumMissing { .. }), "{e}");
+    let text = e.to_string();
+    assert!(text.contains("--no-checksum"), "{text}");
+    assert!(text.contains("snapshot save"), "{text}");
+    assert!(text.contains("SHA256SUMS"), "{text}");
+
+    // The archive itself is still checked: a damaged copy is refused, nothing is sent.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(dir.path().join("damaged.snap"), &bytes).unwrap();
+    let e = backups
+        .restore(
+            &c,
+            "damaged.snap",
+            RestoreOptions::new().force(true).no_checksum(true),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BackupError::InvalidSnapshot { .. }), "{e}");
+    // Unconfirmed, it is checked and refused for want of --force.
+    let e = backups
+        .restore(&c, "cli.snap", RestoreOptions::new().no_checksum(true))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BackupError::ForceRequired { .. }), "{e}");
+    assert_eq!(value(&c).await.as_deref(), Some("changed-later"));
+
+    // With the option: restored.
+    let info = backups
+        .restore(
+            &c,
+            "cli.snap",
+            RestoreOptions::new().force(true).no_checksum(true),
+        )
+        .await
+        .unwrap();
+    assert!(info.index > 0);
+    assert_eq!(info.bytes, std::fs::metadata(&file).unwrap().len());
+    common::eventually(
+        "the CLI snapshot's value is back",
+        Duration::from_secs(30),
+        || async { (value(&c).await.as_deref() == Some("in-the-cli-snapshot")).then_some(()) },
+    )
+    .await;
+}

@@ -745,3 +745,90 @@ async fn standbys_forward_writes_redirect_and_read_your_writes_holds() {
     .await;
     assert_eq!(v, "redirected");
 }
+
+/// A snapshot restore through a client whose node in use is a standby goes to the active node
+/// and restores the data. Sent to a standby, OpenBao 2.7.2 answers 204 but applies it there,
+/// fails ("node is not the leader") and seals the standby: a client that knows only a standby
+/// sends nothing and names the active node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_restore_through_a_standby_restores_the_data() {
+    use vault_ops_core::api::raft::RestoreMode;
+
+    let cl = Cluster::start().await;
+    let (a1, a2, a3) = (cl.n1.addr(), cl.n2.addr(), cl.n3.addr());
+    let active = cl.client([a1.as_str()]).build().unwrap();
+    let kv = active.kv2("secret");
+    kv.put("snap/v", &json!({"v": "at-snapshot"}))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("cluster.snap");
+    let info = active.raft().snapshot_to_file(&snap).await.unwrap();
+    let standbys_unsealed = || async {
+        for node in [&cl.n2, &cl.n3] {
+            node.wait_for_health(&[429], Duration::from_secs(30)).await;
+        }
+    };
+    let restored_value = |expected: &'static str| {
+        let active = &active;
+        async move {
+            eventually("the snapshot's data", Duration::from_secs(30), || async {
+                value_at(active, "snap/v").await.filter(|v| v == expected)
+            })
+            .await
+        }
+    };
+
+    // A file, through a client of every node whose node in use is the standby node2.
+    kv.put("snap/v", &json!({"v": "after"})).await.unwrap();
+    let through_standby = || {
+        let c = cl
+            .client([a2.as_str(), a1.as_str(), a3.as_str()])
+            .build()
+            .unwrap();
+        assert_eq!(c.current_address(), a2);
+        c
+    };
+    let c = through_standby();
+    assert_eq!(c.sys().health().await.unwrap().state, HealthState::Standby);
+    let restored = c
+        .raft()
+        .timeout(Duration::from_secs(120))
+        .snapshot_restore_from_file(&snap, RestoreMode::Normal)
+        .await
+        .unwrap();
+    assert_eq!(restored.sha256, info.sha256);
+    restored_value("at-snapshot").await;
+    standbys_unsealed().await;
+
+    // A reader of unknown length, likewise.
+    kv.put("snap/v", &json!({"v": "after"})).await.unwrap();
+    let file = tokio::fs::File::open(&snap).await.unwrap();
+    through_standby()
+        .raft()
+        .timeout(Duration::from_secs(120))
+        .snapshot_restore_from_reader(file, RestoreMode::Normal)
+        .await
+        .unwrap();
+    restored_value("at-snapshot").await;
+    standbys_unsealed().await;
+
+    // A client that knows only the standby: nothing is sent, the error names the active node.
+    kv.put("snap/v", &json!({"v": "after"})).await.unwrap();
+    let only_standby = cl.client([a2.as_str()]).build().unwrap();
+    let e = only_standby
+        .raft()
+        .snapshot_restore_from_file(&snap, RestoreMode::Normal)
+        .await
+        .unwrap_err();
+    assert!(e.is_transport(), "{e:?}");
+    let text = e.to_string();
+    assert!(text.contains(&a1), "names the active node: {text}");
+    assert!(
+        text.contains("not one of the configured addresses"),
+        "{text}"
+    );
+    assert!(!text.contains(&cl.init.root_token), "{text}");
+    standbys_unsealed().await;
+    assert_eq!(value_at(&active, "snap/v").await.as_deref(), Some("after"));
+}

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use common::{eventually, read_v};
@@ -445,4 +446,263 @@ async fn raft_calls_on_a_dev_server_keep_vaults_error() {
         .unwrap_err();
     assert!(matches!(e, Error::MissingToken), "{e}");
     assert!(sink.is_empty());
+}
+
+/// A ustar header for a regular file `name` of `size` bytes.
+fn tar_header(name: &str, size: usize) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000600");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    h
+}
+
+/// A gzip'd tar stream written entry by entry (never held uncompressed): `(name, size, fill)`
+/// makes an entry of `size` bytes of `fill`.
+fn crafted_snapshot<N: AsRef<str>>(entries: impl IntoIterator<Item = (N, usize, u8)>) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let zeros = [0u8; 1024];
+    for (name, size, fill) in entries {
+        gz.write_all(&tar_header(name.as_ref(), size)).unwrap();
+        let data = vec![fill; 64 * 1024];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(data.len());
+            gz.write_all(&data[..n]).unwrap();
+            left -= n;
+        }
+        gz.write_all(&zeros[..(512 - size % 512) % 512]).unwrap();
+    }
+    gz.write_all(&zeros).unwrap();
+    gz.finish().unwrap()
+}
+
+/// A small snapshot archive that passes the local check (Vault would refuse it).
+fn checkable_snapshot() -> Vec<u8> {
+    let sha = |d: &[u8]| -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(d)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let meta = br#"{"Index":7,"Term":2}"#;
+    let state = b"state".as_slice();
+    let sums = format!("{}  meta.json\n{}  state.bin\n", sha(meta), sha(state));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for (name, data) in [
+        ("meta.json", &meta[..]),
+        ("state.bin", state),
+        ("SHA256SUMS", sums.as_bytes()),
+    ] {
+        gz.write_all(&tar_header(name, data.len())).unwrap();
+        gz.write_all(data).unwrap();
+        gz.write_all(&[0u8; 512][..(512 - data.len() % 512) % 512])
+            .unwrap();
+    }
+    gz.write_all(&[0u8; 1024]).unwrap();
+    gz.finish().unwrap()
+}
+
+/// The process's peak resident memory in KiB (`VmHWM`), where the OS reports it.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A small crafted archive must not cost much memory: entries are not kept twice, what is
+/// kept is capped, and so is the number of entries; each is refused with a clear reason.
+#[tokio::test]
+async fn crafted_snapshots_are_refused_without_keeping_their_entries() {
+    // 4096 entries named meta.json of 64 KiB each: ~1.2 MiB of gzip whose entries used to be
+    // kept whole (256 MiB in memory).
+    let duplicates = crafted_snapshot((0..4096).map(|_| ("meta.json", 64 * 1024, b' ')));
+    assert!(duplicates.len() < 2 * 1024 * 1024, "{}", duplicates.len());
+    let before = peak_rss_kib();
+    let started = Instant::now();
+    let e = verify_snapshot_reader(&duplicates[..]).await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("more than once") && text.contains("meta.json"),
+        "{text}"
+    );
+    if let (Some(before), Some(after)) = (before, peak_rss_kib()) {
+        assert!(
+            after.saturating_sub(before) < 64 * 1024,
+            "checking a {} byte file raised the peak memory from {before} KiB to {after} KiB",
+            duplicates.len()
+        );
+    }
+    eprintln!("refused the duplicates in {elapsed:?}");
+
+    // One meta.json far larger than any real one (a snapshot's is ~100 bytes).
+    let huge_meta = crafted_snapshot([("meta.json", 8 * 1024 * 1024, b' ')]);
+    let e = verify_snapshot_reader(&huge_meta[..]).await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("meta.json") && text.contains("larger than"),
+        "{text}"
+    );
+    // Likewise SHA256SUMS.
+    let huge_sums = crafted_snapshot([("SHA256SUMS", 2 * 1024 * 1024, b'a')]);
+    let text = verify_snapshot_reader(&huge_sums[..])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("SHA256SUMS") && text.contains("larger than"),
+        "{text}"
+    );
+
+    // Many small entries with distinct names: refused once past the entry cap.
+    let many = crafted_snapshot((0..5000).map(|i| (format!("f{i}"), 1, b'x')));
+    let text = verify_snapshot_reader(&many[..])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("more than") && text.contains("entries"),
+        "{text}"
+    );
+
+    // A duplicate state.bin (hashed, not kept) is refused too: which copy would Vault use?
+    let twice = crafted_snapshot([("state.bin", 10, b's'), ("state.bin", 10, b't')]);
+    let text = verify_snapshot_reader(&twice[..])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("more than once") && text.contains("state.bin"),
+        "{text}"
+    );
+}
+
+/// Where a restore goes, against loopback fakes: to the configured active node only (asked of
+/// the node in use with `sys/leader`), never to a standby; a file with its length; a redirect
+/// is reported with where it pointed.
+#[tokio::test]
+async fn restores_go_to_the_active_node_or_nowhere() {
+    use common::{fast, hits, mount};
+    use wiremock::{MockServer, ResponseTemplate};
+
+    const TOKEN: &str = "s.RESTORETEST-1";
+    const SNAP: &str = "/v1/sys/storage/raft/snapshot";
+    let leader = |is_self: bool, address: &str| {
+        ResponseTemplate::new(200).set_body_json(json!({
+            "ha_enabled": true, "is_self": is_self, "leader_address": address,
+        }))
+    };
+    let standby = MockServer::start().await;
+    let active = MockServer::start().await;
+    mount(
+        &standby,
+        "GET",
+        "/v1/sys/leader",
+        leader(false, &active.uri()),
+    )
+    .await;
+    mount(
+        &active,
+        "GET",
+        "/v1/sys/leader",
+        leader(true, &active.uri()),
+    )
+    .await;
+    for server in [&standby, &active] {
+        for p in [SNAP, "/v1/sys/storage/raft/snapshot-force"] {
+            mount(server, "POST", p, ResponseTemplate::new(204)).await;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.snap");
+    let snapshot = checkable_snapshot();
+    std::fs::write(&file, &snapshot).unwrap();
+
+    // Only the standby is configured: nothing is sent; the error names the active node.
+    let c = fast([standby.uri()], TOKEN).build().unwrap();
+    let e = c
+        .raft()
+        .snapshot_restore_from_file(&file, RestoreMode::Normal)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Transport { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(text.contains(&active.uri()), "{text}");
+    assert!(
+        text.contains("not one of the configured addresses"),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN), "{text}");
+    assert_eq!(hits(&standby, SNAP).await, 0);
+    assert_eq!(hits(&active, SNAP).await, 0);
+
+    // Both configured, the standby in use: the file goes to the active node, with its length.
+    let c = fast([standby.uri(), active.uri()], TOKEN).build().unwrap();
+    assert_eq!(c.current_address(), standby.uri());
+    let info = c
+        .raft()
+        .snapshot_restore_from_file(&file, RestoreMode::Normal)
+        .await
+        .unwrap();
+    assert_eq!(info.index, 7);
+    let got = active.received_requests().await.unwrap();
+    let post = got.iter().find(|r| r.url.path() == SNAP).unwrap();
+    assert_eq!(post.body, snapshot);
+    let header = |name: &str| {
+        post.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    assert_eq!(header("content-length"), Some(snapshot.len().to_string()));
+    assert_eq!(header("transfer-encoding"), None);
+    assert_eq!(header("x-vault-token").as_deref(), Some(TOKEN));
+    assert_eq!(hits(&standby, SNAP).await, 0);
+    // A reader too (chunked, since its length is unknown).
+    c.raft()
+        .snapshot_restore_from_reader(std::io::Cursor::new(snapshot.clone()), RestoreMode::Force)
+        .await
+        .unwrap();
+    assert_eq!(hits(&standby, SNAP).await, 0);
+    assert_eq!(
+        hits(&standby, "/v1/sys/storage/raft/snapshot-force").await,
+        0
+    );
+    assert_eq!(
+        hits(&active, "/v1/sys/storage/raft/snapshot-force").await,
+        1
+    );
+
+    // The node asked is the active node but answers the restore with a redirect (it lost
+    // the leadership meanwhile): the status and where it pointed.
+    let lost = MockServer::start().await;
+    mount(&lost, "GET", "/v1/sys/leader", leader(true, "")).await;
+    let elsewhere = "http://10.255.0.9:8200/v1/sys/storage/raft/snapshot";
+    mount(
+        &lost,
+        "POST",
+        SNAP,
+        ResponseTemplate::new(307).insert_header("Location", elsewhere),
+    )
+    .await;
+    let e = fast([lost.uri()], TOKEN)
+        .build()
+        .unwrap()
+        .raft()
+        .snapshot_restore_from_file(&file, RestoreMode::Normal)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(307), "{e}");
+    assert!(e.to_string().contains(elsewhere), "{e}");
 }

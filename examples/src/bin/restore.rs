@@ -2,11 +2,14 @@
 //! file and the archive first; without `--force` it stops there, since a restore replaces all of
 //! Vault's current data.
 //!
-//! `cargo run -p vault-ops-examples --bin restore -- FILE|latest [--force] [--dir DIR] [--another-cluster]`
+//! `cargo run -p vault-ops-examples --bin restore -- FILE|latest [--force] [--dir DIR] [--another-cluster] [--no-checksum]`
 //! (FILE is a path or a name in DIR; DIR defaults to `$BACKUP_DIR` or `./vault-backups`).
 //! `--another-cluster` restores a snapshot of a cluster with other unseal keys: every node then
-//! seals and must be unsealed with that cluster's keys. Exit codes: 0 restored, 1 error,
-//! 3 checked but not confirmed.
+//! seals and must be unsealed with that cluster's keys. `--no-checksum` restores a snapshot
+//! without a `.sha256` file beside it, such as one saved by `bao operator raft snapshot save`
+//! (the archive's own SHA256SUMS is still checked). A restore must reach the active node: when
+//! VAULT_ADDR names a standby, nothing is sent and the error names the active node to use.
+//! Exit codes: 0 restored, 1 error, 3 checked but not confirmed.
 
 use std::time::Duration;
 
@@ -33,9 +36,12 @@ async fn run() -> Result<i32, Box<dyn std::error::Error>> {
         match arg.as_str() {
             "--force" => options = options.force(true),
             "--another-cluster" => options = options.from_another_cluster(true),
+            "--no-checksum" => options = options.no_checksum(true),
             "--dir" => dir = args.next().ok_or("--dir needs a directory")?,
             "-h" | "--help" => {
-                println!("usage: restore FILE|latest [--force] [--dir DIR] [--another-cluster]");
+                println!(
+                    "usage: restore FILE|latest [--force] [--dir DIR] [--another-cluster] [--no-checksum]"
+                );
                 return Ok(0);
             }
             other if other.starts_with('-') => return Err(format!("unknown option {other}").into()),

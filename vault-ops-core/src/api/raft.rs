@@ -42,15 +42,31 @@
 //! chunk to any [`AsyncWrite`] while a [`SnapshotVerifier`] decompresses it on the fly, walks
 //! the tar entries and checks the `SHA256SUMS` inside against `meta.json` and `state.bin`. A
 //! snapshot that is cut short, not gzip, or whose sums do not match is an error, so a backup
-//! that returns `Ok` is a complete archive. [`Raft::snapshot_to_file`] writes to a
-//! `.partial` file beside the target, syncs it and renames it only when the archive checked out.
+//! that returns `Ok` is a complete archive. The check keeps little whatever it is fed: an
+//! entry that appears twice, more than 64 entries, or a `meta.json` or `SHA256SUMS` over
+//! 64 KiB is refused.
 //!
-//! Restores stream the body too; send them to the active node (a standby answers with a
-//! redirect, which a streamed body cannot follow). A snapshot taken on a cluster with other
-//! unseal keys (another cluster, or this one before it was re-initialised) is refused by Vault
-//! with HTTP 400; the error then says why and how to force it ([`Error::is_snapshot_from_another_cluster`]).
-//! Forcing needs [`RestoreMode::Force`]: every node then seals and must be unsealed with the
-//! keys of the cluster the snapshot came from.
+//! A snapshot holds every secret in Vault. [`Raft::snapshot_to_file`] writes it to a new file
+//! created exclusively under a random name in the target's directory (mode 0600 on Unix, so
+//! nothing planted at a predictable name, such as a symlink, is ever opened), syncs it and
+//! names it only when the archive checked out, never replacing an existing file.
+//!
+//! # Restores
+//!
+//! Every restore goes to the active node. OpenBao 2.7.2 applies a restore sent to a standby
+//! on the standby itself, where it fails ("node is not the leader"): the standby seals itself
+//! and still answers 204. So a restore first asks the node in use for the leader
+//! (`sys/leader`) and sends the snapshot to the configured address of the active node; when
+//! the active node is not a configured address, nothing is sent and the error names it. A
+//! file goes with its length ([`Raft::snapshot_restore_from_file`]). Should Vault still
+//! answer with a redirect, the error says where it pointed (a streamed body is not sent
+//! twice).
+//!
+//! A snapshot taken on a cluster with other unseal keys (another cluster, or this one before
+//! it was re-initialised) is refused by Vault with HTTP 400; the error then says why and how
+//! to force it ([`Error::is_snapshot_from_another_cluster`]). Forcing needs
+//! [`RestoreMode::Force`]: every node then seals and must be unsealed with the keys of the
+//! cluster the snapshot came from.
 //!
 //! Snapshot transfers use the client's timeout for the whole transfer unless
 //! [`Raft::timeout`] sets another (large stores may need minutes).
@@ -58,20 +74,23 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
 use flate2::write::GzDecoder;
+use reqwest::header::{HeaderValue, CONTENT_LENGTH, LOCATION};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use tempfile::TempPath;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::api::generic::{read_data, send};
 use crate::client::VaultClient;
 use crate::error::{ApiError, Error, Result};
+use crate::files;
 use crate::http::Request;
 use crate::response::null_default;
 
@@ -460,7 +479,7 @@ impl Raft<'_> {
         let req = Request::get(SNAPSHOT_PATH).no_retry();
         let mut resp = self
             .client
-            .execute_streaming(req, None, self.timeout)
+            .execute_streaming(req, None, self.timeout, None)
             .await?;
         let status = resp.status().as_u16();
         let mut verifier = SnapshotVerifier::new();
@@ -488,38 +507,48 @@ impl Raft<'_> {
         })
     }
 
-    /// `vault operator raft snapshot save FILE`: streams into `FILE.partial` beside `path`,
-    /// checks the archive, syncs it to disk and renames it to `path`. On any failure the partial
-    /// file is removed and `path` is left as it was.
+    /// `vault operator raft snapshot save FILE`: streams the snapshot into a new file in
+    /// `path`'s directory, checks the archive, syncs it to disk and only then names it `path`.
+    ///
+    /// A snapshot holds every secret in Vault: the file is created exclusively under a random
+    /// name (nothing planted there, such as a symlink, is ever opened) and readable by its
+    /// owner only (mode 0600 on Unix). `path` itself is never replaced: when anything is there
+    /// (a file, a directory, a symlink, even a dangling one) the call fails with an
+    /// [`Error::Io`] of kind [`AlreadyExists`](std::io::ErrorKind::AlreadyExists) and leaves
+    /// it as it was (checked before the download, and again, atomically, when the file is
+    /// named). On any failure the temporary file is removed.
     pub async fn snapshot_to_file(&self, path: impl AsRef<Path>) -> Result<SnapshotInfo> {
         let path = path.as_ref();
-        let partial = partial_path(path);
-        let result = async {
-            let mut file = tokio::fs::File::create(&partial)
-                .await
-                .map_err(|e| Error::io(format!("creating {}", partial.display()), e))?;
-            let info = self.snapshot_to_writer(&mut file).await?;
-            file.sync_all()
-                .await
-                .map_err(|e| Error::io(format!("syncing {}", partial.display()), e))?;
-            drop(file);
-            tokio::fs::rename(&partial, path).await.map_err(|e| {
-                Error::io(
-                    format!("renaming {} to {}", partial.display(), path.display()),
-                    e,
-                )
-            })?;
-            Ok(info)
+        if files::is_taken(path).await {
+            return Err(Error::io(
+                "saving the raft snapshot",
+                files::exists_error(path),
+            ));
         }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&partial).await;
-        }
-        result
+        let (info, temp) = self.snapshot_to_temp_in(&files::parent_dir(path)).await?;
+        files::publish(temp, path)
+            .await
+            .map_err(|e| Error::io("saving the raft snapshot", e))?;
+        Ok(info)
+    }
+
+    /// Takes a snapshot into a new private file in `dir` under a random name (see
+    /// [`snapshot_to_file`](Self::snapshot_to_file)), checked and synced. Dropping the
+    /// returned path removes the file; [`files::publish`] names it.
+    pub(crate) async fn snapshot_to_temp_in(&self, dir: &Path) -> Result<(SnapshotInfo, TempPath)> {
+        let (mut file, temp) = files::create_temp_in(dir)
+            .await
+            .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
+        let info = self.snapshot_to_writer(&mut file).await?;
+        file.sync_all()
+            .await
+            .map_err(|e| Error::io(format!("syncing {}", temp.display()), e))?;
+        Ok((info, temp))
     }
 
     /// `vault operator raft snapshot restore`, the body streamed from `reader` as is (no local
-    /// check: Vault refuses a body that is not a snapshot, and that error is returned).
+    /// check: Vault refuses a body that is not a snapshot, and that error is returned). Sent to
+    /// the active node, as every restore is (see [the module docs](self#restores)).
     ///
     /// Data written after the snapshot is lost; tokens from snapshot time are valid again.
     /// The leader stalls for a few seconds while it restores. See [`RestoreMode`] for
@@ -540,16 +569,82 @@ impl Raft<'_> {
                 Err(e) => Some((Err(e), None)),
             }
         });
+        self.restore_body(reqwest::Body::wrap_stream(stream), None, mode)
+            .await
+    }
+
+    /// `vault operator raft snapshot restore FILE`: checks first that the file is a complete
+    /// raft snapshot archive (an [`Error::InvalidInput`] otherwise, and nothing is sent), then
+    /// sends it to the active node with its length. Returns what the check found.
+    ///
+    /// The bytes sent are the bytes checked: they are hashed on the way, and when the file
+    /// changed in the meantime its end is not sent (the upload breaks off with an error), so
+    /// Vault never receives a whole body that was not checked.
+    pub async fn snapshot_restore_from_file(
+        &self,
+        path: impl AsRef<Path>,
+        mode: RestoreMode,
+    ) -> Result<SnapshotInfo> {
+        let path = path.as_ref();
+        let info = verify_snapshot_file(path).await?;
+        self.restore_checked_file(path, &info, mode).await?;
+        Ok(info)
+    }
+
+    /// Restores the file at `path`, already checked to hold `info` (see
+    /// [`snapshot_restore_from_file`](Self::snapshot_restore_from_file)).
+    pub(crate) async fn restore_checked_file(
+        &self,
+        path: &Path,
+        info: &SnapshotInfo,
+        mode: RestoreMode,
+    ) -> Result<()> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .await
+            .map_err(|e| Error::io(format!("reading the size of {}", path.display()), e))?
+            .len();
+        if len != info.bytes {
+            return Err(Error::InvalidInput(format!(
+                "{} changed after it was checked ({} bytes then, {len} now); nothing was sent",
+                path.display(),
+                info.bytes
+            )));
+        }
+        let body = checked_file_stream(file, info.bytes, info.sha256.clone());
+        self.restore_body(reqwest::Body::wrap_stream(body), Some(len), mode)
+            .await
+    }
+
+    /// Sends a restore body (of `len` bytes, when known) to the active node.
+    async fn restore_body(
+        &self,
+        body: reqwest::Body,
+        len: Option<u64>,
+        mode: RestoreMode,
+    ) -> Result<()> {
         let path = match mode {
             RestoreMode::Normal => SNAPSHOT_PATH,
             RestoreMode::Force => SNAPSHOT_FORCE_PATH,
         };
-        let req = Request::post(path).no_retry();
+        let active = self.active_node(path).await?;
+        // A redirect is an answer here (a streamed body cannot follow it): reported below
+        // with where it pointed.
+        let mut req = Request::post(path)
+            .no_retry()
+            .accept_statuses(&[301, 302, 303, 307, 308]);
+        if let Some(len) = len {
+            req = req.header(CONTENT_LENGTH, HeaderValue::from(len));
+        }
         let result = self
             .client
-            .execute_streaming(req, Some(reqwest::Body::wrap_stream(stream)), self.timeout)
+            .execute_streaming(req, Some(body), self.timeout, Some(active))
             .await;
         match result {
+            Ok(resp) if resp.status().is_redirection() => Err(redirect_error(path, &resp)),
             Ok(_) => Ok(()),
             Err(Error::Api(e)) if mode == RestoreMode::Normal && is_foreign_snapshot(&e) => {
                 let mut e = *e;
@@ -560,21 +655,45 @@ impl Raft<'_> {
         }
     }
 
-    /// `vault operator raft snapshot restore FILE`: checks first that the file is a complete
-    /// raft snapshot archive (an [`Error::InvalidInput`] otherwise, and nothing is sent), then
-    /// streams it to Vault. Returns what the check found.
-    pub async fn snapshot_restore_from_file(
-        &self,
-        path: impl AsRef<Path>,
-        mode: RestoreMode,
-    ) -> Result<SnapshotInfo> {
-        let path = path.as_ref();
-        let info = verify_snapshot_file(path).await?;
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        self.snapshot_restore_from_reader(file, mode).await?;
-        Ok(info)
+    /// The index of the configured address of the active node, which a restore must reach:
+    /// OpenBao 2.7.2 applies a restore sent to a standby on that standby, where it fails
+    /// ("node is not the leader"), seals the standby and still answers 204.
+    ///
+    /// Asks the node in use (`sys/leader`): the active node is the configured address that
+    /// its `leader_address` names, or the node in use when it is the active node itself (or
+    /// has no HA). Otherwise nothing is sent: the error names the active node, which the
+    /// token must not go to unless it is configured.
+    async fn active_node(&self, path: &str) -> Result<usize> {
+        let leader = self.client.sys().leader().await?;
+        if let Some(index) = configured_index(self.client, &leader.leader_address) {
+            return Ok(index);
+        }
+        if leader.is_self || !leader.ha_enabled {
+            return Ok(self.client.current_index());
+        }
+        let message = if leader.leader_address.trim().is_empty() {
+            format!(
+                "the node in use ({}) is a standby and knows no active node; a snapshot \
+                 restore must go to the active node (a standby seals itself), so nothing was \
+                 sent",
+                self.client.current_address()
+            )
+        } else {
+            format!(
+                "the node in use ({}) is a standby, and the active node, {}, is not one of the \
+                 configured addresses (the token would go along); a snapshot restore must go \
+                 to the active node (a standby seals itself), so nothing was sent: list every \
+                 node with ClientBuilder::addresses or restore through the active node",
+                self.client.current_address(),
+                shown(&leader.leader_address)
+            )
+        };
+        Err(Error::Transport {
+            method: "POST".into(),
+            path: path.into(),
+            message,
+            tls: false,
+        })
     }
 
     fn body_error(&self, method: &str, path: &str, e: &reqwest::Error) -> Error {
@@ -622,13 +741,110 @@ impl Error {
     }
 }
 
-fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".partial");
-    path.with_file_name(name)
+/// The index of the configured address with the same scheme, host and port as `address`
+/// (an address a server named, e.g. `leader_address`).
+fn configured_index(client: &VaultClient, address: &str) -> Option<usize> {
+    let origin = |u: &url::Url| {
+        (
+            u.scheme().to_ascii_lowercase(),
+            u.host_str().map(str::to_ascii_lowercase),
+            u.port_or_known_default(),
+        )
+    };
+    let wanted = origin(&url::Url::parse(address.trim()).ok()?);
+    client
+        .addresses()
+        .iter()
+        .position(|a| url::Url::parse(a).is_ok_and(|u| origin(&u) == wanted))
+}
+
+/// A value a server sent, for an error message: at most 200 characters, no control
+/// characters.
+fn shown(value: &str) -> String {
+    let mut s: String = value
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    if value.chars().count() > 200 {
+        s.push_str("...");
+    }
+    s
+}
+
+/// The error for a restore answered with a redirect: the status, and where it pointed.
+fn redirect_error(path: &str, resp: &reqwest::Response) -> Error {
+    let location = resp
+        .headers()
+        .get(LOCATION)
+        .map(|v| shown(&String::from_utf8_lossy(v.as_bytes())))
+        .unwrap_or_else(|| "nowhere (no Location header)".into());
+    Error::Api(Box::new(ApiError {
+        status: resp.status().as_u16(),
+        method: "POST".into(),
+        path: path.into(),
+        errors: vec![format!(
+            "Vault redirected the snapshot restore to {location}, which was not followed (a \
+             streamed body cannot be sent twice); send the restore to that node"
+        )],
+        warnings: Vec::new(),
+        request_id: None,
+    }))
+}
+
+/// The body of a restore from a checked file: exactly `len` bytes, hashed on the way. The
+/// last chunk is held back until the hash is known and replaced by an error when the bytes
+/// are not the ones checked, so a file that changed after the check never reaches Vault whole
+/// (its `Content-Length` says `len`, so a body that breaks off is incomplete to Vault).
+fn checked_file_stream(
+    file: tokio::fs::File,
+    len: u64,
+    sha256: String,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    struct State {
+        file: tokio::fs::File,
+        left: u64,
+        sha: Sha256,
+        expected: String,
+    }
+    let state = State {
+        file,
+        left: len,
+        sha: Sha256::new(),
+        expected: sha256,
+    };
+    futures_util::stream::unfold(Some(state), |state| async move {
+        let mut st = state?;
+        if st.left == 0 {
+            return None;
+        }
+        let want = usize::try_from(st.left).map_or(CHUNK, |left| left.min(CHUNK));
+        let mut buf = vec![0u8; want];
+        let mut filled = 0;
+        while filled < want {
+            match st.file.read(&mut buf[filled..]).await {
+                Ok(0) => {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the snapshot file became shorter after it was checked",
+                    );
+                    return Some((Err(e), None));
+                }
+                Ok(n) => filled += n,
+                Err(e) => return Some((Err(e), None)),
+            }
+        }
+        st.sha.update(&buf);
+        st.left -= want as u64;
+        if st.left == 0 && hex(&st.sha.finalize_reset()) != st.expected {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the snapshot file changed after it was checked; its end was not sent",
+            );
+            return Some((Err(e), None));
+        }
+        Some((Ok(Bytes::from(buf)), Some(st)))
+    })
 }
 
 /// Checks that the file at `path` is a complete raft snapshot archive (see
@@ -674,6 +890,11 @@ pub async fn verify_snapshot_reader<R: AsyncRead + Unpin>(mut reader: R) -> Resu
 /// (checksums included), requires `meta.json`, `state.bin` and `SHA256SUMS`, checks the
 /// SHA-256 of every entry listed in `SHA256SUMS`, and reads the raft index and term from
 /// `meta.json`. Also hashes the whole archive.
+///
+/// What it keeps is bounded whatever it is fed: an archive with an entry name twice, more
+/// than 64 entries, or a `meta.json` or `SHA256SUMS` over 64 KiB is refused (a raft snapshot
+/// has four entries, the two text files a few hundred bytes), and nothing more is
+/// decompressed once the archive is known to be bad.
 pub struct SnapshotVerifier {
     gz: GzDecoder<TarWalker>,
     archive_sha: Sha256,
@@ -719,6 +940,10 @@ impl SnapshotVerifier {
                 std::io::ErrorKind::WriteZero => "data after the end of the gzip stream".into(),
                 _ => e.to_string(),
             });
+        }
+        // Once the tar walk failed, decompressing the rest is wasted work.
+        if let Some(e) = &self.gz.get_ref().error {
+            self.error = Some(e.clone());
         }
     }
 
@@ -769,8 +994,12 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// Entries whose content the walker keeps (small text files).
 const KEPT: [&str; 2] = ["meta.json", "SHA256SUMS"];
-/// The most bytes kept of such an entry.
-const KEPT_MAX: u64 = 1024 * 1024;
+/// The largest such entry accepted: a snapshot's `meta.json` is a few hundred bytes, its
+/// `SHA256SUMS` a few lines. A larger one is refused, so what is kept stays below 128 KiB.
+const KEPT_MAX: u64 = 64 * 1024;
+/// The most tar entries (headers) accepted: a raft snapshot has four. Every regular entry's
+/// name and hash are kept, so this bounds them.
+const MAX_ENTRIES: usize = 64;
 const BLOCK: usize = 512;
 
 /// Walks a tar stream written to it: headers, entry data (hashed), padding, end blocks.
@@ -784,8 +1013,10 @@ struct TarWalker {
     ended: bool,
     entries: Vec<(String, String)>,
     kept: BTreeMap<String, Vec<u8>>,
-    /// The names seen (also kept after `finish` takes the rest).
+    /// The names of the regular entries, in order (at most [`MAX_ENTRIES`], no duplicates).
     files_seen: Vec<String>,
+    /// Every header walked, regular entries or not.
+    headers_seen: usize,
     error: Option<String>,
 }
 
@@ -832,13 +1063,29 @@ impl TarWalker {
                 name = format!("{prefix}/{name}");
             }
         }
+        self.headers_seen += 1;
+        if self.headers_seen > MAX_ENTRIES {
+            return Err(format!(
+                "the archive has more than {MAX_ENTRIES} entries (a raft snapshot has 4)"
+            ));
+        }
         let typeflag = h[156];
         let regular = typeflag == b'0' || typeflag == 0;
         let name = name.trim_start_matches("./").to_string();
         if regular {
+            // Which copy would Vault use? Refused rather than guessed (and never kept twice).
+            if self.files_seen.contains(&name) {
+                return Err(format!("the archive holds {name} more than once"));
+            }
             self.files_seen.push(name.clone());
         }
-        let keep = regular && KEPT.contains(&name.as_str()) && size <= KEPT_MAX;
+        let keep = regular && KEPT.contains(&name.as_str());
+        if keep && size > KEPT_MAX {
+            return Err(format!(
+                "its {name} is {size} bytes, larger than the {KEPT_MAX} bytes a raft snapshot's \
+                 {name} can be"
+            ));
+        }
         self.padding = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
         self.current = Some(Entry {
             name,
@@ -1136,6 +1383,112 @@ mod tests {
         gz.write_all(&[7u8; 2000]).unwrap();
         let e = check(&gz.finish().unwrap(), 64).unwrap_err();
         assert!(e.contains("checksum"), "{e}");
+    }
+
+    #[test]
+    fn keeps_little_whatever_the_archive_holds() {
+        let good = good_snapshot();
+        assert!(check(&good, 4096).is_ok());
+        let meta = br#"{"Index":1,"Term":1}"#;
+        let sums = format!("{}  meta.json\n{}  state.bin\n", sha(meta), sha(b"s"));
+        let base = [
+            ("meta.json", &meta[..]),
+            ("state.bin", &b"s"[..]),
+            ("SHA256SUMS", sums.as_bytes()),
+        ];
+
+        // Any entry twice, also after a complete snapshot: refused, naming it.
+        for dup in ["meta.json", "state.bin", "SHA256SUMS", "other"] {
+            let mut entries = base.to_vec();
+            entries.push((dup, b"x"));
+            entries.push((dup, b"y"));
+            let e = check(&tar_gz(&entries), 512).unwrap_err();
+            assert!(e.contains(dup) && e.contains("more than once"), "{e}");
+        }
+
+        // meta.json or SHA256SUMS over the cap: refused before any of it is kept.
+        let big = vec![b' '; KEPT_MAX as usize + 1];
+        for name in ["meta.json", "SHA256SUMS"] {
+            let entries: Vec<(&str, &[u8])> = base
+                .iter()
+                .map(|&(n, d)| if n == name { (n, &big[..]) } else { (n, d) })
+                .collect();
+            let e = check(&tar_gz(&entries), 4096).unwrap_err();
+            assert!(e.contains(name) && e.contains("larger than"), "{e}");
+        }
+        // At the cap it is read (and then found not to be JSON).
+        let at_cap = vec![b' '; KEPT_MAX as usize];
+        let e = check(
+            &tar_gz(&[("state.bin", b"s"), ("meta.json", &at_cap[..])]),
+            4096,
+        )
+        .unwrap_err();
+        assert!(!e.contains("larger than"), "{e}");
+
+        // More entries than a snapshot could have.
+        let names: Vec<String> = (0..=MAX_ENTRIES).map(|i| format!("f{i}")).collect();
+        let many: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+        let e = check(&tar_gz(&many), 4096).unwrap_err();
+        assert!(e.contains("more than 64 entries"), "{e}");
+        let names: Vec<String> = (0..MAX_ENTRIES - 3).map(|i| format!("f{i}")).collect();
+        let mut entries = base.to_vec();
+        entries.extend(names.iter().map(|n| (n.as_str(), &b"x"[..])));
+        assert_eq!(
+            check(&tar_gz(&entries), 4096).unwrap().files.len(),
+            MAX_ENTRIES
+        );
+    }
+
+    /// The stream of `data` from a file through `checked_file_stream`, checked against `sha`.
+    async fn stream_file(data: &[u8], len: u64, sha: String) -> Vec<std::io::Result<Bytes>> {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, data).unwrap();
+        let file = tokio::fs::File::open(&path).await.unwrap();
+        checked_file_stream(file, len, sha).collect().await
+    }
+
+    #[tokio::test]
+    async fn a_checked_file_is_sent_only_as_it_was_checked() {
+        let data: Vec<u8> = (0..3 * CHUNK + 100).map(|i| (i % 251) as u8).collect();
+        let len = data.len() as u64;
+        let sent = |items: &[std::io::Result<Bytes>]| -> Vec<u8> {
+            items
+                .iter()
+                .filter_map(|r| r.as_ref().ok())
+                .flat_map(|b| b.to_vec())
+                .collect()
+        };
+
+        let items = stream_file(&data, len, sha(&data)).await;
+        assert!(items.iter().all(Result::is_ok));
+        assert_eq!(sent(&items), data);
+
+        // Changed after the check: everything but the last chunk, then an error.
+        let mut changed = data.clone();
+        changed[10] ^= 1;
+        let items = stream_file(&changed, len, sha(&data)).await;
+        let last = items.last().unwrap().as_ref().unwrap_err();
+        assert!(last.to_string().contains("changed"), "{last}");
+        assert!(sent(&items).len() < data.len());
+
+        // Shorter than checked: an error, never a short body that looks complete.
+        let items = stream_file(&data[..CHUNK], len, sha(&data)).await;
+        assert!(items.last().unwrap().is_err());
+        // Longer than checked: only the checked length is sent.
+        let mut longer = data.clone();
+        longer.extend_from_slice(b"appended");
+        let items = stream_file(&longer, len, sha(&data)).await;
+        assert_eq!(sent(&items), data);
+    }
+
+    #[test]
+    fn server_values_in_messages_are_bounded() {
+        assert_eq!(shown("http://a:8200"), "http://a:8200");
+        let long = "x".repeat(1000);
+        assert_eq!(shown(&long).len(), 203);
+        assert_eq!(shown("a\nb\u{1b}[31mc"), "ab[31mc");
     }
 
     #[test]

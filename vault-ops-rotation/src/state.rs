@@ -36,6 +36,15 @@
 //! write that had in fact landed), the store re-reads `S`: if the version is the expected one
 //! and carries our `write_id`, the write happened. Never a guess.
 //!
+//! ## Records are input, not truth
+//!
+//! Anyone with write access to `S` can write any record, so [`StateStore::load`] reports one it
+//! cannot decode, or one a store cannot have written (a timestamp that does not parse, a
+//! pending epoch that is not the record's, no `write_id`), as [`StateError::Corrupt`] — never
+//! as "never rotated". Durations read from `S` are clamped ([`MAX_LEASE`], [`MAX_PERIOD`]) and
+//! times computed from them saturate ([`vault_time::later`]). The rotators check the pending
+//! payload against their configuration before acting on it (see their module docs).
+//!
 //! ## Generic payload
 //!
 //! The pending rotation carries a payload `P` chosen by the rotator (for databases: the role and
@@ -1293,7 +1302,8 @@ fn redact(message: &str) -> String {
 /// Both parsers take any string a server or a state record can hold: they work on bytes (no
 /// slicing inside a character), accept four-digit years only and compute with bounded values,
 /// so they answer `None` for anything malformed and never panic. Times computed from them
-/// ([`later`]) saturate at [`max_time`] instead of overflowing.
+/// ([`later`](vault_time::later)) saturate at [`max_time`](vault_time::max_time) instead of
+/// overflowing.
 pub mod vault_time {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

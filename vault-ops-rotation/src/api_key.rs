@@ -24,11 +24,15 @@
 //!   `secret/api-keys/stripe`. Set [`ApiKeyOptions::key_prefix`] to `""` to use names as paths
 //!   (`rotate("proxy/api-keys/stripe")`).
 //! - **The state record `S`** of the shared rotation protocol ([`crate::state`]) lives at
-//!   `<state_prefix>/<path of C>` (default `secret/rotation-state/api-keys/stripe`): the same
-//!   layout as the database rotator, so one policy on `rotation-state/*` covers every rotator,
-//!   and consumers need no access to it.
+//!   `<state_prefix>/<path of C>` (default [`DEFAULT_STATE_PREFIX`], so
+//!   `secret/rotation-state/api-key/api-keys/stripe`): a prefix of its own, apart from the
+//!   database rotator's `rotation-state/database`, so a policy can give each rotator its own
+//!   `S` (see the crate docs' security notes). Consumers need no access to it. (Before this
+//!   prefix was the default, `S` lived at `rotation-state/<path of C>`; set
+//!   [`ApiKeyOptions::state_prefix`] to `rotation-state` to keep using those records.)
 //! - **Keys waiting for revocation** (issuer mode only) are listed at
-//!   `<state_prefix>/<path of C>.revocations`.
+//!   `<state_prefix>/<path of C>.revocations` (so a credential path must not end with
+//!   `.revocations`).
 //!
 //! # What a rotation writes
 //!
@@ -63,8 +67,9 @@
 //! `C`'s metadata, write `C`, close `S` (plus up to two metadata writes the first time). A run
 //! that is not due costs 1 (read `S`). With an issuer: 10 to Vault (also: read the revocation
 //! list, record the issued key in `S`, read and update the revocation list) and 1 `issue` call
-//! to the provider; a run that is not due costs 2; a revocation that is due adds 2 Vault writes
-//! and 1 `revoke` call.
+//! to the provider; a run that is not due costs 2; a revocation that is due adds 3 Vault reads
+//! (tying it to `C`, below), 2 writes and 1 `revoke` call; resuming a pending rotation adds 1
+//! read (issuer mode: `C` at its base version).
 //!
 //! # Keys issued by a provider ([`KeyIssuer`])
 //!
@@ -84,6 +89,24 @@
 //! must accept a key that is already revoked. Only keys whose id is in `C` (the
 //! [`key_id_field`](ApiKeyOptions::key_id_field)) can be revoked: a key written by hand without
 //! an id is replaced but left for you to revoke.
+//!
+//! # The state record is input, not truth
+//!
+//! `S` and the revocation list can be written by anyone with write access to the state prefix,
+//! so nothing in them is acted on unchecked:
+//!
+//! - A key is revoked only when the list ties it to `C`: the version of `C` that replaced it
+//!   ([`RetiredKey::replaced_in`]) was written at the recorded time, the version before it held
+//!   that key id, and the latest version does not. It is due at that version's
+//!   `created_time` plus [`grace_period`](ApiKeyOptions::grace_period), whatever the list says.
+//!   A list naming any key that cannot be tied (or longer than [`MAX_RETIRED_KEYS`]) is a
+//!   [`Conflict`](RotationStatus::Conflict) and nothing is revoked in that run.
+//! - A pending rotation is resumed only when it is one this rotator could have claimed:
+//!   without an issuer, a key of the configured [`KeyFormat`] and no key ids; with one, an
+//!   idempotency key of this rotator's form and, as the key to replace (and later revoke), the
+//!   id in `C` at the rotation's base version. A provider answering with the key being
+//!   replaced (a reused idempotency key) is a conflict too. A record that disagrees is a
+//!   conflict, noted in `S`'s history; [`ApiKeyRotator::resolve_conflict`] drops it.
 //!
 //! # Secrets
 //!
@@ -113,6 +136,13 @@ use crate::{fault_fires, FaultHook, FaultPoint, RotationError};
 
 /// The smallest key entropy [`KeyFormat`] accepts, in bits.
 pub const MIN_KEY_BITS: f64 = 128.0;
+
+/// The default [`ApiKeyOptions::state_prefix`]: this rotator's own prefix for `S`, apart from
+/// the database rotator's (`rotation-state/database`).
+pub const DEFAULT_STATE_PREFIX: &str = "rotation-state/api-key";
+
+/// The most keys a revocation list may hold; a longer list is a conflict (nothing revoked).
+pub const MAX_RETIRED_KEYS: usize = 64;
 
 /// Why an API key operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -452,7 +482,9 @@ pub struct ApiKeyOptions {
     /// Where [`Rotator`] names live: a name maps to `<key_prefix>/<name>` (default `api-keys`;
     /// empty: the name is the path).
     pub key_prefix: String,
-    /// Where state records live: `<state_prefix>/<path of C>` (default `rotation-state`).
+    /// Where state records live: `<state_prefix>/<path of C>` (default
+    /// [`DEFAULT_STATE_PREFIX`], `rotation-state/api-key`). Keep it apart from other rotators'
+    /// prefixes: write access to `S` chooses the next key (see the module docs).
     pub state_prefix: String,
     /// The data field holding the key (default `api_key`).
     pub field: String,
@@ -477,7 +509,7 @@ impl Default for ApiKeyOptions {
         ApiKeyOptions {
             mount: "secret".into(),
             key_prefix: "api-keys".into(),
-            state_prefix: "rotation-state".into(),
+            state_prefix: DEFAULT_STATE_PREFIX.into(),
             field: "api_key".into(),
             key_id_field: "key_id".into(),
             format: KeyFormat::default(),
@@ -572,6 +604,10 @@ pub struct RetiredKey {
     /// A revocation in progress: who, and since when (RFC 3339, Vault's clock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoking: Option<(String, String)>,
+    /// The version of `C` that replaced the key (its previous version held it): what ties the
+    /// entry to `C` before the key is revoked. An entry without it is never revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_in: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -712,6 +748,18 @@ fn min_time(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> 
     }
 }
 
+/// What [`ApiKeyRotator::revocations_path`] appends to the path of `S`.
+const REVOCATIONS_SUFFIX: &str = ".revocations";
+
+/// A key id read from `S` for a message: quoted, at most 64 characters.
+fn shown_id(id: &str) -> String {
+    let mut shown: String = id.chars().take(64).collect();
+    if shown.len() < id.len() {
+        shown.push('…');
+    }
+    format!("{shown:?}")
+}
+
 fn field_str<'a>(data: &'a Map<String, Value>, field: &str) -> Option<&'a str> {
     data.get(field).and_then(Value::as_str)
 }
@@ -793,7 +841,10 @@ impl ApiKeyRotator {
 
     /// The path (in the mount) of the revocation list of the credential at `path`.
     pub fn revocations_path(&self, path: &str) -> String {
-        format!("{}.revocations", self.store.path(path.trim_matches('/')))
+        format!(
+            "{}{REVOCATIONS_SUFFIX}",
+            self.store.path(path.trim_matches('/'))
+        )
     }
 
     /// Rotates the key at `path` (inside the mount) now with a generated key, first finishing
@@ -887,6 +938,12 @@ impl ApiKeyRotator {
                 "the credential path is empty".into(),
             ));
         }
+        if path.ends_with(REVOCATIONS_SUFFIX) {
+            // Its `S` would be another credential's revocation list.
+            return Outcome::failed(ApiKeyError::InvalidInput(format!(
+                "a credential path must not end with {REVOCATIONS_SUFFIX:?}"
+            )));
+        }
         if let Err(e) = self.options.validate() {
             return Outcome::failed(e);
         }
@@ -919,6 +976,9 @@ impl ApiKeyRotator {
                     // The rotation itself worked; report it, the revocation is retried later.
                     tracing::warn!(error = %e, "revoking a replaced key failed; a later run retries");
                     RotationStatus::Success
+                } else if matches!(e, ApiKeyError::Conflict { .. }) {
+                    outcome.error = Some(e);
+                    RotationStatus::Conflict
                 } else {
                     outcome.error = Some(e);
                     RotationStatus::Failed
@@ -950,6 +1010,25 @@ impl ApiKeyRotator {
             if !snap.can_take_over(&opts.owner) {
                 tracing::debug!(owner = %p.owner, epoch = p.epoch, "another run holds the rotation");
                 return Outcome::skipped(snap.next_check_at(every).map(ceil_second));
+            }
+            // `S` is input, not truth: check the pending rotation before acting on it.
+            match self
+                .check_pending(run, name, path, issuer.is_some(), p)
+                .await
+            {
+                Ok(()) => {}
+                Err(ApiKeyError::Conflict { reason, .. }) => {
+                    tracing::error!(reason = %reason, "the pending rotation does not match this rotator");
+                    if let Err(e) = self
+                        .store
+                        .note_conflict(&snap, &opts.owner, reason.clone())
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not record the conflict in the state record");
+                    }
+                    return Outcome::conflict(path, reason);
+                }
+                Err(e) => return Outcome::failed(e),
             }
             let claim = match run.step("claim", self.store.take_over(&snap, &opts)).await {
                 Ok(c) => c,
@@ -1082,6 +1161,14 @@ impl ApiKeyRotator {
                 }
             };
             tracing::info!(key_id = %issued.key_id, "provider issued a key");
+            if payload.previous_key_id.as_deref() == Some(issued.key_id.as_str()) {
+                // A reused idempotency key: the provider answered with the key in use.
+                let reason = format!(
+                    "the provider answered the issue request with the key being replaced ({}); not committed",
+                    shown_id(&issued.key_id)
+                );
+                return self.conflict(run, &mut claim, path, reason).await;
+            }
             if let Err(e) = self.fault(FaultPoint::AfterApply).await {
                 return Outcome::failed(e);
             }
@@ -1195,7 +1282,7 @@ impl ApiKeyRotator {
         // Issuer mode: list the replaced key for revocation after the grace period.
         if let Some(old) = payload.previous_key_id.as_deref() {
             if let Err(e) = run
-                .step("retire", self.retire(path, old, &created_time))
+                .step("retire", self.retire(path, old, version, &created_time))
                 .await
             {
                 // The claim stays pending; the next run resumes (C is committed) and retries.
@@ -1247,11 +1334,11 @@ impl ApiKeyRotator {
         key: &SecretString,
     ) -> Result<Option<(u64, String)>, vault_ops_core::Error> {
         let kv = self.client.kv2(&self.options.mount);
+        let Some(next) = base.checked_add(1) else {
+            return Ok(None);
+        };
         let read = run
-            .step(
-                "probe",
-                kv.get_version::<Map<String, Value>>(path, base + 1),
-            )
+            .step("probe", kv.get_version::<Map<String, Value>>(path, next))
             .await;
         match read {
             Ok(v) => {
@@ -1311,11 +1398,17 @@ impl ApiKeyRotator {
         kv.put_cas(&rpath, list, cas).await.map(|_| ())
     }
 
-    /// Adds `key_id` to the revocation list (idempotent), due `grace_period` after
-    /// `retired_at`.
-    async fn retire(&self, path: &str, key_id: &str, retired_at: &str) -> Result<(), ApiKeyError> {
+    /// Adds `key_id`, replaced by version `replaced_in` of `C` written at `retired_at`, to the
+    /// revocation list (idempotent), due `grace_period` after `retired_at`.
+    async fn retire(
+        &self,
+        path: &str,
+        key_id: &str,
+        replaced_in: u64,
+        retired_at: &str,
+    ) -> Result<(), ApiKeyError> {
         let revoke_after = vault_time::parse_rfc3339(retired_at)
-            .map(|t| vault_time::format_rfc3339(t + self.options.grace_period))
+            .map(|t| vault_time::format_rfc3339(vault_time::later(t, self.options.grace_period)))
             .ok_or_else(|| {
                 ApiKeyError::InvalidInput(format!(
                     "Vault's created_time {retired_at:?} is not RFC 3339"
@@ -1331,6 +1424,7 @@ impl ApiKeyRotator {
                 retired_at: retired_at.to_string(),
                 revoke_after: revoke_after.clone(),
                 revoking: None,
+                replaced_in: Some(replaced_in),
             });
             match self.save_revocations(path, &list, version).await {
                 Ok(()) => {
@@ -1346,8 +1440,175 @@ impl ApiKeyRotator {
         )))
     }
 
+    /// Checks a pending rotation read from `S` against the options, the issuer registered for
+    /// the name and `C` before anything acts on it. A record that disagrees is an
+    /// [`ApiKeyError::Conflict`]:
+    ///
+    /// - without an issuer, the pending key must have the configured [`KeyFormat`] and no key
+    ///   ids (a record of an issuer run is [`ApiKeyError::NoIssuer`]);
+    /// - with one, an idempotency key of this rotator's form, and a recorded key with its id;
+    /// - the id of the key to be replaced (and revoked later) must be the one in `C` at the
+    ///   rotation's base version.
+    async fn check_pending(
+        &self,
+        run: &mut Run,
+        name: &str,
+        path: &str,
+        with_issuer: bool,
+        pending: &state::Pending<KeyPayload>,
+    ) -> Result<(), ApiKeyError> {
+        let p = &pending.payload;
+        let mismatch = |what: &str| {
+            ApiKeyError::Conflict {
+            path: path.to_string(),
+            reason: format!(
+                "the pending rotation (epoch {}) in the state record does not match this rotator: {what}; nothing was done (resolve_conflict drops it)",
+                pending.epoch
+            ),
+        }
+        };
+        if !with_issuer {
+            if p.idempotency_key.is_some() {
+                return Err(ApiKeyError::NoIssuer {
+                    name: name.to_string(),
+                });
+            }
+            let generated = p
+                .key
+                .as_ref()
+                .is_some_and(|k| self.options.format.matches(k.expose_secret()));
+            if !generated {
+                return Err(mismatch("its key does not have the configured key format"));
+            }
+            if p.key_id.is_some() || p.previous_key_id.is_some() {
+                return Err(mismatch("it records key ids, but no issuer is configured"));
+            }
+            return Ok(());
+        }
+        let idempotency_ok = p.idempotency_key.as_deref().is_some_and(|k| {
+            k.len() == 32 && k.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        });
+        if !idempotency_ok {
+            return Err(mismatch("it has no idempotency key of this rotator's form"));
+        }
+        if p.key.is_some() != p.key_id.is_some() {
+            return Err(mismatch(
+                "it records a key without its id, or an id without a key",
+            ));
+        }
+        let base = pending.base_version;
+        let in_base = match base {
+            0 => None,
+            _ => match run.step("check", self.read_version(path, base)).await? {
+                Some(c) => field_str(&c.data, &self.options.key_id_field).map(str::to_string),
+                None if p.previous_key_id.is_some() => {
+                    return Err(mismatch(&format!(
+                    "version {base} of the credential, whose key it would revoke, is not readable"
+                )))
+                }
+                None => None,
+            },
+        };
+        if p.previous_key_id != in_base {
+            return Err(mismatch(&format!(
+                "the key it replaces is not the one in version {base} of the credential"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Version `version` of `C`; `None` when it does not exist or was deleted or destroyed.
+    async fn read_version(
+        &self,
+        path: &str,
+        version: u64,
+    ) -> Result<Option<KvSecret<Map<String, Value>>>, ApiKeyError> {
+        let kv = self.client.kv2(&self.options.mount);
+        match kv.get_version::<Map<String, Value>>(path, version).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(vault_ops_core::Error::SecretVersionDeleted { .. })
+            | Err(vault_ops_core::Error::SecretVersionDestroyed { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Ties a key listed for revocation to `C`: version `replaced_in - 1` held it, version
+    /// `replaced_in` (written at `retired_at`) replaced it, and the latest version
+    /// (`current_key_id`) does not hold it. Returns when it may be revoked (Vault's
+    /// `created_time` of `replaced_in` plus the grace period); an entry that cannot be tied is
+    /// an [`ApiKeyError::Conflict`].
+    async fn check_retired(
+        &self,
+        run: &mut Run,
+        path: &str,
+        entry: &RetiredKey,
+        current_key_id: Option<&str>,
+    ) -> Result<SystemTime, ApiKeyError> {
+        let conflict = |why: String| {
+            ApiKeyError::Conflict {
+            path: path.to_string(),
+            reason: format!(
+                "the revocation list names key id {}, which {why}; nothing was revoked (fix {} after checking it)",
+                shown_id(&entry.key_id),
+                self.revocations_path(path)
+            ),
+        }
+        };
+        let Some(replaced_in) = entry.replaced_in.filter(|v| *v >= 2) else {
+            return Err(conflict(
+                "is not tied to the version of the credential that replaced it".into(),
+            ));
+        };
+        if current_key_id == Some(entry.key_id.as_str()) {
+            return Err(conflict("is the key in the credential now".into()));
+        }
+        let key_id = |c: &KvSecret<Map<String, Value>>| {
+            field_str(&c.data, &self.options.key_id_field).map(str::to_string)
+        };
+        let held = run
+            .step("check", self.read_version(path, replaced_in - 1))
+            .await?;
+        if held.as_ref().and_then(key_id).as_deref() != Some(entry.key_id.as_str()) {
+            return Err(conflict(format!(
+                "version {} of the credential does not hold",
+                replaced_in - 1
+            )));
+        }
+        let replacing = run
+            .step("check", self.read_version(path, replaced_in))
+            .await?;
+        let Some(replacing) = replacing else {
+            return Err(conflict(format!(
+                "was replaced by version {replaced_in} of the credential, which is not readable"
+            )));
+        };
+        if key_id(&replacing).as_deref() == Some(entry.key_id.as_str()) {
+            return Err(conflict(format!(
+                "version {replaced_in} of the credential still holds"
+            )));
+        }
+        let written = vault_time::parse_rfc3339(&replacing.metadata.created_time);
+        let Some(written) = written else {
+            return Err(ApiKeyError::Vault(vault_ops_core::Error::InvalidInput(
+                format!("Vault's created_time of version {replaced_in} of {path} is not RFC 3339"),
+            )));
+        };
+        if vault_time::parse_rfc3339(&entry.retired_at) != Some(written) {
+            return Err(conflict(format!(
+                "was not replaced when version {replaced_in} of the credential was written"
+            )));
+        }
+        Ok(vault_time::later(written, self.options.grace_period))
+    }
+
     /// Revokes the keys whose grace period has passed (by Vault's clock in `snap`). Returns the
     /// earliest revocation still ahead.
+    ///
+    /// The list is part of `S`, so it is input, not truth: a key is revoked only when it is
+    /// due and [`check_retired`](Self::check_retired) ties it to `C`. A list naming a key that
+    /// cannot be tied (or longer than [`MAX_RETIRED_KEYS`]) is a conflict, and nothing is
+    /// revoked in that run.
     async fn revoke_due(
         &self,
         run: &mut Run,
@@ -1357,28 +1618,57 @@ impl ApiKeyRotator {
         issuer: &dyn KeyIssuer,
     ) -> Result<Option<SystemTime>, ApiKeyError> {
         let (mut version, mut list) = run.step("revocations", self.load_revocations(path)).await?;
+        if list.keys.len() > MAX_RETIRED_KEYS {
+            return Err(ApiKeyError::Conflict {
+                path: path.to_string(),
+                reason: format!(
+                    "the revocation list holds {} keys, more than {MAX_RETIRED_KEYS}; nothing was revoked",
+                    list.keys.len()
+                ),
+            });
+        }
         let now = snap.now();
         let lease = self.options.lease;
         let mut next: Option<SystemTime> = None;
-        let ids: Vec<String> = list.keys.iter().map(|k| k.key_id.clone()).collect();
-        for id in ids {
-            let Some(entry) = list.keys.iter_mut().find(|k| k.key_id == id) else {
+        let mut current_key_id: Option<Option<String>> = None;
+        let mut due = Vec::new();
+        for entry in &list.keys {
+            // The recorded time only says when to look (unreadable: look now); `C` decides.
+            let listed = vault_time::parse_rfc3339(&entry.revoke_after);
+            if let Some(after) = listed.filter(|after| now < *after) {
+                next = min_time(next, Some(after));
                 continue;
-            };
-            let Some(after) = vault_time::parse_rfc3339(&entry.revoke_after) else {
-                tracing::warn!(key_id = %id, "unreadable revoke_after; revoking now");
-                entry.revoke_after = vault_time::format_rfc3339(now);
-                continue;
-            };
+            }
+            if current_key_id.is_none() {
+                let kv = self.client.kv2(&self.options.mount);
+                let current = run
+                    .step("check", kv.get_opt::<Map<String, Value>>(path))
+                    .await?;
+                current_key_id = Some(current.and_then(|c| {
+                    field_str(&c.data, &self.options.key_id_field).map(str::to_string)
+                }));
+            }
+            let current = current_key_id.as_ref().and_then(|c| c.as_deref());
+            let after = self.check_retired(run, path, entry, current).await?;
+            let after = listed.map_or(after, |listed| listed.max(after));
             if now < after {
                 next = min_time(next, Some(after));
                 continue;
             }
+            due.push(entry.key_id.clone());
+        }
+        for id in due {
+            let Some(entry) = list.keys.iter_mut().find(|k| k.key_id == id) else {
+                continue;
+            };
             if let Some((owner, since)) = &entry.revoking {
-                let live = vault_time::parse_rfc3339(since).is_some_and(|t| now < t + lease);
-                if live && owner != &self.options.owner {
-                    next = min_time(next, vault_time::parse_rfc3339(since).map(|t| t + lease));
-                    continue;
+                // A marker from the future counts from now: it holds for one lease at most.
+                if let Some(since) = vault_time::parse_rfc3339(since) {
+                    let until = vault_time::later(since.min(now), lease);
+                    if now < until && owner != &self.options.owner {
+                        next = min_time(next, Some(until));
+                        continue;
+                    }
                 }
             }
             // Mark it in progress (fenced by CAS), revoke, then remove it.
@@ -1387,7 +1677,7 @@ impl ApiKeyRotator {
                 .step("revoke_mark", self.save_revocations(path, &list, version))
                 .await
             {
-                Ok(()) => version += 1,
+                Ok(()) => version = version.saturating_add(1),
                 Err(e) if e.is_cas_mismatch() => return Ok(next),
                 Err(e) => return Err(e.into()),
             }
@@ -1408,7 +1698,7 @@ impl ApiKeyRotator {
                 .step("revoke_done", self.save_revocations(path, &list, version))
                 .await
             {
-                Ok(()) => version += 1,
+                Ok(()) => version = version.saturating_add(1),
                 Err(e) if e.is_cas_mismatch() => return Ok(next),
                 Err(e) => return Err(e.into()),
             }

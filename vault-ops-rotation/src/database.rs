@@ -92,6 +92,28 @@
 //! | `C` edited by someone else | conflict; `C` is not touched; if `C`'s credential does not log in, `S` stays pending (keeping the password the role now has) and every run reports the conflict until `C` works again |
 //! | password changed out of band | conflict (after a second look, see step 2); nothing touched |
 //! | another replica rotates between this run's read of `S` and its login check | this run stands back (skipped), no conflict |
+//! | `S` holds a pending rotation this rotator would not have claimed (below) | conflict, noted in `S`'s history; nothing is applied, `C` is not written; every run reports it until a human fixes or deletes the record |
+//! | `S` cannot be decoded (or a timestamp in it does not parse) | failed ([`StateError::Corrupt`]); nothing is done until a human fixes or deletes the record |
+//!
+//! ## The state record is input, not truth
+//!
+//! Whoever can write `S` chooses the password the next run sets, so a pending rotation read
+//! from `S` is checked against the configuration and `C` before anything acts on it:
+//!
+//! - the role must be the one this rotator changes now — the [`Strategy`]'s user, the
+//!   alternating role not in `C`, or without a strategy the user named in `C` (once `C` has
+//!   moved on, one the strategy manages);
+//! - the pending password must have the form the [`PasswordPolicy`] makes (its length and
+//!   alphabet);
+//! - a rollback password must be the one this rotator would restore (the role's password in
+//!   `C`, or in `C`'s previous version for alternating users);
+//! - `C`'s username is always taken from the configuration (and `C`), never from `S`.
+//!
+//! A record that disagrees is a [`Conflict`](RotationStatus::Conflict) with the reason,
+//! noted once in `S`'s history and otherwise left as it is. To clear it, check the record,
+//! then delete its latest version (`bao kv delete secret/rotation-state/database/<name>`): the
+//! next run rotates afresh. Treat write access to `S` like the admin password: keep
+//! `rotation-state/database/*` to this rotator alone (see the crate docs' security notes).
 //!
 //! Two replicas never rotate the same credential at once: the claim is a check-and-set on `S`,
 //! and a live lease of another owner makes a run stand back (reported as
@@ -548,6 +570,25 @@ impl DatabaseCredentialRotator {
                     run.next_due_at = snap.next_check_at(run.every);
                     return Ok(RotationStatus::SkippedNotDue);
                 }
+                // `S` is input, not truth: before anything acts on the pending rotation, it
+                // must be one this rotator could have claimed.
+                let t = Instant::now();
+                let current = self.read_credential(&run.name).await;
+                run.step("read", t);
+                let current = current.map_err(failed)?;
+                if let Err((status, error)) =
+                    self.check_pending(&run.name, p, current.as_ref()).await
+                {
+                    if status == RotationStatus::Conflict {
+                        if let Err(e) = store
+                            .note_conflict(&snap, &self.owner, error.to_string())
+                            .await
+                        {
+                            tracing::warn!(name = %run.name, error = %e, "could not record the conflict in the state record");
+                        }
+                    }
+                    return Err((status, error));
+                }
                 let t = Instant::now();
                 let claim = store.take_over(&snap, &self.claim_options()).await;
                 run.step("take_over", t);
@@ -556,7 +597,7 @@ impl DatabaseCredentialRotator {
                     Err(e) if e.is_contended() => return Ok(RotationStatus::SkippedNotDue),
                     Err(e) => return Err(failed(e)),
                 };
-                match self.resume(run, &store, claim).await? {
+                match self.resume(run, &store, claim, current).await? {
                     Resumed::Done(status) => return Ok(status),
                     Resumed::Continue => continue,
                 }
@@ -834,7 +875,21 @@ impl DatabaseCredentialRotator {
         let path = self.credential_path(&run.name);
         let kv = self.client.kv2(&self.mount);
         let base = claim.pending().base_version;
-        let data = self.credential_data(current.as_ref(), claim.payload());
+        // `C`'s username comes from the configuration (and `C`), never from `S`.
+        let username = self.target_username(&run.name, current.as_ref())?;
+        if username != claim.payload().username {
+            return Err((
+                RotationStatus::Conflict,
+                RotationError::Conflict {
+                    name: run.name.clone(),
+                    reason: format!(
+                        "the pending rotation changes role {:?}, but the credential is for {username:?}; not committed",
+                        claim.payload().username
+                    ),
+                },
+            ));
+        }
+        let data = self.credential_data(current.as_ref(), &username, &claim.payload().password);
         let t = Instant::now();
         if base == 0 {
             let update = MetadataUpdate::new()
@@ -995,18 +1050,87 @@ impl DatabaseCredentialRotator {
         Err((RotationStatus::Conflict, error))
     }
 
-    /// Finishes or undoes a pending rotation taken over from `S`.
+    /// Checks a pending rotation read from `S` against the configuration and `C` (read
+    /// before the takeover) before anything acts on it: a record that disagrees is a
+    /// conflict, never resumed.
+    ///
+    /// - While `C` is still at the rotation's base version, the role must be the one this
+    ///   rotator would change now ([`Strategy`], or the user in `C` without one), the
+    ///   pending password must have the form of the [`PasswordPolicy`], and a recorded
+    ///   rollback password must be the one this rotator would restore (from `C`).
+    /// - When `C` has moved on, nothing is applied to the database any more (the commit
+    ///   landed, or it is a conflict); the role must still be one the strategy manages.
+    async fn check_pending(
+        &self,
+        name: &str,
+        pending: &state::Pending<DbPending>,
+        current: Option<&Current>,
+    ) -> Result<(), Failure> {
+        let payload = &pending.payload;
+        let base = pending.base_version;
+        let mismatch = |what: String| {
+            Err((
+                RotationStatus::Conflict,
+                RotationError::Conflict {
+                    name: name.to_string(),
+                    reason: format!(
+                        "the pending rotation (epoch {}) in the state record does not match this rotator: {what}; nothing was done (fix or delete the state record after checking it)",
+                        pending.epoch
+                    ),
+                },
+            ))
+        };
+        let at_base = match current {
+            Some(c) => c.version == base,
+            None => base == 0,
+        };
+        if !at_base {
+            let managed = match &self.strategy {
+                Some(Strategy::SingleUser { username }) => &payload.username == username,
+                Some(Strategy::AlternatingUsers { a, b }) => {
+                    &payload.username == a || &payload.username == b
+                }
+                None => current.is_some_and(|c| c.username == payload.username),
+            };
+            if !managed {
+                return mismatch(format!(
+                    "it names role {:?}, which this rotator does not manage",
+                    payload.username
+                ));
+            }
+            return Ok(());
+        }
+        let expected = self.target_username(name, current)?;
+        if payload.username != expected {
+            return mismatch(format!(
+                "it names role {:?}, but this rotator changes {expected:?}",
+                payload.username
+            ));
+        }
+        if !policy_allows(&self.policy, &payload.password) {
+            return mismatch("its password does not have the form of the password policy".into());
+        }
+        if let Some(recorded) = &payload.rollback_password {
+            let restore = self.rollback_password(name, &expected, current).await;
+            if restore.is_none_or(|r| r.expose_secret() != recorded.expose_secret()) {
+                return mismatch(format!(
+                    "its rollback password is not the password of {expected:?} in the credential"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes or undoes a pending rotation taken over from `S` (checked by
+    /// [`check_pending`](Self::check_pending) against `current`, `C` as read before).
     async fn resume(
         &self,
         run: &mut Run,
         store: &StateStore,
         mut claim: Claim<DbPending>,
+        current: Option<Current>,
     ) -> Result<Resumed, Failure> {
         tracing::info!(name = %run.name, epoch = claim.pending().epoch, step = ?claim.pending().step, "resuming an unfinished rotation");
-        let t = Instant::now();
-        let current = self.read_credential(&run.name).await;
-        run.step("read", t);
-        let current = current.map_err(failed)?;
         let base = claim.pending().base_version;
         run.version_before = Some(base).filter(|v| *v != 0);
 
@@ -1305,12 +1429,17 @@ impl DatabaseCredentialRotator {
 
     /// `C`'s new data: the old keys, the new username and password; host, port and database
     /// from the settings when missing.
-    fn credential_data(&self, current: Option<&Current>, pending: &DbPending) -> Value {
+    fn credential_data(
+        &self,
+        current: Option<&Current>,
+        username: &str,
+        password: &SecretString,
+    ) -> Value {
         let mut data = current.map(|c| c.rest.clone()).unwrap_or_default();
-        data.insert("username".into(), Value::String(pending.username.clone()));
+        data.insert("username".into(), Value::String(username.to_string()));
         data.insert(
             "password".into(),
-            Value::String(pending.password.expose_secret().to_string()),
+            Value::String(password.expose_secret().to_string()),
         );
         data.entry("host")
             .or_insert_with(|| Value::String(self.host.clone()));
@@ -1639,6 +1768,14 @@ fn db_error(operation: &str, e: &tokio_postgres::Error) -> RotationError {
         code: e.code().map(|c| c.code().to_string()),
         message: pg_message(e),
     }
+}
+
+/// `true` when `password` could have been made by `policy`: its length, and only characters
+/// of its alphabet.
+fn policy_allows(policy: &PasswordPolicy, password: &SecretString) -> bool {
+    let password = password.expose_secret();
+    password.chars().count() == policy.length
+        && password.chars().all(|c| policy.alphabet.contains(&c))
 }
 
 /// Closes `S` with `close` when the rotation ends without a new password in use. A failure to

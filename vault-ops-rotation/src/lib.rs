@@ -101,6 +101,40 @@
 //! The [`database`] module docs have the full failure table of the database rotator.
 //! [`FaultPoint`] and [`FaultHook`] let tests stop a run at a step boundary as if the process
 //! had died.
+//!
+//! ## Security notes
+//!
+//! - **Write access to `S` is as strong as the database admin.** `S` holds the pending secret,
+//!   and whoever writes it chooses what the next run sets and publishes. The rotators treat
+//!   `S` as input, not truth: a pending rotation is resumed only if this rotator could have
+//!   claimed it (the database role must be the one the [`Strategy`] manages, `C`'s username
+//!   always comes from the configuration, the password must have the policy's form; an API
+//!   key is revoked only when it is tied to a version of `C` this rotator replaced), and
+//!   anything else is a [`Conflict`](RotationStatus::Conflict) for a human. A record that
+//!   cannot be decoded (or whose timestamps do not parse) fails the run
+//!   ([`StateError::Corrupt`](state::StateError::Corrupt)); it is never read as "never
+//!   rotated". Still, grant write access to `S` only to the rotator that owns it.
+//! - **Each rotator has its own `S` prefix**: `rotation-state/database/<name>` for
+//!   [`DatabaseCredentialRotator`], `rotation-state/api-key/<path of C>` for [`ApiKeyRotator`].
+//!   Give each its own policy, and consumers none on `rotation-state/*`:
+//!
+//! ```hcl
+//! # The database rotator's token
+//! path "secret/data/database/*"                     { capabilities = ["create", "read", "update"] }
+//! path "secret/metadata/database/*"                 { capabilities = ["create", "read", "update"] }
+//! path "secret/data/rotation-state/database/*"      { capabilities = ["create", "read", "update"] }
+//! path "secret/metadata/rotation-state/database/*"  { capabilities = ["create", "read", "update"] }
+//!
+//! # The API-key rotator's token
+//! path "secret/data/api-keys/*"                     { capabilities = ["create", "read", "update"] }
+//! path "secret/metadata/api-keys/*"                 { capabilities = ["create", "read", "update"] }
+//! path "secret/data/rotation-state/api-key/*"       { capabilities = ["create", "read", "update"] }
+//! path "secret/metadata/rotation-state/api-key/*"   { capabilities = ["create", "read", "update"] }
+//! ```
+//!
+//! - Times and durations read from `S` or from Vault's replies never panic: unreadable
+//!   timestamps are errors, leases count as at most [`state::MAX_LEASE`], due times saturate
+//!   at the year 9999.
 
 pub mod api_key;
 pub mod database;

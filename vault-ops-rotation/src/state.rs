@@ -27,7 +27,7 @@
 //!   [`Snapshot::lease_expires_at`] is `created_time + lease` and cannot drift.
 //! - "Now" is Vault's `Date` reply header of the read ([`Snapshot::vault_now`], one-second
 //!   resolution, rounded down — so a due time or a lease expiry is never seen early). Only if
-//!   the header is missing does the local clock stand in.
+//!   the header is missing (or is not an HTTP date) does the local clock stand in.
 //!
 //! ## Lost replies
 //!
@@ -35,6 +35,15 @@
 //! fate unknown (a connection error, a timeout, or a CAS mismatch after the client retried a
 //! write that had in fact landed), the store re-reads `S`: if the version is the expected one
 //! and carries our `write_id`, the write happened. Never a guess.
+//!
+//! ## Records are input, not truth
+//!
+//! Anyone with write access to `S` can write any record, so [`StateStore::load`] reports one it
+//! cannot decode, or one a store cannot have written (a timestamp that does not parse, a
+//! pending epoch that is not the record's, no `write_id`), as [`StateError::Corrupt`] — never
+//! as "never rotated". Durations read from `S` are clamped ([`MAX_LEASE`], [`MAX_PERIOD`]) and
+//! times computed from them saturate ([`vault_time::later`]). The rotators check the pending
+//! payload against their configuration before acting on it (see their module docs).
 //!
 //! ## Generic payload
 //!
@@ -86,6 +95,14 @@ pub const DEFAULT_HISTORY_LIMIT: usize = 20;
 
 /// How many versions of `S` Vault keeps by default (they are the audit trail of the protocol).
 pub const DEFAULT_STATE_MAX_VERSIONS: u64 = 20;
+
+/// The longest lease a claim records, and the longest one read from `S` is taken for: a
+/// larger value (a tampered record) counts as this long.
+pub const MAX_LEASE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The longest rotation period recorded in `S` ([`RotationState::period_ms`]); a larger value
+/// read from `S` counts as this long.
+pub const MAX_PERIOD: Duration = Duration::from_secs(100 * 366 * 24 * 60 * 60);
 
 /// `serde(with = ...)` for a `SecretString` that must be stored in Vault: the one place a
 /// pending secret is exposed for serialization.
@@ -263,8 +280,45 @@ impl<P> RotationState<P> {
     /// recorded `next_due_at`.
     pub fn due_time(&self, every: Option<Duration>) -> Option<SystemTime> {
         match every {
-            Some(every) => self.last_rotated_time().map(|t| t + every),
+            Some(every) => self
+                .last_rotated_time()
+                .map(|t| vault_time::later(t, every)),
             None => self.next_due_time(),
+        }
+    }
+
+    /// The recorded period ([`period_ms`](Self::period_ms)), at most [`MAX_PERIOD`].
+    pub fn period(&self) -> Option<Duration> {
+        self.period_ms
+            .map(|ms| Duration::from_millis(ms).min(MAX_PERIOD))
+    }
+
+    /// Why this record cannot be what a [`StateStore`] wrote, if it cannot: a timestamp that
+    /// does not parse (read as "never rotated", it would make a run rotate), a pending epoch
+    /// that is not the record's, no `write_id`. Never quotes a value.
+    fn defect(&self) -> Option<String> {
+        if self.write_id.is_empty() {
+            return Some(
+                "it has no write_id (it was not written by a rotation state store)".into(),
+            );
+        }
+        for (field, value) in [
+            ("last_rotated_at", &self.last_rotated_at),
+            ("next_due_at", &self.next_due_at),
+        ] {
+            if value
+                .as_deref()
+                .is_some_and(|v| vault_time::parse_rfc3339(v).is_none())
+            {
+                return Some(format!("its {field} is not an RFC 3339 time"));
+            }
+        }
+        match self.pending() {
+            Some(p) if p.epoch != self.epoch => Some(format!(
+                "its pending epoch {} is not the record's epoch {}",
+                p.epoch, self.epoch
+            )),
+            _ => None,
         }
     }
 }
@@ -286,6 +340,13 @@ impl<P> Phase<P> {
     }
 }
 
+impl<P> Pending<P> {
+    /// The recorded lease, at most [`MAX_LEASE`].
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms).min(MAX_LEASE)
+    }
+}
+
 /// A rotation in progress.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound(serialize = "P: Serialize", deserialize = "P: DeserializeOwned"))]
@@ -295,7 +356,8 @@ pub struct Pending<P> {
     pub epoch: u64,
     /// Who holds it (a replica id, see [`ClaimOptions`]).
     pub owner: String,
-    /// How long the lease runs after each write of `S`, in milliseconds.
+    /// How long the lease runs after each write of `S`, in milliseconds (read as at most
+    /// [`MAX_LEASE`], see [`lease`](Self::lease)).
     pub lease_ms: u64,
     /// The last step recorded.
     pub step: Step,
@@ -406,14 +468,16 @@ pub enum StateError {
         /// The credential's name.
         name: String,
     },
-    /// The record at `S` cannot be decoded.
+    /// The record at `S` cannot be decoded, or cannot have been written by a
+    /// [`StateStore`] (a timestamp that does not parse, an inconsistent epoch, no
+    /// `write_id`). Nothing is done with it: a human must look (fix or delete it).
     #[error("rotation state {name} at version {version} cannot be decoded: {message}")]
     Corrupt {
         /// The credential's name.
         name: String,
         /// The version read.
         version: u64,
-        /// serde's message (never the record's content).
+        /// serde's message or the field that is wrong (never the record's content).
         message: String,
     },
     /// Vault failed or refused.
@@ -445,7 +509,8 @@ pub struct ClaimOptions {
     /// pending rotation at once (a restarted process with a stable id); others wait for the
     /// lease to expire.
     pub owner: String,
-    /// How long a claim stays valid after each write of `S`.
+    /// How long a claim stays valid after each write of `S` (at most [`MAX_LEASE`]; a longer
+    /// lease is recorded as `MAX_LEASE`).
     pub lease: Duration,
 }
 
@@ -515,7 +580,7 @@ impl<P> Snapshot<P> {
     pub fn lease_expires_at(&self) -> Option<SystemTime> {
         let pending = self.pending()?;
         let written = vault_time::parse_rfc3339(&self.created_time)?;
-        Some(written + Duration::from_millis(pending.lease_ms))
+        Some(vault_time::later(written, pending.lease()))
     }
 
     /// `true` when a rotation is pending and its lease has expired by Vault's clock (a record
@@ -756,7 +821,14 @@ impl StateStore {
         }
         let req = Request::get(join_path(&[&self.mount, "data", &path])).accept_statuses(&[404]);
         let resp = self.client.execute(req).await?;
-        let vault_now = resp.header("date").and_then(vault_time::parse_http_date);
+        let date = resp.header("date");
+        let vault_now = date.and_then(vault_time::parse_http_date);
+        if date.is_some() && vault_now.is_none() {
+            tracing::warn!(
+                name,
+                "Vault's Date header is not an HTTP date; the local clock stands in"
+            );
+        }
         let body: Option<VaultResponse<ReadData>> = if resp.status() == 404 {
             // A deleted latest version answers 404 with its metadata; a missing secret with
             // `{"errors":[]}`.
@@ -777,13 +849,19 @@ impl StateStore {
                 vault_now,
             });
         };
+        let corrupt = |message: String| StateError::Corrupt {
+            name: name.to_string(),
+            version: metadata.version,
+            message,
+        };
         let state = match data {
             Some(v) if !v.is_null() => {
-                serde_json::from_value(v).map_err(|e| StateError::Corrupt {
-                    name: name.to_string(),
-                    version: metadata.version,
-                    message: redact(&e.to_string()),
-                })?
+                let state: RotationState<P> =
+                    serde_json::from_value(v).map_err(|e| corrupt(redact(&e.to_string())))?;
+                if let Some(defect) = state.defect() {
+                    return Err(corrupt(defect));
+                }
+                state
             }
             _ => {
                 tracing::warn!(name, version = metadata.version, "the latest version of the rotation state is deleted; starting from an empty record");
@@ -827,11 +905,18 @@ impl StateStore {
             });
         }
         let mut state = snapshot.state.clone();
-        state.epoch += 1;
+        state.epoch = state
+            .epoch
+            .checked_add(1)
+            .ok_or_else(|| StateError::Corrupt {
+                name: snapshot.name.clone(),
+                version: snapshot.version,
+                message: "its epoch cannot be incremented".into(),
+            })?;
         let pending = Pending {
             epoch: state.epoch,
             owner: opts.owner.clone(),
-            lease_ms: duration_ms(opts.lease),
+            lease_ms: duration_ms(opts.lease.min(MAX_LEASE)),
             step: Step::Claimed,
             base_version,
             takeovers: 0,
@@ -877,10 +962,10 @@ impl StateStore {
         }
         let mut pending = p.clone();
         if pending.owner != opts.owner {
-            pending.takeovers += 1;
+            pending.takeovers = pending.takeovers.saturating_add(1);
         }
         pending.owner = opts.owner.clone();
-        pending.lease_ms = duration_ms(opts.lease);
+        pending.lease_ms = duration_ms(opts.lease.min(MAX_LEASE));
         let mut claim = Claim {
             name: snapshot.name.clone(),
             version: snapshot.version,
@@ -1091,7 +1176,10 @@ impl StateStore {
             Err(e) if outcome_unknown(&e) => {
                 // Did the write land (a lost reply, or a retry of a write that had landed)?
                 match self.load::<Value>(name).await {
-                    Ok(s) if s.version == expected + 1 && s.state.write_id == write_id => {
+                    Ok(s)
+                        if Some(s.version) == expected.checked_add(1)
+                            && s.state.write_id == write_id =>
+                    {
                         tracing::debug!(
                             name,
                             version = s.version,
@@ -1137,11 +1225,11 @@ fn apply_close<P>(
     limit: usize,
 ) {
     if let Some(every) = close.every {
-        state.period_ms = Some(duration_ms(every));
+        state.period_ms = Some(duration_ms(every.min(MAX_PERIOD)));
     }
     match close.outcome {
         HistoryOutcome::Rotated => {
-            state.rotations += 1;
+            state.rotations = state.rotations.saturating_add(1);
             state.credential_version = close.credential_version.or(state.credential_version);
             state.last_rotated_at = close.rotated_at.clone().or(state.last_rotated_at.take());
             state.last_error = None;
@@ -1155,8 +1243,8 @@ fn apply_close<P>(
             }
         }
     }
-    state.next_due_at = match (state.last_rotated_time(), state.period_ms) {
-        (Some(t), Some(ms)) => Some(vault_time::format_rfc3339(t + Duration::from_millis(ms))),
+    state.next_due_at = match (state.last_rotated_time(), state.period()) {
+        (Some(t), Some(period)) => Some(vault_time::format_rfc3339(vault_time::later(t, period))),
         _ => state.next_due_at.take(),
     };
     let entry = HistoryEntry {
@@ -1210,14 +1298,86 @@ fn redact(message: &str) -> String {
 }
 
 /// Vault's timestamps: RFC 3339 (`created_time`) and HTTP dates (`Date`), without a time crate.
+///
+/// Both parsers take any string a server or a state record can hold: they work on bytes (no
+/// slicing inside a character), accept four-digit years only and compute with bounded values,
+/// so they answer `None` for anything malformed and never panic. Times computed from them
+/// ([`later`](vault_time::later)) saturate at [`max_time`](vault_time::max_time) instead of
+/// overflowing.
 pub mod vault_time {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    /// 9999-12-31T23:59:59Z in seconds since the Unix epoch: the latest time the parsers
+    /// accept and [`later`] returns.
+    pub const MAX_TIME_SECS: u64 = 253_402_300_799;
+
+    /// 9999-12-31T23:59:59Z (see [`MAX_TIME_SECS`]).
+    pub fn max_time() -> SystemTime {
+        UNIX_EPOCH
+            .checked_add(Duration::from_secs(MAX_TIME_SECS))
+            .unwrap_or(UNIX_EPOCH)
+    }
+
+    /// `t + d`, saturating at [`max_time`] (or `t`, when that is later still) instead of
+    /// overflowing: for due times and lease ends computed from recorded values.
+    pub fn later(t: SystemTime, d: Duration) -> SystemTime {
+        let cap = max_time().max(t);
+        match t.checked_add(d) {
+            Some(x) if x <= cap => x,
+            _ => cap,
+        }
+    }
+
+    /// The value of the ASCII digits `b[range]`, `None` unless they are all digits (at most 9).
+    fn digits(b: &[u8], range: std::ops::Range<usize>) -> Option<u32> {
+        let part = b.get(range)?;
+        if part.is_empty() || part.len() > 9 {
+            return None;
+        }
+        part.iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    }
+
+    fn days_in_month(year: u32, month: u32) -> u32 {
+        match month {
+            4 | 6 | 9 | 11 => 30,
+            2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+            2 => 28,
+            _ => 31,
+        }
+    }
+
+    /// Seconds since the epoch of a checked civil date and time (`None` before 1970).
+    fn epoch_secs(
+        (year, month, day): (u32, u32, u32),
+        (hour, minute, second): (u32, u32, u32),
+        offset_secs: i64,
+    ) -> Option<u64> {
+        if !(1..=9999).contains(&year)
+            || !(1..=12).contains(&month)
+            || day == 0
+            || day > days_in_month(year, month)
+            || hour > 23
+            || minute > 59
+            || second > 60
+        {
+            return None;
+        }
+        // Four-digit years keep every term far from i64's limits.
+        let days = days_from_civil(i64::from(year), month, day);
+        let secs =
+            days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
+                - offset_secs;
+        u64::try_from(secs)
+            .ok()
+            .filter(|s| *s <= MAX_TIME_SECS + 86_400)
+    }
 
     /// Parses an RFC 3339 timestamp such as `2026-11-28T17:49:16.065273436Z` (or with a
     /// `+hh:mm` offset). `None` for malformed input or times before 1970.
     pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-        let s = s.trim();
-        let b = s.as_bytes();
+        let b = s.trim().as_bytes();
         if b.len() < 20
             || b[4] != b'-'
             || b[7] != b'-'
@@ -1227,48 +1387,32 @@ pub mod vault_time {
         {
             return None;
         }
-        let num = |r: std::ops::Range<usize>| -> Option<i64> {
-            let part = s.get(r)?;
-            if part.bytes().all(|c| c.is_ascii_digit()) {
-                part.parse().ok()
-            } else {
-                None
-            }
-        };
-        let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if !(1..=12).contains(&month)
-            || !(1..=31).contains(&day)
-            || hour > 23
-            || minute > 59
-            || second > 60
-        {
-            return None;
-        }
-        let mut rest = &s[19..];
-        let mut nanos: u64 = 0;
-        if let Some(frac) = rest.strip_prefix('.') {
-            let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 {
+        let date = (digits(b, 0..4)?, digits(b, 5..7)?, digits(b, 8..10)?);
+        let time = (digits(b, 11..13)?, digits(b, 14..16)?, digits(b, 17..19)?);
+        let mut rest = &b[19..];
+        let mut nanos: u32 = 0;
+        if let Some(frac) = rest.strip_prefix(b".") {
+            let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+            if n == 0 {
                 return None;
             }
-            let mut scaled = String::from(&frac[..digits.min(9)]);
-            while scaled.len() < 9 {
-                scaled.push('0');
+            // Nanoseconds: the first nine digits, padded with zeros; more are ignored.
+            for k in 0..9 {
+                let digit = frac.get(k).filter(|_| k < n).map_or(0, |c| c - b'0');
+                nanos = nanos * 10 + u32::from(digit);
             }
-            nanos = scaled.parse().ok()?;
-            rest = &frac[digits..];
+            rest = &frac[n..];
         }
         let offset_secs: i64 = match rest {
-            "Z" | "z" => 0,
-            _ if rest.len() == 6
-                && (rest.starts_with('+') || rest.starts_with('-'))
-                && &rest[3..4] == ":" =>
-            {
-                let h: i64 = rest.get(1..3)?.parse().ok()?;
-                let m: i64 = rest.get(4..6)?.parse().ok()?;
-                let v = h * 3600 + m * 60;
-                if rest.starts_with('-') {
+            b"Z" | b"z" => 0,
+            [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+                let h = digits(rest, 1..3)?;
+                let m = digits(rest, 4..6)?;
+                if h > 23 || m > 59 {
+                    return None;
+                }
+                let v = i64::from(h) * 3600 + i64::from(m) * 60;
+                if *sign == b'-' {
                     -v
                 } else {
                     v
@@ -1276,16 +1420,14 @@ pub mod vault_time {
             }
             _ => return None,
         };
-        let days = days_from_civil(year, month as u32, day as u32);
-        let secs = days * 86400 + hour * 3600 + minute * 60 + second - offset_secs;
-        let secs = u64::try_from(secs).ok()?;
-        UNIX_EPOCH.checked_add(Duration::new(secs, nanos as u32))
+        let secs = epoch_secs(date, time, offset_secs)?;
+        UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
     }
 
     /// Formats a time as RFC 3339 in UTC with nanoseconds (trailing zeros trimmed), like Vault.
     pub fn format_rfc3339(t: SystemTime) -> String {
         let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let secs = d.as_secs() as i64;
+        let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
         let (y, m, day) = civil_from_days(days);
         let mut out = format!(
@@ -1314,24 +1456,25 @@ pub mod vault_time {
             "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
         ];
         let month = MONTHS.iter().position(|m| m == month)? + 1;
-        let day: u32 = day.parse().ok()?;
-        let year: i64 = year.parse().ok()?;
-        let hms: Vec<i64> = time
-            .split(':')
-            .map(|p| p.parse().ok())
-            .collect::<Option<_>>()?;
-        let [h, mi, se] = hms.as_slice() else {
-            return None;
-        };
-        if !(1..=31).contains(&day)
-            || !(0..24).contains(h)
-            || !(0..60).contains(mi)
-            || !(0..=60).contains(se)
-        {
+        let (day, year, time) = (day.as_bytes(), year.as_bytes(), time.as_bytes());
+        if !(1..=2).contains(&day.len()) || year.len() != 4 || time.len() != 8 {
             return None;
         }
-        let secs = days_from_civil(year, month as u32, day) * 86400 + h * 3600 + mi * 60 + se;
-        UNIX_EPOCH.checked_add(Duration::from_secs(u64::try_from(secs).ok()?))
+        if time[2] != b':' || time[5] != b':' {
+            return None;
+        }
+        let date = (
+            digits(year, 0..4)?,
+            u32::try_from(month).ok()?,
+            digits(day, 0..day.len())?,
+        );
+        let hms = (
+            digits(time, 0..2)?,
+            digits(time, 3..5)?,
+            digits(time, 6..8)?,
+        );
+        let secs = epoch_secs(date, hms, 0)?;
+        UNIX_EPOCH.checked_add(Duration::from_secs(secs))
     }
 
     fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -1398,6 +1541,92 @@ pub mod vault_time {
             assert_eq!(Some(t), parse_rfc3339("2026-11-28T17:49:16Z"));
             assert_eq!(parse_http_date("Sat, 28 Foo 2026 17:49:16 GMT"), None);
             assert_eq!(parse_http_date("yesterday"), None);
+        }
+
+        /// Values a tampered record or a misbehaving server can hold: a multi-byte character
+        /// where the offset's colon belongs (this sliced inside a character and panicked), a
+        /// year of 13 digits in a `Date` header (this overflowed), impossible dates.
+        #[test]
+        fn hostile_values_are_rejected_without_panicking() {
+            for bad in [
+                "2026-01-01T00:00:00+0é00",
+                "2026-01-01T00:00:00+é:00",
+                "2026-01-01T00:00:00.é",
+                "2026-01-01T00:00:00.1é",
+                "2026-01-01T00:00:00+01:0é",
+                "2026-01-01T00:00:00+24:00",
+                "2026-02-30T00:00:00Z",
+                "2025-02-29T00:00:00Z",
+                "+026-01-01T00:00:00Z",
+                "0000-01-01T00:00:00Z",
+                "é026-01-01T00:00:00Z",
+                "2026-01-01T00:00:00ZZ",
+            ] {
+                assert_eq!(parse_rfc3339(bad), None, "{bad}");
+            }
+            for bad in [
+                "Sat, 28 Nov 1234567890123 17:49:16 GMT",
+                "Sat, 28 Nov 9223372036854775807 17:49:16 GMT",
+                "Sat, 28 Nov -2026 17:49:16 GMT",
+                "Sat, 28 Nov +026 17:49:16 GMT",
+                "Sat, 31 Feb 2026 17:49:16 GMT",
+                "Sat, 999 Nov 2026 17:49:16 GMT",
+                "Sat, 28 Nov 2026 17:49:1é GMT",
+                "Sat, 28 Nov 2026 99:99:99 GMT",
+                "Sat, 28 Nov 2026 1:2:3456 GMT",
+            ] {
+                assert_eq!(parse_http_date(bad), None, "{bad}");
+            }
+            assert!(parse_rfc3339("9999-12-31T23:59:59.999999999Z").is_some());
+            assert!(parse_rfc3339("2024-02-29T00:00:00-23:59").is_some());
+        }
+
+        #[test]
+        fn later_saturates() {
+            let t = parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+            assert_eq!(later(t, Duration::MAX), max_time());
+            assert_eq!(format_rfc3339(max_time()), "9999-12-31T23:59:59Z");
+            assert_eq!(
+                later(t, Duration::from_secs(60)),
+                parse_rfc3339("2026-01-01T00:01:00Z").unwrap()
+            );
+        }
+
+        proptest::proptest! {
+            #[test]
+            fn rfc3339_never_panics(s in "\\PC*") {
+                let _ = parse_rfc3339(&s);
+            }
+
+            #[test]
+            fn rfc3339_near_misses_never_panic(
+                s in "[0-9é+]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9é]{0,12})?([Zz]|[+-][0-9é:]{0,6}|\\PC{0,4})"
+            ) {
+                if let Some(t) = parse_rfc3339(&s) {
+                    // Whatever parses formats and parses back to the same instant.
+                    proptest::prop_assert_eq!(parse_rfc3339(&format_rfc3339(t)), Some(t));
+                }
+            }
+
+            #[test]
+            fn http_date_never_panics(s in "\\PC*") {
+                let _ = parse_http_date(&s);
+            }
+
+            #[test]
+            fn http_date_near_misses_never_panic(
+                s in "[A-Za-z]{3}, [0-9é]{1,3} (Jan|Feb|Nov|Foo) [-+0-9é]{1,22} [0-9:é]{1,10} GMT"
+            ) {
+                if let Some(t) = parse_http_date(&s) {
+                    proptest::prop_assert!(t <= max_time());
+                }
+            }
+
+            #[test]
+            fn format_then_parse_round_trips(secs in 0..=MAX_TIME_SECS, nanos in 0u32..1_000_000_000) {
+                let t = UNIX_EPOCH + Duration::new(secs, nanos);
+                proptest::prop_assert_eq!(parse_rfc3339(&format_rfc3339(t)), Some(t));
+            }
         }
     }
 }

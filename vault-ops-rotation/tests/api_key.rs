@@ -50,7 +50,7 @@ async fn state(client: &VaultClient, path: &str) -> Value {
     Value::Object(
         client
             .kv2("secret")
-            .get_json(&format!("rotation-state/{path}"))
+            .get_json(&format!("rotation-state/api-key/{path}"))
             .await
             .expect("state record")
             .data,
@@ -190,6 +190,19 @@ async fn rotator_names_map_to_paths() -> Res {
     let (_bao, client) = server().await;
     let r = rotator(&client, "r1");
     assert_eq!(r.path_for("stripe"), "api-keys/stripe");
+    // Its own S prefix, apart from the database rotator's rotation-state/database.
+    assert_eq!(
+        r.state_store().path("api-keys/stripe"),
+        "rotation-state/api-key/api-keys/stripe"
+    );
+    // A credential path whose S would be another credential's revocation list.
+    let refused = r.rotate_generic_api_key("svc/x.revocations").await;
+    assert_eq!(refused.status, RotationStatus::Failed);
+    assert!(
+        matches!(refused.error, Some(RotationError::Config(_))),
+        "{:?}",
+        refused.error
+    );
     let result = r.rotate("stripe").await;
     assert!(result.is_success(), "{:?}", result.error);
     assert_eq!(result.name, "stripe");
@@ -738,5 +751,202 @@ async fn replaced_keys_are_revoked_only_after_the_grace_period() -> Res {
         r.rotate_if_due("stripe", every).await;
     }
     assert_eq!(provider.revoked_ids().len(), 1, "revoked exactly once");
+    Ok(())
+}
+
+/// Writes `data` as the next version of `path` with the raw KV API, as anyone with write
+/// access to `rotation-state/*` could.
+async fn write_raw(client: &VaultClient, path: &str, data: &Value) -> Res {
+    let kv = client.kv2("secret");
+    let version = kv
+        .read_metadata(path)
+        .await?
+        .map_or(0, |m| m.current_version);
+    kv.put_cas(path, data, version).await?;
+    Ok(())
+}
+
+/// Only keys this rotator replaced in `C` are revoked: an id planted in the revocation list
+/// (foreign, the key in use, not tied to a version of `C`) is a conflict and nothing is
+/// revoked; a revocation time moved earlier does not make a key due.
+#[tokio::test]
+async fn tampered_revocation_list_revokes_nothing() -> Res {
+    let (_bao, client) = server().await;
+    let provider = Arc::new(FakeProvider::default());
+    let grace = Duration::from_secs(3600);
+    let r = issuing(
+        &client,
+        &provider,
+        ApiKeyOptions::new().owner("r1").grace_period(grace),
+    );
+    let every = Duration::from_secs(3600);
+    assert!(r.rotate("stripe").await.is_success());
+    assert!(r.rotate("stripe").await.is_success());
+    let listed = r.pending_revocations("stripe").await?;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].key_id, "key_1");
+    assert_eq!(listed[0].replaced_in, Some(2));
+    let list_path = r.revocations_path("api-keys/stripe");
+    assert_eq!(
+        list_path,
+        "rotation-state/api-key/api-keys/stripe.revocations"
+    );
+    let original = serde_json::to_value(&listed[0])?;
+    let planted = |key_id: &str, replaced_in: Option<u64>| {
+        let mut entry = original.clone();
+        entry["key_id"] = json!(key_id);
+        entry["revoke_after"] = json!("2000-01-01T00:00:00Z");
+        match replaced_in {
+            Some(v) => entry["replaced_in"] = json!(v),
+            None => {
+                entry.as_object_mut().map(|e| e.remove("replaced_in"));
+            }
+        }
+        entry
+    };
+    for (case, entry) in [
+        ("a foreign key id", planted("key_foreign", Some(2))),
+        ("the key in use", planted("key_2", Some(3))),
+        ("an entry not tied to C", planted("key_9", None)),
+        (
+            "the replaced key, tied to the wrong version",
+            planted("key_1", Some(3)),
+        ),
+    ] {
+        write_raw(&client, &list_path, &json!({"keys": [original, entry]})).await?;
+        let run = r.rotate_if_due("stripe", every).await;
+        assert_eq!(
+            run.status,
+            RotationStatus::Conflict,
+            "{case}: {:?}",
+            run.error
+        );
+        let reason = match &run.error {
+            Some(RotationError::Conflict { reason, .. }) => reason.clone(),
+            other => panic!("{case}: {other:?}"),
+        };
+        assert!(reason.contains("nothing was revoked"), "{case}: {reason}");
+        assert!(provider.revoked_ids().is_empty(), "{case}: nothing revoked");
+    }
+
+    // The genuine entry with its revocation time moved earlier: C's created_time plus the
+    // grace period decides, so nothing is due yet.
+    write_raw(
+        &client,
+        &list_path,
+        &json!({"keys": [planted("key_1", Some(2))]}),
+    )
+    .await?;
+    let run = r.rotate_if_due("stripe", every).await;
+    assert_eq!(run.status, RotationStatus::SkippedNotDue, "{:?}", run.error);
+    assert!(provider.revoked_ids().is_empty());
+    let next = run.next_due_at.expect("next look");
+    assert!(
+        next.duration_since(SystemTime::now())? > Duration::from_secs(3500),
+        "due with the grace period from C, not the planted time"
+    );
+    assert_eq!(
+        client.kv2("secret").get_json("api-keys/stripe").await?.data["key_id"],
+        "key_2"
+    );
+    Ok(())
+}
+
+/// A pending rotation planted in `S` is a conflict, never committed: a generated key of
+/// another format, a replaced key id that is not the one in `C` (it would be revoked later),
+/// a reused idempotency key that makes the provider answer with the key in use.
+#[tokio::test]
+async fn tampered_pending_rotation_is_a_conflict() -> Res {
+    let (_bao, client) = server().await;
+    let provider = Arc::new(FakeProvider::default());
+    let issuer = issuing(&client, &provider, ApiKeyOptions::new().owner("r1"));
+    let generated = rotator(&client, "r1");
+    assert!(issuer.rotate("stripe").await.is_success());
+    assert!(generated.rotate("plain").await.is_success());
+    let first_idempotency_key = provider.calls()[0].clone();
+
+    let plant = |path: &str, payload: Value| {
+        let client = client.clone();
+        let path = format!("rotation-state/api-key/api-keys/{path}");
+        async move {
+            let s = client.kv2("secret").get_json(&path).await?.data;
+            let epoch = s["epoch"].as_u64().unwrap_or(0) + 1;
+            let record = json!({
+                "write_id": "planted", "epoch": epoch, "rotations": s["rotations"],
+                "credential_version": 1, "last_rotated_at": s["last_rotated_at"],
+                "phase": {"state": "pending", "epoch": epoch, "owner": "r1", "lease_ms": 60_000,
+                    "step": "claimed", "base_version": 1, "payload": payload}
+            });
+            write_raw(&client, &path, &record).await
+        }
+    };
+    let cases = [
+        ("plain", json!({"key": "attacker-chosen"}), "key format"),
+        (
+            "stripe",
+            json!({"idempotency_key": "0123456789abcdef0123456789abcdef", "key": "sk_planted",
+                "key_id": "key_planted", "previous_key_id": "key_foreign"}),
+            "the key it replaces",
+        ),
+        ("stripe", json!({"key": "sk_planted"}), "idempotency key"),
+    ];
+    for (name, payload, why) in cases {
+        plant(name, payload).await?;
+        let rotator = if name == "stripe" {
+            &issuer
+        } else {
+            &generated
+        };
+        for _ in 0..2 {
+            let run = rotator.rotate(name).await;
+            assert_eq!(
+                run.status,
+                RotationStatus::Conflict,
+                "{why}: {:?}",
+                run.error
+            );
+            let reason = match &run.error {
+                Some(RotationError::Conflict { reason, .. }) => reason.clone(),
+                other => panic!("{why}: {other:?}"),
+            };
+            assert!(reason.contains(why), "{reason}");
+            assert!(!format!("{run:?}").contains("attacker-chosen"));
+        }
+        let c = client
+            .kv2("secret")
+            .get_json(&format!("api-keys/{name}"))
+            .await?;
+        assert_eq!(c.metadata.version, 1, "{why}: C is not written");
+        assert_eq!(
+            rotator.resolve_conflict(name).await?.is_some(),
+            name == "stripe" && why != "idempotency key"
+        );
+    }
+    assert_eq!(provider.calls().len(), 1, "the provider was not called");
+    assert!(issuer.pending_revocations("stripe").await?.is_empty());
+
+    // The first rotation's idempotency key again: the provider answers with the key in use.
+    plant(
+        "stripe",
+        json!({"idempotency_key": first_idempotency_key, "previous_key_id": "key_1"}),
+    )
+    .await?;
+    let run = issuer.rotate("stripe").await;
+    assert_eq!(run.status, RotationStatus::Conflict, "{:?}", run.error);
+    let c = client.kv2("secret").get_json("api-keys/stripe").await?;
+    assert_eq!(c.metadata.version, 1, "C is not written");
+    assert!(
+        issuer.pending_revocations("stripe").await?.is_empty(),
+        "key_1 is not retired"
+    );
+    assert_eq!(issuer.resolve_conflict("stripe").await?, None);
+
+    // Resolved: both rotate again.
+    assert!(issuer.rotate("stripe").await.is_success());
+    assert!(generated.rotate("plain").await.is_success());
+    assert_eq!(
+        client.kv2("secret").get_json("api-keys/stripe").await?.data["key_id"],
+        "key_2"
+    );
     Ok(())
 }

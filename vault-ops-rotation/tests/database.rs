@@ -1205,8 +1205,9 @@ async fn lost_reply_of_the_commit_is_resolved_by_reading() {
         .await;
     assert_status(&resumed, RotationStatus::Success);
     let steps: Vec<&str> = resumed.steps.iter().map(|s| s.step).collect();
-    // No second ALTER ROLE, no second write of C: only S is closed.
-    assert_eq!(steps, ["load", "take_over", "read", "close"], "{resumed:?}");
+    // No second ALTER ROLE, no second write of C: only S is closed (C is read first, to
+    // check the pending record before taking it over).
+    assert_eq!(steps, ["load", "read", "take_over", "close"], "{resumed:?}");
     let after = env.credential("lost-db").await;
     assert_eq!(after.version, landed.version, "one rotation, not two");
     env.assert_logs_in(&after).await;
@@ -1525,6 +1526,215 @@ async fn bad_input_and_missing_role() {
     let c = env.credential("sym").await;
     assert_eq!(c.password.chars().count(), 40);
     env.assert_logs_in(&c).await;
+}
+
+/// Writes `record` as the next version of `S` of `name` with the raw KV API, as anyone with
+/// write access to `rotation-state/*` could.
+async fn write_state_raw(env: &Env, name: &str, record: &Value) {
+    let kv = env.client.kv2(MOUNT);
+    let path = format!("rotation-state/database/{name}");
+    let version = kv
+        .read_metadata(&path)
+        .await
+        .expect("metadata of S")
+        .map_or(0, |m| m.current_version);
+    kv.put_cas(&path, record, version)
+        .await
+        .expect("raw write of S");
+}
+
+/// A pending rotation planted in `S` (the superuser with a chosen password, a chosen rollback
+/// password, a password the policy cannot make) is a conflict: nothing is applied to the
+/// database, `C` is not written, and the record stays for a human.
+#[tokio::test]
+async fn tampered_state_record_is_a_conflict_and_never_acted_on() {
+    let env = env().await;
+    env.create_role("app").await;
+    let single = env.rotator("r1").strategy(Strategy::single_user("app"));
+    // The same owner id without a strategy: it manages the user named in C.
+    let bare = env.rotator("r1");
+    assert_status(&single.rotate("main-db").await, RotationStatus::Success);
+    let before = env.credential("main-db").await;
+    let superuser = env.pg.superuser().to_string();
+    let chosen = "Ch0senByAnAttacker0123456789abcd"; // 32 alphanumerics: the policy's form
+    let (_, state) = env.state("main-db").await;
+    let epoch = state.epoch + 1;
+    let planted = |username: &str, password: &str, step: &str, rollback: Option<&str>| {
+        json!({
+            "write_id": "planted", "epoch": epoch, "rotations": state.rotations,
+            "credential_version": before.version, "last_rotated_at": before.created_time,
+            "phase": {"state": "pending", "epoch": epoch, "owner": "r1", "lease_ms": 60_000,
+                "step": step, "base_version": before.version,
+                "payload": {"username": username, "password": password,
+                    "rollback_password": rollback}}
+        })
+    };
+    let cases = [
+        (
+            "the superuser",
+            planted(&superuser, chosen, "claimed", None),
+        ),
+        (
+            "the superuser, verified",
+            planted(&superuser, chosen, "verified", Some(&before.password)),
+        ),
+        (
+            "a chosen rollback password",
+            planted("app", chosen, "rolling_back", Some(chosen)),
+        ),
+        (
+            "a password the policy cannot make",
+            planted("app", "hunter2", "claimed", None),
+        ),
+    ];
+    for (case, record) in &cases {
+        write_state_raw(&env, "main-db", record).await;
+        for rotator in [&single, &bare] {
+            let r = rotator.rotate("main-db").await;
+            assert_status(&r, RotationStatus::Conflict);
+            match &r.error {
+                Some(RotationError::Conflict { reason, .. }) => assert!(
+                    reason.contains("does not match this rotator"),
+                    "{case}: {reason}"
+                ),
+                other => panic!("{case}: {other:?}"),
+            }
+            assert_no_secret_in(&r, &[chosen.to_string(), before.password.clone()]);
+        }
+        // Nothing acted on it: the superuser keeps its password, C and the role are as before.
+        assert!(
+            env.logs_in(&superuser, env.pg.superuser_password()).await,
+            "{case}: the superuser's password is unchanged"
+        );
+        assert!(!env.logs_in(&superuser, chosen).await, "{case}");
+        let after = env.credential("main-db").await;
+        assert_eq!(after.version, before.version, "{case}: C is not written");
+        assert_eq!(after.username, "app");
+        assert_eq!(after.password, before.password);
+        env.assert_logs_in(&after).await;
+        assert!(!env.logs_in("app", chosen).await, "{case}");
+        // The record stays pending for a human, with the conflict in its history.
+        let (_, s) = env.state("main-db").await;
+        assert_eq!(s.pending().map(|p| p.epoch), Some(epoch), "{case}");
+        assert_eq!(
+            s.history.last().map(|h| h.outcome),
+            Some(HistoryOutcome::Conflict),
+            "{case}"
+        );
+    }
+
+    // A human deletes the planted version: the next run rotates the configured role.
+    env.client
+        .kv2(MOUNT)
+        .delete_latest("rotation-state/database/main-db")
+        .await
+        .unwrap();
+    assert_status(&single.rotate("main-db").await, RotationStatus::Success);
+    let rotated = env.credential("main-db").await;
+    assert_eq!(rotated.username, "app");
+    env.assert_logs_in(&rotated).await;
+    assert!(env.logs_in(&superuser, env.pg.superuser_password()).await);
+}
+
+/// A state record that cannot be decoded, or cannot have been written by the rotation (a
+/// timestamp that does not parse, no write id), fails the run: it is never read as "never
+/// rotated" and acted on.
+#[tokio::test]
+async fn undecodable_state_record_fails_and_nothing_is_rotated() {
+    let env = env().await;
+    env.create_role("app").await;
+    let rotator = env.rotator("r1").strategy(Strategy::single_user("app"));
+    assert_status(&rotator.rotate("main-db").await, RotationStatus::Success);
+    let before = env.credential("main-db").await;
+    for record in [
+        json!({"write_id": "w", "last_rotated_at": "2026-01-01T00:00:00+0é00"}),
+        json!({"write_id": "w", "next_due_at": "tomorrow", "period_ms": 1000}),
+        json!({}),
+        json!({"write_id": "w", "phase": "pending"}),
+    ] {
+        write_state_raw(&env, "main-db", &record).await;
+        for r in [
+            rotator.rotate("main-db").await,
+            rotator
+                .rotate_if_due("main-db", Duration::from_secs(3600))
+                .await,
+        ] {
+            assert_status(&r, RotationStatus::Failed);
+            assert!(
+                matches!(
+                    &r.error,
+                    Some(RotationError::State(
+                        vault_ops_rotation::state::StateError::Corrupt { .. }
+                    ))
+                ),
+                "{record}: {:?}",
+                r.error
+            );
+        }
+        let after = env.credential("main-db").await;
+        assert_eq!(after.version, before.version, "{record}: nothing rotated");
+        env.assert_logs_in(&after).await;
+    }
+}
+
+/// The policies of the crate docs' security notes: each rotator can rotate with its own, and
+/// neither can write the other's state records.
+#[tokio::test]
+async fn documented_policies_keep_the_rotators_apart() {
+    let env = env().await;
+    env.create_role("app").await;
+    let policies = [
+        (
+            "db-rotator",
+            r#"path "secret/data/database/*"                     { capabilities = ["create", "read", "update"] }
+path "secret/metadata/database/*"                 { capabilities = ["create", "read", "update"] }
+path "secret/data/rotation-state/database/*"      { capabilities = ["create", "read", "update"] }
+path "secret/metadata/rotation-state/database/*"  { capabilities = ["create", "read", "update"] }"#,
+        ),
+        (
+            "api-key-rotator",
+            r#"path "secret/data/api-keys/*"                     { capabilities = ["create", "read", "update"] }
+path "secret/metadata/api-keys/*"                 { capabilities = ["create", "read", "update"] }
+path "secret/data/rotation-state/api-key/*"       { capabilities = ["create", "read", "update"] }
+path "secret/metadata/rotation-state/api-key/*"   { capabilities = ["create", "read", "update"] }"#,
+        ),
+    ];
+    let mut tokens = Vec::new();
+    for (name, hcl) in policies {
+        env.client.policies().write(name, hcl).await.unwrap();
+        let token = env
+            .client
+            .tokens()
+            .create(&vault_ops_core::api::tokens::TokenCreateRequest::with_policies([name]))
+            .await
+            .unwrap();
+        tokens.push(env.client.with_token(token.client_token.clone()));
+    }
+    let (db, api) = (&tokens[0], &tokens[1]);
+    for _ in 0..2 {
+        let r = env
+            .rotator_with(db.clone(), "r1")
+            .strategy(Strategy::single_user("app"))
+            .rotate("main-db")
+            .await;
+        assert_status(&r, RotationStatus::Success);
+        let r = vault_ops_rotation::ApiKeyRotator::new(api.clone())
+            .rotate("stripe")
+            .await;
+        assert_status(&r, RotationStatus::Success);
+    }
+    env.assert_logs_in(&env.credential("main-db").await).await;
+    for (token, other) in [
+        (db, "rotation-state/api-key/api-keys/stripe"),
+        (api, "rotation-state/database/main-db"),
+    ] {
+        let e = token
+            .kv2(MOUNT)
+            .put(other, &json!({"write_id": "x"}))
+            .await
+            .unwrap_err();
+        assert!(e.is_permission_denied(), "{other}: {e}");
+    }
 }
 
 #[tokio::test]

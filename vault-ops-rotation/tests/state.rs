@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use vault_ops_core::VaultClient;
 use vault_ops_rotation::state::{
-    ClaimOptions, Close, HistoryOutcome, StateError, StateStore, Step,
+    vault_time, ClaimOptions, Close, HistoryOutcome, StateError, StateStore, Step,
 };
 use vault_ops_testkit::BaoServer;
 
@@ -71,7 +71,7 @@ async fn claim_advance_close_and_fencing() {
     assert_eq!(snap.pending().unwrap().owner, "a");
     assert!(!snap.lease_expired());
     let lease_end = snap.lease_expires_at().unwrap();
-    let written = vault_ops_rotation::state::vault_time::parse_rfc3339(&snap.created_time).unwrap();
+    let written = vault_time::parse_rfc3339(&snap.created_time).unwrap();
     assert_eq!(lease_end, written + Duration::from_secs(60));
     // Another owner: held (a new claim or a takeover).
     assert!(matches!(
@@ -295,4 +295,191 @@ async fn lost_reply_of_a_state_write_is_resolved_by_reading() {
     proxy.set(ProxyMode::Pass);
     once.advance(&mut claim, Step::Committed).await.unwrap();
     assert_eq!(claim.version(), version + 3);
+}
+
+/// Writes `record` as the next version of `rotation-state/test/<name>` with the raw KV API
+/// (as anyone with write access to `S` could), returning the version written.
+async fn write_raw(client: &VaultClient, name: &str, record: Value) -> u64 {
+    let kv = client.kv2("secret");
+    let path = format!("rotation-state/test/{name}");
+    let current = kv
+        .read_metadata(&path)
+        .await
+        .expect("metadata")
+        .map_or(0, |m| m.current_version);
+    kv.put_cas(&path, &record, current)
+        .await
+        .expect("raw write")
+        .version
+}
+
+/// Records a rotation store did not write, or whose timestamps do not parse, are reported as
+/// corrupt: never read as "never rotated" (which would make a run rotate), never a panic.
+#[tokio::test]
+async fn tampered_or_undecodable_records_are_corrupt() {
+    let bao = BaoServer::start().await;
+    let client = client(&bao);
+    common::wait_for_kv(&client).await;
+    let store = store(&client);
+
+    for (name, record, why) in [
+        (
+            "bad-offset",
+            json!({"write_id": "w", "last_rotated_at": "2026-01-01T00:00:00+0é00"}),
+            "last_rotated_at",
+        ),
+        (
+            "bad-due",
+            json!({"write_id": "w", "next_due_at": "soon"}),
+            "next_due_at",
+        ),
+        ("empty", json!({}), "write_id"),
+        (
+            "epochs",
+            json!({"write_id": "w", "epoch": 2, "phase": {"state": "pending", "epoch": 7,
+                "owner": "x", "lease_ms": 1, "step": "claimed", "base_version": 0, "payload": 1}}),
+            "epoch",
+        ),
+    ] {
+        let version = write_raw(&client, name, record).await;
+        let err = store.load::<Value>(name).await.unwrap_err();
+        match &err {
+            StateError::Corrupt {
+                version: v,
+                message,
+                ..
+            } => {
+                assert_eq!(*v, version, "{name}");
+                assert!(message.contains(why), "{name}: {message}");
+                assert!(!message.contains('é'), "no value is quoted: {message}");
+            }
+            other => panic!("{name}: expected Corrupt, got {other}"),
+        }
+    }
+
+    // Out-of-range numbers are clamped, never a panic (an overflow). OpenBao keeps JSON
+    // numbers as float64, so 2^63 is about the largest integer a record can hold.
+    const HUGE: u64 = 1 << 63;
+    write_raw(
+        &client,
+        "huge",
+        json!({"write_id": "w", "epoch": HUGE, "rotations": HUGE, "period_ms": HUGE,
+            "last_rotated_at": "9999-12-31T23:59:59Z"}),
+    )
+    .await;
+    let snap = store.load::<Value>("huge").await.unwrap();
+    assert!(!snap.is_due(Duration::MAX));
+    assert_eq!(snap.due_at(Duration::MAX), Some(vault_time::max_time()));
+    assert_eq!(
+        snap.state.period(),
+        Some(vault_ops_rotation::state::MAX_PERIOD)
+    );
+    let noted = store
+        .note(
+            &snap,
+            "a",
+            Close::rotated(1, "9999-12-31T23:59:59Z").every(Some(Duration::MAX)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(noted.state.rotations, snap.state.rotations + 1);
+    assert_eq!(
+        noted.state.next_due_at.as_deref(),
+        Some("9999-12-31T23:59:59Z")
+    );
+    assert_eq!(
+        noted.state.period(),
+        Some(vault_ops_rotation::state::MAX_PERIOD)
+    );
+    let snap = store.load::<Value>("huge").await.unwrap();
+    let claim = store
+        .claim(&snap, &ClaimOptions::new("a", Duration::MAX), 0, json!(1))
+        .await
+        .unwrap();
+    assert!(snap.state.epoch >= HUGE);
+    assert_eq!(claim.pending().epoch, snap.state.epoch + 1);
+    assert_eq!(
+        claim.pending().lease(),
+        vault_ops_rotation::state::MAX_LEASE
+    );
+
+    write_raw(
+        &client,
+        "lease",
+        json!({"write_id": "w", "epoch": 1, "phase": {"state": "pending", "epoch": 1,
+            "owner": "x", "lease_ms": HUGE, "step": "claimed", "base_version": 0,
+            "takeovers": u32::MAX, "payload": 1}}),
+    )
+    .await;
+    let snap = store.load::<Value>("lease").await.unwrap();
+    let written = vault_time::parse_rfc3339(&snap.created_time).unwrap();
+    assert_eq!(
+        snap.lease_expires_at(),
+        Some(written + vault_ops_rotation::state::MAX_LEASE),
+        "a recorded lease counts as MAX_LEASE at most"
+    );
+    let claim = store
+        .take_over(&snap, &ClaimOptions::new("x", Duration::MAX))
+        .await
+        .unwrap();
+    assert_eq!(claim.pending().takeovers, u32::MAX);
+    assert_eq!(
+        claim.pending().lease(),
+        vault_ops_rotation::state::MAX_LEASE
+    );
+
+    // Another owner's takeover counts on without overflowing.
+    write_raw(
+        &client,
+        "takeovers",
+        json!({"write_id": "w", "epoch": 1, "phase": {"state": "pending", "epoch": 1,
+            "owner": "x", "lease_ms": 0, "step": "claimed", "base_version": 0,
+            "takeovers": u32::MAX, "payload": 1}}),
+    )
+    .await;
+    let mut snap = store.load::<Value>("takeovers").await.unwrap();
+    for _ in 0..12 {
+        if snap.lease_expired() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        snap = store.load::<Value>("takeovers").await.unwrap();
+    }
+    let claim = store
+        .take_over(&snap, &ClaimOptions::new("y", Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert_eq!(claim.pending().takeovers, u32::MAX);
+    assert_eq!(claim.pending().owner, "y");
+}
+
+/// A `Date` header with a 13-digit year (this overflowed in the date arithmetic) is not
+/// Vault's clock: the read succeeds and the local clock stands in.
+#[tokio::test]
+async fn unreadable_date_header_is_not_a_panic() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/secret/data/rotation-state/test/x"))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .insert_header("date", "Sat, 28 Nov 1234567890123 17:49:16 GMT")
+                .set_body_json(json!({"errors": []})),
+        )
+        .mount(&server)
+        .await;
+    let client = VaultClient::builder()
+        .address(server.uri())
+        .token("t")
+        .max_retries(0)
+        .build()
+        .unwrap();
+    let snap = tokio::time::timeout(Duration::from_secs(10), store(&client).load::<Value>("x"))
+        .await
+        .expect("bounded")
+        .expect("a missing record");
+    assert_eq!(snap.version, 0);
+    assert_eq!(snap.vault_now, None);
 }

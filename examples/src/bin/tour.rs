@@ -426,7 +426,7 @@ async fn cleanup(client: &VaultClient) {
     let _ = client.kv2("secret").delete_metadata(API_KEY).await;
     let _ = client
         .kv2("secret")
-        .delete_metadata(&format!("rotation-state/{API_KEY}"))
+        .delete_metadata(&format!("rotation-state/api-key/{API_KEY}"))
         .await;
     let _ = client.policies().delete(POLICY).await;
 }

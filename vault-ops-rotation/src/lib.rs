@@ -184,6 +184,16 @@ pub enum RotationError {
     /// The rotator's settings are not usable.
     #[error("invalid rotation settings: {0}")]
     Config(String),
+    /// A step or a whole attempt got no answer within its time limit (a connection, a
+    /// statement, a scheduler attempt). What it was doing may still take effect; the state
+    /// record says what the next run must finish.
+    #[error("{operation}: no answer within {after:?}")]
+    TimedOut {
+        /// What was being done (`connect as the admin`, `alter role`, `rotation attempt`...).
+        operation: String,
+        /// The time limit.
+        after: std::time::Duration,
+    },
     /// A fault-injection hook stopped the run at this point, as if the process had died.
     #[error("the run was stopped after {0:?} by a fault-injection hook")]
     Interrupted(FaultPoint),
@@ -193,6 +203,19 @@ impl RotationError {
     /// `true` for [`RotationError::Conflict`].
     pub fn is_conflict(&self) -> bool {
         matches!(self, RotationError::Conflict { .. })
+    }
+
+    /// `true` when a time limit ended it: [`RotationError::TimedOut`] (the client's own), or
+    /// a database error for a server-side `lock_timeout` (SQLSTATE `55P03`) or
+    /// `statement_timeout` (`57014`).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            RotationError::TimedOut { .. } => true,
+            RotationError::Database {
+                code: Some(code), ..
+            } => code == "55P03" || code == "57014",
+            _ => false,
+        }
     }
 }
 

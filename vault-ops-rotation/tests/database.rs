@@ -2084,3 +2084,98 @@ async fn a_statement_without_reply_times_out_and_the_next_run_resumes() {
     assert_eq!(after.password, pending_password);
     env.assert_logs_in(&after).await;
 }
+
+impl Env {
+    /// Replaces the `host` line of pg_hba.conf with `method` and waits until the server has
+    /// reloaded it.
+    async fn host_auth_method(&self, method: &str) {
+        let reloads = |log: &str| log.matches("reloading configuration files").count();
+        let before = reloads(&self.pg.log());
+        std::fs::write(
+            self.pg.dir().join("data/pg_hba.conf"),
+            format!("local all all scram-sha-256\nhost all all 127.0.0.1/32 {method}\n"),
+        )
+        .unwrap();
+        self.sql("SELECT pg_reload_conf()").await;
+        for _ in 0..100 {
+            if reloads(&self.pg.log()) > before {
+                // The log line comes first, the new rules right after it.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("PostgreSQL did not reload pg_hba.conf");
+    }
+}
+
+#[tokio::test]
+async fn a_real_server_asking_for_a_cleartext_or_md5_password_is_refused() {
+    let env = env().await;
+    env.create_role("app").await;
+    env.sql(
+        "SET password_encryption = 'md5'; \
+         CREATE ROLE md5_admin LOGIN CREATEROLE PASSWORD 'Md5-Admin-Password-4417'",
+    )
+    .await;
+    let md5_admin = |owner: &str| {
+        DatabaseCredentialRotator::new(
+            env.client.clone(),
+            env.pg.host(),
+            "md5_admin",
+            SecretString::from("Md5-Admin-Password-4417".to_string()),
+        )
+        .port(env.pg.port())
+        .tls_ca_pem(env.pg.ca_pem())
+        .owner(owner)
+        .strategy(Strategy::single_user("app"))
+    };
+    // `password`: PostgreSQL asks for the password in cleartext (inside the verified TLS
+    // session here, but still the password itself).
+    env.host_auth_method("password").await;
+    let r = env
+        .rotator("r1")
+        .strategy(Strategy::single_user("app"))
+        .rotate("weak-db")
+        .await;
+    assert_status(&r, RotationStatus::Failed);
+    let text = r.error.as_ref().unwrap().to_string();
+    assert!(
+        text.contains("cleartext") && text.contains("refused"),
+        "{text}"
+    );
+    // `md5` with a role whose password is stored as MD5: PostgreSQL asks for the MD5 hash.
+    env.host_auth_method("md5").await;
+    let r = md5_admin("r1").rotate("weak-db").await;
+    assert_status(&r, RotationStatus::Failed);
+    let text = r.error.as_ref().unwrap().to_string();
+    assert!(text.contains("MD5") && text.contains("refused"), "{text}");
+    assert_eq!(env.state("weak-db").await.0, 0, "nothing claimed");
+    assert_eq!(env.credential_version("weak-db").await, None);
+    let log = env.pg.log();
+    assert!(
+        !log.contains("connection authorized: user=md5_admin"),
+        "the refused logins never completed"
+    );
+
+    // Allowed explicitly for a local test server, the same logins work.
+    assert_status(
+        &md5_admin("r1")
+            .allow_insecure_local_dev()
+            .rotate("weak-db")
+            .await,
+        RotationStatus::Success,
+    );
+    env.host_auth_method("password").await;
+    assert_status(
+        &env.rotator("r1")
+            .strategy(Strategy::single_user("app"))
+            .allow_insecure_local_dev()
+            .rotate("weak-db")
+            .await,
+        RotationStatus::Success,
+    );
+    let c = env.credential("weak-db").await;
+    assert_eq!(c.version, 2);
+    env.assert_logs_in(&c).await;
+}

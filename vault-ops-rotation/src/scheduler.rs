@@ -52,7 +52,7 @@
 //!   one secret failing, hanging or even panicking never delays or stops the others.
 //! - **Time limits**: each attempt is bounded by [`SchedulerOptions::attempt_timeout`]
 //!   (5 minutes); one that is still running then is dropped, as if its process had died, and
-//!   counts as failed ([`RotationError::TimedOut`](crate::RotationError::TimedOut)) — the
+//!   counts as failed ([`RotationError::TimedOut`]) — the
 //!   rotation protocol finishes or undoes it from the state in Vault on the next attempt. The
 //!   database rotator also bounds every connection and statement itself.
 //! - **Shutdown**: [`SchedulerHandle::shutdown`] lets a rotation that is already running finish

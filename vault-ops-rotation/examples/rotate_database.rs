@@ -9,7 +9,10 @@
 //!
 //! Arguments: `NAME` (the credential at `secret/database/NAME`), then one of `--user ROLE`
 //! (single user) or `--alternate ROLE_A ROLE_B` (alternating users); optionally
-//! `--every-days N` (rotate only when due), `--mount MOUNT`, `--tls disable|prefer|require`.
+//! `--every-days N` (rotate only when due), `--mount MOUNT`, `--tls require|prefer|disable`
+//! (default `require`: TLS with a verified certificate; `prefer` and `disable` may send the
+//! session in plain text and also need `--allow-insecure-local-dev`, for a local test server
+//! only, which permits cleartext/MD5 password authentication too).
 //! Without `--user`/`--alternate`, the role named in the existing credential is rotated.
 //!
 //! Environment: Vault as for `VaultClient::from_env` (`VAULT_ADDR`/`BAO_ADDR`, `VAULT_TOKEN`,
@@ -32,7 +35,7 @@ fn env_or(names: &[&str], default: &str) -> String {
 
 fn usage(message: &str) -> ExitCode {
     eprintln!("error: {message}");
-    eprintln!("usage: rotate_database NAME [--user ROLE | --alternate ROLE_A ROLE_B] [--every-days N] [--mount MOUNT] [--tls disable|prefer|require]");
+    eprintln!("usage: rotate_database NAME [--user ROLE | --alternate ROLE_A ROLE_B] [--every-days N] [--mount MOUNT] [--tls require|prefer|disable] [--allow-insecure-local-dev]");
     ExitCode::from(2)
 }
 
@@ -49,7 +52,8 @@ async fn main() -> ExitCode {
     let mut strategy = None;
     let mut every = None;
     let mut mount = None;
-    let mut tls = TlsMode::Prefer;
+    let mut tls = TlsMode::Require;
+    let mut insecure_local_dev = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--user" => match args.next() {
@@ -72,8 +76,9 @@ async fn main() -> ExitCode {
                 Some("disable") => tls = TlsMode::Disable,
                 Some("prefer") => tls = TlsMode::Prefer,
                 Some("require") => tls = TlsMode::Require,
-                _ => return usage("--tls is disable, prefer or require"),
+                _ => return usage("--tls is require, prefer or disable"),
             },
+            "--allow-insecure-local-dev" => insecure_local_dev = true,
             other => return usage(&format!("unknown argument {other:?}")),
         }
     }
@@ -104,6 +109,9 @@ async fn main() -> ExitCode {
             .tls(tls);
     if let Some(s) = strategy {
         rotator = rotator.strategy(s);
+    }
+    if insecure_local_dev {
+        rotator = rotator.allow_insecure_local_dev();
     }
     if let Ok(path) = std::env::var("PGSSLROOTCERT") {
         match std::fs::read(&path) {

@@ -15,7 +15,8 @@
 //! )
 //! .port(5432)
 //! .database("app")
-//! .tls(TlsMode::Prefer)
+//! .tls(TlsMode::Require) // the default: TLS with a verified certificate
+//! .tls_ca_pem(std::fs::read("/etc/ssl/db-ca.pem")?) // a private CA, if the server uses one
 //! .strategy(Strategy::alternating_users("app_blue", "app_green"));
 //!
 //! // Rotates now (consumers read secret/database/main-db):
@@ -128,14 +129,38 @@
 //!   password on the role **not** in `C` and then points `C` at it, so the previous credential
 //!   keeps working for a whole period (connection pools using it are undisturbed).
 //!
-//! ## TLS
+//! ## TLS and authentication
 //!
-//! [`TlsMode::Require`] and [`TlsMode::Prefer`] (the default) use rustls (with ring), verify the
-//! server's certificate against the webpki (Mozilla) roots plus any CA given with
-//! [`tls_ca_pem`](DatabaseCredentialRotator::tls_ca_pem), and check the host name (or IP
-//! address) — there is no mode that skips verification. `Prefer` falls back to plain text only
-//! when the server does not offer TLS at all; a certificate that fails verification is an
-//! error. [`TlsMode::Disable`] never uses TLS. SCRAM runs without channel binding.
+//! Every connection uses TLS ([`TlsMode::Require`], the default) with rustls (and ring): the
+//! server's certificate is verified against the webpki (Mozilla) roots plus any CA given with
+//! [`tls_ca_pem`](DatabaseCredentialRotator::tls_ca_pem), and the host name (or IP address) is
+//! checked — there is no mode that skips verification. Authentication is SCRAM-SHA-256 (without
+//! channel binding): a server that asks for the password in cleartext or as MD5 is refused
+//! before the password is written to the connection, since both hand the password (or a
+//! replayable hash of it) to whoever answers.
+//!
+//! Plain text is for a local test server only and must be asked for explicitly:
+//! [`TlsMode::Disable`] or [`TlsMode::Prefer`] (which an on-path attacker downgrades to plain
+//! text by answering "no TLS") are refused with [`RotationError::Config`] unless
+//! [`allow_insecure_local_dev`](DatabaseCredentialRotator::allow_insecure_local_dev) is set,
+//! which also permits cleartext and MD5 authentication. The one exception is a Unix-domain
+//! socket (a host that is an absolute path, where TLS does not exist and nothing crosses a
+//! network): `TlsMode::Disable` is accepted there.
+//!
+//! ## Time limits
+//!
+//! Nothing waits forever on PostgreSQL. Each connection attempt (TCP, TLS, authentication and
+//! the session settings) is bounded by
+//! [`connect_timeout`](DatabaseCredentialRotator::connect_timeout) (10 s). Every session sets
+//! `statement_timeout` ([`statement_timeout`](DatabaseCredentialRotator::statement_timeout),
+//! 30 s) and `lock_timeout` ([`lock_timeout`](DatabaseCredentialRotator::lock_timeout), 10 s),
+//! so a role locked by another session (an open transaction that altered it) makes
+//! `ALTER ROLE` fail with the server's error (SQLSTATE `55P03` or `57014`) instead of waiting;
+//! the claim is then closed as failed (nothing changed) and a later run starts afresh. Each
+//! statement is also bounded on the client side (the statement timeout plus 2 s) for a server
+//! or network that stops answering: the connection is dropped and, since the statement may
+//! still land, `S` is left pending for the next run to probe and resume
+//! ([`RotationError::TimedOut`]).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -169,20 +194,35 @@ pub const DEFAULT_CREDENTIAL_MAX_VERSIONS: u64 = 5;
 /// Default wait before a rejected login of `C` is checked again
 /// ([`DatabaseCredentialRotator::conflict_recheck`]).
 pub const DEFAULT_CONFLICT_RECHECK: Duration = Duration::from_secs(1);
+/// Default bound of each connection attempt ([`DatabaseCredentialRotator::connect_timeout`]).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `statement_timeout` of every session
+/// ([`DatabaseCredentialRotator::statement_timeout`]).
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `lock_timeout` of every session ([`DatabaseCredentialRotator::lock_timeout`]).
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much longer than the statement timeout the client waits for a statement's reply
+/// before it gives up on the connection (the server's own timeout error should come first).
+const STATEMENT_REPLY_MARGIN: Duration = Duration::from_secs(2);
+/// The largest timeout PostgreSQL accepts (`INT_MAX` milliseconds).
+const MAX_PG_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
 const APPLICATION_NAME: &str = "vault-ops-rotation";
 
-/// How to use TLS towards PostgreSQL.
+/// How to use TLS towards PostgreSQL; see [TLS and authentication](self#tls-and-authentication).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum TlsMode {
-    /// Never use TLS.
+    /// Never use TLS. Only with
+    /// [`allow_insecure_local_dev`](DatabaseCredentialRotator::allow_insecure_local_dev), or
+    /// for a Unix-domain socket.
     Disable,
     /// Use TLS when the server offers it (verifying its certificate and name); plain text
-    /// when it does not.
-    #[default]
+    /// when it does not — which an on-path attacker can arrange. Only with
+    /// [`allow_insecure_local_dev`](DatabaseCredentialRotator::allow_insecure_local_dev).
     Prefer,
-    /// Require TLS, verifying the server's certificate and name.
+    /// Require TLS, verifying the server's certificate and name. The default.
+    #[default]
     Require,
 }
 
@@ -222,14 +262,22 @@ impl Strategy {
     }
 }
 
+/// The smallest password entropy [`PasswordPolicy`] accepts, in bits
+/// (`length × log2(alphabet size)`).
+pub const MIN_PASSWORD_BITS: f64 = 128.0;
+
 /// How new passwords are made: `length` characters drawn uniformly from `alphabet` by the
 /// operating system–seeded CSPRNG of `rand` (ChaCha).
+///
+/// [`validate`](Self::validate) (run before every rotation) refuses a policy whose passwords
+/// have less than [`MIN_PASSWORD_BITS`] of entropy, or whose alphabet repeats a character (a
+/// repeated character is drawn more often, which biases the passwords).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PasswordPolicy {
     /// Characters per password (16..=1024).
     pub length: usize,
-    /// The characters to draw from (at least 10 distinct, printable, no whitespace).
+    /// The characters to draw from (at least 10, each once, printable, no whitespace).
     pub alphabet: Vec<char>,
 }
 
@@ -252,7 +300,8 @@ impl PasswordPolicy {
         }
     }
 
-    /// The default alphabet plus `-_.~!#%^*+=` (URL- and shell-friendly symbols).
+    /// The default alphabet plus `-_.~!#%^*+=` (URL- and shell-friendly symbols): 73
+    /// characters, about 6.19 bits each, so `length` must be at least 21 (128 bits).
     pub fn with_symbols(length: usize) -> Self {
         let mut p = PasswordPolicy {
             length,
@@ -262,7 +311,15 @@ impl PasswordPolicy {
         p
     }
 
-    /// Checks the policy.
+    /// Entropy of a password, in bits: `length × log2(alphabet size)` (the alphabet counted
+    /// as given; [`validate`](Self::validate) refuses repeated characters).
+    pub fn bits(&self) -> f64 {
+        self.length as f64 * (self.alphabet.len() as f64).log2()
+    }
+
+    /// Checks the policy: a length in 16..=1024, an alphabet of at least 10 characters with no
+    /// character twice and no whitespace or control characters, and at least
+    /// [`MIN_PASSWORD_BITS`] of entropy.
     pub fn validate(&self) -> Result<(), RotationError> {
         if !(16..=1024).contains(&self.length) {
             return Err(RotationError::Config(format!(
@@ -273,15 +330,29 @@ impl PasswordPolicy {
         let mut distinct = self.alphabet.clone();
         distinct.sort_unstable();
         distinct.dedup();
+        if distinct.len() != self.alphabet.len() {
+            return Err(RotationError::Config(
+                "the password alphabet must not repeat a character (it would bias the passwords)"
+                    .into(),
+            ));
+        }
         if distinct.len() < 10 {
             return Err(RotationError::Config(
-                "the password alphabet needs at least 10 distinct characters".into(),
+                "the password alphabet needs at least 10 characters".into(),
             ));
         }
         if distinct.iter().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(RotationError::Config(
                 "the password alphabet must not contain whitespace or control characters".into(),
             ));
+        }
+        if self.bits() < MIN_PASSWORD_BITS {
+            return Err(RotationError::Config(format!(
+                "passwords of {} characters from an alphabet of {} have {:.1} bits of entropy; at least {MIN_PASSWORD_BITS} are required",
+                self.length,
+                self.alphabet.len(),
+                self.bits()
+            )));
         }
         Ok(())
     }
@@ -323,7 +394,10 @@ pub struct DatabaseCredentialRotator {
     tls_ca_pem: Option<Vec<u8>>,
     admin_username: String,
     admin_password: SecretString,
+    insecure_local_dev: bool,
     connect_timeout: Duration,
+    statement_timeout: Duration,
+    lock_timeout: Duration,
     mount: String,
     credential_prefix: String,
     state_mount: Option<String>,
@@ -345,6 +419,7 @@ impl std::fmt::Debug for DatabaseCredentialRotator {
             .field("port", &self.port)
             .field("database", &self.database)
             .field("tls", &self.tls)
+            .field("insecure_local_dev", &self.insecure_local_dev)
             .field("admin_username", &self.admin_username)
             .field("admin_password", &"[REDACTED]")
             .field("mount", &self.mount)
@@ -377,7 +452,10 @@ impl DatabaseCredentialRotator {
             tls_ca_pem: None,
             admin_username: admin_username.into(),
             admin_password,
-            connect_timeout: Duration::from_secs(10),
+            insecure_local_dev: false,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
             mount: DEFAULT_MOUNT.into(),
             credential_prefix: DEFAULT_CREDENTIAL_PREFIX.into(),
             state_mount: None,
@@ -398,9 +476,11 @@ impl DatabaseCredentialRotator {
         fn port(u16);
         /// The database to connect to (default `postgres`); also written to new credentials.
         fn database(string);
-        /// TLS towards PostgreSQL (default [`TlsMode::Prefer`]).
+        /// TLS towards PostgreSQL (default [`TlsMode::Require`]; the others need
+        /// [`allow_insecure_local_dev`](Self::allow_insecure_local_dev)).
         fn tls(TlsMode);
-        /// Timeout of each connection attempt (default 10 s).
+        /// Bound of each connection attempt: TCP, TLS, authentication and the session
+        /// settings (default 10 s).
         fn connect_timeout(Duration);
         /// Which roles to rotate (default: the single user named in `C`, which must then
         /// exist).
@@ -414,6 +494,34 @@ impl DatabaseCredentialRotator {
         /// The query run after a fresh login with the new password (default `SELECT 1`); e.g.
         /// a query on a table the role must be able to read.
         fn verify_query(string);
+    }
+
+    /// `statement_timeout` of every session the rotator opens (default 30 s, at least 1 ms):
+    /// the server cancels a statement (the role lookup, `ALTER ROLE`, the verification query)
+    /// that runs longer. The client also gives up on a statement whose reply has not come 2 s
+    /// after that.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout.clamp(Duration::from_millis(1), MAX_PG_TIMEOUT);
+        self
+    }
+
+    /// `lock_timeout` of every session the rotator opens (default 10 s, at least 1 ms, at most
+    /// the statement timeout): how long `ALTER ROLE` waits for a role that another session's
+    /// open transaction has locked before the server refuses it (SQLSTATE `55P03`).
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout.clamp(Duration::from_millis(1), MAX_PG_TIMEOUT);
+        self
+    }
+
+    /// **For a local test server only**: permits [`TlsMode::Disable`] and [`TlsMode::Prefer`]
+    /// (plain-text connections, which expose the admin session and the new passwords' SCRAM
+    /// verifiers to the network) and cleartext or MD5 password authentication (which hands the
+    /// admin password, or a replayable hash of it, to whoever answers). Without it the
+    /// rotator only connects with verified TLS and SCRAM-SHA-256; see
+    /// [TLS and authentication](self#tls-and-authentication).
+    pub fn allow_insecure_local_dev(mut self) -> Self {
+        self.insecure_local_dev = true;
+        self
     }
 
     /// Also trusts these CA certificates (PEM) for PostgreSQL's server certificate, besides the
@@ -515,7 +623,7 @@ impl DatabaseCredentialRotator {
                 RotationStatus::Failed,
                 RotationError::Config("the credential name is empty".into()),
             ))
-        } else if let Err(e) = self.policy.validate() {
+        } else if let Err(e) = self.policy.validate().and(self.check_transport()) {
             Err((RotationStatus::Failed, e))
         } else {
             self.run_inner(&mut run).await
@@ -799,6 +907,12 @@ impl DatabaseCredentialRotator {
                 close_or_warn(run, store, claim, close).await;
                 return Err((RotationStatus::Failed, error));
             }
+            Err(SqlFailure::TimedOut(error)) => {
+                // The statement may still be waiting on the server (a lock) and land later:
+                // leave `S` pending so that whatever lands is the recorded password, and the
+                // next run probes and resumes.
+                return Err((RotationStatus::Failed, error));
+            }
             Err(SqlFailure::Unknown(error)) => {
                 // The reply was lost: probe instead of guessing.
                 let t = Instant::now();
@@ -994,7 +1108,7 @@ impl DatabaseCredentialRotator {
         let outcome = match claim.payload().rollback_password.clone() {
             Some(old) => match self.alter_password(run, &username, &old).await {
                 Ok(()) => HistoryOutcome::RolledBack,
-                Err(SqlFailure::Definite(e) | SqlFailure::Unknown(e)) => {
+                Err(SqlFailure::Definite(e) | SqlFailure::Unknown(e) | SqlFailure::TimedOut(e)) => {
                     run.step("rollback", t);
                     // `S` stays pending (rolling back): the next run finishes the rollback.
                     return Err((RotationStatus::Failed, e));
@@ -1317,13 +1431,21 @@ impl DatabaseCredentialRotator {
             .admin(run)
             .await
             .map_err(|e| (RotationStatus::Failed, e))?;
-        let exists = admin
-            .query_opt(
+        let looked_up = self
+            .bounded(admin.query_opt(
                 "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
                 &[&username],
-            )
-            .await
-            .map_err(|e| (RotationStatus::Failed, db_error("look up the role", &e)))?;
+            ))
+            .await;
+        let exists = match looked_up {
+            Ok(row) => row,
+            Err(e) => {
+                if matches!(e, SqlError::TimedOut(_)) {
+                    run.admin = None;
+                }
+                return Err((RotationStatus::Failed, e.into_error("look up the role")));
+            }
+        };
         if exists.is_none() {
             return Err((
                 RotationStatus::Failed,
@@ -1450,6 +1572,21 @@ impl DatabaseCredentialRotator {
         Value::Object(data)
     }
 
+    /// Refuses a plain-text transport unless it was asked for (see
+    /// [TLS and authentication](self#tls-and-authentication)).
+    fn check_transport(&self) -> Result<(), RotationError> {
+        let unix_socket = self.host.starts_with('/');
+        match self.tls {
+            TlsMode::Require => Ok(()),
+            _ if self.insecure_local_dev => Ok(()),
+            TlsMode::Disable if unix_socket => Ok(()),
+            mode => Err(RotationError::Config(format!(
+                "TLS mode {mode:?} towards {} may send the admin session in plain text; use TlsMode::Require (the default; tls_ca_pem for a private CA), or allow_insecure_local_dev() for a local test server",
+                self.host
+            ))),
+        }
+    }
+
     fn pg_config(&self, user: &str, password: &SecretString) -> tokio_postgres::Config {
         let ssl_mode = match self.tls {
             TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
@@ -1469,53 +1606,85 @@ impl DatabaseCredentialRotator {
         config
     }
 
-    async fn connect(&self, user: &str, password: &SecretString) -> Result<Client, ConnectError> {
-        let config = self.pg_config(user, password);
-        let limit = self.connect_timeout + Duration::from_secs(1);
-        if self.tls == TlsMode::Disable {
-            let (client, connection) =
-                match tokio::time::timeout(limit, config.connect(NoTls)).await {
-                    Ok(Ok(pair)) => pair,
-                    Ok(Err(e)) => return Err(ConnectError::Pg(e)),
-                    Err(_) => return Err(ConnectError::Timeout),
-                };
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "PostgreSQL connection ended with an error");
-                }
-            });
-            return Ok(client);
+    /// The statement run on every new session: the server-side time limits.
+    fn session_settings(&self) -> String {
+        let ms = |d: Duration| d.as_millis().clamp(1, MAX_PG_TIMEOUT.as_millis());
+        format!(
+            "SET statement_timeout = {}; SET lock_timeout = {}",
+            ms(self.statement_timeout),
+            ms(self.lock_timeout.min(self.statement_timeout))
+        )
+    }
+
+    /// How long the client waits for one statement's reply.
+    fn statement_limit(&self) -> Duration {
+        self.statement_timeout
+            .saturating_add(STATEMENT_REPLY_MARGIN)
+    }
+
+    /// Runs one statement's future, bounded by [`statement_limit`](Self::statement_limit).
+    async fn bounded<T>(
+        &self,
+        statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, SqlError> {
+        let limit = self.statement_limit();
+        match tokio::time::timeout(limit, statement).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(SqlError::Pg(e)),
+            Err(_) => Err(SqlError::TimedOut(limit)),
         }
-        let tls_config = tls::client_config(self.tls_ca_pem.as_deref())
-            .map_err(|e| ConnectError::Config(RotationError::Config(e)))?;
-        let connecting = config.connect(tls::MakeRustls(tls_config));
-        let (client, connection) = match tokio::time::timeout(limit, connecting).await {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return Err(ConnectError::Pg(e)),
-            Err(_) => return Err(ConnectError::Timeout),
+    }
+
+    /// A new session as `user`, with the session settings applied; the whole attempt is
+    /// bounded by the connect timeout (plus a second for the client's own timer to win).
+    async fn connect(&self, user: &str, password: &SecretString) -> Result<Session, ConnectError> {
+        self.check_transport().map_err(ConnectError::Config)?;
+        let limit = self.connect_timeout + Duration::from_secs(1);
+        match tokio::time::timeout(limit, self.connect_unbounded(user, password)).await {
+            Ok(result) => result,
+            Err(_) => Err(ConnectError::Timeout(limit)),
+        }
+    }
+
+    async fn connect_unbounded(
+        &self,
+        user: &str,
+        password: &SecretString,
+    ) -> Result<Session, ConnectError> {
+        let config = self.pg_config(user, password);
+        let session = if self.tls == TlsMode::Disable {
+            let (client, connection) = config.connect(NoTls).await.map_err(ConnectError::Pg)?;
+            Session::new(client, connection)
+        } else {
+            let tls_config = tls::client_config(self.tls_ca_pem.as_deref())
+                .map_err(|e| ConnectError::Config(RotationError::Config(e)))?;
+            let connector = tls::MakeRustls::new(tls_config, self.insecure_local_dev);
+            let (client, connection) = config.connect(connector).await.map_err(ConnectError::Pg)?;
+            Session::new(client, connection)
         };
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "PostgreSQL connection ended with an error");
-            }
-        });
-        Ok(client)
+        session
+            .client
+            .batch_execute(&self.session_settings())
+            .await
+            .map_err(ConnectError::Pg)?;
+        Ok(session)
     }
 
     /// The run's admin connection (opened once).
     async fn admin<'r>(&self, run: &'r mut Run) -> Result<&'r Client, RotationError> {
-        if run.admin.as_ref().is_some_and(Client::is_closed) {
+        if run.admin.as_ref().is_some_and(|s| s.client.is_closed()) {
             run.admin = None;
         }
         if run.admin.is_none() {
-            let client = self
+            let session = self
                 .connect(&self.admin_username, &self.admin_password)
                 .await
                 .map_err(|e| e.into_error("connect as the admin"))?;
-            run.admin = Some(client);
+            run.admin = Some(session);
         }
         run.admin
             .as_ref()
+            .map(|s| &s.client)
             .ok_or_else(|| RotationError::Config("no admin connection".into()))
     }
 
@@ -1534,9 +1703,9 @@ impl DatabaseCredentialRotator {
             escape_identifier(username),
             escape_literal(&verifier)
         );
-        match admin.batch_execute(&statement).await {
+        match self.bounded(admin.batch_execute(&statement)).await {
             Ok(()) => Ok(()),
-            Err(e) => {
+            Err(SqlError::Pg(e)) => {
                 let error = db_error("alter role", &e);
                 if e.as_db_error().is_some() {
                     Err(SqlFailure::Definite(error))
@@ -1545,46 +1714,42 @@ impl DatabaseCredentialRotator {
                     Err(SqlFailure::Unknown(error))
                 }
             }
+            Err(e @ SqlError::TimedOut(_)) => {
+                // No reply: the statement may still be waiting on the server and land later.
+                run.admin = None;
+                Err(SqlFailure::TimedOut(e.into_error("alter role")))
+            }
         }
     }
 
     /// Logs in as `user` with `password` on a fresh connection and runs `query` (default
     /// `SELECT 1`).
     async fn probe(&self, user: &str, password: &SecretString, query: Option<&str>) -> Probe {
-        let client = match self.connect(user, password).await {
-            Ok(c) => c,
+        let session = match self.connect(user, password).await {
+            Ok(s) => s,
             Err(ConnectError::Pg(e)) if is_rejected_login(&e) => {
                 return Probe::Rejected(pg_message(&e))
             }
-            Err(ConnectError::Pg(e)) => {
-                return Probe::Error(ProbeError {
-                    message: pg_message(&e),
-                    code: e.code().map(|c| c.code().to_string()),
-                    server_answered: e.as_db_error().is_some(),
-                })
-            }
-            Err(ConnectError::Timeout) => {
-                return Probe::Error(ProbeError {
-                    message: format!("connecting timed out after {:?}", self.connect_timeout),
-                    code: None,
-                    server_answered: false,
-                })
+            Err(ConnectError::Pg(e)) => return Probe::Error(ProbeError::pg(&e)),
+            Err(ConnectError::Timeout(after)) => {
+                return Probe::Error(ProbeError::timed_out("connecting", after))
             }
             Err(ConnectError::Config(e)) => {
                 return Probe::Error(ProbeError {
                     message: e.to_string(),
                     code: None,
                     server_answered: false,
+                    timed_out: None,
                 })
             }
         };
-        match client.simple_query(query.unwrap_or("SELECT 1")).await {
+        let query = query.unwrap_or("SELECT 1");
+        match self.bounded(session.client.simple_query(query)).await {
             Ok(_) => Probe::Works,
-            Err(e) => Probe::Error(ProbeError {
-                message: pg_message(&e),
-                code: e.code().map(|c| c.code().to_string()),
-                server_answered: e.as_db_error().is_some(),
-            }),
+            Err(SqlError::Pg(e)) => Probe::Error(ProbeError::pg(&e)),
+            Err(SqlError::TimedOut(after)) => {
+                Probe::Error(ProbeError::timed_out("the query after logging in", after))
+            }
         }
     }
 }
@@ -1652,7 +1817,7 @@ struct Run {
     version_before: Option<u64>,
     version_after: Option<u64>,
     next_due_at: Option<SystemTime>,
-    admin: Option<Client>,
+    admin: Option<Session>,
 }
 
 impl Run {
@@ -1686,11 +1851,33 @@ enum SqlFailure {
     Definite(RotationError),
     /// The connection broke: it may or may not have.
     Unknown(RotationError),
+    /// No reply in time: it may not have taken effect yet, and may still.
+    TimedOut(RotationError),
+}
+
+/// A statement that failed or got no reply in time.
+enum SqlError {
+    Pg(tokio_postgres::Error),
+    /// No reply within this long.
+    TimedOut(Duration),
+}
+
+impl SqlError {
+    fn into_error(self, operation: &str) -> RotationError {
+        match self {
+            SqlError::Pg(e) => db_error(operation, &e),
+            SqlError::TimedOut(after) => RotationError::TimedOut {
+                operation: operation.into(),
+                after,
+            },
+        }
+    }
 }
 
 enum ConnectError {
     Pg(tokio_postgres::Error),
-    Timeout,
+    /// The attempt did not finish within this long.
+    Timeout(Duration),
     Config(RotationError),
 }
 
@@ -1698,12 +1885,46 @@ impl ConnectError {
     fn into_error(self, operation: &str) -> RotationError {
         match self {
             ConnectError::Pg(e) => db_error(operation, &e),
-            ConnectError::Timeout => RotationError::Database {
+            ConnectError::Timeout(after) => RotationError::TimedOut {
                 operation: operation.into(),
-                code: None,
-                message: "connecting timed out".into(),
+                after,
             },
             ConnectError::Config(e) => e,
+        }
+    }
+}
+
+/// An open session and the task driving its connection. Dropping it closes the connection:
+/// the task gets a few seconds to say goodbye to the server, then it is dropped too (a
+/// connection whose server stopped answering never outlives its session for long).
+struct Session {
+    client: Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Session {
+    /// How long a dropped session's connection may take to close.
+    const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+    fn new<C>(client: Client, connection: C) -> Session
+    where
+        C: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+    {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = &mut connection => Some(ended),
+                // The session was dropped (the sender with it).
+                _ = stopped => tokio::time::timeout(Session::CLOSE_GRACE, connection).await.ok(),
+            };
+            if let Some(Err(e)) = ended {
+                tracing::debug!(error = %e, "PostgreSQL connection ended with an error");
+            }
+        });
+        Session {
+            client,
+            _stop: stop,
         }
     }
 }
@@ -1719,14 +1940,40 @@ struct ProbeError {
     message: String,
     code: Option<String>,
     server_answered: bool,
+    /// The client gave up waiting after this long.
+    timed_out: Option<Duration>,
 }
 
 impl ProbeError {
+    fn pg(e: &tokio_postgres::Error) -> Self {
+        ProbeError {
+            message: pg_message(e),
+            code: e.code().map(|c| c.code().to_string()),
+            server_answered: e.as_db_error().is_some(),
+            timed_out: None,
+        }
+    }
+
+    fn timed_out(what: &str, after: Duration) -> Self {
+        ProbeError {
+            message: format!("{what} timed out after {after:?}"),
+            code: None,
+            server_answered: false,
+            timed_out: Some(after),
+        }
+    }
+
     fn into_error(self, operation: &str) -> RotationError {
-        RotationError::Database {
-            operation: operation.into(),
-            code: self.code,
-            message: self.message,
+        match self.timed_out {
+            Some(after) => RotationError::TimedOut {
+                operation: operation.into(),
+                after,
+            },
+            None => RotationError::Database {
+                operation: operation.into(),
+                code: self.code,
+                message: self.message,
+            },
         }
     }
 }
@@ -1821,7 +2068,69 @@ mod tests {
                 "{bad:?}"
             );
         }
-        assert!(PasswordPolicy::with_symbols(20).validate().is_ok());
+        assert!(PasswordPolicy::with_symbols(21).validate().is_ok());
+    }
+
+    fn refusal(policy: &PasswordPolicy) -> String {
+        match policy.validate() {
+            Err(RotationError::Config(message)) => message,
+            other => panic!("{policy:?}: expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn password_policy_refuses_repeated_characters() {
+        // Plenty of length and distinct characters, but `a` twice: it would be drawn twice as
+        // often as the others.
+        let repeated = PasswordPolicy::new(64, "abcdefghijklmnopqrstuvwxyza");
+        assert!(refusal(&repeated).contains("repeat"), "{repeated:?}");
+        assert!(repeated.generate().is_err());
+        let mut symbols = PasswordPolicy::with_symbols(40);
+        symbols.alphabet.push('A');
+        assert!(refusal(&symbols).contains("repeat"));
+        symbols.alphabet.pop();
+        assert!(symbols.validate().is_ok());
+    }
+
+    #[test]
+    fn password_policy_needs_128_bits() {
+        const DIGITS: &str = "0123456789";
+        const HEX: &str = "0123456789abcdef";
+        // 16 digits: 53 bits, which the old checks accepted.
+        for weak in [
+            PasswordPolicy::new(16, DIGITS),
+            PasswordPolicy::new(38, DIGITS),
+            PasswordPolicy::new(31, HEX),
+            PasswordPolicy::with_symbols(16),
+            PasswordPolicy::with_symbols(20),
+            PasswordPolicy::new(
+                21,
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+            ),
+        ] {
+            assert!(weak.bits() < MIN_PASSWORD_BITS, "{weak:?}");
+            let message = refusal(&weak);
+            assert!(message.contains("bits of entropy"), "{message}");
+            assert!(weak.generate().is_err());
+        }
+        for strong in [
+            PasswordPolicy::new(39, DIGITS),
+            PasswordPolicy::new(32, HEX),
+            PasswordPolicy::with_symbols(21),
+            PasswordPolicy::new(
+                22,
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+            ),
+        ] {
+            assert!(strong.bits() >= MIN_PASSWORD_BITS, "{strong:?}");
+            assert!(strong.validate().is_ok(), "{strong:?}");
+        }
+        // Exactly 128 bits is enough.
+        assert_eq!(PasswordPolicy::new(32, HEX).bits(), 128.0);
+        // The preset default is well above the floor.
+        let default = PasswordPolicy::default();
+        assert!(default.bits() > 190.0, "{}", default.bits());
+        assert!(default.validate().is_ok());
     }
 
     #[test]
@@ -1906,9 +2215,22 @@ mod tls {
         Ok(Arc::new(config))
     }
 
-    /// `MakeTlsConnect` for tokio-postgres: verifies the server's certificate and name.
+    /// `MakeTlsConnect` for tokio-postgres: verifies the server's certificate and name, and
+    /// (unless `allow_weak_auth`) refuses cleartext and MD5 password authentication.
     #[derive(Clone)]
-    pub(super) struct MakeRustls(pub(super) Arc<rustls::ClientConfig>);
+    pub(super) struct MakeRustls {
+        config: Arc<rustls::ClientConfig>,
+        allow_weak_auth: bool,
+    }
+
+    impl MakeRustls {
+        pub(super) fn new(config: Arc<rustls::ClientConfig>, allow_weak_auth: bool) -> Self {
+            MakeRustls {
+                config,
+                allow_weak_auth,
+            }
+        }
+    }
 
     impl<S> MakeTlsConnect<S> for MakeRustls
     where
@@ -1920,8 +2242,9 @@ mod tls {
 
         fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, Self::Error> {
             Ok(RustlsConnect {
-                config: self.0.clone(),
+                config: self.config.clone(),
                 name: ServerName::try_from(domain.to_string())?,
+                allow_weak_auth: self.allow_weak_auth,
             })
         }
     }
@@ -1929,6 +2252,7 @@ mod tls {
     pub(super) struct RustlsConnect {
         config: Arc<rustls::ClientConfig>,
         name: ServerName<'static>,
+        allow_weak_auth: bool,
     }
 
     impl<S> TlsConnect<S> for RustlsConnect
@@ -1944,12 +2268,19 @@ mod tls {
                 let stream = tokio_rustls::TlsConnector::from(self.config)
                     .connect(self.name, stream)
                     .await?;
-                Ok(RustlsStream(Box::new(stream)))
+                Ok(RustlsStream {
+                    inner: Box::new(stream),
+                    guard: AuthGuard::new(self.allow_weak_auth),
+                })
             })
         }
     }
 
-    pub(super) struct RustlsStream<S>(Box<tokio_rustls::client::TlsStream<S>>);
+    /// The TLS stream, with an [`AuthGuard`] on what the server sends.
+    pub(super) struct RustlsStream<S> {
+        inner: Box<tokio_rustls::client::TlsStream<S>>,
+        guard: AuthGuard,
+    }
 
     impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
         fn poll_read(
@@ -1957,7 +2288,18 @@ mod tls {
             cx: &mut Context<'_>,
             buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
-            Pin::new(&mut *self.0).poll_read(cx, buf)
+            let before = buf.filled().len();
+            std::task::ready!(Pin::new(&mut *self.inner).poll_read(cx, buf))?;
+            if let Err(refused) = self.guard.inspect(&buf.filled()[before..]) {
+                // Hand none of it to tokio-postgres: the request is never complete there, so
+                // it never answers it.
+                buf.set_filled(before);
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    refused,
+                )));
+            }
+            Poll::Ready(Ok(()))
         }
     }
 
@@ -1967,15 +2309,15 @@ mod tls {
             cx: &mut Context<'_>,
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
-            Pin::new(&mut *self.0).poll_write(cx, buf)
+            Pin::new(&mut *self.inner).poll_write(cx, buf)
         }
 
         fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut *self.0).poll_flush(cx)
+            Pin::new(&mut *self.inner).poll_flush(cx)
         }
 
         fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut *self.0).poll_shutdown(cx)
+            Pin::new(&mut *self.inner).poll_shutdown(cx)
         }
     }
 
@@ -1984,6 +2326,174 @@ mod tls {
             // SCRAM-SHA-256 without channel binding (the server still authenticates the
             // client with SCRAM; the certificate check authenticates the server).
             ChannelBinding::none()
+        }
+    }
+
+    /// `AuthenticationCleartextPassword`.
+    const AUTH_CLEARTEXT: u32 = 3;
+    /// `AuthenticationMD5Password`.
+    const AUTH_MD5: u32 = 5;
+
+    /// Reads along the server's messages until authentication succeeds and refuses a request
+    /// for a cleartext or MD5 password. tokio-postgres answers such a request itself, with
+    /// the password (or its MD5 hash, which logs in as well as the password does); the guard
+    /// fails the read that would complete the request, so it is never answered. After
+    /// `AuthenticationOk` it passes everything through untouched.
+    #[derive(Debug)]
+    pub(super) struct AuthGuard {
+        /// Authentication succeeded (or weak methods are allowed): nothing to watch.
+        done: bool,
+        /// A request was refused (reported again on every later read).
+        refused: Option<&'static str>,
+        /// The current message's header: type, length and, for `R`, the request code.
+        header: [u8; 9],
+        have: usize,
+        /// Bytes of the current message's body still to pass.
+        skip: usize,
+    }
+
+    impl AuthGuard {
+        pub(super) fn new(allow_weak: bool) -> Self {
+            AuthGuard {
+                done: allow_weak,
+                refused: None,
+                header: [0; 9],
+                have: 0,
+                skip: 0,
+            }
+        }
+
+        /// Looks at the next bytes from the server; `Err` when they complete a refused
+        /// authentication request (or a message too malformed to follow).
+        pub(super) fn inspect(&mut self, mut bytes: &[u8]) -> Result<(), &'static str> {
+            if let Some(refused) = self.refused {
+                return Err(refused);
+            }
+            while !self.done && !bytes.is_empty() {
+                if self.skip > 0 {
+                    let n = self.skip.min(bytes.len());
+                    self.skip -= n;
+                    bytes = &bytes[n..];
+                    continue;
+                }
+                let need = match self.have {
+                    0 => 1,
+                    _ if self.header[0] == b'R' => 9,
+                    _ => 5,
+                };
+                let n = (need - self.have).min(bytes.len());
+                self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+                self.have += n;
+                bytes = &bytes[n..];
+                if self.have < need {
+                    continue;
+                }
+                if need == 1 {
+                    continue;
+                }
+                let [_, l0, l1, l2, l3, c0, c1, c2, c3] = self.header;
+                let length = u32::from_be_bytes([l0, l1, l2, l3]) as usize;
+                let header_body = need - 1;
+                if length < header_body {
+                    return self.refuse(
+                        "the server sent a malformed message during authentication; refused",
+                    );
+                }
+                if self.header[0] == b'R' {
+                    match u32::from_be_bytes([c0, c1, c2, c3]) {
+                        0 => self.done = true,
+                        AUTH_CLEARTEXT => return self.refuse(
+                            "the server asked for the password in cleartext; refused (only SCRAM-SHA-256 is used unless allow_insecure_local_dev() is set)",
+                        ),
+                        AUTH_MD5 => return self.refuse(
+                            "the server asked for an MD5 password hash; refused (only SCRAM-SHA-256 is used unless allow_insecure_local_dev() is set)",
+                        ),
+                        _ => {}
+                    }
+                }
+                self.skip = length - header_body;
+                self.have = 0;
+            }
+            Ok(())
+        }
+
+        fn refuse(&mut self, why: &'static str) -> Result<(), &'static str> {
+            self.refused = Some(why);
+            Err(why)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::AuthGuard;
+
+        fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+            let mut m = vec![kind];
+            m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+            m.extend_from_slice(body);
+            m
+        }
+
+        fn auth(code: u32, rest: &[u8]) -> Vec<u8> {
+            let mut body = code.to_be_bytes().to_vec();
+            body.extend_from_slice(rest);
+            message(b'R', &body)
+        }
+
+        /// Feeds `stream` in chunks of `chunk` bytes; the number of bytes passed before a
+        /// refusal, or `None` when everything passed.
+        fn refused_at(allow_weak: bool, stream: &[u8], chunk: usize) -> Option<usize> {
+            let mut guard = AuthGuard::new(allow_weak);
+            let mut passed = 0;
+            for part in stream.chunks(chunk) {
+                if guard.inspect(part).is_err() {
+                    return Some(passed);
+                }
+                passed += part.len();
+            }
+            None
+        }
+
+        #[test]
+        fn cleartext_and_md5_requests_are_refused_before_they_are_complete() {
+            let notice = message(b'N', b"SNOTICE\0Mhello\0\0");
+            for request in [auth(3, b""), auth(5, b"salt")] {
+                let mut stream = notice.clone();
+                stream.extend_from_slice(&request);
+                // The refusal comes at the latest with the request code's last byte, so the
+                // request never reaches tokio-postgres complete.
+                let complete_at = notice.len() + 9;
+                for chunk in 1..=stream.len() {
+                    let at = refused_at(false, &stream, chunk).expect("refused");
+                    assert!(at < complete_at, "chunk {chunk}: passed {at} bytes");
+                    assert!(at + chunk >= complete_at, "chunk {chunk}: refused early");
+                }
+                // Allowed explicitly: passes.
+                assert_eq!(refused_at(true, &stream, 3), None);
+            }
+        }
+
+        #[test]
+        fn scram_and_what_follows_authentication_pass() {
+            let mut stream = auth(10, b"SCRAM-SHA-256\0\0");
+            stream.extend(auth(11, b"r=abc,s=def,i=4096"));
+            stream.extend(auth(12, b"v=xyz"));
+            stream.extend(auth(0, b""));
+            // After AuthenticationOk nothing is inspected, even bytes that look like a request.
+            stream.extend(message(b'S', b"server_version\x0015\0"));
+            stream.extend(auth(3, b""));
+            for chunk in 1..=stream.len() {
+                assert_eq!(refused_at(false, &stream, chunk), None, "chunk {chunk}");
+            }
+        }
+
+        #[test]
+        fn a_malformed_length_is_refused_and_the_refusal_sticks() {
+            let mut guard = AuthGuard::new(false);
+            assert!(guard.inspect(&[b'R', 0, 0, 0, 3, 0, 0, 0, 0]).is_err());
+            assert!(guard.inspect(b"anything").is_err());
+            let mut guard = AuthGuard::new(false);
+            assert!(guard.inspect(&[b'E', 0, 0, 0, 2]).is_err());
         }
     }
 }

@@ -62,8 +62,10 @@
 //! - [`DatabaseCredentialRotator`] ([`database`]): PostgreSQL role passwords, as a
 //!   [single user](Strategy::single_user) or [alternating users](Strategy::alternating_users)
 //!   (two roles with the same grants, so the previous credential keeps working for a whole
-//!   period); TLS with verification ([`TlsMode`]); passwords from a CSPRNG
-//!   ([`PasswordPolicy`]); a failed verification rolls the role back.
+//!   period); verified TLS and SCRAM-SHA-256 only, unless plain text is asked for explicitly
+//!   for a local test server ([`TlsMode`]); every connection and statement under a time limit;
+//!   passwords of at least 128 bits from a CSPRNG ([`PasswordPolicy`]); a failed verification
+//!   rolls the role back.
 //! - [`ApiKeyRotator`] ([`api_key`]): API keys in KV v2 —
 //!   [`rotate_generic_api_key("proxy/api-keys/stripe")`](ApiKeyRotator::rotate_generic_api_key)
 //!   writes a new random key as a new version, the previous one stays readable. A
@@ -95,6 +97,7 @@
 //! | a reply is lost (a write to `S` or `C`, `ALTER ROLE`) | `Failed`, or nothing if it was resolved | read back or probed, never guessed |
 //! | the new secret fails verification | [`RolledBack`](RotationStatus::RolledBack) | the role is set back to the password in `C`; `C` is untouched |
 //! | PostgreSQL, Vault or the key provider is down or sealed | [`Failed`](RotationStatus::Failed) | the credential in `C` still works; the next run resumes or retries |
+//! | another session holds a lock on the role, or PostgreSQL stops answering | `Failed` ([`is_timeout`](RotationError::is_timeout)) within the statement timeout | the server cancelled the statement: the claim is closed, nothing changed; no reply: `S` stays pending and the next run resumes |
 //! | another replica holds, or has just finished, the rotation | [`SkippedNotDue`](RotationStatus::SkippedNotDue) | `next_due_at` says when to look again |
 //! | a password changed out of band, `C` edited concurrently | [`Conflict`](RotationStatus::Conflict) | nothing is overwritten; recorded in `S`; reported until `C` works again (or, for API keys, [`ApiKeyRotator::resolve_conflict`]) |
 //!
@@ -218,6 +221,16 @@ pub enum RotationError {
     /// The rotator's settings are not usable.
     #[error("invalid rotation settings: {0}")]
     Config(String),
+    /// A step or a whole attempt got no answer within its time limit (a connection, a
+    /// statement, a scheduler attempt). What it was doing may still take effect; the state
+    /// record says what the next run must finish.
+    #[error("{operation}: no answer within {after:?}")]
+    TimedOut {
+        /// What was being done (`connect as the admin`, `alter role`, `rotation attempt`...).
+        operation: String,
+        /// The time limit.
+        after: std::time::Duration,
+    },
     /// A fault-injection hook stopped the run at this point, as if the process had died.
     #[error("the run was stopped after {0:?} by a fault-injection hook")]
     Interrupted(FaultPoint),
@@ -227,6 +240,19 @@ impl RotationError {
     /// `true` for [`RotationError::Conflict`].
     pub fn is_conflict(&self) -> bool {
         matches!(self, RotationError::Conflict { .. })
+    }
+
+    /// `true` when a time limit ended it: [`RotationError::TimedOut`] (the client's own), or
+    /// a database error for a server-side `lock_timeout` (SQLSTATE `55P03`) or
+    /// `statement_timeout` (`57014`).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            RotationError::TimedOut { .. } => true,
+            RotationError::Database {
+                code: Some(code), ..
+            } => code == "55P03" || code == "57014",
+            _ => false,
+        }
     }
 }
 

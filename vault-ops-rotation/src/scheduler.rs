@@ -50,9 +50,15 @@
 //!   [`Conflict`](RotationStatus::Conflict) (a human must look) is not retried at once; it is
 //!   logged as an error and re-checked after `failure_delay`. Each secret runs in its own task:
 //!   one secret failing, hanging or even panicking never delays or stops the others.
+//! - **Time limits**: each attempt is bounded by [`SchedulerOptions::attempt_timeout`]
+//!   (5 minutes); one that is still running then is dropped, as if its process had died, and
+//!   counts as failed ([`RotationError::TimedOut`]) — the
+//!   rotation protocol finishes or undoes it from the state in Vault on the next attempt. The
+//!   database rotator also bounds every connection and statement itself.
 //! - **Shutdown**: [`SchedulerHandle::shutdown`] lets a rotation that is already running finish
 //!   (the rotation protocol would recover from an interruption, but finishing is cleaner), cancels
-//!   every sleep and backoff at once, and returns when every task has stopped.
+//!   every sleep and backoff at once, and returns when every task has stopped — after at most
+//!   [`SchedulerOptions::shutdown_timeout`] (60 s), when rotations still running are aborted.
 //!
 //! # Observability
 //!
@@ -77,6 +83,7 @@ use vault_ops_core::VaultClient;
 
 use crate::api_key::ApiKeyRotator;
 use crate::rotator::{RotationResult, RotationStatus, Rotator};
+use crate::RotationError;
 
 /// Why a secret cannot be scheduled or the scheduler cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +132,16 @@ pub struct SchedulerOptions {
     /// thousands of secrets falling due together, this bounds the connections and memory used
     /// and keeps Vault from a burst.
     pub max_concurrent: usize,
+    /// The longest one attempt (one `rotate_if_due` call) may take (default 5 minutes; at least
+    /// 1 ms). An attempt still running then is dropped where it stands, as if its process had
+    /// died, and counts as [`Failed`](RotationStatus::Failed) with
+    /// [`RotationError::TimedOut`]: its rotation is finished or undone from the state in Vault
+    /// by the next attempt. Choose it above the rotators' own bounds (the database rotator's
+    /// connect and statement timeouts, Vault's request timeouts).
+    pub attempt_timeout: Duration,
+    /// How long [`SchedulerHandle::shutdown`] waits for attempts in flight (default 60 s).
+    /// Those still running then are aborted (and resumed from Vault's state by a later run).
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for SchedulerOptions {
@@ -138,6 +155,8 @@ impl Default for SchedulerOptions {
             min_sleep: Duration::from_secs(1),
             max_sleep: Duration::from_secs(60 * 60),
             max_concurrent: 16,
+            attempt_timeout: Duration::from_secs(5 * 60),
+            shutdown_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -156,6 +175,13 @@ impl SchedulerOptions {
         fn min_sleep(Duration);
         /// Sets [`max_sleep`](Self::max_sleep).
         fn max_sleep(Duration);
+        /// Sets [`shutdown_timeout`](Self::shutdown_timeout).
+        fn shutdown_timeout(Duration);
+    }
+    /// Sets [`attempt_timeout`](Self::attempt_timeout) (at least 1 ms).
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout.max(Duration::from_millis(1));
+        self
     }
     /// Sets [`max_attempts`](Self::max_attempts) (0 is taken as 1).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
@@ -578,16 +604,19 @@ impl RotationScheduler {
             shutdown: tx,
             tasks,
             stats: self.stats,
+            shutdown_timeout: self.options.shutdown_timeout,
         })
     }
 }
 
 /// A running [`RotationScheduler`]. Dropping it also stops the scheduler (each task finishes its
-/// rotation in flight, then stops), but only [`shutdown`](Self::shutdown) waits for that.
+/// rotation in flight, within [`SchedulerOptions::attempt_timeout`], then stops), but only
+/// [`shutdown`](Self::shutdown) waits for that.
 pub struct SchedulerHandle {
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     stats: Arc<StatsCell>,
+    shutdown_timeout: Duration,
 }
 
 impl std::fmt::Debug for SchedulerHandle {
@@ -605,13 +634,36 @@ impl SchedulerHandle {
         self.stats.snapshot()
     }
 
-    /// Graceful stop: rotations already running finish, sleeps and backoffs end at once, no new
-    /// rotation starts. Returns the final counters once every task has stopped.
+    /// Graceful stop: sleeps and backoffs end at once, no new rotation starts, and rotations
+    /// already running get [`SchedulerOptions::shutdown_timeout`] to finish; any still running
+    /// then are aborted (a later run resumes them from the state in Vault). Returns the final
+    /// counters once every task has stopped.
     pub async fn shutdown(mut self) -> SchedulerStats {
         let _ = self.shutdown.send(true);
-        while let Some(joined) = self.tasks.join_next().await {
-            if let Err(e) = joined {
-                tracing::error!(error = %e, "a rotation schedule task ended abnormally");
+        let tasks = &mut self.tasks;
+        let finished = tokio::time::timeout(self.shutdown_timeout, async {
+            while let Some(joined) = tasks.join_next().await {
+                if let Err(e) = joined {
+                    tracing::error!(error = %e, "a rotation schedule task ended abnormally");
+                }
+            }
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                in_flight = self.tasks.len(),
+                timeout_ms = self.shutdown_timeout.as_millis() as u64,
+                "rotations still running at the shutdown timeout are aborted; a later run resumes them"
+            );
+            self.tasks.abort_all();
+            // Aborted tasks end at their next poll; bounded all the same.
+            let tasks = &mut self.tasks;
+            let drained = tokio::time::timeout(Duration::from_secs(5), async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                self.tasks.detach_all();
             }
         }
         tracing::info!("rotation scheduler stopped");
@@ -711,7 +763,7 @@ async fn attempt_with_retries(
         if *shutdown.borrow() {
             return last;
         }
-        let result = run_attempt(entry, attempt).await;
+        let result = run_attempt(entry, attempt, options.attempt_timeout).await;
         drop(permit);
         stats.record(&entry.name, &result);
         log_result(&result, attempt);
@@ -734,29 +786,36 @@ async fn attempt_with_retries(
     }
 }
 
-async fn run_attempt(entry: &Entry, attempt: u32) -> RotationResult {
+/// One `rotate_if_due`, at most `timeout` long; a panic or the timeout is a `Failed` result.
+async fn run_attempt(entry: &Entry, attempt: u32, timeout: Duration) -> RotationResult {
     let started_at = SystemTime::now();
     let fut = entry.rotator.rotate_if_due(&entry.name, entry.every);
-    match AssertUnwindSafe(fut)
-        .catch_unwind()
+    let bounded = tokio::time::timeout(timeout, AssertUnwindSafe(fut).catch_unwind());
+    let (error, message) = match bounded
         .instrument(tracing::debug_span!("attempt", attempt))
         .await
     {
-        Ok(result) => result,
-        Err(_) => {
-            tracing::error!(attempt, "the rotator panicked");
-            RotationResult {
-                name: entry.name.clone(),
-                status: RotationStatus::Failed,
-                version_before: None,
-                version_after: None,
-                started_at,
-                duration: started_at.elapsed().unwrap_or_default(),
-                steps: Vec::new(),
-                error: None,
-                next_due_at: None,
-            }
-        }
+        Ok(Ok(result)) => return result,
+        Ok(Err(_)) => (None, "the rotator panicked"),
+        Err(_) => (
+            Some(RotationError::TimedOut {
+                operation: "rotation attempt".into(),
+                after: timeout,
+            }),
+            "the attempt timed out and was dropped; the next attempt resumes it",
+        ),
+    };
+    tracing::error!(attempt, "{message}");
+    RotationResult {
+        name: entry.name.clone(),
+        status: RotationStatus::Failed,
+        version_before: None,
+        version_after: None,
+        started_at,
+        duration: started_at.elapsed().unwrap_or_default(),
+        steps: Vec::new(),
+        error,
+        next_due_at: None,
     }
 }
 

@@ -53,7 +53,8 @@ impl Env {
             SecretString::from(self.pg.superuser_password().to_string()),
         )
         .port(self.pg.port())
-        .tls(TlsMode::Disable)
+        // The secure default: verified TLS (the cluster's own CA), SCRAM only.
+        .tls_ca_pem(self.pg.ca_pem())
         .connect_timeout(Duration::from_secs(5))
         .owner(owner)
     }
@@ -1305,7 +1306,7 @@ async fn database_rejects_the_new_password() {
         SecretString::from("Rot-Admin-Password-77".to_string()),
     )
     .port(env.pg.port())
-    .tls(TlsMode::Disable)
+    .tls_ca_pem(env.pg.ca_pem())
     .owner("r2")
     .strategy(Strategy::single_user("su_app"));
     let r = limited.rotate("rej-db").await;
@@ -1464,18 +1465,6 @@ async fn bad_input_and_missing_role() {
     let r = weak.rotate("weak").await;
     assert!(
         matches!(r.error, Some(RotationError::Config(_))),
-        "{:?}",
-        r.error
-    );
-
-    let tls = env
-        .rotator("r1")
-        .strategy(Strategy::single_user("app"))
-        .tls(TlsMode::Require);
-    let r = tls.rotate("tls").await;
-    assert_status(&r, RotationStatus::Failed);
-    assert!(
-        r.error.as_ref().unwrap().to_string().contains("TLS"),
         "{:?}",
         r.error
     );
@@ -1786,174 +1775,617 @@ async fn narrow_token_cannot_rotate() {
     );
 }
 
-/// Makes a CA and a server certificate for 127.0.0.1 with `openssl`, installs them in the
-/// cluster's data directory and switches TLS on (a reload is enough). Returns the CA PEM.
-async fn enable_tls(env: &Env) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec![
-        "req",
-        "-x509",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=vault-ops test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    ];
-    ca.extend(ec);
-    run(&ca);
-    let mut csr = vec![
-        "req",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ];
-    csr.extend(ec);
-    run(&csr);
-    std::fs::write(
-        dir.path().join("ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext",
-        "-out",
-        "server.crt",
-    ]);
-    let data = env.pg.dir().join("data");
-    for f in ["server.crt", "server.key"] {
-        std::fs::copy(dir.path().join(f), data.join(f)).unwrap();
-    }
-    let chmod = std::process::Command::new("chmod")
-        .arg("600")
-        .arg(data.join("server.key"))
-        .status()
-        .unwrap();
-    assert!(chmod.success());
-    let root = std::process::Command::new("id").arg("-u").output().unwrap();
-    if String::from_utf8_lossy(&root.stdout).trim() == "0" {
-        let status = std::process::Command::new("chown")
-            .arg("postgres:")
-            .arg(data.join("server.crt"))
-            .arg(data.join("server.key"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    env.sql("ALTER SYSTEM SET ssl = on").await;
-    env.sql("SELECT pg_reload_conf()").await;
-    // The reload is asynchronous: wait (bounded) until the server accepts TLS.
-    let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
-    for _ in 0..50 {
-        let log = env.pg.log();
-        if log.contains("ssl")
-            && env
-                .superuser()
-                .await
-                .query_one("SHOW ssl", &[])
-                .await
-                .unwrap()
-                .get::<_, String>(0)
-                == "on"
-        {
-            return ca;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("PostgreSQL did not switch TLS on: {}", env.pg.log());
+/// The rotator's sessions in the server log (`log_connections`): (with TLS, in plain text).
+fn rotator_sessions(log: &str) -> (usize, usize) {
+    let sessions: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("connection authorized") && l.contains("application_name=vault-ops-rotation")
+        })
+        .collect();
+    let tls = sessions
+        .iter()
+        .filter(|l| l.contains("SSL enabled"))
+        .count();
+    (tls, sessions.len() - tls)
 }
 
 #[tokio::test]
-async fn tls_require_verifies_the_server_and_prefer_falls_back() {
+async fn tls_is_required_and_verified_by_default() {
     let env = env().await;
     env.create_role("app").await;
-    let base = env.rotator("r1").strategy(Strategy::single_user("app"));
+    let password = SecretString::from(env.pg.superuser_password().to_string());
+    let bare = |host: &str| {
+        DatabaseCredentialRotator::new(
+            env.client.clone(),
+            host,
+            env.pg.superuser(),
+            password.clone(),
+        )
+        .port(env.pg.port())
+        .connect_timeout(Duration::from_secs(5))
+        .owner("r1")
+        .strategy(Strategy::single_user("app"))
+    };
+    let ca = env.pg.ca_pem().to_vec();
 
-    // No TLS on the server yet: Prefer connects in plain text, Require refuses.
-    assert_status(
-        &base.clone().tls(TlsMode::Prefer).rotate("tls-db").await,
-        RotationStatus::Success,
-    );
-    let r = base.clone().tls(TlsMode::Require).rotate("tls-db").await;
-    assert_status(&r, RotationStatus::Failed);
-    assert!(
-        r.error.as_ref().unwrap().to_string().contains("TLS"),
-        "{:?}",
-        r.error
-    );
-
-    let ca = enable_tls(&env).await;
-    // TLS on, but the server's CA is not trusted: verification fails, nothing changes.
-    let before = env.credential("tls-db").await;
-    let r = base.clone().tls(TlsMode::Require).rotate("tls-db").await;
+    // The default verifies the server's certificate: the cluster's CA is not trusted yet.
+    let r = bare(env.pg.host()).rotate("tls-db").await;
     assert_status(&r, RotationStatus::Failed);
     let text = r.error.as_ref().unwrap().to_string();
     assert!(text.to_lowercase().contains("certificate"), "{text}");
-    assert_eq!(env.credential("tls-db").await.version, before.version);
+    assert_eq!(env.state("tls-db").await.0, 0, "nothing claimed");
+    assert_eq!(env.credential_version("tls-db").await, None);
 
-    // Trusting the CA: the rotation's sessions use TLS.
-    let secure = base.clone().tls(TlsMode::Require).tls_ca_pem(ca.clone());
+    // Trusting the CA: every session of the rotator uses TLS.
+    let secure = bare(env.pg.host()).tls_ca_pem(ca.clone());
     assert_status(&secure.rotate("tls-db").await, RotationStatus::Success);
-    let after = env.credential("tls-db").await;
-    assert_eq!(after.version, before.version + 1);
-    env.assert_logs_in(&after).await;
-    let log = env.pg.log();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("application_name=vault-ops-rotation") && l.contains("SSL enabled")),
-        "the rotator's connections use TLS"
-    );
-    // Prefer uses TLS when offered (and so verifies too).
-    let prefer = base.clone().tls(TlsMode::Prefer);
-    assert_status(&prefer.rotate("tls-db").await, RotationStatus::Failed);
-    assert_status(
-        &prefer.tls_ca_pem(ca).rotate("tls-db").await,
-        RotationStatus::Success,
-    );
+    let (tls, plain) = rotator_sessions(&env.pg.log());
+    assert!(tls >= 2, "admin and verify sessions: {tls}");
+    assert_eq!(plain, 0, "no session in plain text");
+    let first = env.credential("tls-db").await;
+    env.assert_logs_in(&first).await;
+
+    // Plain text must be asked for: Prefer (downgradable) and Disable are refused before
+    // anything is read, claimed or connected.
+    for mode in [TlsMode::Prefer, TlsMode::Disable] {
+        let r = secure.clone().tls(mode).rotate("tls-db").await;
+        assert_status(&r, RotationStatus::Failed);
+        match &r.error {
+            Some(RotationError::Config(message)) => {
+                assert!(message.contains("allow_insecure_local_dev"), "{message}")
+            }
+            other => panic!("{mode:?}: expected a configuration error, got {other:?}"),
+        }
+        assert!(r.steps.is_empty(), "{mode:?}: {:?}", r.steps);
+    }
+    assert_eq!(rotator_sessions(&env.pg.log()), (tls, 0));
+    assert_eq!(env.credential("tls-db").await.version, first.version);
+
+    // ... and then it is plain text.
+    let dev = bare(env.pg.host())
+        .tls(TlsMode::Disable)
+        .allow_insecure_local_dev();
+    assert_status(&dev.rotate("tls-db").await, RotationStatus::Success);
+    let (_, plain) = rotator_sessions(&env.pg.log());
+    assert!(plain >= 3, "{plain}");
+
+    // A Unix-domain socket needs no TLS and no opt-in: nothing crosses a network.
+    let socket_dir = env.pg.dir().to_str().unwrap().to_string();
+    let socket = bare(&socket_dir).tls(TlsMode::Disable);
+    assert_status(&socket.rotate("tls-db").await, RotationStatus::Success);
+
+    // A server that does not offer TLS gets nothing from the default.
+    env.sql("ALTER SYSTEM SET ssl = off").await;
+    env.sql("SELECT pg_reload_conf()").await;
+    let mut off = false;
+    for _ in 0..50 {
+        let ssl: String = env
+            .superuser()
+            .await
+            .query_one("SHOW ssl", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if ssl == "off" {
+            off = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(off, "PostgreSQL did not switch TLS off");
+    let before = env.credential("tls-db").await;
+    let sessions_before = rotator_sessions(&env.pg.log());
+    let r = secure.rotate("tls-db").await;
+    assert_status(&r, RotationStatus::Failed);
+    let text = r.error.as_ref().unwrap().to_string();
+    assert!(text.contains("TLS"), "{text}");
+    assert_eq!(rotator_sessions(&env.pg.log()), sessions_before);
+    assert_eq!(env.credential("tls-db").await.version, before.version);
+    assert!(env.state("tls-db").await.1.pending().is_none());
+
     // A CA PEM that holds nothing is a configuration error.
-    let bad = base
-        .tls(TlsMode::Require)
-        .tls_ca_pem(b"not a certificate".to_vec());
-    let r = bad.rotate("tls-db").await;
+    let r = bare(env.pg.host())
+        .tls_ca_pem(b"not a certificate".to_vec())
+        .rotate("tls-db")
+        .await;
     assert!(
         matches!(&r.error, Some(RotationError::Config(message)) if message.contains("CA certificate")),
         "{:?}",
         r.error
     );
+}
+
+/// A fake PostgreSQL server on loopback: answers the SSLRequest with `S` (and TLS) or `N`,
+/// reads the startup message, sends `request`, and records what the client sends before the
+/// request (`startup`, decrypted) and after it (`answered`).
+struct FakePg {
+    port: u16,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    startup: Arc<Mutex<Vec<u8>>>,
+    answered: Arc<Mutex<Vec<u8>>>,
+}
+
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+/// `AuthenticationCleartextPassword`.
+const ASK_CLEARTEXT: &[u8] = &[b'R', 0, 0, 0, 8, 0, 0, 0, 3];
+/// `AuthenticationMD5Password` with a salt.
+const ASK_MD5: &[u8] = &[b'R', 0, 0, 0, 12, 0, 0, 0, 5, 1, 2, 3, 4];
+
+impl FakePg {
+    async fn start(tls: Option<tokio_rustls::TlsAcceptor>, request: &'static [u8]) -> FakePg {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = FakePg {
+            port: listener.local_addr().unwrap().port(),
+            connections: Default::default(),
+            startup: Default::default(),
+            answered: Default::default(),
+        };
+        let (connections, startup, answered) = (
+            fake.connections.clone(),
+            fake.startup.clone(),
+            fake.answered.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (tls, startup, answered) = (tls.clone(), startup.clone(), answered.clone());
+                tokio::spawn(tokio::time::timeout(
+                    Duration::from_secs(10),
+                    Self::serve(tcp, tls, request, startup, answered),
+                ));
+            }
+        });
+        fake
+    }
+
+    async fn serve(
+        mut tcp: tokio::net::TcpStream,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        request: &'static [u8],
+        startup: Arc<Mutex<Vec<u8>>>,
+        answered: Arc<Mutex<Vec<u8>>>,
+    ) -> std::io::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut first = [0u8; 8];
+        tcp.read_exact(&mut first).await?;
+        startup.lock().unwrap().extend_from_slice(&first);
+        if first != SSL_REQUEST {
+            return Self::talk(tcp, Some(first), request, startup, answered).await;
+        }
+        match tls {
+            Some(acceptor) => {
+                tcp.write_all(b"S").await?;
+                let stream = acceptor.accept(tcp).await?;
+                Self::talk(stream, None, request, startup, answered).await
+            }
+            None => {
+                tcp.write_all(b"N").await?;
+                Self::talk(tcp, None, request, startup, answered).await
+            }
+        }
+    }
+
+    async fn talk<S>(
+        mut stream: S,
+        read_already: Option<[u8; 8]>,
+        request: &'static [u8],
+        startup: Arc<Mutex<Vec<u8>>>,
+        answered: Arc<Mutex<Vec<u8>>>,
+    ) -> std::io::Result<()>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // The startup message: its length, then the rest.
+        let rest = match read_already {
+            Some(first) => {
+                u32::from_be_bytes([first[0], first[1], first[2], first[3]]) as usize - 8
+            }
+            None => {
+                let mut length = [0u8; 4];
+                stream.read_exact(&mut length).await?;
+                startup.lock().unwrap().extend_from_slice(&length);
+                u32::from_be_bytes(length) as usize - 4
+            }
+        };
+        let mut body = vec![0u8; rest.min(64 * 1024)];
+        stream.read_exact(&mut body).await?;
+        startup.lock().unwrap().extend_from_slice(&body);
+        stream.write_all(request).await?;
+        stream.flush().await?;
+        // Whatever the client sends next (a password message, if it answers).
+        let mut buf = [0u8; 4096];
+        while let Ok(Ok(n @ 1..)) =
+            tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await
+        {
+            answered.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+        Ok(())
+    }
+
+    fn startup(&self) -> Vec<u8> {
+        self.startup.lock().unwrap().clone()
+    }
+
+    fn answered(&self) -> Vec<u8> {
+        self.answered.lock().unwrap().clone()
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A Vault dev server only (the PostgreSQL side is a fake).
+async fn vault_only() -> (BaoServer, VaultClient) {
+    let bao = BaoServer::start().await;
+    let client = VaultClient::builder()
+        .address(bao.addr())
+        .token(bao.root_token())
+        .build()
+        .expect("client");
+    common::wait_for_kv(&client).await;
+    (bao, client)
+}
+
+const FAKE_ADMIN_PASSWORD: &str = "Adm1n-Fake-Pg-Secret-9431";
+
+fn fake_rotator(client: &VaultClient, port: u16) -> DatabaseCredentialRotator {
+    DatabaseCredentialRotator::new(
+        client.clone(),
+        "127.0.0.1",
+        "vault_admin",
+        SecretString::from(FAKE_ADMIN_PASSWORD.to_string()),
+    )
+    .port(port)
+    .connect_timeout(Duration::from_secs(2))
+    .owner("r1")
+    .strategy(Strategy::single_user("app"))
+}
+
+/// A TLS acceptor with a certificate for 127.0.0.1 from a throwaway CA; and the CA.
+async fn fake_tls() -> (tokio_rustls::TlsAcceptor, Vec<u8>, tempfile::TempDir) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    let ca = vault_ops_testkit::make_tls_certificates(&tls).await;
+    let cert_pem = std::fs::read(tls.join("server.crt")).unwrap();
+    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key =
+        PrivateKeyDer::from_pem_slice(&std::fs::read(tls.join("server.key")).unwrap()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca, dir)
+}
+
+#[tokio::test]
+async fn cleartext_and_md5_password_requests_are_refused_before_the_password_is_sent() {
+    let ((_bao, client), (acceptor, ca, _dir)) = tokio::join!(vault_only(), fake_tls());
+    for (what, request) in [("cleartext", ASK_CLEARTEXT), ("MD5", ASK_MD5)] {
+        // A server with a valid certificate that asks for the password in a weak form.
+        let fake = FakePg::start(Some(acceptor.clone()), request).await;
+        let rotator = fake_rotator(&client, fake.port).tls_ca_pem(ca.clone());
+        let r = rotator.rotate("fake-db").await;
+        assert_status(&r, RotationStatus::Failed);
+        match &r.error {
+            Some(RotationError::Database {
+                operation, message, ..
+            }) => {
+                assert_eq!(operation, "connect as the admin");
+                assert!(
+                    message.contains(what) && message.contains("refused"),
+                    "{message}"
+                );
+            }
+            other => panic!("{what}: expected a database error, got {other:?}"),
+        }
+        assert!(
+            contains(&fake.startup(), b"vault_admin"),
+            "{what}: the startup message reached the fake over TLS"
+        );
+        assert!(
+            fake.answered().is_empty(),
+            "{what}: the client answered the request: {:?}",
+            fake.answered()
+        );
+        assert!(!contains(&fake.startup(), FAKE_ADMIN_PASSWORD.as_bytes()));
+        assert_eq!(
+            StateStore::new(client.clone(), MOUNT, "rotation-state/database")
+                .load::<Value>("fake-db")
+                .await
+                .unwrap()
+                .version,
+            0,
+            "nothing claimed"
+        );
+
+        // Only the explicit opt-in answers it (with the password, or its MD5 hash): the
+        // check above is what keeps it from doing so.
+        let fake = FakePg::start(Some(acceptor.clone()), request).await;
+        let r = rotator
+            .clone()
+            .port(fake.port)
+            .allow_insecure_local_dev()
+            .rotate("fake-db")
+            .await;
+        assert_status(&r, RotationStatus::Failed);
+        let answered = fake.answered();
+        assert_eq!(answered.first(), Some(&b'p'), "{what}: {answered:?}");
+        if what == "cleartext" {
+            assert!(contains(&answered, FAKE_ADMIN_PASSWORD.as_bytes()));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_server_without_tls_gets_nothing_and_plain_text_must_be_asked_for() {
+    let (_bao, client) = vault_only().await;
+    // A server (or an on-path attacker) that answers "no TLS" and asks for the password in
+    // cleartext.
+    let fake = FakePg::start(None, ASK_CLEARTEXT).await;
+    let r = fake_rotator(&client, fake.port).rotate("plain-db").await;
+    assert_status(&r, RotationStatus::Failed);
+    let text = r.error.as_ref().unwrap().to_string();
+    assert!(text.contains("TLS"), "{text}");
+    assert_eq!(fake.connections(), 1);
+    assert_eq!(
+        fake.startup(),
+        SSL_REQUEST.to_vec(),
+        "only the SSLRequest: no startup message, no user name, no password"
+    );
+    assert!(fake.answered().is_empty());
+
+    // Prefer (which would fall back to plain text) and Disable are refused without a
+    // connection.
+    for mode in [TlsMode::Prefer, TlsMode::Disable] {
+        let r = fake_rotator(&client, fake.port)
+            .tls(mode)
+            .rotate("plain-db")
+            .await;
+        assert!(
+            matches!(&r.error, Some(RotationError::Config(m)) if m.contains("plain text")),
+            "{mode:?}: {:?}",
+            r.error
+        );
+    }
+    assert_eq!(fake.connections(), 1, "no further connection");
+}
+
+#[tokio::test]
+async fn a_locked_role_fails_within_the_lock_timeout_and_a_later_run_rotates() {
+    let env = env().await;
+    env.create_role("app").await;
+    let rotator = env
+        .rotator("r1")
+        .strategy(Strategy::single_user("app"))
+        .statement_timeout(Duration::from_secs(5))
+        .lock_timeout(Duration::from_secs(1));
+    assert_status(&rotator.rotate("lock-db").await, RotationStatus::Success);
+    let before = env.credential("lock-db").await;
+
+    // Another session altered the role in a transaction it keeps open: its row in pg_authid
+    // is locked until that transaction ends.
+    let blocker = env.superuser().await;
+    blocker
+        .batch_execute("BEGIN; ALTER ROLE app CONNECTION LIMIT 7")
+        .await
+        .unwrap();
+
+    for r in [
+        // lock_timeout
+        &rotator,
+        // statement_timeout (the lock timeout is never longer than the statement timeout)
+        &rotator
+            .clone()
+            .statement_timeout(Duration::from_secs(1))
+            .lock_timeout(Duration::from_secs(60)),
+    ] {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(Duration::from_secs(60), r.rotate("lock-db"))
+            .await
+            .expect("rotate must not wait for the lock forever");
+        let took = started.elapsed();
+        assert_status(&result, RotationStatus::Failed);
+        let error = result.error.as_ref().unwrap();
+        assert!(error.is_timeout(), "{error:?}");
+        match error {
+            RotationError::Database {
+                operation, code, ..
+            } => {
+                assert_eq!(operation, "alter role");
+                assert!(
+                    matches!(code.as_deref(), Some("55P03" | "57014")),
+                    "{code:?}"
+                );
+            }
+            other => panic!("expected the server's timeout error, got {other:?}"),
+        }
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(20),
+            "{took:?}"
+        );
+        // The server cancelled the statement: nothing changed, and `S` is closed (not left
+        // claimed).
+        let (_, state) = env.state("lock-db").await;
+        assert!(state.pending().is_none(), "{state:?}");
+        assert_eq!(env.credential("lock-db").await.version, before.version);
+        env.assert_logs_in(&before).await;
+    }
+
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    assert_status(&rotator.rotate("lock-db").await, RotationStatus::Success);
+    let after = env.credential("lock-db").await;
+    assert_eq!(after.version, before.version + 1);
+    env.assert_logs_in(&after).await;
+}
+
+#[tokio::test]
+async fn a_statement_without_reply_times_out_and_the_next_run_resumes() {
+    let env = env().await;
+    env.create_role("app").await;
+    let direct = env.rotator("r1").strategy(Strategy::single_user("app"));
+    assert_status(&direct.rotate("stall-db").await, RotationStatus::Success);
+    let before = env.credential("stall-db").await;
+
+    // PostgreSQL behind a proxy that stops forwarding right after the claim: `ALTER ROLE`
+    // is sent and no reply ever comes (nor does the server's own timeout error).
+    let proxy = Proxy::start(env.pg.port()).await;
+    let p = proxy.clone();
+    let hook: FaultHook = Arc::new(move |point| {
+        let p = p.clone();
+        Box::pin(async move {
+            if point == FaultPoint::AfterClaim {
+                p.set(ProxyMode::Stall);
+            }
+            false
+        })
+    });
+    let stalled = env
+        .rotator("r1")
+        .port(proxy.port())
+        .strategy(Strategy::single_user("app"))
+        .statement_timeout(Duration::from_secs(1))
+        .fault_hook(hook);
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(60), stalled.rotate("stall-db"))
+        .await
+        .expect("rotate must not wait for a reply forever");
+    let took = started.elapsed();
+    assert_status(&r, RotationStatus::Failed);
+    match r.error.as_ref().unwrap() {
+        RotationError::TimedOut { operation, after } => {
+            assert_eq!(operation, "alter role");
+            assert_eq!(*after, Duration::from_secs(3), "statement timeout + 2 s");
+        }
+        other => panic!("expected a client-side timeout, got {other:?}"),
+    }
+    assert!(r.error.as_ref().unwrap().is_timeout());
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    // The statement may still land: `S` stays pending with the password it would set.
+    let (_, state) = env.state("stall-db").await;
+    assert_eq!(state.pending().unwrap().step, Step::Claimed);
+    let pending_password = state.pending().unwrap().payload["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(env.credential("stall-db").await.version, before.version);
+    env.assert_logs_in(&before).await;
+
+    // The next run (same owner: at once) probes, applies the recorded password and commits.
+    proxy.set(ProxyMode::Pass);
+    let resumed = direct.rotate("stall-db").await;
+    assert_status(&resumed, RotationStatus::Success);
+    let after = env.credential("stall-db").await;
+    assert_eq!(after.version, before.version + 1);
+    assert_eq!(after.password, pending_password);
+    env.assert_logs_in(&after).await;
+}
+
+impl Env {
+    /// Replaces the `host` line of pg_hba.conf with `method` and waits until the server has
+    /// reloaded it.
+    async fn host_auth_method(&self, method: &str) {
+        let reloads = |log: &str| log.matches("reloading configuration files").count();
+        let before = reloads(&self.pg.log());
+        std::fs::write(
+            self.pg.dir().join("data/pg_hba.conf"),
+            format!("local all all scram-sha-256\nhost all all 127.0.0.1/32 {method}\n"),
+        )
+        .unwrap();
+        self.sql("SELECT pg_reload_conf()").await;
+        for _ in 0..100 {
+            if reloads(&self.pg.log()) > before {
+                // The log line comes first, the new rules right after it.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("PostgreSQL did not reload pg_hba.conf");
+    }
+}
+
+#[tokio::test]
+async fn a_real_server_asking_for_a_cleartext_or_md5_password_is_refused() {
+    let env = env().await;
+    env.create_role("app").await;
+    env.sql(
+        "SET password_encryption = 'md5'; \
+         CREATE ROLE md5_admin LOGIN CREATEROLE PASSWORD 'Md5-Admin-Password-4417'",
+    )
+    .await;
+    let md5_admin = |owner: &str| {
+        DatabaseCredentialRotator::new(
+            env.client.clone(),
+            env.pg.host(),
+            "md5_admin",
+            SecretString::from("Md5-Admin-Password-4417".to_string()),
+        )
+        .port(env.pg.port())
+        .tls_ca_pem(env.pg.ca_pem())
+        .owner(owner)
+        .strategy(Strategy::single_user("app"))
+    };
+    // `password`: PostgreSQL asks for the password in cleartext (inside the verified TLS
+    // session here, but still the password itself).
+    env.host_auth_method("password").await;
+    let r = env
+        .rotator("r1")
+        .strategy(Strategy::single_user("app"))
+        .rotate("weak-db")
+        .await;
+    assert_status(&r, RotationStatus::Failed);
+    let text = r.error.as_ref().unwrap().to_string();
+    assert!(
+        text.contains("cleartext") && text.contains("refused"),
+        "{text}"
+    );
+    // `md5` with a role whose password is stored as MD5: PostgreSQL asks for the MD5 hash.
+    env.host_auth_method("md5").await;
+    let r = md5_admin("r1").rotate("weak-db").await;
+    assert_status(&r, RotationStatus::Failed);
+    let text = r.error.as_ref().unwrap().to_string();
+    assert!(text.contains("MD5") && text.contains("refused"), "{text}");
+    assert_eq!(env.state("weak-db").await.0, 0, "nothing claimed");
+    assert_eq!(env.credential_version("weak-db").await, None);
+    let log = env.pg.log();
+    assert!(
+        !log.contains("connection authorized: user=md5_admin"),
+        "the refused logins never completed"
+    );
+
+    // Allowed explicitly for a local test server, the same logins work.
+    assert_status(
+        &md5_admin("r1")
+            .allow_insecure_local_dev()
+            .rotate("weak-db")
+            .await,
+        RotationStatus::Success,
+    );
+    env.host_auth_method("password").await;
+    assert_status(
+        &env.rotator("r1")
+            .strategy(Strategy::single_user("app"))
+            .allow_insecure_local_dev()
+            .rotate("weak-db")
+            .await,
+        RotationStatus::Success,
+    );
+    let c = env.credential("weak-db").await;
+    assert_eq!(c.version, 2);
+    env.assert_logs_in(&c).await;
 }

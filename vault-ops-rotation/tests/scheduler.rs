@@ -9,7 +9,7 @@ use vault_ops_rotation::api_key::{ApiKeyOptions, ApiKeyRotator};
 use vault_ops_rotation::scheduler::SchedulerError;
 use vault_ops_rotation::state::vault_time;
 use vault_ops_rotation::{
-    RotationResult, RotationScheduler, RotationStatus, Rotator, SchedulerOptions,
+    RotationError, RotationResult, RotationScheduler, RotationStatus, Rotator, SchedulerOptions,
 };
 use vault_ops_testkit::BaoServer;
 
@@ -406,7 +406,7 @@ fn starting_outside_a_runtime_is_an_error() {
 async fn replicas_rotate_a_database_credential_and_an_api_key() -> Res {
     use postgres_protocol::escape::escape_literal;
     use vault_ops_core::SecretString;
-    use vault_ops_rotation::{DatabaseCredentialRotator, Strategy, TlsMode};
+    use vault_ops_rotation::{DatabaseCredentialRotator, Strategy};
     use vault_ops_testkit::PgCluster;
 
     let ((_bao, client), pg) = tokio::join!(server(), PgCluster::start());
@@ -449,7 +449,7 @@ async fn replicas_rotate_a_database_credential_and_an_api_key() -> Res {
             SecretString::from(pg.superuser_password().to_string()),
         )
         .port(pg.port())
-        .tls(TlsMode::Disable)
+        .tls_ca_pem(pg.ca_pem())
         .owner(owner.clone())
         .credential_max_versions(100)
         .strategy(Strategy::single_user("app"));
@@ -520,5 +520,208 @@ async fn replicas_rotate_a_database_credential_and_an_api_key() -> Res {
         connect(user, password).await.is_ok(),
         "the credential in Vault logs in"
     );
+    Ok(())
+}
+
+/// Never finishes (like a rotation stuck on a lock, without time limits); counts the attempts
+/// that started and the ones that were dropped.
+#[derive(Default)]
+struct Hangs {
+    started: AtomicU32,
+    dropped: Arc<AtomicU32>,
+}
+
+struct CountDrop(Arc<AtomicU32>);
+
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl Rotator for Hangs {
+    async fn rotate(&self, name: &str) -> RotationResult {
+        self.rotate_if_due(name, Duration::ZERO).await
+    }
+    async fn rotate_if_due(&self, _name: &str, _every: Duration) -> RotationResult {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let _dropped = CountDrop(self.dropped.clone());
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn an_attempt_that_hangs_is_cut_at_the_attempt_timeout() -> Res {
+    let client = VaultClient::new("http://127.0.0.1:9")?;
+    let hangs = Arc::new(Hangs::default());
+    let mut s = RotationScheduler::new(client).with_options(
+        fast_options()
+            .max_attempts(2)
+            .attempt_timeout(Duration::from_millis(300)),
+    );
+    s.schedule("stuck", Duration::from_secs(3600), hangs.clone())?;
+    let t = Instant::now();
+    let results = tokio::time::timeout(Duration::from_secs(20), s.run_once())
+        .await
+        .expect("run_once must not wait for a hanging rotation forever");
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(results[0].status, RotationStatus::Failed);
+    match &results[0].error {
+        Some(e @ RotationError::TimedOut { operation, after }) => {
+            assert_eq!(operation, "rotation attempt");
+            assert_eq!(*after, Duration::from_millis(300));
+            assert!(e.is_timeout());
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(hangs.started.load(Ordering::SeqCst), 2, "retried once");
+    assert_eq!(
+        hangs.dropped.load(Ordering::SeqCst),
+        2,
+        "each attempt was dropped at its deadline"
+    );
+    let st = s.stats();
+    let stuck = st.get("stuck").expect("stats");
+    assert_eq!((stuck.attempts, stuck.failures), (2, 2));
+    assert!(
+        stuck
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("rotation attempt")),
+        "{:?}",
+        stuck.last_error
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_waits_at_most_its_timeout_for_a_hanging_rotation() -> Res {
+    let client = VaultClient::new("http://127.0.0.1:9")?;
+    let hangs = Arc::new(Hangs::default());
+    let mut s = RotationScheduler::new(client).with_options(
+        fast_options()
+            .jitter(Duration::ZERO)
+            .attempt_timeout(Duration::from_secs(3600))
+            .shutdown_timeout(Duration::from_millis(500)),
+    );
+    s.schedule("stuck", Duration::from_secs(3600), hangs.clone())?;
+    let handle = s.start()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hangs.started.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(hangs.started.load(Ordering::SeqCst), 1);
+    let t = Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), handle.shutdown())
+        .await
+        .expect("shutdown must not wait for a hanging rotation forever");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(
+        hangs.dropped.load(Ordering::SeqCst),
+        1,
+        "the rotation in flight was aborted"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_while_a_database_rotation_waits_for_a_locked_role() -> Res {
+    use serde_json::Value;
+    use vault_ops_core::SecretString;
+    use vault_ops_rotation::state::StateStore;
+    use vault_ops_rotation::{DatabaseCredentialRotator, Strategy};
+    use vault_ops_testkit::PgCluster;
+
+    let ((_bao, client), pg) = tokio::join!(server(), PgCluster::start());
+    let connect = || {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(pg.host())
+            .port(pg.port())
+            .user(pg.superuser())
+            .password(pg.superuser_password())
+            .dbname("postgres")
+            .connect_timeout(Duration::from_secs(5));
+        async move {
+            let (c, conn) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Ok::<_, tokio_postgres::Error>(c)
+        }
+    };
+    let admin = connect().await?;
+    admin
+        .batch_execute("CREATE ROLE app LOGIN PASSWORD 'initial-unknown-password'")
+        .await?;
+    let db = DatabaseCredentialRotator::new(
+        client.clone(),
+        pg.host(),
+        pg.superuser(),
+        SecretString::from(pg.superuser_password().to_string()),
+    )
+    .port(pg.port())
+    .tls_ca_pem(pg.ca_pem())
+    .owner("r1")
+    .strategy(Strategy::single_user("app"))
+    .lock_timeout(Duration::from_secs(2));
+    assert!(db.rotate("main-db").await.is_success());
+
+    // Another session keeps the role locked.
+    let blocker = connect().await?;
+    blocker
+        .batch_execute("BEGIN; ALTER ROLE app CONNECTION LIMIT 3")
+        .await?;
+
+    let mut s = RotationScheduler::new(client.clone())
+        .with_options(fast_options().jitter(Duration::ZERO).max_attempts(1))
+        .with_database_rotator(db);
+    s.schedule_database_rotation("main-db", Duration::from_secs(1))?;
+    let handle = s.start()?;
+    // Wait (bounded) until the rotation's ALTER ROLE waits for the lock.
+    let waiting = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE application_name = 'vault-ops-rotation' AND wait_event_type = 'Lock'";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n: i64 = admin.query_one(waiting, &[]).await?.get(0);
+        if n > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotation never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let t = Instant::now();
+    let st = tokio::time::timeout(Duration::from_secs(30), handle.shutdown())
+        .await
+        .expect("shutdown must not wait for the locked role forever");
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let entry = st.get("main-db").expect("stats");
+    assert_eq!(entry.rotations, 0);
+    assert!(entry.failures >= 1);
+    assert!(
+        entry
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("lock timeout")),
+        "{:?}",
+        entry.last_error
+    );
+    // The server cancelled `ALTER ROLE`, so the claim was closed: nothing is left claimed.
+    let snap = StateStore::new(client.clone(), "secret", "rotation-state/database")
+        .load::<Value>("main-db")
+        .await?;
+    assert!(snap.state.pending().is_none(), "{:?}", snap.state);
+    blocker.batch_execute("ROLLBACK").await?;
     Ok(())
 }

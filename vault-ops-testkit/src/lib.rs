@@ -5,7 +5,8 @@
 //! - [`bao_bin`] finds the OpenBao binary (installed by `./dev install` into `.tools/openbao`).
 //! - [`BaoServer`] runs `bao server -dev` on a free loopback port and stops it on drop.
 //! - [`BaoConfigServer`] runs `bao server -config=...` (non-dev, e.g. a raft node).
-//! - [`PgCluster`] runs a throwaway PostgreSQL cluster with SCRAM password authentication.
+//! - [`PgCluster`] runs a throwaway PostgreSQL cluster with SCRAM password authentication and
+//!   TLS (a certificate from [`make_tls_certificates`]).
 //! - [`free_port_pair`] / [`free_port`] hand out free loopback ports.
 //!
 //! Nothing here skips silently: when a binary is missing the helpers panic and tell the user to
@@ -18,5 +19,5 @@ mod ports;
 mod util;
 
 pub use bao::{bao_bin, BaoConfigServer, BaoInit, BaoServer};
-pub use pg::{pg_bin_dir, PgCluster};
+pub use pg::{make_tls_certificates, pg_bin_dir, PgCluster};
 pub use ports::{free_port, free_port_pair};

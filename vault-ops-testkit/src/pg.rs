@@ -70,6 +70,9 @@ pub fn pg_bin_dir() -> PathBuf {
 /// - Superuser `postgres` with a random password; SCRAM-SHA-256 authentication for both the
 ///   Unix socket (in the temporary directory) and `host 127.0.0.1/32`, so a wrong password is
 ///   really rejected.
+/// - TLS on (`ssl = on`) with a certificate for `127.0.0.1` and `localhost` signed by a CA made
+///   for this cluster ([`PgCluster::ca_pem`]; made with the `openssl` command), so clients can
+///   verify the server as in production. Plain-text connections are accepted as well.
 /// - `log_statement = 'all'` and `log_connections = on`: [`PgCluster::log`] shows every
 ///   statement, so tests can check that no password ever reaches the server log.
 /// - Durability is switched off (`fsync = off`, ...) for speed.
@@ -83,6 +86,7 @@ pub struct PgCluster {
     log_path: PathBuf,
     port: u16,
     password: String,
+    ca_pem: Vec<u8>,
     as_postgres: bool,
     running: AtomicBool,
     dir: TempDir,
@@ -114,6 +118,8 @@ impl PgCluster {
         let pwfile = dir.path().join("pwfile");
         std::fs::write(&pwfile, format!("{password}\n"))
             .expect("vault-ops-testkit: writing pwfile");
+        let tls_dir = dir.path().join("tls");
+        let ca_pem = make_tls_certificates(&tls_dir).await;
         if as_postgres {
             let status = StdCommand::new("chown")
                 .args(["-R", "postgres:"])
@@ -133,6 +139,7 @@ impl PgCluster {
             log_path: dir.path().join("server.log"),
             port: 0,
             password,
+            ca_pem,
             as_postgres,
             running: AtomicBool::new(false),
             dir,
@@ -174,6 +181,9 @@ impl PgCluster {
                  port = {port}\n\
                  unix_socket_directories = '{}'\n\
                  password_encryption = scram-sha-256\n\
+                 ssl = on\n\
+                 ssl_cert_file = '{tls}/server.crt'\n\
+                 ssl_key_file = '{tls}/server.key'\n\
                  log_statement = 'all'\n\
                  log_connections = on\n\
                  log_disconnections = on\n\
@@ -182,7 +192,8 @@ impl PgCluster {
                  full_page_writes = off\n\
                  max_connections = 50\n\
                  shared_buffers = 16MB\n",
-                cluster.dir.path().display()
+                cluster.dir.path().display(),
+                tls = tls_dir.display(),
             ));
             if cluster.pg_ctl_start().await {
                 cluster.wait_for_tcp().await;
@@ -325,7 +336,14 @@ impl PgCluster {
         )
     }
 
-    /// The temporary directory (data in `data/`, log in `server.log`, the Unix socket).
+    /// The PEM certificate of the CA that signed the server's certificate (valid for
+    /// `127.0.0.1` and `localhost`): what a client must trust to verify the server.
+    pub fn ca_pem(&self) -> &[u8] {
+        &self.ca_pem
+    }
+
+    /// The temporary directory (data in `data/`, log in `server.log`, the Unix socket, the
+    /// certificates in `tls/`).
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -380,6 +398,104 @@ impl PgCluster {
         }
         self.wait_for_tcp().await;
     }
+}
+
+/// Makes, with `openssl`, a throwaway CA and a server certificate for `127.0.0.1` and
+/// `localhost` (P-256 keys, valid for a week) in the new directory `dir`: `server.crt` and
+/// `server.key` (mode 0600, PEM). Returns the CA's PEM certificate; the CA's key is deleted.
+/// [`PgCluster`] uses it for its own certificate; tests use it for fake TLS servers.
+///
+/// # Panics
+///
+/// When `dir` exists, or `openssl` is missing or fails.
+pub async fn make_tls_certificates(dir: &Path) -> Vec<u8> {
+    std::fs::create_dir(dir)
+        .unwrap_or_else(|e| panic!("vault-ops-testkit: creating {}: {e}", dir.display()));
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec![
+        "req",
+        "-x509",
+        "-days",
+        "7",
+        "-subj",
+        "/CN=vault-ops-testkit CA",
+    ];
+    ca.extend(key);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
+    openssl(dir, &ca).await;
+    let mut csr = vec!["req", "-subj", "/CN=localhost"];
+    csr.extend(key);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(dir, &csr).await;
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("vault-ops-testkit: writing server.ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "7",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    )
+    .await;
+    let _ = std::fs::remove_file(dir.join("ca.key"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // PostgreSQL refuses a key that others can read.
+        std::fs::set_permissions(
+            dir.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("vault-ops-testkit: chmod server.key");
+    }
+    std::fs::read(dir.join("ca.crt")).expect("vault-ops-testkit: reading ca.crt")
+}
+
+/// Runs `openssl args` in `dir`.
+///
+/// # Panics
+///
+/// When `openssl` is missing or fails.
+async fn openssl(dir: &Path, args: &[&str]) {
+    let output = tokio::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "vault-ops-testkit: running `openssl` (needed for PostgreSQL's TLS certificate): {e}. Install it (apt-get install openssl)."
+            )
+        });
+    assert!(
+        output.status.success(),
+        "vault-ops-testkit: openssl {args:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 impl Drop for PgCluster {

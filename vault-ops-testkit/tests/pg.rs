@@ -75,6 +75,18 @@ async fn right_password_connects_wrong_one_is_rejected() {
         "the superuser password must not appear in the server log"
     );
     assert!(format!("{pg:?}").contains("redacted"));
+
+    // TLS is on, with a certificate signed by the CA the cluster hands out.
+    let ssl: String = client.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    assert_eq!(ssl, "on");
+    let ca = String::from_utf8(pg.ca_pem().to_vec()).unwrap();
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    let cert = std::fs::read_to_string(pg.dir().join("tls/server.crt")).unwrap();
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(
+        !pg.dir().join("tls/ca.key").exists(),
+        "the CA key is not kept"
+    );
 }
 
 #[tokio::test]

@@ -357,7 +357,7 @@ async fn local_only(client: &VaultClient) -> Result<(), Box<dyn std::error::Erro
     );
     let pg = vault_ops_testkit::PgCluster::start().await;
     println!(
-        "started a throwaway PostgreSQL on 127.0.0.1:{} (scram-sha-256)",
+        "started a throwaway PostgreSQL on 127.0.0.1:{} (scram-sha-256, TLS)",
         pg.port()
     );
     let (db, conn) =
@@ -374,6 +374,8 @@ async fn local_only(client: &VaultClient) -> Result<(), Box<dyn std::error::Erro
         SecretString::from(pg.superuser_password().to_string()),
     )
     .port(pg.port())
+    // TLS is required and verified by default: trust the throwaway cluster's CA.
+    .tls_ca_pem(pg.ca_pem())
     .strategy(Strategy::single_user("Payments App"));
     for round in 1..=2 {
         let r = rotator.rotate("main-db").await;

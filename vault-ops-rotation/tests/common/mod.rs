@@ -45,6 +45,9 @@ pub enum ProxyMode {
     DropOnce,
     /// Close new connections at once.
     Refuse,
+    /// Keep every connection open but forward nothing either way (a peer that stopped
+    /// answering).
+    Stall,
 }
 
 impl Proxy {
@@ -79,8 +82,10 @@ impl Proxy {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => n,
                             };
-                            if *m_up.lock().unwrap() == ProxyMode::Refuse {
-                                break;
+                            match *m_up.lock().unwrap() {
+                                ProxyMode::Refuse => break,
+                                ProxyMode::Stall => continue,
+                                _ => {}
                             }
                             if uw.write_all(&buf[..n]).await.is_err() {
                                 break;
@@ -97,6 +102,7 @@ impl Proxy {
                             let mut mode = m.lock().unwrap();
                             match *mode {
                                 ProxyMode::Pass => {}
+                                ProxyMode::Stall => continue,
                                 ProxyMode::DropOnce => {
                                     // Vault has answered: the request was applied. Lose the reply.
                                     *mode = ProxyMode::Pass;
@@ -114,6 +120,14 @@ impl Proxy {
             }
         });
         Proxy { addr, mode }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("proxy port")
     }
 
     pub fn set(&self, mode: ProxyMode) {

@@ -151,6 +151,13 @@ pub enum LoginFailure {
     InvalidRole,
     /// The JWT's audience does not match the role's `audience`.
     AudienceMismatch,
+    /// The JWT has expired (its `exp` claim is past; OpenBao: `invalid expiration time (exp)
+    /// claim: token is expired`): the service-account token file was not refreshed, or a fixed
+    /// JWT outlived its lifetime. Rejected before any TokenReview.
+    JwtExpired,
+    /// The JWT is not valid yet (`nbf` or `iat` in the future; OpenBao: `invalid not before
+    /// (nbf) claim: token not yet valid`): usually clock skew between the issuer and Vault.
+    JwtNotYetValid,
     /// Wrong credentials for AppRole or userpass (`invalid role or secret ID`,
     /// `invalid username or password`).
     InvalidCredentials,
@@ -166,7 +173,15 @@ impl LoginFailure {
     /// Classifies a refused login by its status and Vault's messages.
     pub fn classify(status: u16, errors: &[String]) -> Self {
         let text = errors.join("\n").to_ascii_lowercase();
-        if text.contains("namespace not authorized") {
+        if text.contains("(exp) claim") || text.contains("token is expired") {
+            LoginFailure::JwtExpired
+        } else if text.contains("(nbf) claim")
+            || text.contains("(iat) claim")
+            || text.contains("token not yet valid")
+            || text.contains("token used before issued")
+        {
+            LoginFailure::JwtNotYetValid
+        } else if text.contains("namespace not authorized") {
             LoginFailure::NamespaceNotAuthorized
         } else if text.contains("service account name not authorized") {
             LoginFailure::ServiceAccountNotAuthorized
@@ -200,6 +215,8 @@ impl fmt::Display for LoginFailure {
             }
             LoginFailure::InvalidRole => "no such role",
             LoginFailure::AudienceMismatch => "audience does not match the role",
+            LoginFailure::JwtExpired => "the JWT has expired",
+            LoginFailure::JwtNotYetValid => "the JWT is not valid yet (clock skew?)",
             LoginFailure::InvalidCredentials => "invalid credentials",
             LoginFailure::PermissionDenied => "permission denied (token rejected)",
             LoginFailure::Other => "refused",
@@ -248,6 +265,20 @@ mod tests {
         );
         assert_eq!(LoginFailure::classify(403, &[]), PermissionDenied);
         assert_eq!(LoginFailure::classify(400, &s(&["something new"])), Other);
+        assert_eq!(
+            LoginFailure::classify(
+                403,
+                &s(&["invalid expiration time (exp) claim: token is expired"])
+            ),
+            JwtExpired
+        );
+        assert_eq!(
+            LoginFailure::classify(
+                403,
+                &s(&["invalid not before (nbf) claim: token not yet valid"])
+            ),
+            JwtNotYetValid
+        );
         assert_eq!(
             LoginFailure::classify(
                 403,

@@ -147,6 +147,12 @@ impl<T: AuthMethod + ?Sized> AuthMethod for Box<T> {
 /// Sends a login request (without a token) to `path` with a JSON `body` and reads the `auth`
 /// block. A 400 or 403 becomes [`Error::LoginRefused`] for `method`, `mount` and `role`.
 ///
+/// A login is not idempotent (it creates a token, and may use up a single-use AppRole secret
+/// ID), so it is sent as [`Request::not_idempotent`]: repeated only when Vault certainly did not
+/// act on it (no connection could be made, or 412, 429 or 503), never after a 500, a connection
+/// lost after sending or a timeout. Such a failure is returned as it is; whoever logs in (the
+/// [token lifecycle](crate::TokenLifecycle) does) decides whether to try a fresh login.
+///
 /// The body is never logged (the core client traces method, path and status only).
 pub async fn login_request(
     client: &VaultClient,
@@ -156,7 +162,10 @@ pub async fn login_request(
     path: &str,
     body: &serde_json::Value,
 ) -> Result<Login> {
-    let req = Request::post(path).without_token().json(body)?;
+    let req = Request::post(path)
+        .without_token()
+        .json(body)?
+        .not_idempotent();
     let resp = client
         .execute(req)
         .await

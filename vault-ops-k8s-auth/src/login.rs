@@ -29,7 +29,9 @@ pub struct Login {
     /// Metadata the auth method attached; for Kubernetes `service_account_name`,
     /// `service_account_namespace`, `service_account_uid`, `service_account_secret_name`, `role`.
     pub metadata: HashMap<String, String>,
-    /// The token's TTL as granted (zero for a token that never expires).
+    /// The token's TTL as granted (zero for a token that never expires), at most
+    /// [`MAX_TTL`]: a longer one from the server is clamped, so adding it to an `Instant` or
+    /// `SystemTime` cannot overflow.
     pub lease_duration: Duration,
     /// Whether the token can be renewed.
     pub renewable: bool,
@@ -72,7 +74,7 @@ impl Login {
             token_policies: auth.token_policies,
             identity_policies: auth.identity_policies,
             metadata: auth.metadata,
-            lease_duration: Duration::from_secs(auth.lease_duration),
+            lease_duration: ttl_from_secs(auth.lease_duration),
             renewable: auth.renewable,
             entity_id: auth.entity_id,
             token_type: auth.token_type,
@@ -85,6 +87,16 @@ impl Login {
     pub fn has_policy(&self, name: &str) -> bool {
         self.policies.iter().any(|p| p == name)
     }
+}
+
+/// The longest token TTL this crate works with (100 years). A server's `lease_duration` above
+/// it (say `18446744073709551615`) is taken as this, which is far enough to mean "does not
+/// expire soon" and near enough that every deadline computed from it stays representable.
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A TTL in seconds from a server reply, clamped to [`MAX_TTL`].
+pub(crate) fn ttl_from_secs(secs: u64) -> Duration {
+    Duration::from_secs(secs).min(MAX_TTL)
 }
 
 /// A way to log in to Vault. The [token lifecycle](crate::TokenLifecycle) works with any of them.

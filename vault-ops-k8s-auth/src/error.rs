@@ -68,6 +68,33 @@ pub enum Error {
     /// The token lifecycle was shut down.
     #[error("the token lifecycle has been shut down")]
     Stopped,
+
+    /// The token lifecycle's background task died (it panicked, or its runtime shut down): the
+    /// token is no longer renewed or replaced, so [`TokenLifecycle::call`](crate::TokenLifecycle::call)
+    /// refuses to go on with it.
+    #[error("the token lifecycle's background task died: {reason}")]
+    TaskFailed {
+        /// Why, e.g. the panic message.
+        reason: String,
+    },
+
+    /// No login was tried: the last one failed moments ago and the lifecycle is backing off
+    /// before the next ([`TokenLifecycle::call`](crate::TokenLifecycle::call) shares one login
+    /// attempt among concurrent callers and respects the background task's backoff).
+    /// [`status`](Error::status) and [`login_failure`](Error::login_failure) are those of the
+    /// last login's error.
+    #[error("not logging in again for another {retry_in:?}: the last login failed: {last_error}")]
+    LoginBackoff {
+        /// How long until a login may be tried again (zero when the backoff is over but the
+        /// failed attempt was the one this caller waited for).
+        retry_in: std::time::Duration,
+        /// The last login's error, as text (with Vault's messages; never a secret).
+        last_error: String,
+        /// The last login's HTTP status, when Vault answered.
+        status: Option<u16>,
+        /// The last login's classified reason, when Vault refused it.
+        failure: Option<LoginFailure>,
+    },
 }
 
 fn role_text(role: &Option<String>) -> String {
@@ -87,15 +114,20 @@ impl Error {
         }
     }
 
-    /// The HTTP status, when Vault answered.
+    /// The HTTP status, when Vault answered (for [`Error::LoginBackoff`], the last login's).
     pub fn status(&self) -> Option<u16> {
-        self.vault_error().and_then(vault_ops_core::Error::status)
+        match self {
+            Error::LoginBackoff { status, .. } => *status,
+            _ => self.vault_error().and_then(vault_ops_core::Error::status),
+        }
     }
 
-    /// The classified reason of a refused login.
+    /// The classified reason of a refused login (for [`Error::LoginBackoff`], the last
+    /// login's).
     pub fn login_failure(&self) -> Option<LoginFailure> {
         match self {
             Error::LoginRefused { kind, .. } => Some(*kind),
+            Error::LoginBackoff { failure, .. } => *failure,
             _ => None,
         }
     }
@@ -151,6 +183,13 @@ pub enum LoginFailure {
     InvalidRole,
     /// The JWT's audience does not match the role's `audience`.
     AudienceMismatch,
+    /// The JWT has expired (its `exp` claim is past; OpenBao: `invalid expiration time (exp)
+    /// claim: token is expired`): the service-account token file was not refreshed, or a fixed
+    /// JWT outlived its lifetime. Rejected before any TokenReview.
+    JwtExpired,
+    /// The JWT is not valid yet (`nbf` or `iat` in the future; OpenBao: `invalid not before
+    /// (nbf) claim: token not yet valid`): usually clock skew between the issuer and Vault.
+    JwtNotYetValid,
     /// Wrong credentials for AppRole or userpass (`invalid role or secret ID`,
     /// `invalid username or password`).
     InvalidCredentials,
@@ -166,7 +205,15 @@ impl LoginFailure {
     /// Classifies a refused login by its status and Vault's messages.
     pub fn classify(status: u16, errors: &[String]) -> Self {
         let text = errors.join("\n").to_ascii_lowercase();
-        if text.contains("namespace not authorized") {
+        if text.contains("(exp) claim") || text.contains("token is expired") {
+            LoginFailure::JwtExpired
+        } else if text.contains("(nbf) claim")
+            || text.contains("(iat) claim")
+            || text.contains("token not yet valid")
+            || text.contains("token used before issued")
+        {
+            LoginFailure::JwtNotYetValid
+        } else if text.contains("namespace not authorized") {
             LoginFailure::NamespaceNotAuthorized
         } else if text.contains("service account name not authorized") {
             LoginFailure::ServiceAccountNotAuthorized
@@ -200,6 +247,8 @@ impl fmt::Display for LoginFailure {
             }
             LoginFailure::InvalidRole => "no such role",
             LoginFailure::AudienceMismatch => "audience does not match the role",
+            LoginFailure::JwtExpired => "the JWT has expired",
+            LoginFailure::JwtNotYetValid => "the JWT is not valid yet (clock skew?)",
             LoginFailure::InvalidCredentials => "invalid credentials",
             LoginFailure::PermissionDenied => "permission denied (token rejected)",
             LoginFailure::Other => "refused",
@@ -248,6 +297,20 @@ mod tests {
         );
         assert_eq!(LoginFailure::classify(403, &[]), PermissionDenied);
         assert_eq!(LoginFailure::classify(400, &s(&["something new"])), Other);
+        assert_eq!(
+            LoginFailure::classify(
+                403,
+                &s(&["invalid expiration time (exp) claim: token is expired"])
+            ),
+            JwtExpired
+        );
+        assert_eq!(
+            LoginFailure::classify(
+                403,
+                &s(&["invalid not before (nbf) claim: token not yet valid"])
+            ),
+            JwtNotYetValid
+        );
         assert_eq!(
             LoginFailure::classify(
                 403,

@@ -10,12 +10,17 @@
 //!   (a [`SecretString`](vault_ops_core::SecretString), never printed), policies, metadata, TTL,
 //!   renewable flag, accessor and entity. A refused login is [`Error::LoginRefused`] with a
 //!   [`LoginFailure`] (`NamespaceNotAuthorized`, `ServiceAccountNotAuthorized`, `InvalidRole`,
-//!   `PermissionDenied`, ...) and Vault's own messages.
+//!   `JwtExpired`, `PermissionDenied`, ...) and Vault's own messages. A login is never re-sent
+//!   after Vault may have processed it (a 500, a timeout, a connection lost after sending): it
+//!   creates a token and may use up a single-use secret ID. A `lease_duration` above
+//!   [`MAX_TTL`] is clamped to it.
 //! - **Lifecycle** ([`TokenLifecycle`]): renews at about 2/3 of the remaining TTL with jitter,
 //!   logs in again when the token is not renewable, reaches its max TTL or a renewal is refused,
 //!   backs off exponentially with jitter on failures, swaps the token for every clone of the
 //!   client at once, retries a request once after a fresh login when it failed because the token
-//!   just became invalid ([`TokenLifecycle::call`]), reports its state through a
+//!   just became invalid ([`TokenLifecycle::call`]; concurrent callers share one login and its
+//!   backoff, so an outage of the login path costs a few logins, not one per request), reports
+//!   its state (including a `Failed` phase if its task dies) through a
 //!   [`watch`](tokio::sync::watch) of [`LifecycleStatus`] and a stream of [`LifecycleEvent`]s, and
 //!   can write each new token to a file (mode `0640`, atomically) for sidecar use.
 //! - **Admin** ([`KubernetesAuthExt::kubernetes_auth`]): typed [`KubernetesConfig`] and
@@ -75,6 +80,6 @@ pub use lifecycle::{
     LifecycleConfig, LifecycleEvent, LifecyclePhase, LifecycleStatus, LoginReason, NextAction,
     TokenLifecycle,
 };
-pub use login::{login_request, AuthMethod, Login};
+pub use login::{login_request, AuthMethod, Login, MAX_TTL};
 pub use methods::{AppRoleAuth, UserpassAuth};
 pub use sink::{write_token_file, TOKEN_FILE_MODE};

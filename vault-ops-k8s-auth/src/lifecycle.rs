@@ -21,6 +21,26 @@
 //! renewal and login, failure counts) and a [`broadcast`] stream of [`LifecycleEvent`]s for
 //! alerting. [`TokenLifecycle::call`] runs a request and, when it fails with 403 because the
 //! token just became invalid, logs in again and retries it once.
+//!
+//! | [`LifecyclePhase`] | Meaning | [`call`](TokenLifecycle::call) |
+//! |---|---|---|
+//! | `Starting` | no token yet ([`spawn`](TokenLifecycle::spawn) keeps logging in) | the request fails without a token |
+//! | `Active` | the token is fresh; the next renewal or login is planned | runs the request |
+//! | `Retrying` | the last renewal or login failed; retrying with backoff, the old token kept while valid | runs the request; a login it needs is shared and backs off (below) |
+//! | `Stopped` | shut down | — |
+//! | `Failed` | the background task died (a panic, with its message in `last_error`, or its runtime shut down): nothing renews the token | [`Error::TaskFailed`], the request is not run |
+//!
+//! Failures and what they lead to:
+//!
+//! | Failure | Result |
+//! |---|---|
+//! | a login refused (400/403) | [`Error::LoginRefused`] with a [`LoginFailure`] (`JwtExpired` for a service-account token past its `exp`, `PermissionDenied` for a TokenReview that said no or could not be made, ...); the task retries with backoff |
+//! | a login whose reply was lost (500, timeout, connection dropped after sending) | not re-sent by the client (it may have created a token or used up a single-use secret ID); the task's next login comes after the backoff |
+//! | `call` needs a login while one just failed, or during the backoff after it | no new login: [`Error::LoginBackoff`] with the last login's error (status and [`LoginFailure`] included); concurrent callers share one attempt |
+//! | a renewal refused (400/403/404) or past the max TTL | a fresh login at once |
+//! | any other renewal failure | renewal retried with backoff while the token is valid, [`LifecycleEvent::ExpiringSoon`] / [`LifecycleEvent::Expired`] |
+//! | a `lease_duration` beyond [`MAX_TTL`](crate::MAX_TTL) (up to `u64::MAX`) | clamped to it; one that is not a `u64` at all is a decode error (a failed login or renewal) |
+//! | the task panics or is cancelled | phase `Failed`, [`LifecycleEvent::Failed`] with the reason |
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -32,7 +52,7 @@ use tokio::task::JoinHandle;
 use vault_ops_core::VaultClient;
 
 use crate::error::{Error, LoginFailure, Result};
-use crate::login::AuthMethod;
+use crate::login::{ttl_from_secs, AuthMethod};
 use crate::sink::write_token_file;
 
 /// How far ahead an idle lifecycle (a token that never expires) looks.
@@ -134,8 +154,8 @@ impl LifecycleConfig {
             .checked_mul(1u32 << exp)
             .unwrap_or(self.max_backoff)
             .min(self.max_backoff);
-        let factor = 1.0 + self.jitter.clamp(0.0, 1.0) * rand::random::<f64>();
-        base.mul_f64(factor).min(self.max_backoff)
+        let factor = 1.0 + share(self.jitter, 1.0) * rand::random::<f64>();
+        scale(base, factor).min(self.max_backoff)
     }
 
     fn fraction(&self) -> f64 {
@@ -149,7 +169,24 @@ impl LifecycleConfig {
 
     /// `d` shortened by a random share of up to `jitter`.
     fn jittered(&self, d: Duration) -> Duration {
-        d.mul_f64(1.0 - self.jitter.clamp(0.0, 0.5) * rand::random::<f64>())
+        scale(d, 1.0 - share(self.jitter, 0.5) * rand::random::<f64>())
+    }
+}
+
+/// `d * factor` for a factor in `[0, 2]`, saturating at `Duration::MAX` instead of panicking.
+fn scale(d: Duration, factor: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor)
+        .unwrap_or(Duration::MAX)
+        .min(d.saturating_mul(2))
+}
+
+/// A configured fraction as a share in `[0, max]` (NaN counts as 0), so that multiplying a
+/// `Duration` by it can never panic.
+fn share(fraction: f64, max: f64) -> f64 {
+    if fraction.is_nan() {
+        0.0
+    } else {
+        fraction.clamp(0.0, max)
     }
 }
 
@@ -165,6 +202,11 @@ pub enum LifecyclePhase {
     Retrying,
     /// Shut down.
     Stopped,
+    /// The background task died (it panicked, or its Tokio runtime shut down): the token is no
+    /// longer renewed or replaced. [`LifecycleStatus::last_error`] says why, and
+    /// [`TokenLifecycle::call`], [`login_now`](TokenLifecycle::login_now) and
+    /// [`ready`](TokenLifecycle::ready) fail with [`Error::TaskFailed`].
+    Failed,
 }
 
 /// The next scheduled step.
@@ -346,6 +388,12 @@ pub enum LifecycleEvent {
     },
     /// The lifecycle shut down.
     Stopped,
+    /// The background task died (see [`LifecyclePhase::Failed`]); nothing renews the token
+    /// any more.
+    Failed {
+        /// Why, e.g. the panic message.
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,6 +424,45 @@ struct TokenState {
     at_max_ttl: bool,
     consecutive_failures: u32,
     expired_reported: bool,
+    /// Failed logins so far: a caller that saw this number before its login and finds it changed
+    /// got its answer from someone else's attempt.
+    failed_logins: u64,
+    /// No login (except one asked for explicitly) before this: the backoff after the last failed
+    /// login, shared by the task and [`TokenLifecycle::call`].
+    retry_after: Option<Instant>,
+    /// The last failed login, for callers inside the backoff.
+    last_login_failure: Option<LastFailure>,
+    /// Set when the background task died, with the reason.
+    task_failed: Option<String>,
+}
+
+/// What a caller inside the login backoff gets of the last failed login.
+#[derive(Debug, Clone)]
+struct LastFailure {
+    text: String,
+    status: Option<u16>,
+    failure: Option<LoginFailure>,
+}
+
+/// What [`TokenLifecycle::call`] saw before its request, to tell whether another login has
+/// answered for it since.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    generation: u64,
+    failed_logins: u64,
+}
+
+/// Who asks for a login, which decides whether it may be skipped.
+#[derive(Debug, Clone, Copy)]
+enum Asker {
+    /// The background task: it checks the backoff itself and schedules its retries.
+    Task,
+    /// [`TokenLifecycle::start`] or [`TokenLifecycle::login_now`]: always logs in.
+    Caller,
+    /// [`TokenLifecycle::call`] after the token was rejected: skipped when another login has
+    /// replaced the token it used; refused with the last login's error when a login failed
+    /// since its request started or the backoff after a failed login is still running.
+    TokenRejected(Seen),
 }
 
 impl TokenState {
@@ -412,13 +499,42 @@ struct Shared {
 
 fn wall(at: Instant) -> SystemTime {
     let now = Instant::now();
+    let sys = SystemTime::now();
     if at >= now {
-        SystemTime::now() + (at - now)
+        sys.checked_add(at - now).unwrap_or(sys)
     } else {
-        SystemTime::now()
-            .checked_sub(now - at)
-            .unwrap_or(SystemTime::UNIX_EPOCH)
+        sys.checked_sub(now - at).unwrap_or(SystemTime::UNIX_EPOCH)
     }
+}
+
+/// When a token sent for at `sent` with `ttl` expires, on the wall clock (TTLs are clamped to
+/// [`MAX_TTL`](crate::MAX_TTL), so this does not overflow; if it would, `sent` is returned).
+fn expiry(sent: Instant, ttl: Duration) -> SystemTime {
+    let at = wall(sent);
+    at.checked_add(ttl).unwrap_or(at)
+}
+
+/// `at + d` without overflow: a deadline too far to represent becomes `at + IDLE`.
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(IDLE))
+        .unwrap_or(at)
+}
+
+/// The text of a panic payload (a `&str` or a `String`), at most 1000 bytes.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = if let Some(s) = payload.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.as_str()
+    } else {
+        "(a panic without a message)"
+    };
+    let mut end = text.len().min(1000);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 impl Shared {
@@ -437,16 +553,97 @@ impl Shared {
         self.state().generation
     }
 
-    /// Logs in unless `seen` is given and another login already replaced that token.
+    fn seen(&self) -> Seen {
+        let st = self.state();
+        Seen {
+            generation: st.generation,
+            failed_logins: st.failed_logins,
+        }
+    }
+
+    /// Changes the status; a lifecycle that has stopped or failed keeps that phase (and the
+    /// reason in `last_error`), whatever a late login or renewal reports.
+    fn update_status(&self, f: impl FnOnce(&mut LifecycleStatus)) {
+        self.status.send_modify(|s| {
+            let phase = s.phase;
+            if matches!(phase, LifecyclePhase::Stopped | LifecyclePhase::Failed) {
+                let last_error = s.last_error.take();
+                f(s);
+                s.phase = phase;
+                s.last_error = last_error;
+                s.next_action = None;
+                s.next_action_at = None;
+            } else {
+                f(s);
+            }
+        });
+    }
+
+    /// [`Error::TaskFailed`] once the background task has died.
+    fn task_failed(&self) -> Option<Error> {
+        let reason = self.state().task_failed.clone()?;
+        Some(Error::TaskFailed { reason })
+    }
+
+    /// Records that the background task died: status `Failed` with the reason, an event, an
+    /// error log.
+    fn fail(&self, reason: String) {
+        tracing::error!(
+            method = %self.description,
+            reason = %reason,
+            "the token lifecycle task died; the Vault token is no longer renewed"
+        );
+        self.state().task_failed = Some(reason.clone());
+        self.status.send_modify(|s| {
+            s.phase = LifecyclePhase::Failed;
+            s.last_error = Some(reason.clone());
+            s.next_action = None;
+            s.next_action_at = None;
+        });
+        self.emit(LifecycleEvent::Failed { reason });
+    }
+
+    /// When the backoff after the last failed login ends, if it has not yet.
+    fn login_blocked_until(&self) -> Option<Instant> {
+        self.state().retry_after.filter(|t| *t > Instant::now())
+    }
+
+    /// Logs in, unless `asker` is a rejected-token caller whose question another login has
+    /// answered (see [`Asker::TokenRejected`]).
     async fn login(
         &self,
         reason: LoginReason,
-        seen: Option<u64>,
-        from_task: bool,
+        asker: Asker,
     ) -> std::result::Result<LoginOutcome, (Error, Option<Duration>)> {
+        let from_task = matches!(asker, Asker::Task);
+        if !from_task {
+            if let Some(e) = self.task_failed() {
+                return Err((e, None));
+            }
+        }
         let _ops = self.token_ops.lock().await;
-        if seen.is_some_and(|g| g != self.generation()) {
-            return Ok(LoginOutcome::Skipped);
+        if let Asker::TokenRejected(seen) = asker {
+            let st = self.state();
+            if st.generation != seen.generation {
+                return Ok(LoginOutcome::Skipped);
+            }
+            let left = st
+                .retry_after
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .filter(|d| !d.is_zero());
+            if st.failed_logins != seen.failed_logins || left.is_some() {
+                if let Some(last) = &st.last_login_failure {
+                    return Err((
+                        Error::LoginBackoff {
+                            retry_in: left.unwrap_or(Duration::ZERO),
+                            last_error: last.text.clone(),
+                            status: last.status,
+                            failure: last.failure,
+                        },
+                        None,
+                    ));
+                }
+            }
         }
         let sent = Instant::now();
         match self.method.login(&self.client).await {
@@ -459,13 +656,16 @@ impl Shared {
                     st.issued_at = Some(sent);
                     st.lease = ttl;
                     st.base_ttl = ttl;
-                    st.grace = ttl
-                        .mul_f64(self.config.grace_fraction.clamp(0.0, 0.5))
-                        .mul_f64(1.0 + rand::random::<f64>());
+                    st.grace = scale(
+                        scale(ttl, share(self.config.grace_fraction, 0.5)),
+                        1.0 + rand::random::<f64>(),
+                    );
                     st.renewable = login.renewable;
                     st.at_max_ttl = false;
                     st.consecutive_failures = 0;
                     st.expired_reported = false;
+                    st.retry_after = None;
+                    st.last_login_failure = None;
                 }
                 tracing::info!(
                     method = %self.description,
@@ -476,10 +676,10 @@ impl Shared {
                     "logged in to Vault"
                 );
                 let now = SystemTime::now();
-                self.status.send_modify(|s| {
+                self.update_status(|s| {
                     s.phase = LifecyclePhase::Active;
                     s.token_ttl = Some(ttl);
-                    s.expires_at = (!ttl.is_zero()).then(|| wall(sent) + ttl);
+                    s.expires_at = (!ttl.is_zero()).then(|| expiry(sent, ttl));
                     s.renewable = login.renewable;
                     s.at_max_ttl = false;
                     s.accessor = Some(login.accessor.clone());
@@ -502,7 +702,7 @@ impl Shared {
                         }
                         Err(e) => {
                             tracing::warn!(path = %path.display(), error = %e, "cannot write the Vault token file");
-                            self.status.send_modify(|s| s.token_file_failures += 1);
+                            self.update_status(|s| s.token_file_failures += 1);
                             self.emit(LifecycleEvent::TokenFileFailed {
                                 path: path.clone(),
                                 error: e.to_string(),
@@ -516,12 +716,22 @@ impl Shared {
                 Ok(LoginOutcome::Done)
             }
             Err(e) => {
+                let text = e.to_string();
                 let failures = {
                     let mut st = self.state();
                     st.consecutive_failures = st.consecutive_failures.saturating_add(1);
+                    st.failed_logins = st.failed_logins.wrapping_add(1);
+                    st.last_login_failure = Some(LastFailure {
+                        text: text.clone(),
+                        status: e.status(),
+                        failure: e.login_failure(),
+                    });
                     st.consecutive_failures
                 };
-                let retry_in = from_task.then(|| self.config.backoff_for(failures));
+                // The same backoff for the task's next try and for callers' logins.
+                let backoff = self.config.backoff_for(failures);
+                self.state().retry_after = Some(later(Instant::now(), backoff));
+                let retry_in = from_task.then_some(backoff);
                 tracing::warn!(
                     method = %self.description,
                     reason = ?reason,
@@ -530,8 +740,7 @@ impl Shared {
                     error = %e,
                     "Vault login failed"
                 );
-                let text = e.to_string();
-                self.status.send_modify(|s| {
+                self.update_status(|s| {
                     if s.logins > 0 {
                         s.phase = LifecyclePhase::Retrying;
                     }
@@ -559,7 +768,7 @@ impl Shared {
         let result = renew_self(&self.client, self.config.renew_increment).await;
         match result {
             Ok(auth) => {
-                let ttl = Duration::from_secs(auth.lease_duration);
+                let ttl = ttl_from_secs(auth.lease_duration);
                 let at_max_ttl = {
                     let mut st = self.state();
                     if st.generation != generation {
@@ -580,10 +789,10 @@ impl Shared {
                     at_max_ttl,
                     "renewed the Vault token"
                 );
-                self.status.send_modify(|s| {
+                self.update_status(|s| {
                     s.phase = LifecyclePhase::Active;
                     s.token_ttl = Some(ttl);
-                    s.expires_at = Some(wall(sent) + ttl);
+                    s.expires_at = Some(expiry(sent, ttl));
                     s.renewable = auth.renewable;
                     s.at_max_ttl = at_max_ttl;
                     s.last_renewal = Some(SystemTime::now());
@@ -601,7 +810,7 @@ impl Shared {
                     method = %self.description,
                     "the Vault token reached its max TTL; logging in again"
                 );
-                self.status.send_modify(|s| s.at_max_ttl = true);
+                self.update_status(|s| s.at_max_ttl = true);
                 Err(e)
             }
             Err(e) => {
@@ -617,7 +826,7 @@ impl Shared {
                     "Vault token renewal failed"
                 );
                 let text = e.to_string();
-                self.status.send_modify(|s| {
+                self.update_status(|s| {
                     s.phase = LifecyclePhase::Retrying;
                     s.renewal_failures += 1;
                     s.consecutive_failures = failures;
@@ -665,22 +874,22 @@ impl Shared {
             return (Action::Login(LoginReason::Initial), now);
         }
         let Some(remaining) = st.remaining(now) else {
-            return (Action::Idle, now + IDLE);
+            return (Action::Idle, later(now, IDLE));
         };
         let delay = self
             .config
             .jittered(remaining.mul_f64(self.config.fraction()))
             .max(self.config.min_delay);
         if !st.renewable {
-            (Action::Login(LoginReason::NotRenewable), now + delay)
+            (Action::Login(LoginReason::NotRenewable), later(now, delay))
         } else if st.at_max_ttl {
             if remaining <= st.grace {
                 (Action::Login(LoginReason::MaxTtl), now)
             } else {
-                (Action::Login(LoginReason::MaxTtl), now + delay)
+                (Action::Login(LoginReason::MaxTtl), later(now, delay))
             }
         } else {
-            (Action::Renew, now + delay)
+            (Action::Renew, later(now, delay))
         }
     }
 
@@ -689,7 +898,7 @@ impl Shared {
     }
 
     fn set_next(&self, action: Action, at: Instant) {
-        self.status.send_modify(|s| {
+        self.update_status(|s| {
             s.next_action = Some(action.public());
             s.next_action_at = Some(wall(at));
         });
@@ -707,7 +916,7 @@ impl Shared {
                 }
             }
         }
-        self.status.send_modify(|s| {
+        self.update_status(|s| {
             s.phase = LifecyclePhase::Stopped;
             s.next_action = None;
             s.next_action_at = None;
@@ -748,7 +957,7 @@ async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                         action = Action::Login(LoginReason::MaxTtl);
                         at = Instant::now();
                     } else if matches!(e.status(), Some(400 | 403 | 404))
-                        || remaining <= shared.config.min_delay * 2
+                        || remaining <= shared.config.min_delay.saturating_mul(2)
                     {
                         action = Action::Login(LoginReason::RenewalRefused);
                         at = Instant::now();
@@ -757,20 +966,73 @@ async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                         let failures = shared.state().consecutive_failures;
                         let wait = shared.config.backoff_for(failures).min(remaining / 2);
                         action = Action::Renew;
-                        at = Instant::now() + wait.max(shared.config.min_delay);
+                        at = later(Instant::now(), wait.max(shared.config.min_delay));
                     }
                 }
             },
-            Action::Login(reason) => match shared.login(reason, None, true).await {
-                Ok(_) => (action, at) = shared.plan(),
-                Err((_, retry_in)) => {
-                    action = Action::Login(LoginReason::Retry);
-                    at = Instant::now() + retry_in.unwrap_or(shared.config.min_backoff);
+            Action::Login(reason) => {
+                // A caller's login failed moments ago: wait out the same backoff.
+                if let Some(until) = shared.login_blocked_until() {
+                    at = until;
+                    continue;
                 }
-            },
+                match shared.login(reason, Asker::Task).await {
+                    Ok(_) => (action, at) = shared.plan(),
+                    Err((_, retry_in)) => {
+                        action = Action::Login(LoginReason::Retry);
+                        at = later(
+                            Instant::now(),
+                            retry_in.unwrap_or(shared.config.min_backoff),
+                        );
+                    }
+                }
+            }
         }
     }
     shared.finish().await;
+}
+
+/// Runs the lifecycle loop in a task of its own and reports its death: a panic (with its
+/// message) or a cancellation (the runtime shut down) leaves the status `Failed` instead of a
+/// stale `Active`.
+async fn supervise(shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+    /// Reports a cancellation of the supervisor itself (its runtime shutting down drops it):
+    /// a stop when shutdown had been asked for (the lifecycle was dropped), a failure otherwise.
+    struct Cancelled<'a> {
+        shared: Option<&'a Shared>,
+        shutdown: watch::Receiver<bool>,
+    }
+    impl Drop for Cancelled<'_> {
+        fn drop(&mut self) {
+            let Some(shared) = self.shared.take() else {
+                return;
+            };
+            if *self.shutdown.borrow() {
+                shared.update_status(|s| {
+                    s.phase = LifecyclePhase::Stopped;
+                    s.next_action = None;
+                    s.next_action_at = None;
+                });
+            } else {
+                shared.fail(CANCELLED.into());
+            }
+        }
+    }
+    const CANCELLED: &str = "the task was cancelled (its Tokio runtime shut down)";
+    let mut guard = Cancelled {
+        shared: Some(&shared),
+        shutdown: shutdown.clone(),
+    };
+    let outcome = tokio::spawn(run(Arc::clone(&shared), shutdown)).await;
+    guard.shared = None;
+    match outcome {
+        Ok(()) => {}
+        Err(e) if e.is_panic() => {
+            let reason = format!("the task panicked: {}", panic_text(&*e.into_panic()));
+            shared.fail(reason);
+        }
+        Err(_) => shared.fail(CANCELLED.into()),
+    }
 }
 
 /// `POST auth/token/renew-self`, sent once: the lifecycle does its own retries, and a blind
@@ -872,7 +1134,7 @@ impl TokenLifecycle {
 
     fn launch(shared: Arc<Shared>) -> Self {
         let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(run(Arc::clone(&shared), rx));
+        let task = tokio::spawn(supervise(Arc::clone(&shared), rx));
         TokenLifecycle {
             shared,
             shutdown,
@@ -889,7 +1151,7 @@ impl TokenLifecycle {
     ) -> Result<Self> {
         let shared = Self::shared(client, Arc::new(method), config);
         shared
-            .login(LoginReason::Initial, None, false)
+            .login(LoginReason::Initial, Asker::Caller)
             .await
             .map_err(|(e, _)| e)?;
         Ok(Self::launch(shared))
@@ -926,24 +1188,31 @@ impl TokenLifecycle {
     }
 
     /// Waits until the first login has succeeded; [`Error::Stopped`] when the lifecycle stopped
-    /// first.
+    /// first, [`Error::TaskFailed`] when its task died.
     pub async fn ready(&self) -> Result<()> {
         let mut rx = self.shared.status.subscribe();
-        let status = rx
-            .wait_for(|s| s.logins > 0 || s.phase == LifecyclePhase::Stopped)
+        let phase = rx
+            .wait_for(|s| {
+                s.logins > 0 || matches!(s.phase, LifecyclePhase::Stopped | LifecyclePhase::Failed)
+            })
             .await
-            .map_err(|_| Error::Stopped)?;
-        if status.logins > 0 {
-            Ok(())
-        } else {
+            .map_err(|_| Error::Stopped)?
+            .phase;
+        if let Some(e) = self.shared.task_failed() {
+            return Err(e);
+        }
+        if phase == LifecyclePhase::Stopped {
             Err(Error::Stopped)
+        } else {
+            Ok(())
         }
     }
 
-    /// Logs in now (for example right after rotating credentials) and reschedules.
+    /// Logs in now (for example right after rotating credentials) and reschedules. This always
+    /// tries, even while the lifecycle backs off after failed logins.
     pub async fn login_now(&self) -> Result<()> {
         self.shared
-            .login(LoginReason::Requested, None, false)
+            .login(LoginReason::Requested, Asker::Caller)
             .await
             .map(|_| ())
             .map_err(|(e, _)| e)
@@ -952,6 +1221,16 @@ impl TokenLifecycle {
     /// Runs a request with the client. When it fails with 403 and the token itself turns out to
     /// be invalid (a `lookup-self` is refused too), logs in again and runs it once more. A 403
     /// from a policy (the token is fine) is returned as it is, without a new login.
+    ///
+    /// Concurrent callers share one login: whoever finds a login done since its request started
+    /// retries with the new token, and whoever finds one *failed* since, or comes while the
+    /// backoff after a failed login runs (the background task's backoff, 1 s doubling up to
+    /// 5 min by default), gets [`Error::LoginBackoff`] with the last login's error rather than
+    /// sending another login. So an outage of the login path (e.g. the Kubernetes TokenReview
+    /// API) costs a few logins, however many requests are made.
+    ///
+    /// Fails with [`Error::TaskFailed`], without running the request, once the background task
+    /// has died (the token is no longer kept fresh).
     ///
     /// ```no_run
     /// # async fn run(lifecycle: vault_ops_k8s_auth::TokenLifecycle) -> Result<(), vault_ops_k8s_auth::Error> {
@@ -967,7 +1246,10 @@ impl TokenLifecycle {
         Fut: Future<Output = vault_ops_core::Result<T>>,
     {
         let shared = &self.shared;
-        let seen = shared.generation();
+        if let Some(e) = shared.task_failed() {
+            return Err(e);
+        }
+        let seen = shared.seen();
         let err = match f(shared.client.clone()).await {
             Ok(v) => return Ok(v),
             Err(e) => e,
@@ -975,14 +1257,14 @@ impl TokenLifecycle {
         if !err.is_permission_denied() {
             return Err(err.into());
         }
-        if shared.generation() == seen {
+        if shared.generation() == seen.generation {
             match shared.client.tokens().lookup_self().await {
-                Ok(_) if shared.generation() == seen => return Err(err.into()),
+                Ok(_) if shared.generation() == seen.generation => return Err(err.into()),
                 Ok(_) => {}
                 Err(lookup) if lookup.is_permission_denied() => {
                     tracing::info!(method = %shared.description, "a request was refused with an invalid token; logging in again");
                     shared
-                        .login(LoginReason::TokenRejected, Some(seen), false)
+                        .login(LoginReason::TokenRejected, Asker::TokenRejected(seen))
                         .await
                         .map_err(|(e, _)| e)?;
                 }
@@ -1047,6 +1329,48 @@ mod tests {
             LifecycleConfig::default().renew_fraction(7.0).fraction(),
             2.0 / 3.0
         );
+    }
+
+    #[test]
+    fn no_setting_or_duration_overflows() {
+        let mut cfg = LifecycleConfig::default().backoff(Duration::MAX / 2, Duration::MAX);
+        cfg.jitter = f64::NAN;
+        cfg.grace_fraction = f64::INFINITY;
+        assert!(cfg.backoff_for(1) >= Duration::MAX / 2);
+        assert_eq!(cfg.backoff_for(40), Duration::MAX);
+        assert!(cfg.jittered(Duration::MAX) >= Duration::MAX / 2);
+        assert_eq!(scale(Duration::MAX, 2.0), Duration::MAX);
+        assert_eq!(
+            scale(Duration::from_secs(3), 0.5),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(share(f64::NAN, 0.5), 0.0);
+        assert_eq!(share(f64::INFINITY, 0.5), 0.5);
+
+        let now = Instant::now();
+        assert_eq!(later(now, Duration::MAX), now + IDLE);
+        assert_eq!(
+            later(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        let far = expiry(now, crate::MAX_TTL);
+        assert!(far > SystemTime::now() + crate::MAX_TTL - Duration::from_secs(60));
+        assert!(expiry(now, Duration::MAX) <= SystemTime::now() + Duration::from_secs(1));
+        assert_eq!(ttl_from_secs(u64::MAX), crate::MAX_TTL);
+        assert_eq!(ttl_from_secs(7), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn panic_text_is_bounded() {
+        let long = "é".repeat(800);
+        let text = panic_text(&long);
+        assert!(
+            text.len() <= 1000 && text.starts_with('é'),
+            "{}",
+            text.len()
+        );
+        assert_eq!(panic_text(&"static message"), "static message");
+        assert_eq!(panic_text(&42u8), "(a panic without a message)");
     }
 
     #[test]

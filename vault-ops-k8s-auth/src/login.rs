@@ -29,7 +29,9 @@ pub struct Login {
     /// Metadata the auth method attached; for Kubernetes `service_account_name`,
     /// `service_account_namespace`, `service_account_uid`, `service_account_secret_name`, `role`.
     pub metadata: HashMap<String, String>,
-    /// The token's TTL as granted (zero for a token that never expires).
+    /// The token's TTL as granted (zero for a token that never expires), at most
+    /// [`MAX_TTL`]: a longer one from the server is clamped, so adding it to an `Instant` or
+    /// `SystemTime` cannot overflow.
     pub lease_duration: Duration,
     /// Whether the token can be renewed.
     pub renewable: bool,
@@ -72,7 +74,7 @@ impl Login {
             token_policies: auth.token_policies,
             identity_policies: auth.identity_policies,
             metadata: auth.metadata,
-            lease_duration: Duration::from_secs(auth.lease_duration),
+            lease_duration: ttl_from_secs(auth.lease_duration),
             renewable: auth.renewable,
             entity_id: auth.entity_id,
             token_type: auth.token_type,
@@ -85,6 +87,16 @@ impl Login {
     pub fn has_policy(&self, name: &str) -> bool {
         self.policies.iter().any(|p| p == name)
     }
+}
+
+/// The longest token TTL this crate works with (100 years). A server's `lease_duration` above
+/// it (say `18446744073709551615`) is taken as this, which is far enough to mean "does not
+/// expire soon" and near enough that every deadline computed from it stays representable.
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A TTL in seconds from a server reply, clamped to [`MAX_TTL`].
+pub(crate) fn ttl_from_secs(secs: u64) -> Duration {
+    Duration::from_secs(secs).min(MAX_TTL)
 }
 
 /// A way to log in to Vault. The [token lifecycle](crate::TokenLifecycle) works with any of them.
@@ -147,6 +159,12 @@ impl<T: AuthMethod + ?Sized> AuthMethod for Box<T> {
 /// Sends a login request (without a token) to `path` with a JSON `body` and reads the `auth`
 /// block. A 400 or 403 becomes [`Error::LoginRefused`] for `method`, `mount` and `role`.
 ///
+/// A login is not idempotent (it creates a token, and may use up a single-use AppRole secret
+/// ID), so it is sent as [`Request::not_idempotent`]: repeated only when Vault certainly did not
+/// act on it (no connection could be made, or 412, 429 or 503), never after a 500, a connection
+/// lost after sending or a timeout. Such a failure is returned as it is; whoever logs in (the
+/// [token lifecycle](crate::TokenLifecycle) does) decides whether to try a fresh login.
+///
 /// The body is never logged (the core client traces method, path and status only).
 pub async fn login_request(
     client: &VaultClient,
@@ -156,7 +174,10 @@ pub async fn login_request(
     path: &str,
     body: &serde_json::Value,
 ) -> Result<Login> {
-    let req = Request::post(path).without_token().json(body)?;
+    let req = Request::post(path)
+        .without_token()
+        .json(body)?
+        .not_idempotent();
     let resp = client
         .execute(req)
         .await

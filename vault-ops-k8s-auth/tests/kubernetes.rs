@@ -168,6 +168,39 @@ async fn refused_logins_are_typed_and_keep_vaults_reason() {
         .expect_err("uid mismatch");
     assert_eq!(refused(&e), LoginFailure::PermissionDenied);
 
+    // Expired (`exp` an hour ago, beyond OpenBao's leeway): its own reason, refused before any
+    // TokenReview.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let mut claims = sa.claims(JwtSigner::shared().issuer());
+    claims["iat"] = (now - 7200).into();
+    claims["exp"] = (now - 3600).into();
+    let expired = JwtSigner::shared().sign(&claims);
+    env.reviews.accept(&expired, &sa);
+    let before = env.reviews.review_count();
+    let e = login_as("app", &expired)
+        .login(&client)
+        .await
+        .expect_err("expired JWT");
+    assert_eq!(refused(&e), LoginFailure::JwtExpired, "{e}");
+    assert_eq!(e.status(), Some(403));
+    assert!(e.to_string().contains("token is expired"), "{e}");
+    assert_eq!(env.reviews.review_count(), before);
+
+    // Not valid yet (`nbf` an hour ahead: clock skew).
+    let mut claims = sa.claims(JwtSigner::shared().issuer());
+    claims["nbf"] = (now + 3600).into();
+    let early = JwtSigner::shared().sign(&claims);
+    env.reviews.accept(&early, &sa);
+    let e = login_as("app", &early)
+        .login(&client)
+        .await
+        .expect_err("JWT not valid yet");
+    assert_eq!(refused(&e), LoginFailure::JwtNotYetValid, "{e}");
+    assert_eq!(env.reviews.review_count(), before);
+
     // Not a JWT at all: refused before any TokenReview.
     let before = env.reviews.review_count();
     let e = login_as("app", "not-a-jwt")

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::{expect_login, read_secret, wait_for_event, K8sEnv};
 use vault_ops_core::{ExposeSecret, SecretString};
 use vault_ops_k8s_auth::{
-    KubernetesAuth, LifecycleConfig, LifecycleEvent, LifecyclePhase, LifecycleStatus, LoginFailure,
-    LoginReason, TokenLifecycle, TOKEN_FILE_MODE,
+    Error, KubernetesAuth, LifecycleConfig, LifecycleEvent, LifecyclePhase, LifecycleStatus,
+    LoginFailure, LoginReason, TokenLifecycle, TOKEN_FILE_MODE,
 };
 use vault_ops_testkit::k8s::{JwtSigner, ServiceAccount};
 
@@ -440,6 +440,115 @@ async fn call_logs_in_again_once_when_the_token_was_revoked() {
         assert_eq!(r.expect("concurrent call"), "blue");
     }
     assert_eq!(lifecycle.status().logins, 3);
+}
+
+#[tokio::test]
+async fn concurrent_callers_share_one_login_and_its_backoff_during_an_outage() {
+    let env = K8sEnv::start().await;
+    env.app_role("app", HOUR, Duration::ZERO).await;
+    let jwt = env.valid_jwt(&ServiceAccount::new("ns1", "sa1"));
+    let client = env.anonymous();
+    // Backoff 0.5 s doubling up to 2 s; the task itself has nothing to do for ~40 min.
+    let mut config = LifecycleConfig::default().backoff(Duration::from_millis(500), secs(2));
+    config.event_capacity = 1024;
+    let lifecycle = Arc::new(
+        TokenLifecycle::start(
+            client.clone(),
+            KubernetesAuth::new("app").with_jwt(SecretString::from(jwt)),
+            config,
+        )
+        .await
+        .expect("start"),
+    );
+    // The token is revoked and the TokenReview API is down: every request is refused, and so
+    // is every login (each one a TokenReview against the "API server").
+    env.root
+        .tokens()
+        .revoke(&client.token().expect("token"))
+        .await
+        .expect("revoke");
+    env.reviews.set_outage(true);
+    let reviews_before = env.reviews.review_count();
+
+    // Four readers hammer `call` for 3 s.
+    let run_for = secs(3);
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let lifecycle = Arc::clone(&lifecycle);
+            tokio::spawn(async move {
+                let mut errors = Vec::new();
+                let end = Instant::now() + run_for;
+                while Instant::now() < end {
+                    match lifecycle
+                        .call(|c| async move { read_secret(&c).await })
+                        .await
+                    {
+                        Ok(v) => panic!("read {v} with a revoked token"),
+                        Err(e) => errors.push(e),
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                errors
+            })
+        })
+        .collect();
+    let mut errors = Vec::new();
+    for r in readers {
+        errors.extend(r.await.expect("reader"));
+    }
+    let reviews = env.reviews.review_count() - reviews_before;
+    let status = lifecycle.status();
+
+    // Logins at about 0, 0.5, 1.5 s (and 3.5 s): at most four, however many requests.
+    assert!(errors.len() >= 40, "only {} calls", errors.len());
+    assert!(
+        (1..=4).contains(&reviews),
+        "{reviews} TokenReviews for {} calls",
+        errors.len()
+    );
+    assert_eq!(status.login_failures as usize, reviews, "{status:#?}");
+    assert_eq!(status.logins, 1);
+    // Every caller got the last login's answer: the one that tried its own refusal, the
+    // others `LoginBackoff` carrying it.
+    let mut backoffs = 0;
+    for e in &errors {
+        assert_eq!(
+            e.login_failure(),
+            Some(LoginFailure::PermissionDenied),
+            "{e}"
+        );
+        assert_eq!(e.status(), Some(403), "{e}");
+        if let Error::LoginBackoff { retry_in, .. } = e {
+            assert!(*retry_in <= secs(3), "{retry_in:?}");
+            assert!(e.to_string().contains("permission denied"), "{e}");
+            backoffs += 1;
+        } else {
+            assert!(e.is_login_refused(), "{e:?}");
+        }
+    }
+    assert_eq!(backoffs + reviews, errors.len());
+
+    // The outage ends: once the backoff is over, the next call logs in and succeeds.
+    env.reviews.set_outage(false);
+    let deadline = Instant::now() + secs(5);
+    let value = loop {
+        match lifecycle
+            .call(|c| async move { read_secret(&c).await })
+            .await
+        {
+            Ok(v) => break v,
+            Err(e) if Instant::now() < deadline => {
+                assert!(matches!(e, Error::LoginBackoff { .. }), "{e:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("no recovery: {e}"),
+        }
+    };
+    assert_eq!(value, "blue");
+    let status = lifecycle.status();
+    assert_eq!(status.logins, 2);
+    assert_eq!(status.phase, LifecyclePhase::Active);
+    assert_eq!(status.consecutive_failures, 0);
 }
 
 #[tokio::test]

@@ -34,7 +34,7 @@
 //! | 2 | usage: a bad flag or argument, or a confirmation (`--yes`, `--force`) that was not given |
 //! | 3 | the client configuration is not usable (address, TLS files, environment variables) |
 //! | 4 | not found: no secret, path or mount where one was asked for |
-//! | 5 | the server is sealed or not initialised (`status`, `unseal` while keys are still missing) |
+//! | 5 | the server is sealed or not initialised (any command; `unseal` while key shares are still missing) |
 //!
 //! `health` has its own codes, safe for Kubernetes probes: `--probe liveness` and
 //! `--probe readiness` exit 0 when the probe passes and 1 when it fails; `--probe report` exits

@@ -112,8 +112,10 @@ pub enum CliError {
     Usage(String),
     /// Nothing at the path asked for.
     NotFound(String),
-    /// The server is sealed or not initialised and the command cannot go on.
+    /// The server is sealed and the command cannot go on.
     Sealed(String),
+    /// The server is not initialised.
+    NotInitialized(String),
     /// A local file or stream could not be used.
     Local {
         /// What was being done, with the path.
@@ -130,7 +132,8 @@ impl CliError {
             CliError::Usage(_) => exit::USAGE,
             CliError::Config(_) | CliError::Vault(Error::Config(_)) => exit::CONFIG,
             CliError::NotFound(_) => exit::NOT_FOUND,
-            CliError::Sealed(_) => exit::SEALED,
+            CliError::Sealed(_) | CliError::NotInitialized(_) => exit::SEALED,
+            CliError::Vault(e) if e.is_sealed() => exit::SEALED,
             CliError::Backup(BackupError::ForceRequired { .. }) => exit::USAGE,
             _ => exit::FAILED,
         }
@@ -170,7 +173,10 @@ impl fmt::Display for CliError {
             CliError::Vault(e) => f.write_str(&core_message(e)),
             CliError::Config(e) => write!(f, "{e}"),
             CliError::Backup(e) => write!(f, "{e}"),
-            CliError::Usage(m) | CliError::NotFound(m) | CliError::Sealed(m) => f.write_str(m),
+            CliError::Usage(m)
+            | CliError::NotFound(m)
+            | CliError::Sealed(m)
+            | CliError::NotInitialized(m) => f.write_str(m),
             CliError::Local { context, source } => write!(f, "{context}: {source}"),
         }
     }
@@ -197,7 +203,10 @@ pub fn render(err: &CliError, target: &Target) -> String {
     let mut out = format!("Error: {err}\n");
     let involves_server = match err {
         CliError::Vault(Error::InvalidInput(_) | Error::Io { .. }) => false,
-        CliError::Vault(_) | CliError::Sealed(_) | CliError::NotFound(_) => true,
+        CliError::Vault(_)
+        | CliError::Sealed(_)
+        | CliError::NotInitialized(_)
+        | CliError::NotFound(_) => true,
         CliError::Config(_) => true,
         _ => false,
     };
@@ -207,6 +216,7 @@ pub fn render(err: &CliError, target: &Target) -> String {
     let hint = match err {
         CliError::Vault(e) => hint_for(e, target),
         CliError::Sealed(_) => Some(SEALED_HINT.to_string()),
+        CliError::NotInitialized(_) => Some(INIT_HINT.to_string()),
         CliError::Backup(
             BackupError::ChecksumMismatch { .. } | BackupError::InvalidSnapshot { .. },
         ) => Some("restore another backup: `ls` the backup directory for older ones".into()),
@@ -228,6 +238,8 @@ pub fn render_core(err: &Error, target: &Target) -> String {
     out
 }
 
+const INIT_HINT: &str = "the server is not initialised: run `vault-ops init`";
+
 const SEALED_HINT: &str =
     "the server is sealed: unseal it with `vault-ops unseal` (keys on stdin or --key-file)";
 
@@ -242,7 +254,7 @@ pub fn hint_for(e: &Error, target: &Target) -> Option<String> {
                      whose storage is \"raft\" (see `vault-ops status`, Storage Type)"
                         .into(),
                 ),
-                501 => Some("the server is not initialised: run `vault-ops init`".into()),
+                501 => Some(INIT_HINT.into()),
                 503 if api.is_sealed() => Some(SEALED_HINT.into()),
                 503 => Some(
                     "the node cannot serve now (sealed, or a standby without an active node): \

@@ -42,12 +42,26 @@ pub(crate) async fn run(cli: Cli) -> i32 {
         client,
         out: Output { format: cli.format },
     };
-    let result = dispatch(&ctx, cli.command).await;
+    let result = match dispatch(&ctx, cli.command).await {
+        Err(CliError::Vault(e)) if e.is_sealed() => Err(sealed_or_uninitialised(&ctx, e).await),
+        other => other,
+    };
     // Report the node actually used (an HA client may have moved on).
     target.address = ctx.client.current_address().to_string();
     match result {
         Ok(code) => code,
         Err(e) => fail(&e, &target),
+    }
+}
+
+/// An uninitialised server also answers "Vault is sealed": ask which it is, so the hint
+/// points at `vault-ops init` rather than `vault-ops unseal`.
+async fn sealed_or_uninitialised(ctx: &Ctx, e: vault_ops_core::Error) -> CliError {
+    match ctx.client.sys().seal_status().await {
+        Ok(s) if !s.initialized => {
+            CliError::NotInitialized(format!("{e}: the server is not initialised yet"))
+        }
+        _ => CliError::Vault(e),
     }
 }
 

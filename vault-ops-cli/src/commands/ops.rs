@@ -22,6 +22,8 @@ use crate::report::{render, CliError, Target};
 const MAX_KEYS: usize = 100;
 /// The longest unseal key line accepted.
 const MAX_KEY_LEN: usize = 1024;
+/// How long `unseal` waits for a node that accepted enough keys but still reports sealed.
+const UNSEAL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `health --probe ...`: see the command's help for the exit codes.
 pub(crate) async fn health(ctx: &Ctx, a: HealthArgs) -> Result<i32, CliError> {
@@ -241,9 +243,8 @@ pub(crate) async fn unseal(ctx: &Ctx, a: UnsealArgs) -> Result<i32, CliError> {
     let sys = ctx.client.sys();
     let status = sys.seal_status().await?;
     if !status.initialized {
-        return Err(CliError::Sealed(
-            "the server is not initialised, so there is nothing to unseal: run `vault-ops init`"
-                .into(),
+        return Err(CliError::NotInitialized(
+            "the server is not initialised, so there is nothing to unseal".into(),
         ));
     }
     if !status.sealed {
@@ -262,6 +263,14 @@ pub(crate) async fn unseal(ctx: &Ctx, a: UnsealArgs) -> Result<i32, CliError> {
         if !last.sealed {
             break;
         }
+    }
+    // Progress back at 0 after a key: the threshold was met and the node is still unsealing
+    // (a raft node that just joined fetches the keyring from the leader first). Wait for it,
+    // bounded.
+    let deadline = std::time::Instant::now() + UNSEAL_WAIT;
+    while last.sealed && last.progress == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        last = sys.seal_status().await?;
     }
     if last.sealed {
         let msg = format!(

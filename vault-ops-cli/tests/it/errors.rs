@@ -221,7 +221,7 @@ async fn sealed_server_points_at_unseal_and_probes_stay_safe() {
         .assert()
         .code(5)
         .stdout(predicate::str::is_match(r"Sealed\s+true").expect("regex"));
-    let a = vo().args(["kv", "get", "secret/app"]).assert().code(1);
+    let a = vo().args(["kv", "get", "secret/app"]).assert().code(5);
     let s = stderr_of(&a);
     assert!(s.contains("Vault is sealed"), "{s}");
     assert!(

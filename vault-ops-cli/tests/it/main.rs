@@ -3,5 +3,5 @@
 
 mod daily;
 mod errors;
-// ops: below
+mod ops;
 mod support;

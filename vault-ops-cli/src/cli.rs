@@ -93,6 +93,9 @@ pub enum Command {
     /// The guide's backup.sh: a timestamped raft snapshot in DIR, its sha256 checksum file,
     /// and retention.
     Backup(BackupArgs),
+    /// Secret rotation over vault-ops-rotation (crash-safe, safe to run in many replicas).
+    #[command(subcommand)]
+    Rotate(RotateCommand),
     /// The guide's restore.sh: checks FILE against its checksum and as a snapshot, then
     /// restores it (needs --force: it replaces all of Vault's data).
     Restore(RestoreArgs),
@@ -396,6 +399,55 @@ pub struct BackupArgs {
     /// Keeps the newest N backups (0 keeps all).
     #[arg(long, default_value_t = 7)]
     pub keep: usize,
+}
+
+/// `rotate` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RotateCommand {
+    /// Rotates the API key in the KV v2 secret PATH (mount included, e.g.
+    /// `secret/proxy/api-keys/stripe`) with a generated key: one new version, the other fields
+    /// kept, the previous key readable as the previous version. The key is never printed.
+    ApiKey(RotateApiKeyArgs),
+}
+
+/// Which characters a generated key uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyAlphabet {
+    /// A-Z, a-z, 0-9.
+    Alphanumeric,
+    /// 0-9, a-f.
+    Hex,
+    /// A-Z, a-z, 0-9, `-`, `_`.
+    Base64url,
+}
+
+/// `rotate api-key`.
+#[derive(Debug, Args)]
+pub struct RotateApiKeyArgs {
+    /// The secret's path, mount included.
+    pub path: String,
+    /// The data field holding the key.
+    #[arg(long, default_value = "api_key")]
+    pub field: String,
+    /// Length of the generated key (without --key-prefix).
+    #[arg(long, default_value_t = 40)]
+    pub length: usize,
+    /// Characters of the generated key.
+    #[arg(long, value_enum, default_value_t = KeyAlphabet::Alphanumeric)]
+    pub alphabet: KeyAlphabet,
+    /// A fixed prefix of every key (e.g. `pk_live_`).
+    #[arg(long, default_value = "")]
+    pub key_prefix: String,
+    /// Versions of the secret kept at least (at least 2).
+    #[arg(long, default_value_t = 5)]
+    pub min_versions: u64,
+    /// Where the rotation state records live, inside the mount.
+    #[arg(long, default_value = "rotation-state")]
+    pub state_prefix: String,
+    /// Rotates only when the last rotation is at least this long ago (e.g. `7d`, `24h`);
+    /// otherwise reports "not due" and exits 0.
+    #[arg(long, value_name = "DURATION")]
+    pub if_due: Option<String>,
 }
 
 /// `restore`.

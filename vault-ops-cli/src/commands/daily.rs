@@ -112,15 +112,15 @@ fn or_dash(s: &str) -> String {
 }
 
 /// A KV path split into its mount and the path inside it.
-struct KvPath {
-    mount: String,
-    inner: String,
-    version: u8,
+pub(crate) struct KvPath {
+    pub(crate) mount: String,
+    pub(crate) inner: String,
+    pub(crate) version: u8,
 }
 
 /// Finds the mount of `path` and its KV version, as `vault kv` does, from
 /// `sys/internal/ui/mounts/<path>`.
-async fn kv_path(ctx: &Ctx, path: &str) -> Result<KvPath, CliError> {
+pub(crate) async fn kv_path(ctx: &Ctx, path: &str) -> Result<KvPath, CliError> {
     let path = check_path(path)?;
     let reply = ctx
         .client
@@ -163,7 +163,7 @@ async fn kv_path(ctx: &Ctx, path: &str) -> Result<KvPath, CliError> {
     })
 }
 
-fn need_inner(p: &KvPath) -> Result<(), CliError> {
+pub(crate) fn need_inner(p: &KvPath) -> Result<(), CliError> {
     if p.inner.is_empty() {
         return Err(CliError::Usage(format!(
             "give the secret's path inside the mount, e.g. {}/app/config",
@@ -173,7 +173,7 @@ fn need_inner(p: &KvPath) -> Result<(), CliError> {
     Ok(())
 }
 
-fn v2_only(p: &KvPath, what: &str) -> Result<(), CliError> {
+pub(crate) fn v2_only(p: &KvPath, what: &str) -> Result<(), CliError> {
     if p.version != 2 {
         return Err(CliError::Usage(format!(
             "{what} needs KV version 2, but {}/ is KV version 1 (no versions)",

@@ -2,6 +2,7 @@
 
 mod daily;
 mod ops;
+mod rotate;
 
 use std::io::{IsTerminal, Read};
 use std::path::Path;
@@ -91,6 +92,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<i32, CliError> {
         Command::Raft(c) => ops::raft(ctx, c).await.map(|_| exit::OK),
         Command::Backup(a) => ops::backup(ctx, a).await.map(|_| exit::OK),
         Command::Restore(a) => ops::restore(ctx, a).await.map(|_| exit::OK),
+        Command::Rotate(c) => rotate::rotate(ctx, c).await,
     }
 }
 

@@ -4,4 +4,5 @@
 mod daily;
 mod errors;
 mod ops;
+mod rotate;
 mod support;

@@ -1,0 +1,119 @@
+//! `rotate`: secret rotation over vault-ops-rotation. The tool only picks the options and
+//! prints the result; the rotation protocol (claim, commit, close, conflicts) is the library's.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use vault_ops_core::config::parse_duration;
+use vault_ops_rotation::api_key::{Alphabet, ApiKeyOptions, ApiKeyRotator, KeyFormat};
+use vault_ops_rotation::rotator::{RotationResult, RotationStatus};
+
+use super::daily::{kv_path, need_inner, v2_only};
+use super::Ctx;
+use crate::cli::{KeyAlphabet, RotateApiKeyArgs, RotateCommand};
+use crate::exit;
+use crate::output::{duration_text, unix_date};
+use crate::report::CliError;
+
+/// `rotate ...`: exit 0 when rotated or not due, 1 when the rotation failed, rolled back or
+/// met a conflict.
+pub(crate) async fn rotate(ctx: &Ctx, cmd: RotateCommand) -> Result<i32, CliError> {
+    match cmd {
+        RotateCommand::ApiKey(a) => api_key(ctx, a).await,
+    }
+}
+
+async fn api_key(ctx: &Ctx, a: RotateApiKeyArgs) -> Result<i32, CliError> {
+    let p = kv_path(ctx, &a.path).await?;
+    need_inner(&p)?;
+    v2_only(&p, "rotate api-key")?;
+    let alphabet = match a.alphabet {
+        KeyAlphabet::Alphanumeric => Alphabet::alphanumeric(),
+        KeyAlphabet::Hex => Alphabet::hex_lower(),
+        KeyAlphabet::Base64url => Alphabet::base64url(),
+    };
+    let format = KeyFormat::new(a.length, alphabet).prefix(a.key_prefix);
+    format
+        .validate()
+        .map_err(|e| CliError::Usage(format!("invalid key format: {e}")))?;
+    let every = match &a.if_due {
+        Some(d) => Some(parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
+            CliError::Usage(format!("--if-due {d:?} is not a duration (e.g. 7d, 24h)"))
+        })?),
+        None => None,
+    };
+    let options = ApiKeyOptions::new()
+        .mount(p.mount.clone())
+        .key_prefix("")
+        .state_prefix(a.state_prefix)
+        .field(a.field)
+        .format(format)
+        .min_versions(a.min_versions);
+    let rotator = ApiKeyRotator::new(ctx.client.clone()).with_options(options);
+    let result = match every {
+        Some(every) => rotator.rotate_generic_api_key_if_due(&p.inner, every).await,
+        None => rotator.rotate_generic_api_key(&p.inner).await,
+    };
+    Ok(print_result(
+        ctx,
+        &format!("{}/{}", p.mount, p.inner),
+        &result,
+    ))
+}
+
+fn status_text(s: RotationStatus) -> &'static str {
+    match s {
+        RotationStatus::Success => "rotated",
+        RotationStatus::SkippedNotDue => "not due (or just rotated by another replica)",
+        RotationStatus::RolledBack => {
+            "rolled back: the new credential failed verification; the old one works"
+        }
+        RotationStatus::Failed => "failed: the credential in Vault still works",
+        RotationStatus::Conflict => {
+            "CONFLICT: changed outside the rotation; nothing was overwritten"
+        }
+        _ => "unknown",
+    }
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+/// Prints `r` and returns the exit code.
+fn print_result(ctx: &Ctx, path: &str, r: &RotationResult) -> i32 {
+    let version = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+    let mut rows = vec![
+        ("Secret", path.to_string()),
+        ("Result", status_text(r.status).to_string()),
+        ("Version Before", version(r.version_before)),
+        ("Version After", version(r.version_after)),
+        ("Took", duration_text(r.duration.as_secs_f64())),
+        (
+            "Next Due",
+            r.next_due_at
+                .map_or_else(|| "-".into(), |t| unix_date(unix(t))),
+        ),
+    ];
+    let error = r.error.as_ref().map(|e| e.to_string());
+    if let Some(e) = &error {
+        rows.push(("Error", e.clone()));
+    }
+    ctx.out.key_values(
+        &rows,
+        &json!({
+            "secret": path,
+            "status": r.status,
+            "version_before": r.version_before,
+            "version_after": r.version_after,
+            "duration_seconds": r.duration.as_secs_f64(),
+            "next_due_at": r.next_due_at.map(unix),
+            "error": error,
+        }),
+    );
+    match r.status {
+        RotationStatus::Success | RotationStatus::SkippedNotDue => exit::OK,
+        _ => exit::FAILED,
+    }
+}

@@ -408,6 +408,64 @@ pub enum RotateCommand {
     /// `secret/proxy/api-keys/stripe`) with a generated key: one new version, the other fields
     /// kept, the previous key readable as the previous version. The key is never printed.
     ApiKey(RotateApiKeyArgs),
+    /// Rotates the PostgreSQL password of credential NAME (kept at `secret/database/NAME`):
+    /// a new password set as the admin, verified by a fresh login, then written to Vault. The
+    /// admin password is read from a file or stdin, never from the command line.
+    Database(RotateDatabaseArgs),
+}
+
+/// TLS towards PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DbTls {
+    /// Never.
+    Disable,
+    /// When the server offers it (verified).
+    Prefer,
+    /// Always (verified).
+    Require,
+}
+
+/// `rotate database`.
+#[derive(Debug, Args)]
+pub struct RotateDatabaseArgs {
+    /// The credential's name (e.g. `main-db`).
+    pub name: String,
+    /// The PostgreSQL host.
+    #[arg(long)]
+    pub db_host: String,
+    /// The PostgreSQL port.
+    #[arg(long, default_value_t = 5432)]
+    pub db_port: u16,
+    /// The database to connect to.
+    #[arg(long, default_value = "postgres")]
+    pub database: String,
+    /// The role that changes passwords (a superuser, or one with CREATEROLE).
+    #[arg(long)]
+    pub admin_user: String,
+    /// A file holding the admin's password (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub admin_password_file: String,
+    /// TLS towards PostgreSQL.
+    #[arg(long, value_enum, default_value_t = DbTls::Prefer)]
+    pub tls: DbTls,
+    /// The one role whose password changes (default: the user named in the credential).
+    #[arg(long, conflicts_with = "alternate")]
+    pub user: Option<String>,
+    /// Two roles with the same grants, used in turn (`A,B`).
+    #[arg(long, value_delimiter = ',', num_args = 2, value_name = "A,B")]
+    pub alternate: Vec<String>,
+    /// The KV v2 mount of the credential and the state.
+    #[arg(long, default_value = "secret")]
+    pub mount: String,
+    /// Where credentials live inside the mount.
+    #[arg(long, default_value = "database")]
+    pub credential_prefix: String,
+    /// The query run after logging in with the new password.
+    #[arg(long)]
+    pub verify_query: Option<String>,
+    /// Rotates only when the last rotation is at least this long ago (e.g. `7d`).
+    #[arg(long, value_name = "DURATION")]
+    pub if_due: Option<String>,
 }
 
 /// Which characters a generated key uses.

@@ -178,6 +178,9 @@ pub fn duration_text(seconds: f64) -> String {
     if !seconds.is_finite() || seconds < 0.0 {
         return "-".into();
     }
+    if seconds < 1.0 && seconds > 0.0 {
+        return format!("{} ms", number_text((seconds * 1000.0).round()));
+    }
     if seconds < 10.0 && seconds.fract() != 0.0 {
         return format!("{}s", number_text((seconds * 10.0).round() / 10.0));
     }
@@ -291,6 +294,7 @@ mod tests {
         assert_eq!(number_text(2.0), "2");
         assert_eq!(duration_text(3725.0), "1h 2m 5s");
         assert_eq!(duration_text(1.25), "1.3s");
+        assert_eq!(duration_text(0.0123), "12 ms");
         assert_eq!(ttl_text(0), "never");
         assert_eq!(bytes_text(1536), "1.5 KiB");
         assert_eq!(bytes_text(12), "12 B");

@@ -7,10 +7,11 @@ use serde_json::json;
 use vault_ops_core::config::parse_duration;
 use vault_ops_rotation::api_key::{Alphabet, ApiKeyOptions, ApiKeyRotator, KeyFormat};
 use vault_ops_rotation::rotator::{RotationResult, RotationStatus};
+use vault_ops_rotation::{DatabaseCredentialRotator, Strategy, TlsMode};
 
 use super::daily::{kv_path, need_inner, v2_only};
-use super::Ctx;
-use crate::cli::{KeyAlphabet, RotateApiKeyArgs, RotateCommand};
+use super::{read_file, read_stdin, Ctx};
+use crate::cli::{DbTls, KeyAlphabet, RotateApiKeyArgs, RotateCommand, RotateDatabaseArgs};
 use crate::exit;
 use crate::output::{duration_text, unix_date};
 use crate::report::CliError;
@@ -20,7 +21,71 @@ use crate::report::CliError;
 pub(crate) async fn rotate(ctx: &Ctx, cmd: RotateCommand) -> Result<i32, CliError> {
     match cmd {
         RotateCommand::ApiKey(a) => api_key(ctx, a).await,
+        RotateCommand::Database(a) => database(ctx, a).await,
     }
+}
+
+fn if_due(d: &Option<String>) -> Result<Option<std::time::Duration>, CliError> {
+    match d {
+        Some(d) => Ok(Some(
+            parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
+                CliError::Usage(format!("--if-due {d:?} is not a duration (e.g. 7d, 24h)"))
+            })?,
+        )),
+        None => Ok(None),
+    }
+}
+
+async fn database(ctx: &Ctx, a: RotateDatabaseArgs) -> Result<i32, CliError> {
+    let name = super::check_path(&a.name)?;
+    let every = if_due(&a.if_due)?;
+    let password = if a.admin_password_file == "-" {
+        read_stdin("the admin password", true)?
+    } else {
+        read_file(
+            std::path::Path::new(&a.admin_password_file),
+            "the admin password file",
+        )?
+    };
+    let password = password.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        return Err(CliError::Usage("the admin password is empty".into()));
+    }
+    let tls = match a.tls {
+        DbTls::Disable => TlsMode::Disable,
+        DbTls::Prefer => TlsMode::Prefer,
+        DbTls::Require => TlsMode::Require,
+    };
+    let mut rotator = DatabaseCredentialRotator::new(
+        ctx.client.clone(),
+        a.db_host,
+        a.admin_user,
+        secrecy::SecretString::from(password),
+    )
+    .port(a.db_port)
+    .database(a.database)
+    .tls(tls)
+    .mount(a.mount.clone())
+    .credential_prefix(a.credential_prefix);
+    if let Some(u) = a.user {
+        rotator = rotator.strategy(Strategy::single_user(u));
+    }
+    if let [x, y] = a.alternate.as_slice() {
+        rotator = rotator.strategy(Strategy::alternating_users(x.clone(), y.clone()));
+    }
+    if let Some(q) = a.verify_query {
+        rotator = rotator.verify_query(q);
+    }
+    let path = rotator.credential_path(&name);
+    let result = match every {
+        Some(every) => rotator.rotate_if_due(&name, every).await,
+        None => rotator.rotate(&name).await,
+    };
+    Ok(print_result(
+        ctx,
+        &format!("{}/{}", a.mount, path.trim_start_matches('/')),
+        &result,
+    ))
 }
 
 async fn api_key(ctx: &Ctx, a: RotateApiKeyArgs) -> Result<i32, CliError> {
@@ -36,12 +101,7 @@ async fn api_key(ctx: &Ctx, a: RotateApiKeyArgs) -> Result<i32, CliError> {
     format
         .validate()
         .map_err(|e| CliError::Usage(format!("invalid key format: {e}")))?;
-    let every = match &a.if_due {
-        Some(d) => Some(parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
-            CliError::Usage(format!("--if-due {d:?} is not a duration (e.g. 7d, 24h)"))
-        })?),
-        None => None,
-    };
+    let every = if_due(&a.if_due)?;
     let options = ApiKeyOptions::new()
         .mount(p.mount.clone())
         .key_prefix("")

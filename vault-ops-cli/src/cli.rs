@@ -96,6 +96,9 @@ pub enum Command {
     /// Secret rotation over vault-ops-rotation (crash-safe, safe to run in many replicas).
     #[command(subcommand)]
     Rotate(RotateCommand),
+    /// The rotation scheduler as a daemon.
+    #[command(subcommand)]
+    Scheduler(SchedulerCommand),
     /// The guide's restore.sh: checks FILE against its checksum and as a snapshot, then
     /// restores it (needs --force: it replaces all of Vault's data).
     Restore(RestoreArgs),
@@ -415,7 +418,8 @@ pub enum RotateCommand {
 }
 
 /// TLS towards PostgreSQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DbTls {
     /// Never.
     Disable,
@@ -469,7 +473,8 @@ pub struct RotateDatabaseArgs {
 }
 
 /// Which characters a generated key uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum KeyAlphabet {
     /// A-Z, a-z, 0-9.
     Alphanumeric,
@@ -506,6 +511,30 @@ pub struct RotateApiKeyArgs {
     /// otherwise reports "not due" and exits 0.
     #[arg(long, value_name = "DURATION")]
     pub if_due: Option<String>,
+}
+
+/// `scheduler` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SchedulerCommand {
+    /// Runs the schedule in FILE until SIGTERM or Ctrl-C (rotations in flight finish), serving
+    /// Prometheus metrics at /metrics and a health check at /healthz. Safe to run in several
+    /// replicas: exactly one rotates each secret per period.
+    ///
+    /// FILE is JSON, e.g.
+    /// {"listen": "127.0.0.1:9102",
+    ///  "secrets": [{"name": "main-db", "kind": "database", "every": "7d"},
+    ///              {"name": "stripe", "kind": "api_key", "every": "30d"}],
+    ///  "database": {"host": "db", "admin_user": "vault_admin",
+    ///               "admin_password_file": "/run/secrets/pg", "user": "app"},
+    ///  "api_keys": {"mount": "secret", "key_prefix": "api-keys"}}
+    Run {
+        /// The schedule (JSON).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Overrides the file's `listen` address for /metrics and /healthz.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
 }
 
 /// `restore`.

@@ -3,6 +3,7 @@
 mod daily;
 mod ops;
 mod rotate;
+mod scheduler;
 
 use std::io::{IsTerminal, Read};
 use std::path::Path;
@@ -93,6 +94,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<i32, CliError> {
         Command::Backup(a) => ops::backup(ctx, a).await.map(|_| exit::OK),
         Command::Restore(a) => ops::restore(ctx, a).await.map(|_| exit::OK),
         Command::Rotate(c) => rotate::rotate(ctx, c).await,
+        Command::Scheduler(c) => scheduler::scheduler(ctx, c).await,
     }
 }
 

@@ -36,14 +36,31 @@ fn if_due(d: &Option<String>) -> Result<Option<std::time::Duration>, CliError> {
     }
 }
 
-async fn database(ctx: &Ctx, a: RotateDatabaseArgs) -> Result<i32, CliError> {
-    let name = super::check_path(&a.name)?;
-    let every = if_due(&a.if_due)?;
-    let password = if a.admin_password_file == "-" {
+/// The settings of a [`DatabaseCredentialRotator`], from flags or a scheduler file.
+pub(crate) struct DbSettings {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub admin_user: String,
+    pub admin_password_file: String,
+    pub tls: DbTls,
+    pub user: Option<String>,
+    pub alternate: Vec<String>,
+    pub mount: String,
+    pub credential_prefix: String,
+    pub verify_query: Option<String>,
+}
+
+/// A database rotator for `s`; the admin password is read from its file (or stdin for `-`).
+pub(crate) fn database_rotator(
+    ctx: &Ctx,
+    s: DbSettings,
+) -> Result<DatabaseCredentialRotator, CliError> {
+    let password = if s.admin_password_file == "-" {
         read_stdin("the admin password", true)?
     } else {
         read_file(
-            std::path::Path::new(&a.admin_password_file),
+            std::path::Path::new(&s.admin_password_file),
             "the admin password file",
         )?
     };
@@ -51,31 +68,87 @@ async fn database(ctx: &Ctx, a: RotateDatabaseArgs) -> Result<i32, CliError> {
     if password.is_empty() {
         return Err(CliError::Usage("the admin password is empty".into()));
     }
-    let tls = match a.tls {
+    let tls = match s.tls {
         DbTls::Disable => TlsMode::Disable,
         DbTls::Prefer => TlsMode::Prefer,
         DbTls::Require => TlsMode::Require,
     };
     let mut rotator = DatabaseCredentialRotator::new(
         ctx.client.clone(),
-        a.db_host,
-        a.admin_user,
+        s.host,
+        s.admin_user,
         secrecy::SecretString::from(password),
     )
-    .port(a.db_port)
-    .database(a.database)
+    .port(s.port)
+    .database(s.database)
     .tls(tls)
-    .mount(a.mount.clone())
-    .credential_prefix(a.credential_prefix);
-    if let Some(u) = a.user {
-        rotator = rotator.strategy(Strategy::single_user(u));
+    .mount(s.mount)
+    .credential_prefix(s.credential_prefix);
+    match (s.user, s.alternate.as_slice()) {
+        (Some(u), []) => rotator = rotator.strategy(Strategy::single_user(u)),
+        (None, [x, y]) => {
+            rotator = rotator.strategy(Strategy::alternating_users(x.clone(), y.clone()))
+        }
+        (None, []) => {}
+        _ => {
+            return Err(CliError::Usage(
+                "give either one user or exactly two alternating users".into(),
+            ))
+        }
     }
-    if let [x, y] = a.alternate.as_slice() {
-        rotator = rotator.strategy(Strategy::alternating_users(x.clone(), y.clone()));
-    }
-    if let Some(q) = a.verify_query {
+    if let Some(q) = s.verify_query {
         rotator = rotator.verify_query(q);
     }
+    Ok(rotator)
+}
+
+/// The settings of an [`ApiKeyRotator`], from flags or a scheduler file.
+pub(crate) fn api_key_options(
+    mount: String,
+    field: String,
+    length: usize,
+    alphabet: KeyAlphabet,
+    key_prefix: String,
+    min_versions: u64,
+    state_prefix: String,
+) -> Result<ApiKeyOptions, CliError> {
+    let alphabet = match alphabet {
+        KeyAlphabet::Alphanumeric => Alphabet::alphanumeric(),
+        KeyAlphabet::Hex => Alphabet::hex_lower(),
+        KeyAlphabet::Base64url => Alphabet::base64url(),
+    };
+    let format = KeyFormat::new(length, alphabet).prefix(key_prefix);
+    format
+        .validate()
+        .map_err(|e| CliError::Usage(format!("invalid key format: {e}")))?;
+    Ok(ApiKeyOptions::new()
+        .mount(mount)
+        .state_prefix(state_prefix)
+        .field(field)
+        .format(format)
+        .min_versions(min_versions))
+}
+
+async fn database(ctx: &Ctx, a: RotateDatabaseArgs) -> Result<i32, CliError> {
+    let name = super::check_path(&a.name)?;
+    let every = if_due(&a.if_due)?;
+    let mount = a.mount.clone();
+    let rotator = database_rotator(
+        ctx,
+        DbSettings {
+            host: a.db_host,
+            port: a.db_port,
+            database: a.database,
+            admin_user: a.admin_user,
+            admin_password_file: a.admin_password_file,
+            tls: a.tls,
+            user: a.user,
+            alternate: a.alternate,
+            mount: a.mount,
+            credential_prefix: a.credential_prefix,
+            verify_query: a.verify_query,
+        },
+    )?;
     let path = rotator.credential_path(&name);
     let result = match every {
         Some(every) => rotator.rotate_if_due(&name, every).await,
@@ -83,7 +156,7 @@ async fn database(ctx: &Ctx, a: RotateDatabaseArgs) -> Result<i32, CliError> {
     };
     Ok(print_result(
         ctx,
-        &format!("{}/{}", a.mount, path.trim_start_matches('/')),
+        &format!("{mount}/{}", path.trim_start_matches('/')),
         &result,
     ))
 }
@@ -92,23 +165,17 @@ async fn api_key(ctx: &Ctx, a: RotateApiKeyArgs) -> Result<i32, CliError> {
     let p = kv_path(ctx, &a.path).await?;
     need_inner(&p)?;
     v2_only(&p, "rotate api-key")?;
-    let alphabet = match a.alphabet {
-        KeyAlphabet::Alphanumeric => Alphabet::alphanumeric(),
-        KeyAlphabet::Hex => Alphabet::hex_lower(),
-        KeyAlphabet::Base64url => Alphabet::base64url(),
-    };
-    let format = KeyFormat::new(a.length, alphabet).prefix(a.key_prefix);
-    format
-        .validate()
-        .map_err(|e| CliError::Usage(format!("invalid key format: {e}")))?;
     let every = if_due(&a.if_due)?;
-    let options = ApiKeyOptions::new()
-        .mount(p.mount.clone())
-        .key_prefix("")
-        .state_prefix(a.state_prefix)
-        .field(a.field)
-        .format(format)
-        .min_versions(a.min_versions);
+    let options = api_key_options(
+        p.mount.clone(),
+        a.field,
+        a.length,
+        a.alphabet,
+        a.key_prefix,
+        a.min_versions,
+        a.state_prefix,
+    )?
+    .key_prefix("");
     let rotator = ApiKeyRotator::new(ctx.client.clone()).with_options(options);
     let result = match every {
         Some(every) => rotator.rotate_generic_api_key_if_due(&p.inner, every).await,

@@ -5,4 +5,5 @@ mod daily;
 mod errors;
 mod ops;
 mod rotate;
+mod scheduler;
 mod support;

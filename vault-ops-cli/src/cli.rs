@@ -99,6 +99,11 @@ pub enum Command {
     /// The rotation scheduler as a daemon.
     #[command(subcommand)]
     Scheduler(SchedulerCommand),
+    /// Like `vault debug`: collects host info, metrics samples, the sanitized configuration,
+    /// raft configuration and autopilot state, seal status, in-flight requests and audit
+    /// devices into DIR/vault-ops-debug-<time>.tar.gz (0600). Secret-looking fields are
+    /// redacted; no token or secret value is collected.
+    Debug(DebugArgs),
     /// The guide's restore.sh: checks FILE against its checksum and as a snapshot, then
     /// restores it (needs --force: it replaces all of Vault's data).
     Restore(RestoreArgs),
@@ -535,6 +540,20 @@ pub enum SchedulerCommand {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+}
+
+/// `debug`.
+#[derive(Debug, Args)]
+pub struct DebugArgs {
+    /// How long to sample metrics (at most 1h).
+    #[arg(long, default_value = "30s")]
+    pub duration: String,
+    /// Time between metrics samples.
+    #[arg(long, default_value = "10s")]
+    pub interval: String,
+    /// The directory for the bundle (created 0700 if missing).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub output: PathBuf,
 }
 
 /// `restore`.

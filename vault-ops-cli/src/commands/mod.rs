@@ -1,6 +1,7 @@
 //! Runs the parsed command: builds the client, dispatches, and reports errors.
 
 mod daily;
+mod debug;
 mod ops;
 mod rotate;
 mod scheduler;
@@ -93,6 +94,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<i32, CliError> {
         Command::Raft(c) => ops::raft(ctx, c).await.map(|_| exit::OK),
         Command::Backup(a) => ops::backup(ctx, a).await.map(|_| exit::OK),
         Command::Restore(a) => ops::restore(ctx, a).await.map(|_| exit::OK),
+        Command::Debug(a) => debug::debug(ctx, a).await.map(|_| exit::OK),
         Command::Rotate(c) => rotate::rotate(ctx, c).await,
         Command::Scheduler(c) => scheduler::scheduler(ctx, c).await,
     }
@@ -208,4 +210,17 @@ pub(crate) fn check_path(path: &str) -> Result<String, CliError> {
         )));
     }
     Ok(p.to_string())
+}
+
+/// Creates `path` for sensitive output: a new file (never an existing one, never through a
+/// symlink: `O_EXCL`), mode 0600.
+pub(crate) fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
 }

@@ -88,14 +88,7 @@ pub(crate) async fn health(ctx: &Ctx, a: HealthArgs) -> Result<i32, CliError> {
 /// Creates `path` for secrets: a new file (never an existing one, never through a symlink),
 /// mode 0600.
 fn create_secret_file(path: &Path) -> Result<std::fs::File, CliError> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(path).map_err(|e| {
+    super::create_private_file(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             CliError::Usage(format!(
                 "{} already exists: init never overwrites a file; choose a new --output path",

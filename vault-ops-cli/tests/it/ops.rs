@@ -243,3 +243,97 @@ fn wait_for(mut check: impl FnMut() -> bool) {
     }
     panic!("condition not met within 30 s");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn debug_bundle_collects_the_state_without_secrets() {
+    let node = BaoConfigServer::start_raft_node("node1").await;
+    let init = node.init_and_unseal().await;
+    let h = home();
+    let out_dir = h.path().join("bundles");
+    let out = at(h.path(), &node.addr(), &init.root_token)
+        .args([
+            "--format",
+            "json",
+            "debug",
+            "--duration",
+            "2s",
+            "--interval",
+            "1s",
+            "--output",
+        ])
+        .arg(&out_dir)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: Value = serde_json::from_slice(&out).expect("JSON");
+    let bundle = v["bundle"].as_str().expect("bundle path").to_string();
+    assert!(
+        bundle.contains("vault-ops-debug-") && bundle.ends_with(".tar.gz"),
+        "{bundle}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&bundle)
+            .expect("bundle")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The system tar reads it.
+    let x = h.path().join("x");
+    std::fs::create_dir(&x).expect("mkdir");
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&bundle)
+        .arg("-C")
+        .arg(&x)
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    let top = std::fs::read_dir(&x)
+        .expect("read")
+        .next()
+        .expect("one folder")
+        .expect("entry")
+        .path();
+    let mut all = String::new();
+    for name in [
+        "host-info.json",
+        "seal-status.json",
+        "config-sanitized.json",
+        "raft-configuration.json",
+        "autopilot-state.json",
+        "in-flight-requests.json",
+        "audit-devices.json",
+        "metrics-001.prom",
+        "metrics-003.prom",
+        "index.json",
+    ] {
+        let text =
+            std::fs::read_to_string(top.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        all.push_str(&text);
+    }
+    assert!(
+        all.contains("node1"),
+        "the raft configuration is in the bundle"
+    );
+    assert!(
+        all.contains("vault_core_unsealed"),
+        "metrics samples are in the bundle"
+    );
+    for secret in
+        std::iter::once(init.root_token.as_str()).chain(init.keys_base64.iter().map(String::as_str))
+    {
+        assert!(!all.contains(secret), "a secret is in the bundle");
+    }
+    // A bad duration is refused before anything is written.
+    at(h.path(), &node.addr(), &init.root_token)
+        .args(["debug", "--duration", "2h", "--output"])
+        .arg(&out_dir)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("from 1s to 1h"));
+}

@@ -93,6 +93,9 @@ pub enum Command {
     /// The guide's backup.sh: a timestamped raft snapshot in DIR, its sha256 checksum file,
     /// and retention.
     Backup(BackupArgs),
+    /// The guide's restore.sh: checks FILE against its checksum and as a snapshot, then
+    /// restores it (needs --force: it replaces all of Vault's data).
+    Restore(RestoreArgs),
     /// Secret rotation over vault-ops-rotation (crash-safe, safe to run in many replicas).
     #[command(subcommand)]
     Rotate(RotateCommand),
@@ -104,9 +107,6 @@ pub enum Command {
     /// devices into DIR/vault-ops-debug-<time>.tar.gz (0600). Secret-looking fields are
     /// redacted; no token or secret value is collected.
     Debug(DebugArgs),
-    /// The guide's restore.sh: checks FILE against its checksum and as a snapshot, then
-    /// restores it (needs --force: it replaces all of Vault's data).
-    Restore(RestoreArgs),
 }
 
 /// `kv` subcommands. PATH is the full path, mount included (`secret/app/config`).

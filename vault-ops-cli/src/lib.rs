@@ -8,7 +8,18 @@
 //! vault-ops policy write app app.hcl     vault-ops token capabilities self secret/data/a secret/data/b
 //! vault-ops health --probe readiness     vault-ops backup --dir /var/backups/vault --keep 7
 //! vault-ops init --output keys.json      vault-ops unseal --key-file keys.json
+//! vault-ops rotate api-key secret/x/key  vault-ops scheduler run --config schedule.json
+//! vault-ops debug --duration 30s --output /tmp/bundles
 //! ```
+//!
+//! Commands: `status`, `kv get/put/patch/list/delete/undelete/destroy/metadata`,
+//! `policy list/read/write/delete`, `auth list`, `secrets list`, `audit list`,
+//! `token lookup/capabilities`, `read/write/list`, `config-state`, `health`, `init`, `seal`,
+//! `unseal`, `step-down`, `raft peers/join/remove/autopilot`, `backup`, `restore`,
+//! `rotate api-key/database`, `scheduler run`, `debug`. `vault-ops help COMMAND` describes each.
+//! Nothing changes a server's state without a confirmation (`--yes`, `--force`) except the
+//! commands whose purpose is the change (`kv put`, `policy write`, `rotate`, ...); unseal keys
+//! and passwords are read from stdin or files, never from the command line.
 //!
 //! ## Settings
 //! The client is configured like the `vault` CLI: `BAO_*` then `VAULT_*` environment variables

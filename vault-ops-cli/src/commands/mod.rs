@@ -25,6 +25,8 @@ pub(crate) const MAX_INPUT_BYTES: u64 = 4 * 1024 * 1024;
 pub(crate) struct Ctx {
     pub client: VaultClient,
     pub out: Output,
+    /// Where the address came from (for reports written by a command itself).
+    pub target: Target,
 }
 
 /// Runs `cli` and returns the exit code; errors are reported on stderr.
@@ -44,6 +46,7 @@ pub(crate) async fn run(cli: Cli) -> i32 {
     let ctx = Ctx {
         client,
         out: Output { format: cli.format },
+        target: target.clone(),
     };
     let result = match dispatch(&ctx, cli.command).await {
         Err(CliError::Vault(e)) if e.is_sealed() => Err(sealed_or_uninitialised(&ctx, e).await),

@@ -16,7 +16,7 @@ use super::{read_file, read_stdin, Ctx};
 use crate::cli::{BackupArgs, HealthArgs, InitArgs, Probe, RaftCommand, RestoreArgs, UnsealArgs};
 use crate::exit;
 use crate::output::{bytes_text, println_out, rfc3339_date};
-use crate::report::{render, CliError, Target};
+use crate::report::{render, CliError};
 
 /// The most unseal keys read from one input.
 const MAX_KEYS: usize = 100;
@@ -66,7 +66,7 @@ pub(crate) async fn health(ctx: &Ctx, a: HealthArgs) -> Result<i32, CliError> {
             (ready, format!("{}", h.state))
         }
         Err(e) => {
-            let msg = render(&CliError::Vault(e), &Target::from_env(Some(&address)));
+            let msg = render(&CliError::Vault(e), &ctx.target);
             (
                 false,
                 msg.trim_end().trim_start_matches("Error: ").to_string(),

@@ -43,6 +43,33 @@ async fn status_table_and_json() {
     let v: Value = serde_json::from_slice(&out).expect("status --format json is JSON");
     assert_eq!(v["sealed"], json!(false));
     assert_eq!(v["node_state"], json!("active"));
+    // Logs: JSON lines with --log-format json; plain text without colour codes when piped.
+    let err = at(h.path(), &bao.addr(), bao.root_token())
+        .args(["--log-format", "json", "--log-level", "debug", "status"])
+        .assert()
+        .success()
+        .get_output()
+        .stderr
+        .clone();
+    let err = text(&err);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(!lines.is_empty(), "debug logs were written");
+    for l in &lines {
+        let v: Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"));
+        assert!(v.get("level").is_some(), "{l}");
+    }
+    let err = at(h.path(), &bao.addr(), bao.root_token())
+        .args(["--log-level", "debug", "status"])
+        .assert()
+        .success()
+        .get_output()
+        .stderr
+        .clone();
+    assert!(
+        !text(&err).is_empty() && !text(&err).contains('\u{1b}'),
+        "no colour codes when piped"
+    );
     // The vault CLI's single-dash spelling works too.
     at(h.path(), "http://127.0.0.1:1", bao.root_token())
         .args([

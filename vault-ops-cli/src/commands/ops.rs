@@ -1,0 +1,506 @@
+//! The incident and DR half of the guide: health probes, init, seal/unseal, step-down, raft,
+//! backup and restore. Nothing here changes a server unless told to (`--yes`, `--force`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use vault_ops_core::api::raft::JoinRequest;
+use vault_ops_core::api::sys::{HealthState, InitRequest};
+use vault_ops_core::backup::{Backups, RestoreOptions};
+use vault_ops_core::config::parse_duration;
+use vault_ops_core::health_report::Thresholds;
+
+use super::{read_file, read_stdin, Ctx};
+use crate::cli::{BackupArgs, HealthArgs, InitArgs, Probe, RaftCommand, RestoreArgs, UnsealArgs};
+use crate::exit;
+use crate::output::{bytes_text, println_out, rfc3339_date};
+use crate::report::{render, CliError};
+
+/// The most unseal keys read from one input.
+const MAX_KEYS: usize = 100;
+/// The longest unseal key line accepted.
+const MAX_KEY_LEN: usize = 1024;
+/// How long `unseal` waits for a node that accepted enough keys but still reports sealed.
+const UNSEAL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `health --probe ...`: see the command's help for the exit codes.
+pub(crate) async fn health(ctx: &Ctx, a: HealthArgs) -> Result<i32, CliError> {
+    let json = a.json || ctx.out.json();
+    let address = ctx.client.current_address().to_string();
+    let probe = match a.probe {
+        Probe::Liveness => "liveness",
+        Probe::Readiness => "readiness",
+        Probe::Report => {
+            let mut t = Thresholds::default();
+            if let Some(m) = a.memory_limit {
+                t = t.memory_limit_bytes(m);
+            }
+            if let Some(n) = a.max_leases {
+                t = t.max_leases(n);
+            }
+            if let Some(d) = &a.min_token_ttl {
+                let d = parse_duration(d).ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "--min-token-ttl {d:?} is not a duration (e.g. 1h, 30m)"
+                    ))
+                })?;
+                t = t.min_token_ttl(d);
+            }
+            let report = ctx.client.health_report(&t).await;
+            if json {
+                println_out(&report.to_json());
+            } else {
+                print!("{report}");
+            }
+            return Ok(report.exit_code());
+        }
+    };
+    let (ok, detail) = match ctx.client.sys().health().await {
+        // Liveness: the process answers. Sealed, standby or an expiring token never fail it:
+        // restarting the pod would not fix any of them.
+        Ok(h) if a.probe == Probe::Liveness => (true, format!("answers ({})", h.state)),
+        Ok(h) => {
+            let ready = h.state.is_serving() && h.state != HealthState::StandbyActiveUnreachable;
+            (ready, format!("{}", h.state))
+        }
+        Err(e) => {
+            let msg = render(&CliError::Vault(e), &ctx.target);
+            (
+                false,
+                msg.trim_end().trim_start_matches("Error: ").to_string(),
+            )
+        }
+    };
+    if json {
+        ctx.out
+            .print_json(&json!({"probe": probe, "ok": ok, "address": address, "detail": detail}));
+    } else {
+        println_out(&format!(
+            "{probe}: {} — {address} {detail}",
+            if ok { "ok" } else { "FAILED" }
+        ));
+    }
+    Ok(if ok { exit::OK } else { exit::FAILED })
+}
+
+/// Creates `path` for secrets: a new file (never an existing one, never through a symlink),
+/// mode 0600.
+fn create_secret_file(path: &Path) -> Result<std::fs::File, CliError> {
+    super::create_private_file(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            CliError::Usage(format!(
+                "{} already exists: init never overwrites a file; choose a new --output path",
+                path.display()
+            ))
+        } else {
+            CliError::Local {
+                context: format!("creating {}", path.display()),
+                source: e,
+            }
+        }
+    })
+}
+
+/// `init`: the keys go to a new 0600 file, or to stdout only with `--stdout`.
+pub(crate) async fn init(ctx: &Ctx, a: InitArgs) -> Result<(), CliError> {
+    if a.output.is_none() && !a.stdout {
+        return Err(CliError::Usage(
+            "init prints unseal keys and the root token: choose where they go with \
+             --output FILE (a new 0600 file) or --stdout"
+                .into(),
+        ));
+    }
+    if a.threshold == 0 || a.shares == 0 || a.threshold > a.shares || a.shares > 255 {
+        return Err(CliError::Usage(format!(
+            "--threshold {} of --shares {}: need 1 <= threshold <= shares <= 255",
+            a.threshold, a.shares
+        )));
+    }
+    // The file first: keys that cannot be stored must never be generated.
+    let mut file = match &a.output {
+        Some(p) => Some((create_secret_file(p)?, p.clone())),
+        None => None,
+    };
+    let reply = match ctx
+        .client
+        .sys()
+        .init(&InitRequest::new(a.shares, a.threshold))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some((f, p)) = file.take() {
+                drop(f);
+                let _ = std::fs::remove_file(&p);
+            }
+            return Err(e.into());
+        }
+    };
+    let expose = |v: &[SecretString]| -> Vec<String> {
+        v.iter().map(|k| k.expose_secret().to_string()).collect()
+    };
+    let doc = json!({
+        "unseal_keys_b64": expose(&reply.keys_base64),
+        "unseal_keys_hex": expose(&reply.keys),
+        "unseal_shares": a.shares,
+        "unseal_threshold": a.threshold,
+        "root_token": reply.root_token.expose_secret(),
+    });
+    let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    match file {
+        Some((mut f, p)) => {
+            f.write_all(text.as_bytes())
+                .and_then(|_| f.write_all(b"\n"))
+                .and_then(|_| f.sync_all())
+                .map_err(|e| CliError::Local {
+                    context: format!(
+                        "writing the keys to {} (the server IS initialised now: do not lose \
+                         this file's partial content)",
+                        p.display()
+                    ),
+                    source: e,
+                })?;
+            ctx.out.done(
+                &format!(
+                    "Initialised with {} key shares, threshold {}. Unseal keys and the root \
+                     token are in {} (mode 0600): move them somewhere safe.\nNext: vault-ops \
+                     unseal --key-file {}",
+                    a.shares,
+                    a.threshold,
+                    p.display(),
+                    p.display()
+                ),
+                &json!({"initialized": true, "output": p.display().to_string()}),
+            );
+        }
+        None => println_out(&text),
+    }
+    Ok(())
+}
+
+/// `seal --yes`.
+pub(crate) async fn seal(ctx: &Ctx, yes: bool) -> Result<(), CliError> {
+    if !yes {
+        return Err(CliError::Usage(format!(
+            "sealing {} stops it serving every client until it is unseal with the unseal keys: \
+             confirm with --yes",
+            ctx.client.current_address()
+        )));
+    }
+    ctx.client.sys().seal().await?;
+    ctx.out.done(
+        &format!("Success! {} is sealed.", ctx.client.current_address()),
+        &json!({"sealed": true}),
+    );
+    Ok(())
+}
+
+/// Unseal keys from `text`: the JSON `init --output` writes, or one key per line.
+fn parse_keys(text: &str) -> Result<Vec<SecretString>, CliError> {
+    let keys: Vec<String> = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => {
+            let list = ["unseal_keys_b64", "unseal_keys_hex", "keys_base64", "keys"]
+                .iter()
+                .find_map(|k| m.get(*k).and_then(Value::as_array))
+                .ok_or_else(|| {
+                    CliError::Usage("the JSON key file has no unseal_keys_b64 list".into())
+                })?;
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        }
+        _ => text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect(),
+    };
+    if keys.is_empty() {
+        return Err(CliError::Usage("no unseal key given".into()));
+    }
+    if keys.len() > MAX_KEYS || keys.iter().any(|k| k.len() > MAX_KEY_LEN) {
+        return Err(CliError::Usage(format!(
+            "at most {MAX_KEYS} keys of at most {MAX_KEY_LEN} characters"
+        )));
+    }
+    Ok(keys.into_iter().map(SecretString::from).collect())
+}
+
+/// `unseal`: keys from stdin or `--key-file`, submitted until the server is unsealed. Exit 5
+/// when keys are still missing.
+pub(crate) async fn unseal(ctx: &Ctx, a: UnsealArgs) -> Result<i32, CliError> {
+    let sys = ctx.client.sys();
+    let status = sys.seal_status().await?;
+    if !status.initialized {
+        return Err(CliError::NotInitialized(
+            "the server is not initialised, so there is nothing to unseal".into(),
+        ));
+    }
+    if !status.sealed {
+        ctx.out
+            .done("The server is already unsealed.", &json!({"sealed": false}));
+        return Ok(exit::OK);
+    }
+    let text = match &a.key_file {
+        Some(p) => read_file(p, "the key file")?,
+        None => read_stdin("the unseal key", true)?,
+    };
+    let keys = parse_keys(&text)?;
+    let mut last = status;
+    for key in &keys {
+        last = sys.unseal(key).await?;
+        if !last.sealed {
+            break;
+        }
+    }
+    // Progress back at 0 after a key: the threshold was met and the node is still unsealing
+    // (a raft node that just joined fetches the keyring from the leader first). Wait for it,
+    // bounded.
+    let deadline = std::time::Instant::now() + UNSEAL_WAIT;
+    while last.sealed && last.progress == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        last = sys.seal_status().await?;
+    }
+    if last.sealed {
+        let msg = format!(
+            "still sealed: {} of {} key shares given; give the remaining ones",
+            last.progress, last.threshold
+        );
+        if ctx.out.json() {
+            ctx.out.print_json(
+                &json!({"sealed": true, "progress": last.progress, "threshold": last.threshold}),
+            );
+        } else {
+            println_out(&msg);
+        }
+        return Ok(exit::SEALED);
+    }
+    ctx.out.done(
+        &format!("Success! {} is unsealed.", ctx.client.current_address()),
+        &json!({"sealed": false}),
+    );
+    Ok(exit::OK)
+}
+
+/// `step-down --yes`.
+pub(crate) async fn step_down(ctx: &Ctx, yes: bool) -> Result<(), CliError> {
+    if !yes {
+        return Err(CliError::Usage(format!(
+            "step-down makes the active node {} give up leadership (clients see a short \
+             failover): confirm with --yes",
+            ctx.client.current_address()
+        )));
+    }
+    ctx.client.sys().step_down().await?;
+    ctx.out.done(
+        &format!("Success! {} stepped down.", ctx.client.current_address()),
+        &json!({"stepped_down": true}),
+    );
+    Ok(())
+}
+
+/// `raft ...`.
+pub(crate) async fn raft(ctx: &Ctx, cmd: RaftCommand) -> Result<(), CliError> {
+    let raft = ctx.client.raft();
+    match cmd {
+        RaftCommand::Peers => {
+            let c = raft.configuration().await?;
+            let rows = c
+                .servers
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.node_id.clone(),
+                        p.address.clone(),
+                        if p.leader { "leader" } else { "follower" }.to_string(),
+                        p.voter.to_string(),
+                    ]
+                })
+                .collect();
+            let json: Vec<Value> = c
+                .servers
+                .iter()
+                .map(|p| json!({"node_id": p.node_id, "address": p.address, "leader": p.leader, "voter": p.voter}))
+                .collect();
+            ctx.out
+                .rows(&["Node", "Address", "State", "Voter"], rows, &json!(json));
+        }
+        RaftCommand::Join {
+            leader,
+            non_voter,
+            retry,
+            leader_ca_cert,
+        } => {
+            let mut req = JoinRequest::new(leader.clone());
+            if let Some(p) = leader_ca_cert {
+                req = req.ca_cert(read_file(&p, "the leader CA certificate")?);
+            }
+            req.non_voter = non_voter;
+            req.retry = retry;
+            let joined = raft.join(&req).await?;
+            if !joined {
+                return Err(CliError::Usage(format!(
+                    "{} did not join {leader} (Vault answered joined=false)",
+                    ctx.client.current_address()
+                )));
+            }
+            ctx.out.done(
+                &format!(
+                    "Success! {} joined {leader}. Unseal it next: vault-ops --address {} unseal",
+                    ctx.client.current_address(),
+                    ctx.client.current_address()
+                ),
+                &json!({"joined": true}),
+            );
+        }
+        RaftCommand::Remove { node_id, yes } => {
+            let c = raft.configuration().await?;
+            let Some(peer) = c.peer(&node_id) else {
+                let known: Vec<&str> = c.servers.iter().map(|p| p.node_id.as_str()).collect();
+                return Err(CliError::NotFound(format!(
+                    "{node_id:?} is not a raft peer (peers: {})",
+                    known.join(", ")
+                )));
+            };
+            if peer.leader {
+                return Err(CliError::Usage(format!(
+                    "{node_id:?} is the leader: run `vault-ops step-down --yes` on it first"
+                )));
+            }
+            if !yes {
+                return Err(CliError::Usage(format!(
+                    "removing {node_id:?} ({}) shrinks the raft cluster: confirm with --yes",
+                    peer.address
+                )));
+            }
+            raft.remove_peer(&node_id).await?;
+            ctx.out.done(
+                &format!("Success! {node_id} removed from the raft cluster."),
+                &json!({"removed": node_id}),
+            );
+        }
+        RaftCommand::Autopilot => {
+            let s = raft.autopilot_state().await?;
+            let json = json!({
+                "healthy": s.healthy, "failure_tolerance": s.failure_tolerance,
+                "leader": s.leader, "voters": s.voters, "non_voters": s.non_voters,
+                "servers": s.servers.values().map(|v| json!({
+                    "id": v.id, "address": v.address, "node_status": v.node_status,
+                    "status": v.status, "healthy": v.healthy, "last_contact": v.last_contact,
+                    "last_index": v.last_index, "stable_since": v.stable_since, "version": v.version,
+                })).collect::<Vec<_>>(),
+            });
+            if ctx.out.json() {
+                ctx.out.print_json(&json);
+                return Ok(());
+            }
+            println_out(&format!(
+                "Healthy: {}    Failure tolerance: {}    Leader: {}",
+                s.healthy, s.failure_tolerance, s.leader
+            ));
+            let rows = s
+                .servers
+                .values()
+                .map(|v| {
+                    vec![
+                        v.id.clone(),
+                        v.address.clone(),
+                        v.status.clone(),
+                        v.healthy.to_string(),
+                        if v.last_contact.is_empty() {
+                            "-".into()
+                        } else {
+                            v.last_contact.clone()
+                        },
+                        v.last_index.to_string(),
+                        rfc3339_date(&v.stable_since),
+                    ]
+                })
+                .collect();
+            ctx.out.rows(
+                &[
+                    "Node",
+                    "Address",
+                    "Status",
+                    "Healthy",
+                    "Last Contact",
+                    "Last Index",
+                    "Stable Since",
+                ],
+                rows,
+                &Value::Null,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `backup --dir DIR --keep N`.
+pub(crate) async fn backup(ctx: &Ctx, a: BackupArgs) -> Result<(), CliError> {
+    let made = Backups::new(&a.dir)
+        .keep(a.keep)
+        .create(&ctx.client)
+        .await?;
+    let removed: Vec<String> = made
+        .removed
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let rows = vec![
+        ("Backup", made.path.display().to_string()),
+        ("Checksum File", made.checksum_path.display().to_string()),
+        ("Size", bytes_text(made.info.bytes)),
+        ("Raft Index", made.info.index.to_string()),
+        (
+            "Removed (retention)",
+            if removed.is_empty() {
+                "-".into()
+            } else {
+                removed.join(", ")
+            },
+        ),
+    ];
+    ctx.out.key_values(
+        &rows,
+        &json!({
+            "path": made.path.display().to_string(),
+            "checksum_path": made.checksum_path.display().to_string(),
+            "bytes": made.info.bytes, "index": made.info.index, "removed": removed,
+        }),
+    );
+    Ok(())
+}
+
+/// `restore FILE --force`.
+pub(crate) async fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<(), CliError> {
+    let dir = a
+        .file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let name = a
+        .file
+        .file_name()
+        .map(PathBuf::from)
+        .ok_or_else(|| CliError::Usage(format!("{} is not a file name", a.file.display())))?;
+    let options = RestoreOptions::new()
+        .force(a.force)
+        .from_another_cluster(a.from_another_cluster);
+    let info = Backups::new(dir)
+        .restore(&ctx.client, &name, options)
+        .await?;
+    ctx.out.done(
+        &format!(
+            "Success! {} restored ({}, raft index {}).",
+            a.file.display(),
+            bytes_text(info.bytes),
+            info.index
+        ),
+        &json!({"restored": a.file.display().to_string(), "bytes": info.bytes, "index": info.index}),
+    );
+    Ok(())
+}

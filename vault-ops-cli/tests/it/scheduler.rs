@@ -1,0 +1,196 @@
+//! `scheduler run`: two secrets rotated for a few periods, /metrics and /healthz, SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use vault_ops_testkit::{free_port, BaoServer};
+
+use crate::support::{assert_no_debug, at, home, text};
+
+/// GET `path` from the daemon; (status line, body).
+fn get(port: u16, path: &str) -> Option<(String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}
+
+fn metric(body: &str, name: &str, secret: &str) -> Option<f64> {
+    let prefix = format!("{name}{{secret=\"{secret}\",kind=\"api_key\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduler_rotates_two_secrets_serves_metrics_and_stops_on_sigterm() {
+    let bao = BaoServer::start().await;
+    let h = home();
+    let port = free_port();
+    let config = h.path().join("schedule.json");
+    std::fs::write(
+        &config,
+        json!({
+            "listen": format!("127.0.0.1:{port}"),
+            "api_keys": {"key_prefix": "vault-ops-test/api-keys", "length": 24},
+            "secrets": [
+                {"name": "stripe", "kind": "api_key", "every": "2s"},
+                {"name": "github", "kind": "api_key", "every": "2s"}
+            ]
+        })
+        .to_string(),
+    )
+    .expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vault-ops"))
+        .env_clear()
+        .env("HOME", h.path())
+        .env("VAULT_ADDR", bao.addr())
+        .env("VAULT_TOKEN", bao.root_token())
+        .args(["scheduler", "run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the scheduler");
+    // Both secrets are rotated at least twice (a few periods), seen through /metrics.
+    let start = Instant::now();
+    let mut body = String::new();
+    while start.elapsed() < Duration::from_secs(40) {
+        if let Some((status, b)) = get(port, "/metrics") {
+            assert_eq!(status, "HTTP/1.1 200 OK");
+            body = b;
+            let done = ["stripe", "github"]
+                .iter()
+                .all(|s| metric(&body, "vault_ops_rotations_total", s).is_some_and(|n| n >= 2.0));
+            if done {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let stop = |child: &mut std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    };
+    for s in ["stripe", "github"] {
+        if !metric(&body, "vault_ops_rotations_total", s).is_some_and(|n| n >= 2.0) {
+            stop(&mut child);
+            panic!("{s} was not rotated twice within 40 s:\n{body}");
+        }
+        assert_eq!(
+            metric(&body, "vault_ops_rotation_failures_total", s),
+            Some(0.0),
+            "{body}"
+        );
+        assert!(
+            metric(&body, "vault_ops_rotation_last_success_age_seconds", s)
+                .is_some_and(|a| a < 10.0),
+            "{body}"
+        );
+        assert!(
+            metric(&body, "vault_ops_rotation_next_due_timestamp_seconds", s)
+                .is_some_and(|t| t > 1.0e9),
+            "{body}"
+        );
+    }
+    assert!(
+        body.contains("# TYPE vault_ops_rotations_total counter"),
+        "{body}"
+    );
+    assert!(body.contains("vault_ops_token_valid 1"), "{body}");
+    assert_eq!(
+        get(port, "/healthz").map(|r| r.0).as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
+    assert_eq!(
+        get(port, "/nope").map(|r| r.0).as_deref(),
+        Some("HTTP/1.1 404 Not Found")
+    );
+
+    // SIGTERM: a graceful stop with the final counters, exit 0.
+    stop(&mut child);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the scheduler did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read");
+    assert!(status.success(), "exit {status:?}\n{out}\n{err}");
+    assert!(out.contains("vault-ops scheduler: stopped"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("stripe")), "{out}");
+    assert_no_debug(&out);
+    assert_no_debug(&err);
+    // The keys really changed in Vault, more than once.
+    let meta = at(h.path(), &bao.addr(), bao.root_token())
+        .args([
+            "--format",
+            "json",
+            "kv",
+            "metadata",
+            "get",
+            "secret/vault-ops-test/api-keys/stripe",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&meta).expect("JSON");
+    assert!(
+        v["current_version"].as_u64().is_some_and(|n| n >= 2),
+        "{}",
+        text(&meta)
+    );
+}
+
+#[test]
+fn a_bad_schedule_is_refused_with_its_reason() {
+    let h = home();
+    let config = h.path().join("schedule.json");
+    std::fs::write(
+        &config,
+        r#"{"secrets": [{"name": "x", "kind": "api_key", "every": "soon"}]}"#,
+    )
+    .expect("write");
+    at(h.path(), "http://127.0.0.1:1", "t")
+        .args(["scheduler", "run", "--config"])
+        .arg(&config)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "secret \"x\": every \"soon\" is not a duration",
+        ));
+    std::fs::write(&config, r#"{"secrets": [], "colour": 1}"#).expect("write");
+    at(h.path(), "http://127.0.0.1:1", "t")
+        .args(["scheduler", "run", "--config"])
+        .arg(&config)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("unknown field `colour`"));
+}

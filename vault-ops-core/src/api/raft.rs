@@ -774,21 +774,26 @@ fn shown(value: &str) -> String {
 
 /// The error for a restore answered with a redirect: the status, and where it pointed.
 fn redirect_error(path: &str, resp: &reqwest::Response) -> Error {
-    let location = resp
+    let target = resp
         .headers()
         .get(LOCATION)
-        .map(|v| shown(&String::from_utf8_lossy(v.as_bytes())))
+        .map(|v| crate::http::redirect_target(&String::from_utf8_lossy(v.as_bytes())))
+        .filter(|t| !t.is_empty());
+    let shown = target
+        .clone()
         .unwrap_or_else(|| "nowhere (no Location header)".into());
     Error::Api(Box::new(ApiError {
         status: resp.status().as_u16(),
         method: "POST".into(),
         path: path.into(),
         errors: vec![format!(
-            "Vault redirected the snapshot restore to {location}, which was not followed (a \
+            "Vault redirected the snapshot restore to {shown}, which was not followed (a \
              streamed body cannot be sent twice); send the restore to that node"
         )],
         warnings: Vec::new(),
         request_id: None,
+        retry_after: None,
+        location: target,
     }))
 }
 

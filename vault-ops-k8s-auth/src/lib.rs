@@ -22,7 +22,7 @@
 //!   backoff, so an outage of the login path costs a few logins, not one per request), reports
 //!   its state (including a `Failed` phase if its task dies) through a
 //!   [`watch`](tokio::sync::watch) of [`LifecycleStatus`] and a stream of [`LifecycleEvent`]s, and
-//!   can write each new token to a file (mode `0640`, atomically) for sidecar use.
+//!   can write each new token to a file (mode `0600`, atomically) for sidecar use.
 //! - **Admin** ([`KubernetesAuthExt::kubernetes_auth`]): typed [`KubernetesConfig`] and
 //!   [`KubernetesRole`] read/write, role list/delete, and a test login, for the troubleshooting
 //!   steps of the Kubernetes auth guide.

@@ -14,7 +14,7 @@
 //! - on failures **backs off** exponentially with jitter (1 s doubling up to 5 min by default),
 //!   keeps the old token while it is valid, and reports [`LifecycleEvent::ExpiringSoon`] and
 //!   [`LifecycleEvent::Expired`];
-//! - optionally writes each new token to a **file** (mode `0640`, temp file + rename);
+//! - optionally writes each new token to a **file** (mode `0600`, temp file + rename);
 //! - records every renewal and login with `tracing` (accessor, TTL, reason; never the token).
 //!
 //! State is observable through a [`watch`] channel of [`LifecycleStatus`] (TTL, expiry, last
@@ -80,7 +80,7 @@ pub struct LifecycleConfig {
     /// When a failure leaves the current token less than this, emit
     /// [`LifecycleEvent::ExpiringSoon`]. Default 1 h (the guide alerts on expiry within an hour).
     pub expiry_warning: Duration,
-    /// Write each new token to this file (mode `0640`, atomically).
+    /// Write each new token to this file (mode `0600`, atomically).
     pub token_file: Option<PathBuf>,
     /// Revoke the token when the lifecycle shuts down.
     pub revoke_on_shutdown: bool,

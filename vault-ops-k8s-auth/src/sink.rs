@@ -7,11 +7,11 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{Error, Result};
 
-/// The mode of token files: owner read/write, group read.
-pub const TOKEN_FILE_MODE: u32 = 0o640;
+/// The mode of token files: owner read/write only (a token is a secret: a neighbour that needs it runs as the same user).
+pub const TOKEN_FILE_MODE: u32 = 0o600;
 
 /// Writes `token` to `path` atomically: into a new temporary file in the same directory with mode
-/// `0640`, flushed to disk, then renamed over `path`. A reader sees the old or the new token,
+/// `0600`, flushed to disk, then renamed over `path`. A reader sees the old or the new token,
 /// never a partial one.
 pub async fn write_token_file(path: &Path, token: &SecretString) -> Result<()> {
     let path = path.to_path_buf();
@@ -72,7 +72,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn writes_atomically_with_mode_0640() {
+    async fn writes_atomically_with_mode_0600() {
         let dir = std::env::temp_dir().join(format!("vo-k8s-sink-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("vault-token");
@@ -87,7 +87,7 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, 0o640);
+            assert_eq!(mode, 0o600);
         }
         // No temporary files are left behind.
         let names: Vec<_> = std::fs::read_dir(&dir)
@@ -104,6 +104,30 @@ mod tests {
             matches!(&e, Error::TokenSink { path, .. } if path == &bad),
             "{e}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_planted_symlink_is_replaced_never_followed() {
+        let dir = std::env::temp_dir().join(format!("vo-k8s-sink-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        let path = dir.join("vault-token");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_token_file(&path, &SecretString::from("s.new"))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(
+            meta.file_type().is_file(),
+            "the link was replaced by a file"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "s.new");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -165,7 +165,7 @@ async fn renews_before_expiry_and_logs_in_again_at_max_ttl() {
     assert_eq!(status.consecutive_failures, 0);
     assert!(status.remaining().is_some_and(|r| r > Duration::ZERO));
 
-    // The token file holds the current token, mode 0640; one write per login.
+    // The token file holds the current token, mode 0600; one write per login.
     let current = client.token().expect("token");
     let on_disk = std::fs::read_to_string(&token_file).expect("token file");
     assert_eq!(on_disk, current.expose_secret());

@@ -426,9 +426,9 @@ pub enum RotateCommand {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DbTls {
-    /// Never.
+    /// Never (needs `--allow-insecure-local-dev`).
     Disable,
-    /// When the server offers it (verified).
+    /// When the server offers it (needs `--allow-insecure-local-dev`).
     Prefer,
     /// Always (verified).
     Require,
@@ -454,9 +454,18 @@ pub struct RotateDatabaseArgs {
     /// A file holding the admin's password (`-` for stdin).
     #[arg(long, value_name = "FILE")]
     pub admin_password_file: String,
-    /// TLS towards PostgreSQL.
-    #[arg(long, value_enum, default_value_t = DbTls::Prefer)]
+    /// TLS towards PostgreSQL: `require` (the default) verifies the server's certificate;
+    /// `disable`/`prefer` also need `--allow-insecure-local-dev`.
+    #[arg(long, value_enum, default_value_t = DbTls::Require)]
     pub tls: DbTls,
+    /// A PEM file of CA certificates to trust for PostgreSQL's server certificate (a private
+    /// CA), besides the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Allows plain text towards PostgreSQL and cleartext/MD5 password authentication: for a
+    /// local development server only, never across a network.
+    #[arg(long)]
+    pub allow_insecure_local_dev: bool,
     /// The one role whose password changes (default: the user named in the credential).
     #[arg(long, conflicts_with = "alternate")]
     pub user: Option<String>,

@@ -44,6 +44,8 @@ pub(crate) struct DbSettings {
     pub admin_user: String,
     pub admin_password_file: String,
     pub tls: DbTls,
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    pub allow_insecure_local_dev: bool,
     pub user: Option<String>,
     pub alternate: Vec<String>,
     pub mount: String,
@@ -73,6 +75,18 @@ pub(crate) fn database_rotator(
         DbTls::Prefer => TlsMode::Prefer,
         DbTls::Require => TlsMode::Require,
     };
+    if s.tls != DbTls::Require && !s.allow_insecure_local_dev {
+        return Err(CliError::Usage(format!(
+            "TLS mode {} towards {} could send the admin password in plain text; use --tls require \
+             (the default; --tls-ca-file FILE for a private CA), or add --allow-insecure-local-dev \
+             for a local development server",
+            match s.tls {
+                DbTls::Disable => "disable",
+                _ => "prefer",
+            },
+            s.host
+        )));
+    }
     let mut rotator = DatabaseCredentialRotator::new(
         ctx.client.clone(),
         s.host,
@@ -84,6 +98,12 @@ pub(crate) fn database_rotator(
     .tls(tls)
     .mount(s.mount)
     .credential_prefix(s.credential_prefix);
+    if let Some(file) = &s.tls_ca_file {
+        rotator = rotator.tls_ca_pem(read_file(file, "the PostgreSQL CA file")?.into_bytes());
+    }
+    if s.allow_insecure_local_dev {
+        rotator = rotator.allow_insecure_local_dev();
+    }
     match (s.user, s.alternate.as_slice()) {
         (Some(u), []) => rotator = rotator.strategy(Strategy::single_user(u)),
         (None, [x, y]) => {
@@ -142,6 +162,8 @@ async fn database(ctx: &Ctx, a: RotateDatabaseArgs) -> Result<i32, CliError> {
             admin_user: a.admin_user,
             admin_password_file: a.admin_password_file,
             tls: a.tls,
+            tls_ca_file: a.tls_ca_file,
+            allow_insecure_local_dev: a.allow_insecure_local_dev,
             user: a.user,
             alternate: a.alternate,
             mount: a.mount,

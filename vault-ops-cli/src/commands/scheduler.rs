@@ -94,7 +94,7 @@ fn default_database() -> String {
     "postgres".into()
 }
 fn default_tls() -> DbTls {
-    DbTls::Prefer
+    DbTls::Require
 }
 fn default_mount() -> String {
     "secret".into()
@@ -115,6 +115,9 @@ struct Database {
     admin_password_file: String,
     #[serde(default = "default_tls")]
     tls: DbTls,
+    tls_ca_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    allow_insecure_local_dev: bool,
     user: Option<String>,
     #[serde(default)]
     alternate: Vec<String>,
@@ -168,6 +171,8 @@ fn build(ctx: &Ctx, cfg: Config) -> Result<RotationScheduler, CliError> {
                 admin_user: d.admin_user,
                 admin_password_file: d.admin_password_file,
                 tls: d.tls,
+                tls_ca_file: d.tls_ca_file,
+                allow_insecure_local_dev: d.allow_insecure_local_dev,
                 user: d.user,
                 alternate: d.alternate,
                 mount: d.mount,

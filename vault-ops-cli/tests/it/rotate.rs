@@ -161,6 +161,8 @@ async fn rotate_database_sets_a_verified_password_and_writes_it_once() {
     let h = home();
     let pw = h.path().join("admin-password");
     std::fs::write(&pw, format!("{}\n", pg.superuser_password())).expect("write");
+    let ca = h.path().join("pg-ca.pem");
+    std::fs::write(&ca, pg.ca_pem()).expect("write");
     let port = pg.port().to_string();
     let rotate = |extra: &[&str]| {
         let mut c = at(h.path(), &bao.addr(), bao.root_token());
@@ -175,10 +177,17 @@ async fn rotate_database_sets_a_verified_password_and_writes_it_once() {
         ])
         .args(["--admin-user", pg.superuser(), "--admin-password-file"])
         .arg(&pw)
-        .args(["--tls", "disable"])
+        .arg("--tls-ca-file")
+        .arg(&ca)
         .args(extra);
         c
     };
+    // Plain text towards PostgreSQL is refused unless asked for, before anything is sent.
+    rotate(&["--user", "app", "--tls", "disable"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--allow-insecure-local-dev"))
+        .stderr(predicate::str::contains("plain text"));
     let out = rotate(&["--user", "app"])
         .assert()
         .success()

@@ -437,7 +437,10 @@ async fn replicas_rotate_a_database_credential_and_an_api_key() -> Res {
         ))
         .await?;
 
-    let every = Duration::from_secs(2);
+    // Each database rotation makes three TLS + SCRAM logins; on a loaded 2-core machine one
+    // takes up to a few hundred ms, so the period and the lateness allowed are 3 s.
+    let every = Duration::from_secs(3);
+    let late = Duration::from_millis(2900);
     let started = SystemTime::now();
     let mut handles = Vec::new();
     for i in 0..3 {
@@ -461,7 +464,7 @@ async fn replicas_rotate_a_database_credential_and_an_api_key() -> Res {
             .schedule_api_key_rotation("stripe", every)?;
         handles.push(s.start()?);
     }
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
     let finals = futures_util::future::join_all(handles.into_iter().map(|h| h.shutdown())).await;
     let stopped = SystemTime::now();
 
@@ -471,21 +474,15 @@ async fn replicas_rotate_a_database_credential_and_an_api_key() -> Res {
     ] {
         let times = version_times(&client, path).await;
         assert!(times.len() >= 3, "{name}: {} versions", times.len());
-        assert!(times[0].duration_since(started).unwrap_or_default() < Duration::from_secs(2));
+        assert!(times[0].duration_since(started).unwrap_or_default() < every);
         for g in gaps(&times) {
             assert!(g >= every, "{name}: double rotation ({g:?})");
-            assert!(
-                g <= every + Duration::from_millis(1900),
-                "{name}: missed period ({g:?})"
-            );
+            assert!(g <= every + late, "{name}: missed period ({g:?})");
         }
         let last = stopped
             .duration_since(*times.last().expect("version"))
             .unwrap_or_default();
-        assert!(
-            last <= every + Duration::from_millis(1900),
-            "{name}: {last:?}"
-        );
+        assert!(last <= every + late, "{name}: {last:?}");
         let rotations: u64 = finals
             .iter()
             .map(|f| f.get(name).expect("stats").rotations)

@@ -19,10 +19,10 @@ const LOG_TAIL: usize = 40;
 /// The longest answer read from the query API.
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
-/// Finds `name` (`prometheus` or `promtool`): `$VAULT_OPS_PROMETHEUS_DIR/name` (which must then
-/// exist), then `PATH`, then `/usr/bin`.
+/// Finds `name` (`prometheus` or `promtool`): `$VAULT_OPS_PROMETHEUS_DIR/name` (set by `./dev`;
+/// when set and not empty the file must exist), then `PATH`, then `/usr/bin`.
 fn find(name: &str) -> PathBuf {
-    if let Some(dir) = std::env::var_os("VAULT_OPS_PROMETHEUS_DIR") {
+    if let Some(dir) = std::env::var_os("VAULT_OPS_PROMETHEUS_DIR").filter(|d| !d.is_empty()) {
         let path = Path::new(&dir).join(name);
         if is_executable(&path) {
             return path;

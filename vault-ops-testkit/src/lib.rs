@@ -7,6 +7,7 @@
 //! - [`BaoConfigServer`] runs `bao server -config=...` (non-dev, e.g. a raft node).
 //! - [`PgCluster`] runs a throwaway PostgreSQL cluster with SCRAM password authentication and
 //!   TLS (a certificate from [`make_tls_certificates`]).
+//! - [`PrometheusServer`] runs a throwaway Prometheus; [`promtool_bin`] finds `promtool`.
 //! - [`free_port_pair`] / [`free_port`] hand out free loopback ports.
 //!
 //! Nothing here skips silently: when a binary is missing the helpers panic and tell the user to
@@ -16,8 +17,10 @@ mod bao;
 pub mod k8s;
 mod pg;
 mod ports;
+mod prom;
 mod util;
 
 pub use bao::{bao_bin, BaoConfigServer, BaoInit, BaoServer};
 pub use pg::{make_tls_certificates, pg_bin_dir, PgCluster};
 pub use ports::{free_port, free_port_pair};
+pub use prom::{prometheus_bin, promtool_bin, PrometheusServer};

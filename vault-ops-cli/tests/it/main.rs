@@ -2,6 +2,7 @@
 //! raft node started by the testkit) and loopback fakes for misbehaving peers.
 
 mod daily;
+mod deploy;
 mod errors;
 mod ops;
 mod rotate;

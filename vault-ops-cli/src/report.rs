@@ -117,7 +117,7 @@ pub enum CliError {
     /// The server is not initialised.
     NotInitialized(String),
     /// A login (`--k8s-role`) failed.
-    Login(vault_ops_k8s_auth::Error),
+    Login(Box<vault_ops_k8s_auth::Error>),
     /// A local file or stream could not be used.
     Local {
         /// What was being done, with the path.

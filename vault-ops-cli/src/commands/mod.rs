@@ -91,7 +91,7 @@ async fn kubernetes_login(
         LifecycleConfig::default().revoke_on_shutdown(true),
     )
     .await
-    .map_err(CliError::Login)
+    .map_err(|e| CliError::Login(Box::new(e)))
 }
 
 /// An uninitialised server also answers "Vault is sealed": ask which it is, so the hint

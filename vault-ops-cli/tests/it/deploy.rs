@@ -805,6 +805,30 @@ async fn scheduler_policy_lets_the_deployment_rotate_and_nothing_else() {
             .success();
     }
 
+    // The Deployment's probes pass against this server with the container's environment
+    // (no token, no login).
+    let deployment = docs
+        .iter()
+        .map(|(_, d)| d)
+        .find(|d| d["kind"] == "Deployment")
+        .expect("Deployment");
+    let c = &pod_spec(deployment).expect("pod")["containers"][0];
+    let probes = probe_argvs(c);
+    assert_eq!(probes.len(), 2, "liveness and readiness");
+    for (probe, pargv) in probes {
+        let a = vault_ops(h.path())
+            .env("VAULT_ADDR", &addr)
+            .args(&pargv[1..])
+            .assert();
+        let out = a.get_output();
+        assert!(
+            out.status.success(),
+            "{probe} failed:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+
     // Nothing else: no delete or destroy, nothing outside the two prefixes.
     let token = login_token(h.path(), &addr, &root, "scheduler", &jwt_file);
     let caps = capabilities(

@@ -435,6 +435,16 @@ fn manifests_use_only_what_the_built_binary_has() {
         "USER {user}"
     );
     assert!(dockerfile.contains(&format!("ENTRYPOINT [\"{BIN}\"]")));
+    assert!(
+        dockerfile.contains("--bin vault-ops"),
+        "the image builds the vault-ops binary"
+    );
+    // The build context (the repository root) leaves out target/ and the installed tools.
+    let ignore = std::fs::read_to_string(deploy_dir().join("Dockerfile.dockerignore"))
+        .expect("Dockerfile.dockerignore");
+    for p in ["target", ".tools", ".git"] {
+        assert!(ignore.lines().any(|l| l.trim() == p), "{p} is not ignored");
+    }
 }
 
 /// A check that fails must be able to fail: a flag the binary lacks is caught.

@@ -31,6 +31,23 @@ pub struct Cli {
     /// Log level or filter (error, warn, info, debug, trace; or `vault_ops_core=debug`).
     #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
     pub log_level: String,
+    /// Logs in with Kubernetes auth as ROLE before the command (with the pod's
+    /// service-account token, see --k8s-token-file) instead of using VAULT_TOKEN; the token is
+    /// renewed, or replaced by a new login, while the command runs and revoked when it ends.
+    /// A flag only (no environment variable), so probes run in the same container do not log in.
+    #[arg(long, global = true, value_name = "ROLE")]
+    pub k8s_role: Option<String>,
+    /// The Kubernetes auth mount (below auth/) for --k8s-role.
+    #[arg(long, global = true, value_name = "PATH", default_value = "kubernetes")]
+    pub k8s_mount: String,
+    /// The service-account token (JWT) file for --k8s-role, re-read at every login.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )]
+    pub k8s_token_file: PathBuf,
     /// The command.
     #[command(subcommand)]
     pub command: Command,

@@ -31,6 +31,12 @@
 //! (`--log-format text|json`, `--log-level`), without colour codes unless stderr is a terminal
 //! (and `NO_COLOR` is unset).
 //!
+//! In a Kubernetes pod, `--k8s-role ROLE` logs in with Kubernetes auth (the service-account JWT
+//! from `--k8s-token-file`, default the pod's token; mount `--k8s-mount`, default `kubernetes`)
+//! before the command instead of using a token from the environment. The token is kept fresh by
+//! `vault_ops_k8s_auth::TokenLifecycle` while the command runs (the scheduler daemon) and revoked
+//! when it ends. It is a flag only, so health probes in the same container never log in.
+//!
 //! ## Errors
 //! Every failure is printed by one reporter, [`report`]: the readable message, the address tried
 //! (and whether `VAULT_ADDR` was unset, so a default was used), and a hint for the common cases

@@ -116,6 +116,8 @@ pub enum CliError {
     Sealed(String),
     /// The server is not initialised.
     NotInitialized(String),
+    /// A login (`--k8s-role`) failed.
+    Login(Box<vault_ops_k8s_auth::Error>),
     /// A local file or stream could not be used.
     Local {
         /// What was being done, with the path.
@@ -178,6 +180,7 @@ impl fmt::Display for CliError {
             | CliError::Sealed(m)
             | CliError::NotInitialized(m) => f.write_str(m),
             CliError::Local { context, source } => write!(f, "{context}: {source}"),
+            CliError::Login(e) => write!(f, "{e}"),
         }
     }
 }
@@ -208,6 +211,7 @@ pub fn render(err: &CliError, target: &Target) -> String {
         | CliError::NotInitialized(_)
         | CliError::NotFound(_) => true,
         CliError::Config(_) => true,
+        CliError::Login(e) => e.vault_error().is_some(),
         _ => false,
     };
     if involves_server {
@@ -215,6 +219,13 @@ pub fn render(err: &CliError, target: &Target) -> String {
     }
     let hint = match err {
         CliError::Vault(e) => hint_for(e, target),
+        CliError::Login(e) if e.is_login_refused() => Some(
+            "check the Kubernetes auth role: its bound_service_account_names and \
+             bound_service_account_namespaces must name this pod's service account \
+             (`vault-ops read auth/<mount>/role/<role>`)"
+                .into(),
+        ),
+        CliError::Login(e) => e.vault_error().and_then(|v| hint_for(v, target)),
         CliError::Sealed(_) => Some(SEALED_HINT.to_string()),
         CliError::NotInitialized(_) => Some(INIT_HINT.to_string()),
         CliError::Backup(

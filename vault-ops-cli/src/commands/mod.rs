@@ -12,6 +12,7 @@ use std::path::Path;
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 use vault_ops_core::{ClientBuilder, VaultClient};
+use vault_ops_k8s_auth::{KubernetesAuth, LifecycleConfig, TokenLifecycle};
 
 use crate::cli::{Cli, Command};
 use crate::exit;
@@ -43,6 +44,15 @@ pub(crate) async fn run(cli: Cli) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(&CliError::Config(e), &target),
     };
+    let lifecycle = match &cli.k8s_role {
+        Some(role) => {
+            match kubernetes_login(&client, role, &cli.k8s_mount, &cli.k8s_token_file).await {
+                Ok(l) => Some(l),
+                Err(e) => return fail(&e, &target),
+            }
+        }
+        None => None,
+    };
     let ctx = Ctx {
         client,
         out: Output { format: cli.format },
@@ -52,12 +62,36 @@ pub(crate) async fn run(cli: Cli) -> i32 {
         Err(CliError::Vault(e)) if e.is_sealed() => Err(sealed_or_uninitialised(&ctx, e).await),
         other => other,
     };
+    if let Some(l) = lifecycle {
+        // Revokes the token (revoke_on_shutdown).
+        l.shutdown().await;
+    }
     // Report the node actually used (an HA client may have moved on).
     target.address = ctx.client.current_address().to_string();
     match result {
         Ok(code) => code,
         Err(e) => fail(&e, &target),
     }
+}
+
+/// `--k8s-role`: logs in with Kubernetes auth (the JWT re-read from `token_file` at every
+/// login) and keeps the token fresh in the background; the token is revoked at shutdown.
+async fn kubernetes_login(
+    client: &VaultClient,
+    role: &str,
+    mount: &str,
+    token_file: &Path,
+) -> Result<TokenLifecycle, CliError> {
+    let method = KubernetesAuth::new(role)
+        .with_mount(mount)
+        .with_token_file(token_file);
+    TokenLifecycle::start(
+        client.clone(),
+        method,
+        LifecycleConfig::default().revoke_on_shutdown(true),
+    )
+    .await
+    .map_err(|e| CliError::Login(Box::new(e)))
 }
 
 /// An uninitialised server also answers "Vault is sealed": ask which it is, so the hint

@@ -473,8 +473,9 @@ async fn metrics(shared: &Shared) -> String {
             );
         }
     }
-    // The token: valid, its TTL and whether it can be renewed (the daemon's token is static:
-    // it is renewed by whatever issued it; an expiring one shows here first).
+    // The token: valid, its TTL and whether it can be renewed (with --k8s-role the token
+    // lifecycle renews it; a token from the environment is renewed by whatever issued it; an
+    // expiring one shows here first).
     let lookup = tokio::time::timeout(HTTP_TIMEOUT, shared.client.tokens().lookup_self()).await;
     let _ = writeln!(out, "# HELP vault_ops_token_valid Whether the token's lookup-self succeeds.\n# TYPE vault_ops_token_valid gauge");
     match lookup {

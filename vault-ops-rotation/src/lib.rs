@@ -141,6 +141,7 @@
 
 pub mod api_key;
 pub mod database;
+mod protocol;
 pub mod rotator;
 pub mod scheduler;
 pub mod state;

@@ -76,6 +76,7 @@ async fn rotation_writes_a_new_version_and_keeps_the_old_one() -> Res {
     assert_eq!(result.status, RotationStatus::Success, "{:?}", result.error);
     assert_eq!(result.version_before, Some(1));
     assert_eq!(result.version_after, Some(2));
+    assert!(!result.resumed, "a fresh rotation resumed nothing");
     assert!(result.error.is_none());
     assert!(result.steps.iter().any(|s| s.step == "commit"));
 
@@ -452,6 +453,7 @@ async fn a_crash_after_the_commit_does_not_rotate_twice() -> Res {
         resumed.error
     );
     assert_eq!(resumed.version_after, Some(1));
+    assert!(resumed.resumed, "{resumed:?}");
     assert_eq!(
         client.kv2("secret").get_json(path).await?.metadata.version,
         1

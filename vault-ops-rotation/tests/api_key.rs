@@ -753,6 +753,25 @@ async fn replaced_keys_are_revoked_only_after_the_grace_period() -> Res {
         r.rotate_if_due("stripe", every).await;
     }
     assert_eq!(provider.revoked_ids().len(), 1, "revoked exactly once");
+
+    // Revocation is a step after the rotation: a run that rotates and finds a replaced key
+    // due closes `S` first, then revokes.
+    assert!(r.rotate("stripe").await.is_success());
+    tokio::time::sleep(grace + Duration::from_millis(1100)).await;
+    let both = r.rotate("stripe").await;
+    assert!(both.is_success(), "{:?}", both.error);
+    let steps: Vec<&str> = both.steps.iter().map(|s| s.step).collect();
+    let close = steps.iter().position(|s| *s == "close");
+    let revoke = steps.iter().position(|s| *s == "revoke");
+    assert!(
+        close.is_some() && revoke.is_some() && close < revoke,
+        "{steps:?}"
+    );
+    assert_eq!(
+        provider.revoked_ids().len(),
+        2,
+        "the key replaced before is revoked"
+    );
     Ok(())
 }
 

@@ -42,7 +42,7 @@ impl IssuerError {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct IssueRequest {
-    /// The secret's name (as given to [`Rotator::rotate`]).
+    /// The secret's name (as given to [`Rotator::rotate`](crate::Rotator::rotate)).
     pub name: String,
     /// The credential path in the KV mount.
     pub path: String,

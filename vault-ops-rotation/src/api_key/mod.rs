@@ -84,7 +84,9 @@
 //! revocation after [`ApiKeyOptions::grace_period`] (default 24 h, counted from Vault's
 //! `created_time` of the new version), and a later run (any replica, any scheduled run of this
 //! secret, due or not) calls [`revoke`](KeyIssuer::revoke) when that time has passed by Vault's
-//! clock. A revocation is marked in progress (with a lease) before the call and removed from the
+//! clock (as read with `S`). Revocation is a step after the rotation: a run first finishes its
+//! rotation (up to closing `S`), then revokes what is due, whatever the rotation's outcome
+//! (except a run stopped by a fault hook). A revocation is marked in progress (with a lease) before the call and removed from the
 //! list after it, so replicas do not call it twice; after a crash it is retried, so `revoke`
 //! must accept a key that is already revoked. Only keys whose id is in `C` (the
 //! [`key_id_field`](ApiKeyOptions::key_id_field)) can be revoked: a key written by hand without
@@ -493,33 +495,40 @@ impl ApiKeyRotator {
         };
         run.version_before = snap.state.credential_version;
 
-        // Revocations first: they are due independently of the rotation.
-        let mut revocation_error = None;
-        let mut next_revocation = None;
-        if let Some(issuer) = issuer {
-            match self
-                .revoke_due(run, name, path, &snap, issuer.as_ref())
-                .await
-            {
-                Ok(next) => next_revocation = next,
-                Err(e) => revocation_error = Some(e),
-            }
-        }
+        let now = snap.now();
         let outcome = self
             .rotate_phase(run, name, path, every, issuer, snap)
             .await;
-        run.next_due_at = min_time(run.next_due_at, next_revocation.map(ceil_second));
-        match (outcome, revocation_error) {
-            (Ok(RotationStatus::Success), Some(e)) => {
+        let Some(issuer) = issuer else {
+            return outcome;
+        };
+        if matches!(&outcome, Err((_, RotationError::Interrupted(_)))) {
+            // Stopped as if the process had died: no further step.
+            return outcome;
+        }
+        // Revocation, a step after the rotation (due by Vault's clock when `S` was read,
+        // independently of the rotation's own outcome).
+        match (
+            outcome,
+            self.revoke_due(run, name, path, now, issuer.as_ref()).await,
+        ) {
+            (outcome, Ok(next)) => {
+                run.next_due_at = min_time(run.next_due_at, next.map(ceil_second));
+                outcome
+            }
+            (Ok(RotationStatus::Success), Err(e)) => {
                 // The rotation itself worked; report it, the revocation is retried later.
                 tracing::warn!(error = %e, "revoking a replaced key failed; a later run retries");
                 Ok(RotationStatus::Success)
             }
-            (Ok(RotationStatus::SkippedNotDue), Some(e)) if e.is_conflict() => {
+            (Ok(RotationStatus::SkippedNotDue), Err(e)) if e.is_conflict() => {
                 Err((RotationStatus::Conflict, e))
             }
-            (Ok(RotationStatus::SkippedNotDue), Some(e)) => Err(failed(e)),
-            (outcome, _) => outcome,
+            (Ok(RotationStatus::SkippedNotDue), Err(e)) => Err(failed(e)),
+            (outcome, Err(e)) => {
+                tracing::warn!(error = %e, "revoking a replaced key failed; a later run retries");
+                outcome
+            }
         }
     }
 

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use vault_ops_core::api::kv2::{KvSecret, MetadataUpdate};
 
-use super::{field_str, min_time, shown_id, ApiKeyRotator, KeyIssuer, KeyPayload, RevokeRequest};
+use super::{field_str, min_time, shown_id, ApiKeyRotator, KeyIssuer, RevokeRequest};
 use crate::protocol::Run;
-use crate::state::{vault_time, Snapshot};
+use crate::state::vault_time;
 use crate::RotationError;
 
 /// The most keys a revocation list may hold; a longer list is a conflict (nothing revoked).
@@ -186,7 +186,8 @@ impl ApiKeyRotator {
         Ok(vault_time::later(written, self.options.grace_period))
     }
 
-    /// Revokes the keys whose grace period has passed (by Vault's clock in `snap`). Returns the
+    /// Revokes the keys whose grace period has passed at `now` (Vault's clock when `S` was
+    /// read); run after the rotation, whatever its outcome. Returns the
     /// earliest revocation still ahead.
     ///
     /// The list is part of `S`, so it is input, not truth: a key is revoked only when it is
@@ -198,7 +199,7 @@ impl ApiKeyRotator {
         run: &mut Run,
         name: &str,
         path: &str,
-        snap: &Snapshot<KeyPayload>,
+        now: SystemTime,
         issuer: &dyn KeyIssuer,
     ) -> Result<Option<SystemTime>, RotationError> {
         let (mut version, mut list) = run
@@ -213,7 +214,6 @@ impl ApiKeyRotator {
                 ),
             });
         }
-        let now = snap.now();
         let lease = self.options.lease;
         let mut next: Option<SystemTime> = None;
         let mut current_key_id: Option<Option<String>> = None;

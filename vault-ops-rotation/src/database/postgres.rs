@@ -22,7 +22,7 @@ const APPLICATION_NAME: &str = "vault-ops-rotation";
 
 impl DatabaseCredentialRotator {
     /// Refuses a plain-text transport unless it was asked for (see
-    /// [TLS and authentication](self#tls-and-authentication)).
+    /// [TLS and authentication](super#tls-and-authentication)).
     pub(super) fn check_transport(&self) -> Result<(), RotationError> {
         let unix_socket = self.host.starts_with('/');
         match self.tls {

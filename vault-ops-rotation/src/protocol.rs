@@ -220,3 +220,70 @@ pub(crate) fn skipped<X>(run: &mut Run<X>, next: Option<SystemTime>) -> Outcome 
     run.next_due_at = next;
     Ok(RotationStatus::SkippedNotDue)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run() -> Run {
+        let mut run = Run::new("test", "main-db", None, None, ());
+        run.version_before = Some(4);
+        run
+    }
+
+    #[test]
+    fn version_after_is_what_the_run_wrote_else_before() {
+        // Nothing written: the credential stays at its version, whatever the status.
+        for outcome in [
+            Ok(RotationStatus::SkippedNotDue),
+            Err(failed(RotationError::Config("x".into()))),
+            Err(conflict("main-db", "changed")),
+        ] {
+            let r = run().finish(outcome);
+            assert_eq!(r.version_after, Some(4), "{r:?}");
+            assert!(!r.resumed);
+        }
+        // Written, then stopped before the close: the result still names the new version.
+        let mut written = run();
+        written.version_after = Some(5);
+        let r = written.finish(Err(failed(RotationError::Interrupted(
+            FaultPoint::AfterCommit,
+        ))));
+        assert_eq!((r.version_before, r.version_after), (Some(4), Some(5)));
+        assert_eq!(r.status, RotationStatus::Failed);
+        assert!(r.error.is_some());
+    }
+
+    #[test]
+    fn a_resumed_run_says_so_and_errors_are_kept() {
+        let mut resumed = run();
+        let pending: Pending<()> = serde_json::from_value(serde_json::json!({
+            "epoch": 7, "owner": "a",
+            "lease_ms": 60000, "base_version": 4, "step": "claimed", "payload": null
+        }))
+        .expect("a pending record");
+        resumed.resuming(&pending);
+        resumed.version_after = Some(5);
+        let r = resumed.finish(Ok(RotationStatus::Success));
+        assert!(r.resumed && r.is_success() && r.error.is_none());
+        assert_eq!(r.version_after, Some(5));
+        let r = run().finish(Err(conflict("main-db", "a human must look")));
+        assert_eq!(r.status, RotationStatus::Conflict);
+        assert!(r.error.as_ref().is_some_and(RotationError::is_conflict));
+    }
+
+    #[tokio::test]
+    async fn a_fault_hook_stops_the_run_at_its_point() {
+        let hook: FaultHook =
+            std::sync::Arc::new(|p| Box::pin(async move { p == FaultPoint::AfterApply }));
+        let run: Run = Run::new("test", "x", None, Some(hook), ());
+        assert!(run.fault(FaultPoint::AfterClaim).await.is_ok());
+        assert!(matches!(
+            run.fault(FaultPoint::AfterApply).await,
+            Err((
+                RotationStatus::Failed,
+                RotationError::Interrupted(FaultPoint::AfterApply)
+            ))
+        ));
+    }
+}

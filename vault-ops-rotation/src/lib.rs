@@ -57,6 +57,19 @@
 //! by reading back or probing, never by guessing; anything changed outside the protocol ends
 //! in a conflict for a human, never in an overwrite.
 //!
+//! What a run is lives in one place for every rotator (the crate-private `protocol` module):
+//! its step timings, the [`FaultPoint`]s, what is logged, the rules of the [`RotationResult`]
+//! (`version_after` is the version the run wrote, or found written by the rotation it resumed,
+//! else `version_before`; [`resumed`](RotationResult::resumed) says whether it took over a
+//! rotation a crashed run left pending) and the decision that a pending record in `S` which
+//! disagrees with the rotator's configuration is a [`Conflict`](RotationStatus::Conflict),
+//! noted in `S` and never acted on — each rotator only says *what* it expects. Every rotator
+//! reports errors as one [`RotationError`]. The database rotator is split into its protocol
+//! steps (`database`), its PostgreSQL side (connections, `ALTER ROLE`, probes), TLS and the
+//! [`PasswordPolicy`]; the API-key rotator into its steps (`api_key`), the
+//! [`KeyFormat`](api_key::KeyFormat), the
+//! [`KeyIssuer`] and the revocation list.
+//!
 //! ## The rotators
 //!
 //! - [`DatabaseCredentialRotator`] ([`database`]): PostgreSQL role passwords, as a
@@ -141,6 +154,7 @@
 
 pub mod api_key;
 pub mod database;
+mod protocol;
 pub mod rotator;
 pub mod scheduler;
 pub mod state;

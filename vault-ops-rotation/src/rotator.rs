@@ -41,7 +41,8 @@ pub struct RotationResult {
     pub status: RotationStatus,
     /// The credential's KV version before.
     pub version_before: Option<u64>,
-    /// The credential's KV version after (equal to before unless it succeeded).
+    /// The credential's KV version after the run: the version this run wrote (or found
+    /// written by the rotation it resumed), else equal to `version_before`.
     pub version_after: Option<u64>,
     /// When the run started.
     pub started_at: SystemTime,
@@ -54,6 +55,9 @@ pub struct RotationResult {
     /// When the secret is next due (from the state kept in Vault), when known. The scheduler
     /// sleeps until then instead of polling.
     pub next_due_at: Option<SystemTime>,
+    /// `true` when the run took over a rotation that a crashed (or stopped) run had left
+    /// pending in the state record, and finished or undid it.
+    pub resumed: bool,
 }
 
 impl RotationResult {

@@ -816,6 +816,7 @@ async fn run_attempt(entry: &Entry, attempt: u32, timeout: Duration) -> Rotation
         steps: Vec::new(),
         error,
         next_due_at: None,
+        resumed: false,
     }
 }
 
@@ -885,6 +886,7 @@ mod tests {
                 steps: Vec::new(),
                 error: None,
                 next_due_at: Some(SystemTime::now() + Duration::from_secs(3600)),
+                resumed: false,
             }
         }
 

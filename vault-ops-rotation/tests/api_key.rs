@@ -76,6 +76,7 @@ async fn rotation_writes_a_new_version_and_keeps_the_old_one() -> Res {
     assert_eq!(result.status, RotationStatus::Success, "{:?}", result.error);
     assert_eq!(result.version_before, Some(1));
     assert_eq!(result.version_after, Some(2));
+    assert!(!result.resumed, "a fresh rotation resumed nothing");
     assert!(result.error.is_none());
     assert!(result.steps.iter().any(|s| s.step == "commit"));
 
@@ -452,6 +453,7 @@ async fn a_crash_after_the_commit_does_not_rotate_twice() -> Res {
         resumed.error
     );
     assert_eq!(resumed.version_after, Some(1));
+    assert!(resumed.resumed, "{resumed:?}");
     assert_eq!(
         client.kv2("secret").get_json(path).await?.metadata.version,
         1
@@ -751,6 +753,25 @@ async fn replaced_keys_are_revoked_only_after_the_grace_period() -> Res {
         r.rotate_if_due("stripe", every).await;
     }
     assert_eq!(provider.revoked_ids().len(), 1, "revoked exactly once");
+
+    // Revocation is a step after the rotation: a run that rotates and finds a replaced key
+    // due closes `S` first, then revokes.
+    assert!(r.rotate("stripe").await.is_success());
+    tokio::time::sleep(grace + Duration::from_millis(1100)).await;
+    let both = r.rotate("stripe").await;
+    assert!(both.is_success(), "{:?}", both.error);
+    let steps: Vec<&str> = both.steps.iter().map(|s| s.step).collect();
+    let close = steps.iter().position(|s| *s == "close");
+    let revoke = steps.iter().position(|s| *s == "revoke");
+    assert!(
+        close.is_some() && revoke.is_some() && close < revoke,
+        "{steps:?}"
+    );
+    assert_eq!(
+        provider.revoked_ids().len(),
+        2,
+        "the key replaced before is revoked"
+    );
     Ok(())
 }
 

@@ -227,6 +227,7 @@ async fn bootstrap_then_rotate_single_user() {
     assert_status(&first, RotationStatus::Success);
     assert_eq!(first.version_before, None);
     assert_eq!(first.version_after, Some(1));
+    assert!(!first.resumed, "a fresh rotation resumed nothing");
     let steps: Vec<&str> = first.steps.iter().map(|s| s.step).collect();
     for step in [
         "load", "read", "check", "claim", "apply", "verify", "commit", "close",
@@ -993,6 +994,12 @@ async fn crash_at_every_boundary_then_resume() {
             RotationStatus::Success
         };
         assert_status(&resumed, expected);
+        // Every boundary but the last leaves S pending: the next run says it resumed it.
+        assert_eq!(
+            resumed.resumed,
+            point != FaultPoint::AfterClose,
+            "{point:?}: {resumed:?}"
+        );
 
         let after = env.credential("crash-db").await;
         assert_eq!(
@@ -1209,6 +1216,8 @@ async fn lost_reply_of_the_commit_is_resolved_by_reading() {
     // No second ALTER ROLE, no second write of C: only S is closed (C is read first, to
     // check the pending record before taking it over).
     assert_eq!(steps, ["load", "read", "take_over", "close"], "{resumed:?}");
+    // The result says it finished a crashed run's rotation.
+    assert!(resumed.resumed, "{resumed:?}");
     let after = env.credential("lost-db").await;
     assert_eq!(after.version, landed.version, "one rotation, not two");
     env.assert_logs_in(&after).await;

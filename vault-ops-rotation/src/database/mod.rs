@@ -162,24 +162,31 @@
 //! still land, `S` is left pending for the next run to probe and resume
 //! ([`RotationError::TimedOut`]).
 
-use std::time::{Duration, Instant, SystemTime};
+mod password;
+mod postgres;
+mod tls;
+
+pub use password::{PasswordPolicy, MIN_PASSWORD_BITS};
+
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use postgres_protocol::escape::{escape_identifier, escape_literal};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
 use vault_ops_core::api::kv2::MetadataUpdate;
 use vault_ops_core::VaultClient;
 
-use crate::rotator::{RotationResult, RotationStatus, Rotator, StepTiming};
+use crate::protocol::{failed, reject_record, Failure, Outcome, RecordCheck, Run};
+use crate::rotator::{RotationResult, RotationStatus, Rotator};
 use crate::state::{
     self, default_owner, Claim, ClaimOptions, Close, HistoryOutcome, Snapshot, StateError,
     StateStore, Step,
 };
-use crate::{fault_fires, FaultHook, FaultPoint, RotationError};
+use crate::{FaultHook, FaultPoint, RotationError};
+
+use password::policy_allows;
+use postgres::{Probe, ProbeError, Session, SqlError, SqlFailure, MAX_PG_TIMEOUT};
 
 /// Default KV v2 mount.
 pub const DEFAULT_MOUNT: &str = "secret";
@@ -201,13 +208,6 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `lock_timeout` of every session ([`DatabaseCredentialRotator::lock_timeout`]).
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
-/// How much longer than the statement timeout the client waits for a statement's reply
-/// before it gives up on the connection (the server's own timeout error should come first).
-const STATEMENT_REPLY_MARGIN: Duration = Duration::from_secs(2);
-/// The largest timeout PostgreSQL accepts (`INT_MAX` milliseconds).
-const MAX_PG_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
-
-const APPLICATION_NAME: &str = "vault-ops-rotation";
 
 /// How to use TLS towards PostgreSQL; see [TLS and authentication](self#tls-and-authentication).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -259,113 +259,6 @@ impl Strategy {
             a: a.into(),
             b: b.into(),
         }
-    }
-}
-
-/// The smallest password entropy [`PasswordPolicy`] accepts, in bits
-/// (`length × log2(alphabet size)`).
-pub const MIN_PASSWORD_BITS: f64 = 128.0;
-
-/// How new passwords are made: `length` characters drawn uniformly from `alphabet` by the
-/// operating system–seeded CSPRNG of `rand` (ChaCha).
-///
-/// [`validate`](Self::validate) (run before every rotation) refuses a policy whose passwords
-/// have less than [`MIN_PASSWORD_BITS`] of entropy, or whose alphabet repeats a character (a
-/// repeated character is drawn more often, which biases the passwords).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PasswordPolicy {
-    /// Characters per password (16..=1024).
-    pub length: usize,
-    /// The characters to draw from (at least 10, each once, printable, no whitespace).
-    pub alphabet: Vec<char>,
-}
-
-impl Default for PasswordPolicy {
-    /// 32 characters of `A-Za-z0-9` (about 190 bits).
-    fn default() -> Self {
-        PasswordPolicy {
-            length: 32,
-            alphabet: ('A'..='Z').chain('a'..='z').chain('0'..='9').collect(),
-        }
-    }
-}
-
-impl PasswordPolicy {
-    /// A policy with this length and alphabet.
-    pub fn new(length: usize, alphabet: &str) -> Self {
-        PasswordPolicy {
-            length,
-            alphabet: alphabet.chars().collect(),
-        }
-    }
-
-    /// The default alphabet plus `-_.~!#%^*+=` (URL- and shell-friendly symbols): 73
-    /// characters, about 6.19 bits each, so `length` must be at least 21 (128 bits).
-    pub fn with_symbols(length: usize) -> Self {
-        let mut p = PasswordPolicy {
-            length,
-            ..PasswordPolicy::default()
-        };
-        p.alphabet.extend("-_.~!#%^*+=".chars());
-        p
-    }
-
-    /// Entropy of a password, in bits: `length × log2(alphabet size)` (the alphabet counted
-    /// as given; [`validate`](Self::validate) refuses repeated characters).
-    pub fn bits(&self) -> f64 {
-        self.length as f64 * (self.alphabet.len() as f64).log2()
-    }
-
-    /// Checks the policy: a length in 16..=1024, an alphabet of at least 10 characters with no
-    /// character twice and no whitespace or control characters, and at least
-    /// [`MIN_PASSWORD_BITS`] of entropy.
-    pub fn validate(&self) -> Result<(), RotationError> {
-        if !(16..=1024).contains(&self.length) {
-            return Err(RotationError::Config(format!(
-                "password length {} is outside 16..=1024",
-                self.length
-            )));
-        }
-        let mut distinct = self.alphabet.clone();
-        distinct.sort_unstable();
-        distinct.dedup();
-        if distinct.len() != self.alphabet.len() {
-            return Err(RotationError::Config(
-                "the password alphabet must not repeat a character (it would bias the passwords)"
-                    .into(),
-            ));
-        }
-        if distinct.len() < 10 {
-            return Err(RotationError::Config(
-                "the password alphabet needs at least 10 characters".into(),
-            ));
-        }
-        if distinct.iter().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(RotationError::Config(
-                "the password alphabet must not contain whitespace or control characters".into(),
-            ));
-        }
-        if self.bits() < MIN_PASSWORD_BITS {
-            return Err(RotationError::Config(format!(
-                "passwords of {} characters from an alphabet of {} have {:.1} bits of entropy; at least {MIN_PASSWORD_BITS} are required",
-                self.length,
-                self.alphabet.len(),
-                self.bits()
-            )));
-        }
-        Ok(())
-    }
-
-    /// A new password.
-    pub fn generate(&self) -> Result<SecretString, RotationError> {
-        use rand::Rng;
-        self.validate()?;
-        let mut rng = rand::rng();
-        let password: String = (0..self.length)
-            .map(|_| self.alphabet[rng.random_range(0..self.alphabet.len())])
-            .collect();
-        Ok(SecretString::from(password))
     }
 }
 
@@ -607,62 +500,26 @@ impl DatabaseCredentialRotator {
     }
 
     async fn run(&self, name: &str, every: Option<Duration>) -> RotationResult {
-        let mut run = Run {
-            name: name.trim_matches('/').to_string(),
-            started: Instant::now(),
-            started_at: SystemTime::now(),
-            steps: Vec::new(),
+        let mut run = Run::new(
+            "database credential",
+            name.trim_matches('/'),
             every,
-            version_before: None,
-            version_after: None,
-            next_due_at: None,
-            admin: None,
-        };
+            self.fault.clone(),
+            DbCx { admin: None },
+        );
         let outcome = if run.name.is_empty() {
-            Err((
-                RotationStatus::Failed,
-                RotationError::Config("the credential name is empty".into()),
-            ))
+            Err(failed(RotationError::Config(
+                "the credential name is empty".into(),
+            )))
         } else if let Err(e) = self.policy.validate().and(self.check_transport()) {
-            Err((RotationStatus::Failed, e))
+            Err(failed(e))
         } else {
             self.run_inner(&mut run).await
         };
-        let (status, error) = match outcome {
-            Ok(status) => (status, None),
-            Err((status, error)) => (status, Some(error)),
-        };
-        match (&status, &error) {
-            (RotationStatus::Success, _) => {
-                tracing::info!(name = %run.name, version = ?run.version_after, "database credential rotated")
-            }
-            (RotationStatus::SkippedNotDue, _) => {
-                tracing::debug!(name = %run.name, "rotation skipped")
-            }
-            (s, Some(e)) => {
-                tracing::warn!(name = %run.name, status = ?s, error = %e, "database rotation did not succeed")
-            }
-            (s, None) => {
-                tracing::warn!(name = %run.name, status = ?s, "database rotation did not succeed")
-            }
-        }
-        if run.version_after.is_none() {
-            run.version_after = run.version_before;
-        }
-        RotationResult {
-            name: run.name,
-            status,
-            version_before: run.version_before,
-            version_after: run.version_after,
-            started_at: run.started_at,
-            duration: run.started.elapsed(),
-            steps: run.steps,
-            error,
-            next_due_at: run.next_due_at,
-        }
+        run.finish(outcome)
     }
 
-    async fn run_inner(&self, run: &mut Run) -> Outcome {
+    async fn run_inner(&self, run: &mut DbRun) -> Outcome {
         let store = self.state_store();
         // At most three passes: a conflict found resolved closes `S` and goes on with a fresh
         // rotation; a fresh rotation that finds `S` changed by another run under it looks again.
@@ -684,19 +541,18 @@ impl DatabaseCredentialRotator {
                 let current = self.read_credential(&run.name).await;
                 run.step("read", t);
                 let current = current.map_err(failed)?;
-                if let Err((status, error)) =
-                    self.check_pending(&run.name, p, current.as_ref()).await
-                {
-                    if status == RotationStatus::Conflict {
-                        if let Err(e) = store
-                            .note_conflict(&snap, &self.owner, error.to_string())
-                            .await
-                        {
-                            tracing::warn!(name = %run.name, error = %e, "could not record the conflict in the state record");
-                        }
-                    }
-                    return Err((status, error));
-                }
+                let check = self.check_pending(&run.name, p, current.as_ref()).await;
+                let name = run.name.clone();
+                reject_record(
+                    run,
+                    &store,
+                    &snap,
+                    &self.owner,
+                    &name,
+                    check,
+                    "fix or delete the state record after checking it",
+                )
+                .await?;
                 let t = Instant::now();
                 let claim = store.take_over(&snap, &self.claim_options()).await;
                 run.step("take_over", t);
@@ -735,7 +591,7 @@ impl DatabaseCredentialRotator {
     /// A fresh rotation from an idle state record.
     async fn fresh(
         &self,
-        run: &mut Run,
+        run: &mut DbRun,
         store: &StateStore,
         snap: Snapshot<DbPending>,
     ) -> Result<Resumed, Failure> {
@@ -745,7 +601,7 @@ impl DatabaseCredentialRotator {
         let current = current.map_err(failed)?;
         run.version_before = current.as_ref().map(|c| c.version);
         let username = self.target_username(&run.name, current.as_ref())?;
-        self.fault(FaultPoint::AfterRead).await?;
+        run.fault(FaultPoint::AfterRead).await?;
 
         // Checks before anything is claimed.
         let t = Instant::now();
@@ -809,7 +665,7 @@ impl DatabaseCredentialRotator {
             }
             Err(e) => return Err(failed(e)),
         };
-        self.fault(FaultPoint::AfterClaim).await?;
+        run.fault(FaultPoint::AfterClaim).await?;
         self.apply_and_finish(run, store, claim, current)
             .await
             .map(Resumed::Done)
@@ -826,7 +682,7 @@ impl DatabaseCredentialRotator {
     ///   an unchanged `S` and `C` whose credential is still rejected is an out-of-band change.
     async fn recheck_rejected(
         &self,
-        run: &mut Run,
+        run: &mut DbRun,
         store: &StateStore,
         snap: &Snapshot<DbPending>,
         current: &Current,
@@ -875,7 +731,7 @@ impl DatabaseCredentialRotator {
     }
 
     /// `S` changed while this run was checking: another run is at work (or just finished).
-    fn changed_under_us(&self, run: &mut Run, latest: Snapshot<DbPending>) -> Recheck {
+    fn changed_under_us(&self, run: &mut DbRun, latest: Snapshot<DbPending>) -> Recheck {
         if latest.can_take_over(&self.owner) {
             // A pending rotation whose lease already expired: the next pass resumes it.
             return Recheck::Reload;
@@ -888,7 +744,7 @@ impl DatabaseCredentialRotator {
     /// Applies the pending password, then verifies, commits and closes.
     async fn apply_and_finish(
         &self,
-        run: &mut Run,
+        run: &mut DbRun,
         store: &StateStore,
         mut claim: Claim<DbPending>,
         current: Option<Current>,
@@ -929,7 +785,7 @@ impl DatabaseCredentialRotator {
                 }
             }
         }
-        self.fault(FaultPoint::AfterApply).await?;
+        run.fault(FaultPoint::AfterApply).await?;
         let t = Instant::now();
         let advanced = store.advance(&mut claim, Step::Applied).await;
         run.step("record_applied", t);
@@ -940,7 +796,7 @@ impl DatabaseCredentialRotator {
     /// Verifies the applied password; commits and closes, or rolls back.
     async fn verify_and_finish(
         &self,
-        run: &mut Run,
+        run: &mut DbRun,
         store: &StateStore,
         claim: Claim<DbPending>,
         current: Option<Current>,
@@ -974,14 +830,14 @@ impl DatabaseCredentialRotator {
                 return Err((RotationStatus::Failed, e.into_error("verify")));
             }
         }
-        self.fault(FaultPoint::AfterVerify).await?;
+        run.fault(FaultPoint::AfterVerify).await?;
         self.commit(run, store, claim, current).await
     }
 
     /// Writes `C` with check-and-set against the base version, then closes `S`.
     async fn commit(
         &self,
-        run: &mut Run,
+        run: &mut DbRun,
         store: &StateStore,
         claim: Claim<DbPending>,
         current: Option<Current>,
@@ -1036,7 +892,7 @@ impl DatabaseCredentialRotator {
         match committed {
             Ok((version, created_time)) => {
                 run.version_after = Some(version);
-                self.fault(FaultPoint::AfterCommit).await?;
+                run.fault(FaultPoint::AfterCommit).await?;
                 self.close_rotated(run, store, claim, version, created_time)
                     .await
             }
@@ -1056,7 +912,7 @@ impl DatabaseCredentialRotator {
 
     async fn close_rotated(
         &self,
-        run: &mut Run,
+        run: &mut DbRun,
         store: &StateStore,
         claim: Claim<DbPending>,
         version: u64,
@@ -1085,14 +941,14 @@ impl DatabaseCredentialRotator {
                 tracing::warn!(name = %run.name, error = %e, "rotated, but the state record could not be closed; the next run closes it");
             }
         }
-        self.fault(FaultPoint::AfterClose).await?;
+        run.fault(FaultPoint::AfterClose).await?;
         Ok(RotationStatus::Success)
     }
 
     /// Sets the role back to the password in `C` after a failed verification.
     async fn roll_back(
         &self,
-        run: &mut Run,
+        run: &mut DbRun,
         store: &StateStore,
         mut claim: Claim<DbPending>,
         error: RotationError,
@@ -1137,7 +993,7 @@ impl DatabaseCredentialRotator {
     /// `C` changed under a pending rotation: never overwrite it.
     async fn conflict_with_changed_credential(
         &self,
-        run: &mut Run,
+        run: &mut DbRun,
         store: &StateStore,
         mut claim: Claim<DbPending>,
         changed: Option<Current>,
@@ -1179,21 +1035,10 @@ impl DatabaseCredentialRotator {
         name: &str,
         pending: &state::Pending<DbPending>,
         current: Option<&Current>,
-    ) -> Result<(), Failure> {
+    ) -> RecordCheck {
         let payload = &pending.payload;
         let base = pending.base_version;
-        let mismatch = |what: String| {
-            Err((
-                RotationStatus::Conflict,
-                RotationError::Conflict {
-                    name: name.to_string(),
-                    reason: format!(
-                        "the pending rotation (epoch {}) in the state record does not match this rotator: {what}; nothing was done (fix or delete the state record after checking it)",
-                        pending.epoch
-                    ),
-                },
-            ))
-        };
+        let mismatch = RecordCheck::Disagrees;
         let at_base = match current {
             Some(c) => c.version == base,
             None => base == 0,
@@ -1212,9 +1057,12 @@ impl DatabaseCredentialRotator {
                     payload.username
                 ));
             }
-            return Ok(());
+            return RecordCheck::Matches;
         }
-        let expected = self.target_username(name, current)?;
+        let expected = match self.target_username(name, current) {
+            Ok(expected) => expected,
+            Err(failure) => return RecordCheck::Failed(failure),
+        };
         if payload.username != expected {
             return mismatch(format!(
                 "it names role {:?}, but this rotator changes {expected:?}",
@@ -1232,19 +1080,19 @@ impl DatabaseCredentialRotator {
                 ));
             }
         }
-        Ok(())
+        RecordCheck::Matches
     }
 
     /// Finishes or undoes a pending rotation taken over from `S` (checked by
     /// [`check_pending`](Self::check_pending) against `current`, `C` as read before).
     async fn resume(
         &self,
-        run: &mut Run,
+        run: &mut DbRun,
         store: &StateStore,
         mut claim: Claim<DbPending>,
         current: Option<Current>,
     ) -> Result<Resumed, Failure> {
-        tracing::info!(name = %run.name, epoch = claim.pending().epoch, step = ?claim.pending().step, "resuming an unfinished rotation");
+        run.resuming(claim.pending());
         let base = claim.pending().base_version;
         run.version_before = Some(base).filter(|v| *v != 0);
 
@@ -1369,13 +1217,6 @@ impl DatabaseCredentialRotator {
         }
     }
 
-    async fn fault(&self, point: FaultPoint) -> Result<(), Failure> {
-        if fault_fires(self.fault.as_ref(), point).await {
-            return Err((RotationStatus::Failed, RotationError::Interrupted(point)));
-        }
-        Ok(())
-    }
-
     /// Which role this rotation changes.
     fn target_username(&self, name: &str, current: Option<&Current>) -> Result<String, Failure> {
         let conflict = |reason: String| {
@@ -1423,7 +1264,7 @@ impl DatabaseCredentialRotator {
     /// login is reported, not judged: see [`recheck_rejected`](Self::recheck_rejected)).
     async fn precheck(
         &self,
-        run: &mut Run,
+        run: &mut DbRun,
         username: &str,
         current: Option<&Current>,
     ) -> Result<Checked, Failure> {
@@ -1441,7 +1282,7 @@ impl DatabaseCredentialRotator {
             Ok(row) => row,
             Err(e) => {
                 if matches!(e, SqlError::TimedOut(_)) {
-                    run.admin = None;
+                    run.cx.admin = None;
                 }
                 return Err((RotationStatus::Failed, e.into_error("look up the role")));
             }
@@ -1571,187 +1412,6 @@ impl DatabaseCredentialRotator {
             .or_insert_with(|| Value::String(self.database.clone()));
         Value::Object(data)
     }
-
-    /// Refuses a plain-text transport unless it was asked for (see
-    /// [TLS and authentication](self#tls-and-authentication)).
-    fn check_transport(&self) -> Result<(), RotationError> {
-        let unix_socket = self.host.starts_with('/');
-        match self.tls {
-            TlsMode::Require => Ok(()),
-            _ if self.insecure_local_dev => Ok(()),
-            TlsMode::Disable if unix_socket => Ok(()),
-            mode => Err(RotationError::Config(format!(
-                "TLS mode {mode:?} towards {} may send the admin session in plain text; use TlsMode::Require (the default; tls_ca_pem for a private CA), or allow_insecure_local_dev() for a local test server",
-                self.host
-            ))),
-        }
-    }
-
-    fn pg_config(&self, user: &str, password: &SecretString) -> tokio_postgres::Config {
-        let ssl_mode = match self.tls {
-            TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
-            TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            TlsMode::Require => tokio_postgres::config::SslMode::Require,
-        };
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&self.host)
-            .port(self.port)
-            .user(user)
-            .password(password.expose_secret().as_bytes())
-            .dbname(&self.database)
-            .application_name(APPLICATION_NAME)
-            .ssl_mode(ssl_mode)
-            .connect_timeout(self.connect_timeout);
-        config
-    }
-
-    /// The statement run on every new session: the server-side time limits.
-    fn session_settings(&self) -> String {
-        let ms = |d: Duration| d.as_millis().clamp(1, MAX_PG_TIMEOUT.as_millis());
-        format!(
-            "SET statement_timeout = {}; SET lock_timeout = {}",
-            ms(self.statement_timeout),
-            ms(self.lock_timeout.min(self.statement_timeout))
-        )
-    }
-
-    /// How long the client waits for one statement's reply.
-    fn statement_limit(&self) -> Duration {
-        self.statement_timeout
-            .saturating_add(STATEMENT_REPLY_MARGIN)
-    }
-
-    /// Runs one statement's future, bounded by [`statement_limit`](Self::statement_limit).
-    async fn bounded<T>(
-        &self,
-        statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
-    ) -> Result<T, SqlError> {
-        let limit = self.statement_limit();
-        match tokio::time::timeout(limit, statement).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(SqlError::Pg(e)),
-            Err(_) => Err(SqlError::TimedOut(limit)),
-        }
-    }
-
-    /// A new session as `user`, with the session settings applied; the whole attempt is
-    /// bounded by the connect timeout (plus a second for the client's own timer to win).
-    async fn connect(&self, user: &str, password: &SecretString) -> Result<Session, ConnectError> {
-        self.check_transport().map_err(ConnectError::Config)?;
-        let limit = self.connect_timeout + Duration::from_secs(1);
-        match tokio::time::timeout(limit, self.connect_unbounded(user, password)).await {
-            Ok(result) => result,
-            Err(_) => Err(ConnectError::Timeout(limit)),
-        }
-    }
-
-    async fn connect_unbounded(
-        &self,
-        user: &str,
-        password: &SecretString,
-    ) -> Result<Session, ConnectError> {
-        let config = self.pg_config(user, password);
-        let session = if self.tls == TlsMode::Disable {
-            let (client, connection) = config.connect(NoTls).await.map_err(ConnectError::Pg)?;
-            Session::new(client, connection)
-        } else {
-            let tls_config = tls::client_config(self.tls_ca_pem.as_deref())
-                .map_err(|e| ConnectError::Config(RotationError::Config(e)))?;
-            let connector = tls::MakeRustls::new(tls_config, self.insecure_local_dev);
-            let (client, connection) = config.connect(connector).await.map_err(ConnectError::Pg)?;
-            Session::new(client, connection)
-        };
-        session
-            .client
-            .batch_execute(&self.session_settings())
-            .await
-            .map_err(ConnectError::Pg)?;
-        Ok(session)
-    }
-
-    /// The run's admin connection (opened once).
-    async fn admin<'r>(&self, run: &'r mut Run) -> Result<&'r Client, RotationError> {
-        if run.admin.as_ref().is_some_and(|s| s.client.is_closed()) {
-            run.admin = None;
-        }
-        if run.admin.is_none() {
-            let session = self
-                .connect(&self.admin_username, &self.admin_password)
-                .await
-                .map_err(|e| e.into_error("connect as the admin"))?;
-            run.admin = Some(session);
-        }
-        run.admin
-            .as_ref()
-            .map(|s| &s.client)
-            .ok_or_else(|| RotationError::Config("no admin connection".into()))
-    }
-
-    /// `ALTER ROLE ... WITH PASSWORD '<SCRAM verifier>'`.
-    async fn alter_password(
-        &self,
-        run: &mut Run,
-        username: &str,
-        password: &SecretString,
-    ) -> Result<(), SqlFailure> {
-        let admin = self.admin(run).await.map_err(SqlFailure::Definite)?;
-        let verifier =
-            postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
-        let statement = format!(
-            "ALTER ROLE {} WITH PASSWORD {}",
-            escape_identifier(username),
-            escape_literal(&verifier)
-        );
-        match self.bounded(admin.batch_execute(&statement)).await {
-            Ok(()) => Ok(()),
-            Err(SqlError::Pg(e)) => {
-                let error = db_error("alter role", &e);
-                if e.as_db_error().is_some() {
-                    Err(SqlFailure::Definite(error))
-                } else {
-                    run.admin = None;
-                    Err(SqlFailure::Unknown(error))
-                }
-            }
-            Err(e @ SqlError::TimedOut(_)) => {
-                // No reply: the statement may still be waiting on the server and land later.
-                run.admin = None;
-                Err(SqlFailure::TimedOut(e.into_error("alter role")))
-            }
-        }
-    }
-
-    /// Logs in as `user` with `password` on a fresh connection and runs `query` (default
-    /// `SELECT 1`).
-    async fn probe(&self, user: &str, password: &SecretString, query: Option<&str>) -> Probe {
-        let session = match self.connect(user, password).await {
-            Ok(s) => s,
-            Err(ConnectError::Pg(e)) if is_rejected_login(&e) => {
-                return Probe::Rejected(pg_message(&e))
-            }
-            Err(ConnectError::Pg(e)) => return Probe::Error(ProbeError::pg(&e)),
-            Err(ConnectError::Timeout(after)) => {
-                return Probe::Error(ProbeError::timed_out("connecting", after))
-            }
-            Err(ConnectError::Config(e)) => {
-                return Probe::Error(ProbeError {
-                    message: e.to_string(),
-                    code: None,
-                    server_answered: false,
-                    timed_out: None,
-                })
-            }
-        };
-        let query = query.unwrap_or("SELECT 1");
-        match self.bounded(session.client.simple_query(query)).await {
-            Ok(_) => Probe::Works,
-            Err(SqlError::Pg(e)) => Probe::Error(ProbeError::pg(&e)),
-            Err(SqlError::TimedOut(after)) => {
-                Probe::Error(ProbeError::timed_out("the query after logging in", after))
-            }
-        }
-    }
 }
 
 #[async_trait]
@@ -1777,9 +1437,6 @@ impl DatabaseCredentialRotator {
     }
 }
 
-type Failure = (RotationStatus, RotationError);
-type Outcome = Result<RotationStatus, Failure>;
-
 enum Resumed {
     Done(RotationStatus),
     /// Load `S` again and decide anew.
@@ -1804,30 +1461,13 @@ enum Recheck {
     Reload,
 }
 
-fn failed(e: impl Into<RotationError>) -> Failure {
-    (RotationStatus::Failed, e.into())
-}
-
-struct Run {
-    name: String,
-    started: Instant,
-    started_at: SystemTime,
-    steps: Vec<StepTiming>,
-    every: Option<Duration>,
-    version_before: Option<u64>,
-    version_after: Option<u64>,
-    next_due_at: Option<SystemTime>,
+/// The database rotator's part of a [`Run`]: its admin session, opened once per run.
+struct DbCx {
     admin: Option<Session>,
 }
 
-impl Run {
-    fn step(&mut self, step: &'static str, started: Instant) {
-        self.steps.push(StepTiming {
-            step,
-            duration: started.elapsed(),
-        });
-    }
-}
+/// A run of the database rotator.
+type DbRun = Run<DbCx>;
 
 /// The credential in `C`.
 struct Current {
@@ -1846,189 +1486,10 @@ impl Current {
     }
 }
 
-enum SqlFailure {
-    /// The statement certainly did not take effect.
-    Definite(RotationError),
-    /// The connection broke: it may or may not have.
-    Unknown(RotationError),
-    /// No reply in time: it may not have taken effect yet, and may still.
-    TimedOut(RotationError),
-}
-
-/// A statement that failed or got no reply in time.
-enum SqlError {
-    Pg(tokio_postgres::Error),
-    /// No reply within this long.
-    TimedOut(Duration),
-}
-
-impl SqlError {
-    fn into_error(self, operation: &str) -> RotationError {
-        match self {
-            SqlError::Pg(e) => db_error(operation, &e),
-            SqlError::TimedOut(after) => RotationError::TimedOut {
-                operation: operation.into(),
-                after,
-            },
-        }
-    }
-}
-
-enum ConnectError {
-    Pg(tokio_postgres::Error),
-    /// The attempt did not finish within this long.
-    Timeout(Duration),
-    Config(RotationError),
-}
-
-impl ConnectError {
-    fn into_error(self, operation: &str) -> RotationError {
-        match self {
-            ConnectError::Pg(e) => db_error(operation, &e),
-            ConnectError::Timeout(after) => RotationError::TimedOut {
-                operation: operation.into(),
-                after,
-            },
-            ConnectError::Config(e) => e,
-        }
-    }
-}
-
-/// An open session and the task driving its connection. Dropping it closes the connection:
-/// the task gets a few seconds to say goodbye to the server, then it is dropped too (a
-/// connection whose server stopped answering never outlives its session for long).
-struct Session {
-    client: Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Session {
-    /// How long a dropped session's connection may take to close.
-    const CLOSE_GRACE: Duration = Duration::from_secs(5);
-
-    fn new<C>(client: Client, connection: C) -> Session
-    where
-        C: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
-    {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            tokio::pin!(connection);
-            let ended = tokio::select! {
-                ended = &mut connection => Some(ended),
-                // The session was dropped (the sender with it).
-                _ = stopped => tokio::time::timeout(Session::CLOSE_GRACE, connection).await.ok(),
-            };
-            if let Some(Err(e)) = ended {
-                tracing::debug!(error = %e, "PostgreSQL connection ended with an error");
-            }
-        });
-        Session {
-            client,
-            _stop: stop,
-        }
-    }
-}
-
-enum Probe {
-    Works,
-    /// The server refused the login (SQLSTATE class 28).
-    Rejected(String),
-    Error(ProbeError),
-}
-
-struct ProbeError {
-    message: String,
-    code: Option<String>,
-    server_answered: bool,
-    /// The client gave up waiting after this long.
-    timed_out: Option<Duration>,
-}
-
-impl ProbeError {
-    fn pg(e: &tokio_postgres::Error) -> Self {
-        ProbeError {
-            message: pg_message(e),
-            code: e.code().map(|c| c.code().to_string()),
-            server_answered: e.as_db_error().is_some(),
-            timed_out: None,
-        }
-    }
-
-    fn timed_out(what: &str, after: Duration) -> Self {
-        ProbeError {
-            message: format!("{what} timed out after {after:?}"),
-            code: None,
-            server_answered: false,
-            timed_out: Some(after),
-        }
-    }
-
-    fn into_error(self, operation: &str) -> RotationError {
-        match self.timed_out {
-            Some(after) => RotationError::TimedOut {
-                operation: operation.into(),
-                after,
-            },
-            None => RotationError::Database {
-                operation: operation.into(),
-                code: self.code,
-                message: self.message,
-            },
-        }
-    }
-}
-
-fn is_rejected_login(e: &tokio_postgres::Error) -> bool {
-    matches!(
-        e.code(),
-        Some(c) if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-    )
-}
-
-/// The server's message and detail, or the client error (never a statement or a password).
-fn pg_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => match db.detail() {
-            Some(detail) => format!("{} ({})", db.message(), detail),
-            None => db.message().to_string(),
-        },
-        None => {
-            // The client error with its causes (I/O, TLS): never a statement or a password.
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(cause) = source {
-                let cause_text = cause.to_string();
-                if !text.contains(&cause_text) {
-                    text.push_str(": ");
-                    text.push_str(&cause_text);
-                }
-                source = cause.source();
-            }
-            text
-        }
-    }
-}
-
-fn db_error(operation: &str, e: &tokio_postgres::Error) -> RotationError {
-    RotationError::Database {
-        operation: operation.to_string(),
-        code: e.code().map(|c| c.code().to_string()),
-        message: pg_message(e),
-    }
-}
-
-/// `true` when `password` could have been made by `policy`: its length, and only characters
-/// of its alphabet.
-fn policy_allows(policy: &PasswordPolicy, password: &SecretString) -> bool {
-    let password = password.expose_secret();
-    password.chars().count() == policy.length
-        && password.chars().all(|c| policy.alphabet.contains(&c))
-}
-
 /// Closes `S` with `close` when the rotation ends without a new password in use. A failure to
 /// close is only logged: the run's own outcome is what the caller reports, and an open claim
 /// is taken over after its lease.
-async fn close_or_warn(run: &Run, store: &StateStore, claim: Claim<DbPending>, close: Close) {
+async fn close_or_warn(run: &DbRun, store: &StateStore, claim: Claim<DbPending>, close: Close) {
     if let Err(e) = store.close(claim, close).await {
         tracing::warn!(name = %run.name, error = %e, "could not close the state record");
     }
@@ -2037,101 +1498,6 @@ async fn close_or_warn(run: &Run, store: &StateStore, claim: Claim<DbPending>, c
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn password_policy_generates_from_the_alphabet() {
-        let policy = PasswordPolicy::default();
-        let a = policy.generate().unwrap();
-        let b = policy.generate().unwrap();
-        assert_eq!(a.expose_secret().len(), 32);
-        assert!(a.expose_secret().chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(a.expose_secret(), b.expose_secret());
-        let custom = PasswordPolicy::new(64, "abcdefghij");
-        let p = custom.generate().unwrap();
-        assert_eq!(p.expose_secret().chars().count(), 64);
-        assert!(p.expose_secret().chars().all(|c| ('a'..='j').contains(&c)));
-        // Every character of a small alphabet shows up over a long password (uniform draw).
-        let all: std::collections::BTreeSet<char> = p.expose_secret().chars().collect();
-        assert!(all.len() >= 8, "{all:?}");
-    }
-
-    #[test]
-    fn password_policy_rejects_weak_settings() {
-        for bad in [
-            PasswordPolicy::new(15, "abcdefghijklmnop"),
-            PasswordPolicy::new(2000, "abcdefghijklmnop"),
-            PasswordPolicy::new(32, "aaaaaaaaaaaaaaaaab"),
-            PasswordPolicy::new(32, "abcdefghij k"),
-        ] {
-            assert!(
-                matches!(bad.generate(), Err(RotationError::Config(_))),
-                "{bad:?}"
-            );
-        }
-        assert!(PasswordPolicy::with_symbols(21).validate().is_ok());
-    }
-
-    fn refusal(policy: &PasswordPolicy) -> String {
-        match policy.validate() {
-            Err(RotationError::Config(message)) => message,
-            other => panic!("{policy:?}: expected a configuration error, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn password_policy_refuses_repeated_characters() {
-        // Plenty of length and distinct characters, but `a` twice: it would be drawn twice as
-        // often as the others.
-        let repeated = PasswordPolicy::new(64, "abcdefghijklmnopqrstuvwxyza");
-        assert!(refusal(&repeated).contains("repeat"), "{repeated:?}");
-        assert!(repeated.generate().is_err());
-        let mut symbols = PasswordPolicy::with_symbols(40);
-        symbols.alphabet.push('A');
-        assert!(refusal(&symbols).contains("repeat"));
-        symbols.alphabet.pop();
-        assert!(symbols.validate().is_ok());
-    }
-
-    #[test]
-    fn password_policy_needs_128_bits() {
-        const DIGITS: &str = "0123456789";
-        const HEX: &str = "0123456789abcdef";
-        // 16 digits: 53 bits, which the old checks accepted.
-        for weak in [
-            PasswordPolicy::new(16, DIGITS),
-            PasswordPolicy::new(38, DIGITS),
-            PasswordPolicy::new(31, HEX),
-            PasswordPolicy::with_symbols(16),
-            PasswordPolicy::with_symbols(20),
-            PasswordPolicy::new(
-                21,
-                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
-            ),
-        ] {
-            assert!(weak.bits() < MIN_PASSWORD_BITS, "{weak:?}");
-            let message = refusal(&weak);
-            assert!(message.contains("bits of entropy"), "{message}");
-            assert!(weak.generate().is_err());
-        }
-        for strong in [
-            PasswordPolicy::new(39, DIGITS),
-            PasswordPolicy::new(32, HEX),
-            PasswordPolicy::with_symbols(21),
-            PasswordPolicy::new(
-                22,
-                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
-            ),
-        ] {
-            assert!(strong.bits() >= MIN_PASSWORD_BITS, "{strong:?}");
-            assert!(strong.validate().is_ok(), "{strong:?}");
-        }
-        // Exactly 128 bits is enough.
-        assert_eq!(PasswordPolicy::new(32, HEX).bits(), 128.0);
-        // The preset default is well above the floor.
-        let default = PasswordPolicy::default();
-        assert!(default.bits() > 190.0, "{}", default.bits());
-        assert!(default.validate().is_ok());
-    }
 
     #[test]
     fn pending_payload_stores_the_password_but_debug_redacts() {
@@ -2169,331 +1535,5 @@ mod tests {
             r.state_store().path("main-db"),
             "rotation-state/database/main-db"
         );
-    }
-}
-
-/// TLS towards PostgreSQL with rustls (ring), for tokio-postgres.
-mod tls {
-    use std::future::Future;
-    use std::io;
-    use std::pin::Pin;
-    use std::sync::Arc;
-    use std::task::{Context, Poll};
-
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
-    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-    use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
-
-    /// A client configuration trusting the webpki roots plus the PEM certificates given.
-    pub(super) fn client_config(
-        extra_roots_pem: Option<&[u8]>,
-    ) -> Result<Arc<rustls::ClientConfig>, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(pem) = extra_roots_pem {
-            let mut added = 0;
-            for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert =
-                    cert.map_err(|e| format!("the CA certificate PEM cannot be parsed: {e}"))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("the CA certificate is not usable: {e}"))?;
-                added += 1;
-            }
-            if added == 0 {
-                return Err("the CA certificate PEM holds no certificate".into());
-            }
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        Ok(Arc::new(config))
-    }
-
-    /// `MakeTlsConnect` for tokio-postgres: verifies the server's certificate and name, and
-    /// (unless `allow_weak_auth`) refuses cleartext and MD5 password authentication.
-    #[derive(Clone)]
-    pub(super) struct MakeRustls {
-        config: Arc<rustls::ClientConfig>,
-        allow_weak_auth: bool,
-    }
-
-    impl MakeRustls {
-        pub(super) fn new(config: Arc<rustls::ClientConfig>, allow_weak_auth: bool) -> Self {
-            MakeRustls {
-                config,
-                allow_weak_auth,
-            }
-        }
-    }
-
-    impl<S> MakeTlsConnect<S> for MakeRustls
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        type Stream = RustlsStream<S>;
-        type TlsConnect = RustlsConnect;
-        type Error = rustls::pki_types::InvalidDnsNameError;
-
-        fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, Self::Error> {
-            Ok(RustlsConnect {
-                config: self.config.clone(),
-                name: ServerName::try_from(domain.to_string())?,
-                allow_weak_auth: self.allow_weak_auth,
-            })
-        }
-    }
-
-    pub(super) struct RustlsConnect {
-        config: Arc<rustls::ClientConfig>,
-        name: ServerName<'static>,
-        allow_weak_auth: bool,
-    }
-
-    impl<S> TlsConnect<S> for RustlsConnect
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        type Stream = RustlsStream<S>;
-        type Error = io::Error;
-        type Future = Pin<Box<dyn Future<Output = io::Result<RustlsStream<S>>> + Send>>;
-
-        fn connect(self, stream: S) -> Self::Future {
-            Box::pin(async move {
-                let stream = tokio_rustls::TlsConnector::from(self.config)
-                    .connect(self.name, stream)
-                    .await?;
-                Ok(RustlsStream {
-                    inner: Box::new(stream),
-                    guard: AuthGuard::new(self.allow_weak_auth),
-                })
-            })
-        }
-    }
-
-    /// The TLS stream, with an [`AuthGuard`] on what the server sends.
-    pub(super) struct RustlsStream<S> {
-        inner: Box<tokio_rustls::client::TlsStream<S>>,
-        guard: AuthGuard,
-    }
-
-    impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            let before = buf.filled().len();
-            std::task::ready!(Pin::new(&mut *self.inner).poll_read(cx, buf))?;
-            if let Err(refused) = self.guard.inspect(&buf.filled()[before..]) {
-                // Hand none of it to tokio-postgres: the request is never complete there, so
-                // it never answers it.
-                buf.set_filled(before);
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    refused,
-                )));
-            }
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            Pin::new(&mut *self.inner).poll_write(cx, buf)
-        }
-
-        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut *self.inner).poll_flush(cx)
-        }
-
-        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut *self.inner).poll_shutdown(cx)
-        }
-    }
-
-    impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for RustlsStream<S> {
-        fn channel_binding(&self) -> ChannelBinding {
-            // SCRAM-SHA-256 without channel binding (the server still authenticates the
-            // client with SCRAM; the certificate check authenticates the server).
-            ChannelBinding::none()
-        }
-    }
-
-    /// `AuthenticationCleartextPassword`.
-    const AUTH_CLEARTEXT: u32 = 3;
-    /// `AuthenticationMD5Password`.
-    const AUTH_MD5: u32 = 5;
-
-    /// Reads along the server's messages until authentication succeeds and refuses a request
-    /// for a cleartext or MD5 password. tokio-postgres answers such a request itself, with
-    /// the password (or its MD5 hash, which logs in as well as the password does); the guard
-    /// fails the read that would complete the request, so it is never answered. After
-    /// `AuthenticationOk` it passes everything through untouched.
-    #[derive(Debug)]
-    pub(super) struct AuthGuard {
-        /// Authentication succeeded (or weak methods are allowed): nothing to watch.
-        done: bool,
-        /// A request was refused (reported again on every later read).
-        refused: Option<&'static str>,
-        /// The current message's header: type, length and, for `R`, the request code.
-        header: [u8; 9],
-        have: usize,
-        /// Bytes of the current message's body still to pass.
-        skip: usize,
-    }
-
-    impl AuthGuard {
-        pub(super) fn new(allow_weak: bool) -> Self {
-            AuthGuard {
-                done: allow_weak,
-                refused: None,
-                header: [0; 9],
-                have: 0,
-                skip: 0,
-            }
-        }
-
-        /// Looks at the next bytes from the server; `Err` when they complete a refused
-        /// authentication request (or a message too malformed to follow).
-        pub(super) fn inspect(&mut self, mut bytes: &[u8]) -> Result<(), &'static str> {
-            if let Some(refused) = self.refused {
-                return Err(refused);
-            }
-            while !self.done && !bytes.is_empty() {
-                if self.skip > 0 {
-                    let n = self.skip.min(bytes.len());
-                    self.skip -= n;
-                    bytes = &bytes[n..];
-                    continue;
-                }
-                let need = match self.have {
-                    0 => 1,
-                    _ if self.header[0] == b'R' => 9,
-                    _ => 5,
-                };
-                let n = (need - self.have).min(bytes.len());
-                self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
-                self.have += n;
-                bytes = &bytes[n..];
-                if self.have < need {
-                    continue;
-                }
-                if need == 1 {
-                    continue;
-                }
-                let [_, l0, l1, l2, l3, c0, c1, c2, c3] = self.header;
-                let length = u32::from_be_bytes([l0, l1, l2, l3]) as usize;
-                let header_body = need - 1;
-                if length < header_body {
-                    return self.refuse(
-                        "the server sent a malformed message during authentication; refused",
-                    );
-                }
-                if self.header[0] == b'R' {
-                    match u32::from_be_bytes([c0, c1, c2, c3]) {
-                        0 => self.done = true,
-                        AUTH_CLEARTEXT => return self.refuse(
-                            "the server asked for the password in cleartext; refused (only SCRAM-SHA-256 is used unless allow_insecure_local_dev() is set)",
-                        ),
-                        AUTH_MD5 => return self.refuse(
-                            "the server asked for an MD5 password hash; refused (only SCRAM-SHA-256 is used unless allow_insecure_local_dev() is set)",
-                        ),
-                        _ => {}
-                    }
-                }
-                self.skip = length - header_body;
-                self.have = 0;
-            }
-            Ok(())
-        }
-
-        fn refuse(&mut self, why: &'static str) -> Result<(), &'static str> {
-            self.refused = Some(why);
-            Err(why)
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::AuthGuard;
-
-        fn message(kind: u8, body: &[u8]) -> Vec<u8> {
-            let mut m = vec![kind];
-            m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
-            m.extend_from_slice(body);
-            m
-        }
-
-        fn auth(code: u32, rest: &[u8]) -> Vec<u8> {
-            let mut body = code.to_be_bytes().to_vec();
-            body.extend_from_slice(rest);
-            message(b'R', &body)
-        }
-
-        /// Feeds `stream` in chunks of `chunk` bytes; the number of bytes passed before a
-        /// refusal, or `None` when everything passed.
-        fn refused_at(allow_weak: bool, stream: &[u8], chunk: usize) -> Option<usize> {
-            let mut guard = AuthGuard::new(allow_weak);
-            let mut passed = 0;
-            for part in stream.chunks(chunk) {
-                if guard.inspect(part).is_err() {
-                    return Some(passed);
-                }
-                passed += part.len();
-            }
-            None
-        }
-
-        #[test]
-        fn cleartext_and_md5_requests_are_refused_before_they_are_complete() {
-            let notice = message(b'N', b"SNOTICE\0Mhello\0\0");
-            for request in [auth(3, b""), auth(5, b"salt")] {
-                let mut stream = notice.clone();
-                stream.extend_from_slice(&request);
-                // The refusal comes at the latest with the request code's last byte, so the
-                // request never reaches tokio-postgres complete.
-                let complete_at = notice.len() + 9;
-                for chunk in 1..=stream.len() {
-                    let at = refused_at(false, &stream, chunk).expect("refused");
-                    assert!(at < complete_at, "chunk {chunk}: passed {at} bytes");
-                    assert!(at + chunk >= complete_at, "chunk {chunk}: refused early");
-                }
-                // Allowed explicitly: passes.
-                assert_eq!(refused_at(true, &stream, 3), None);
-            }
-        }
-
-        #[test]
-        fn scram_and_what_follows_authentication_pass() {
-            let mut stream = auth(10, b"SCRAM-SHA-256\0\0");
-            stream.extend(auth(11, b"r=abc,s=def,i=4096"));
-            stream.extend(auth(12, b"v=xyz"));
-            stream.extend(auth(0, b""));
-            // After AuthenticationOk nothing is inspected, even bytes that look like a request.
-            stream.extend(message(b'S', b"server_version\x0015\0"));
-            stream.extend(auth(3, b""));
-            for chunk in 1..=stream.len() {
-                assert_eq!(refused_at(false, &stream, chunk), None, "chunk {chunk}");
-            }
-        }
-
-        #[test]
-        fn a_malformed_length_is_refused_and_the_refusal_sticks() {
-            let mut guard = AuthGuard::new(false);
-            assert!(guard.inspect(&[b'R', 0, 0, 0, 3, 0, 0, 0, 0]).is_err());
-            assert!(guard.inspect(b"anything").is_err());
-            let mut guard = AuthGuard::new(false);
-            assert!(guard.inspect(&[b'E', 0, 0, 0, 2]).is_err());
-        }
     }
 }

@@ -142,6 +142,7 @@
 pub mod api_key;
 pub mod database;
 pub mod rotator;
+pub mod schedule;
 pub mod scheduler;
 pub mod state;
 

@@ -153,6 +153,7 @@ use std::sync::Arc;
 pub use api_key::{ApiKeyRotator, KeyIssuer};
 pub use database::{DatabaseCredentialRotator, PasswordPolicy, Strategy, TlsMode};
 pub use rotator::{RotationResult, RotationStatus, Rotator, StepTiming};
+pub use schedule::{CronSchedule, RotationPolicy, Schedule};
 pub use scheduler::{
     RotationScheduler, SchedulerHandle, SchedulerOptions, SchedulerStats, SecretStats,
 };

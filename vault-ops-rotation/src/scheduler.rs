@@ -60,6 +60,38 @@
 //!   every sleep and backoff at once, and returns when every task has stopped — after at most
 //!   [`SchedulerOptions::shutdown_timeout`] (60 s), when rotations still running are aborted.
 //!
+//! # Cron schedules, windows and policies
+//!
+//! [`schedule_database_rotation_at`](RotationScheduler::schedule_database_rotation_at) (and
+//! `schedule_api_key_rotation_at`, `schedule_at`) take a [`Schedule`]: a period, or a cron
+//! expression read in **UTC** (no time zones, so daylight-saving changes never skip or repeat a
+//! slot) with an optional window. Vault's records decide, as for periods: a cron secret is due
+//! when the latest slot at or before Vault's clock is later than `last_rotated_at` in `S`, and,
+//! with a window, while Vault's clock is within the window after that slot. A slot whose window
+//! passes without a rotation (Vault sealed, every scheduler down) is not rotated late: the next
+//! slot is, and [`SecretStats::missed_windows`] counts it. One replica rotates per slot, under
+//! the same check-and-set as periods. (`next_due_at` and `period_ms` in `S` describe the
+//! distance the scheduler asked for, not the cron schedule; the scheduler reports the next slot
+//! in [`SecretStats::next_due_at`].) A cron schedule needs a rotator whose
+//! [`schedule_state`](Rotator::schedule_state) names its record (both built-in rotators do).
+//!
+//! A [`RotationPolicy`] ([`with_policy`](RotationScheduler::with_policy), or per secret
+//! [`set_policy`](RotationScheduler::set_policy)) replaces the retry settings of
+//! [`SchedulerOptions`] for that secret: each `Failed`/`RolledBack` attempt is counted in `S`
+//! ([`failed_attempts`](crate::state::RotationState::failed_attempts), check-and-set, over all
+//! replicas) and followed by an exponential backoff between the policy's bounds; at
+//! `max_attempts` failures in a row the secret is **held**
+//! ([`held`](crate::state::RotationState::held), with the last error; Vault's "orphaned"). A held
+//! secret is not attempted by any replica; [`SecretStats::held`] reports it from `S`.
+//! [`SchedulerHandle::resume`] (or [`RotationScheduler::resume`], or a successful manual
+//! rotation) clears it, and the resuming replica tries again at once, the others (and other
+//! processes, like `vault-ops scheduler resume`) at their next check (within a minute, or
+//! [`SchedulerOptions::max_sleep`] when shorter). Limits: failures are counted only while
+//! `S` is idle (a pending rotation's lease is never disturbed), and a replica that had already
+//! started an attempt when another counted the last failure finishes it, so with `R` replicas a
+//! held secret saw between `max_attempts` and `max_attempts + R - 1` attempts. Without a policy,
+//! failures are retried per [`SchedulerOptions`] and never held.
+//!
 //! # Observability
 //!
 //! Each secret's task runs in a `rotation_schedule` tracing span (`secret`, `kind`); every attempt
@@ -1026,7 +1058,7 @@ async fn planned_step(
     });
     if held.is_some() {
         tracing::debug!("held: waiting for resume");
-        return (None, options.max_sleep);
+        return (None, held_recheck(options));
     }
     // 2. Due?
     let now = snapshot
@@ -1118,7 +1150,7 @@ async fn planned_step(
                             error = %error,
                             "held after the policy's maximum of failed attempts: a human must resume it"
                         );
-                        options.max_sleep
+                        held_recheck(options)
                     } else {
                         policy.backoff_for(count).saturating_add(jitter)
                     }
@@ -1128,6 +1160,12 @@ async fn planned_step(
         }
     };
     (Some(result), delay)
+}
+
+/// How often a held secret's record is re-read (a resume by another process or replica):
+/// every minute, or [`SchedulerOptions::max_sleep`] when shorter.
+fn held_recheck(options: &SchedulerOptions) -> Duration {
+    options.max_sleep.min(Duration::from_secs(60))
 }
 
 /// Counts a failed attempt (in the record when there is one) and says whether the secret is

@@ -381,6 +381,26 @@ async fn schedules_are_validated() -> Res {
         s.schedule_database_rotation("main-db", Duration::from_secs(1)),
         Err(SchedulerError::NoDatabaseRotator)
     ));
+    // A cron schedule needs a rotator that keeps its record in Vault; policies and resume
+    // need a scheduled name.
+    assert!(vault_ops_rotation::Schedule::cron("61 * * * *").is_err());
+    assert!(matches!(
+        s.schedule_at(
+            "cron-custom",
+            vault_ops_rotation::Schedule::cron("0 3 * * *")?,
+            Arc::new(Panicker)
+        ),
+        Err(SchedulerError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        s.set_policy("nope", vault_ops_rotation::RotationPolicy::new()),
+        Err(SchedulerError::NotScheduled(_))
+    ));
+    assert!(matches!(
+        s.resume("nope").await,
+        Err(SchedulerError::NotScheduled(_))
+    ));
+    assert!(!s.resume("x").await?, "x was not held");
     assert_eq!(s.scheduled(), vec!["x"]);
     let st = s.stats();
     assert_eq!(st.secrets.len(), 1);

@@ -274,7 +274,8 @@ pub struct SecretStats {
     pub name: String,
     /// What rotates it: `database`, `api_key`, or `custom`.
     pub kind: &'static str,
-    /// Its period.
+    /// Its period (for a cron schedule: the spacing of its first slots; see
+    /// [`schedule`](Self::schedule)).
     pub every: Duration,
     /// Calls to `rotate_if_due` (retries included).
     pub attempts: u64,

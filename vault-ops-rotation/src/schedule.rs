@@ -593,6 +593,61 @@ mod tests {
         );
     }
 
+    /// `next_after` / `prev_at_or_before` agree with a minute-by-minute scan.
+    #[test]
+    fn slot_search_matches_a_naive_scan() {
+        let start = at(2024, 2, 27, 22, 0, 0);
+        for expr in [
+            "*/7 * * * *",
+            "0 0,12 * * *",
+            "59 23 * * *",
+            "15 10 1,29 * TUE",
+            "0 6-8/2 * FEB,MAR *",
+            "30 * 28-31 * *",
+        ] {
+            let c = CronSchedule::parse(expr).unwrap();
+            let matches = |t: i64| {
+                let day = t.div_euclid(86_400);
+                let sod = t.rem_euclid(86_400) as u32;
+                c.day_matches(day) && c.next_time_of_day(sod) == Some(sod)
+            };
+            let base = unix_secs(start);
+            let slots: Vec<i64> = (0..4 * 1440)
+                .map(|m| base + m * 60)
+                .filter(|t| matches(*t))
+                .collect();
+            assert!(!slots.is_empty(), "{expr}");
+            for w in slots.windows(2) {
+                let (a, b) = (from_unix(w[0]).unwrap(), from_unix(w[1]).unwrap());
+                assert_eq!(c.next_after(a), Some(b), "{expr}: after {}", w[0]);
+                assert_eq!(
+                    c.prev_at_or_before(b - Duration::from_secs(1)),
+                    Some(a),
+                    "{expr}: before {}",
+                    w[1]
+                );
+                assert_eq!(c.prev_at_or_before(b), Some(b), "{expr}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text: an error or a schedule, never a panic; a schedule's slots are ordered.
+        #[test]
+        fn parse_never_panics(expr in "[0-9*/,A-Za-z -]{0,40}", t in 0u64..4_000_000_000) {
+            if let Ok(c) = CronSchedule::parse(&expr) {
+                let t = UNIX_EPOCH + Duration::from_secs(t);
+                if let Some(n) = c.next_after(t) {
+                    proptest::prop_assert!(n > t);
+                    proptest::prop_assert_eq!(c.prev_at_or_before(n), Some(n));
+                }
+                if let Some(p) = c.prev_at_or_before(t) {
+                    proptest::prop_assert!(p <= t);
+                }
+            }
+        }
+    }
+
     #[test]
     fn policy_backs_off_exponentially_within_bounds() {
         let p = RotationPolicy::new().backoff(Duration::from_secs(1), Duration::from_secs(10));

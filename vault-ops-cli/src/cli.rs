@@ -558,6 +558,11 @@ pub enum SchedulerCommand {
     ///  "database": {"host": "db", "admin_user": "vault_admin",
     ///               "admin_password_file": "/run/secrets/pg", "user": "app"},
     ///  "api_keys": {"mount": "secret", "key_prefix": "api-keys"}}
+    ///
+    /// Instead of "every", a secret may give "cron" (five fields, UTC, e.g. "30 3 * * SUN")
+    /// and an optional "window" ("1h": a slot missed by more than that waits for the next).
+    /// "policy": {"max_attempts": 5, "backoff_initial": "2s", "backoff_max": "5m"} holds a
+    /// secret after that many failures in a row (see `scheduler resume`).
     Run {
         /// The schedule (JSON).
         #[arg(long, value_name = "FILE")]
@@ -565,6 +570,16 @@ pub enum SchedulerCommand {
         /// Overrides the file's `listen` address for /metrics and /healthz.
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+    },
+    /// Clears the hold on NAME: with a "policy" in FILE, a secret whose rotation failed
+    /// `max_attempts` times in a row is held (no replica tries again) until this runs. The hold
+    /// lives in the secret's state record in Vault, so one call resumes every replica.
+    Resume {
+        /// The schedule (JSON), as given to `scheduler run`.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The scheduled secret's name.
+        name: String,
     },
 }
 

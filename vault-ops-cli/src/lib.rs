@@ -16,7 +16,7 @@
 //! `policy list/read/write/delete`, `auth list`, `secrets list`, `audit list`,
 //! `token lookup/capabilities`, `read/write/list`, `config-state`, `health`, `init`, `seal`,
 //! `unseal`, `step-down`, `raft peers/join/remove/autopilot`, `backup`, `restore`,
-//! `rotate api-key/database`, `scheduler run`, `debug`. `vault-ops help COMMAND` describes each.
+//! `rotate api-key/database`, `scheduler run/resume`, `debug`. `vault-ops help COMMAND` describes each.
 //! Nothing changes a server's state without a confirmation (`--yes`, `--force`) except the
 //! commands whose purpose is the change (`kv put`, `policy write`, `rotate`, ...); unseal keys
 //! and passwords are read from stdin or files, never from the command line.

@@ -102,6 +102,13 @@
 //! [`SchedulerHandle::shutdown`] stops gracefully; [`RotationScheduler::run_once`] runs one
 //! round (tests, cron).
 //!
+//! Like Vault's static roles, a secret rotates on a period or on a cron [`Schedule`] with an
+//! optional window (five fields, **always UTC**: no time zones, so daylight-saving changes
+//! never skip or repeat a slot), and a [`RotationPolicy`] bounds the attempts: failures back
+//! off exponentially and after `max_attempts` in a row the secret is **held** (Vault's
+//! "orphaned") until [`SchedulerHandle::resume`]. Due times, failure counts and holds live in
+//! the state record `S`, so restarts and replicas agree (see the [`scheduler`] module docs).
+//!
 //! ## When things go wrong
 //!
 //! | what happens | the run reports | and then |
@@ -113,6 +120,8 @@
 //! | another session holds a lock on the role, or PostgreSQL stops answering | `Failed` ([`is_timeout`](RotationError::is_timeout)) within the statement timeout | the server cancelled the statement: the claim is closed, nothing changed; no reply: `S` stays pending and the next run resumes |
 //! | another replica holds, or has just finished, the rotation | [`SkippedNotDue`](RotationStatus::SkippedNotDue) | `next_due_at` says when to look again |
 //! | a password changed out of band, `C` edited concurrently | [`Conflict`](RotationStatus::Conflict) | nothing is overwritten; recorded in `S`; reported until `C` works again (or, for API keys, [`ApiKeyRotator::resolve_conflict`]) |
+//! | the server keeps rejecting the rotation (e.g. `ALTER ROLE` refused), with a [`RotationPolicy`] | `Failed` per attempt, backing off exponentially | after `max_attempts` in a row (counted in `S` over all replicas) the secret is held: `S.held` and [`SecretStats::held`] carry the last error, no scheduler tries again until [`SchedulerHandle::resume`] (or a successful manual rotation) |
+//! | a cron slot's window passes while Vault is sealed or every scheduler is down | nothing | the slot is not rotated late: the next slot is ([`SecretStats::missed_windows`]) |
 //!
 //! The [`database`] module docs have the full failure table of the database rotator.
 //! [`FaultPoint`] and [`FaultHook`] let tests stop a run at a step boundary as if the process
@@ -156,6 +165,7 @@ pub mod api_key;
 pub mod database;
 mod protocol;
 pub mod rotator;
+pub mod schedule;
 pub mod scheduler;
 pub mod state;
 
@@ -166,6 +176,7 @@ use std::sync::Arc;
 pub use api_key::{ApiKeyRotator, KeyIssuer};
 pub use database::{DatabaseCredentialRotator, PasswordPolicy, Strategy, TlsMode};
 pub use rotator::{RotationResult, RotationStatus, Rotator, StepTiming};
+pub use schedule::{CronSchedule, RotationPolicy, Schedule};
 pub use scheduler::{
     RotationScheduler, SchedulerHandle, SchedulerOptions, SchedulerStats, SecretStats,
 };

@@ -77,4 +77,14 @@ pub trait Rotator: Send + Sync {
     /// reports [`RotationStatus::SkippedNotDue`]. Safe to call from many replicas at once:
     /// exactly one of them rotates per period.
     async fn rotate_if_due(&self, name: &str, every: Duration) -> RotationResult;
+
+    /// The store of this rotator's state records and the record name of the secret `name`:
+    /// where the [`RotationScheduler`](crate::RotationScheduler) reads the last rotation for a
+    /// cron schedule and counts failed attempts and holds for a
+    /// [`RotationPolicy`](crate::schedule::RotationPolicy). `None` (the default): cron
+    /// schedules are refused and failures are counted per process.
+    fn schedule_state(&self, name: &str) -> Option<(crate::state::StateStore, String)> {
+        let _ = name;
+        None
+    }
 }

@@ -60,6 +60,38 @@
 //!   every sleep and backoff at once, and returns when every task has stopped — after at most
 //!   [`SchedulerOptions::shutdown_timeout`] (60 s), when rotations still running are aborted.
 //!
+//! # Cron schedules, windows and policies
+//!
+//! [`schedule_database_rotation_at`](RotationScheduler::schedule_database_rotation_at) (and
+//! `schedule_api_key_rotation_at`, `schedule_at`) take a [`Schedule`]: a period, or a cron
+//! expression read in **UTC** (no time zones, so daylight-saving changes never skip or repeat a
+//! slot) with an optional window. Vault's records decide, as for periods: a cron secret is due
+//! when the latest slot at or before Vault's clock is later than `last_rotated_at` in `S`, and,
+//! with a window, while Vault's clock is within the window after that slot. A slot whose window
+//! passes without a rotation (Vault sealed, every scheduler down) is not rotated late: the next
+//! slot is, and [`SecretStats::missed_windows`] counts it. One replica rotates per slot, under
+//! the same check-and-set as periods. (`next_due_at` and `period_ms` in `S` describe the
+//! distance the scheduler asked for, not the cron schedule; the scheduler reports the next slot
+//! in [`SecretStats::next_due_at`].) A cron schedule needs a rotator whose
+//! [`schedule_state`](Rotator::schedule_state) names its record (both built-in rotators do).
+//!
+//! A [`RotationPolicy`] ([`with_policy`](RotationScheduler::with_policy), or per secret
+//! [`set_policy`](RotationScheduler::set_policy)) replaces the retry settings of
+//! [`SchedulerOptions`] for that secret: each `Failed`/`RolledBack` attempt is counted in `S`
+//! ([`failed_attempts`](crate::state::RotationState::failed_attempts), check-and-set, over all
+//! replicas) and followed by an exponential backoff between the policy's bounds; at
+//! `max_attempts` failures in a row the secret is **held**
+//! ([`held`](crate::state::RotationState::held), with the last error; Vault's "orphaned"). A held
+//! secret is not attempted by any replica; [`SecretStats::held`] reports it from `S`.
+//! [`SchedulerHandle::resume`] (or [`RotationScheduler::resume`], or a successful manual
+//! rotation) clears it, and the resuming replica tries again at once, the others (and other
+//! processes, like `vault-ops scheduler resume`) at their next check (within a minute, or
+//! [`SchedulerOptions::max_sleep`] when shorter). Limits: failures are counted only while
+//! `S` is idle (a pending rotation's lease is never disturbed), and a replica that had already
+//! started an attempt when another counted the last failure finishes it, so with `R` replicas a
+//! held secret saw between `max_attempts` and `max_attempts + R - 1` attempts. Without a policy,
+//! failures are retried per [`SchedulerOptions`] and never held.
+//!
 //! # Observability
 //!
 //! Each secret's task runs in a `rotation_schedule` tracing span (`secret`, `kind`); every attempt
@@ -83,6 +115,8 @@ use vault_ops_core::VaultClient;
 
 use crate::api_key::ApiKeyRotator;
 use crate::rotator::{RotationResult, RotationStatus, Rotator};
+use crate::schedule::{cron_decision, CronDecision, RotationPolicy, Schedule};
+use crate::state::{self, StateError, StateStore};
 use crate::RotationError;
 
 /// Why a secret cannot be scheduled or the scheduler cannot start.
@@ -104,6 +138,12 @@ pub enum SchedulerError {
     /// [`RotationScheduler::start`] was called outside a Tokio runtime.
     #[error("the scheduler must be started from within a Tokio runtime")]
     NoRuntime,
+    /// The name is not scheduled.
+    #[error("{0:?} is not scheduled")]
+    NotScheduled(String),
+    /// Reading or writing the state record failed (e.g. in [`SchedulerHandle::resume`]).
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// Timing settings of a [`RotationScheduler`]. Build with [`SchedulerOptions::new`] and the
@@ -234,7 +274,8 @@ pub struct SecretStats {
     pub name: String,
     /// What rotates it: `database`, `api_key`, or `custom`.
     pub kind: &'static str,
-    /// Its period.
+    /// Its period (for a cron schedule: the spacing of its first slots; see
+    /// [`schedule`](Self::schedule)).
     pub every: Duration,
     /// Calls to `rotate_if_due` (retries included).
     pub attempts: u64,
@@ -261,6 +302,17 @@ pub struct SecretStats {
     pub next_due_at: Option<SystemTime>,
     /// The last error message (never a secret value), cleared by a run that does not fail.
     pub last_error: Option<String>,
+    /// The schedule, e.g. `every 604800s` or `cron 0 3 * * * UTC, window 3600s`.
+    pub schedule: String,
+    /// `true` while the secret is held after its policy's maximum of failed attempts (Vault's
+    /// "orphaned"): no attempt until [`SchedulerHandle::resume`]. Read from the state record,
+    /// so every replica reports the same.
+    pub held: bool,
+    /// Failed attempts in a row, as counted in the state record over all replicas (or by this
+    /// scheduler for a rotator without one); only with a [`RotationPolicy`].
+    pub failed_attempts: u32,
+    /// Cron slots whose window closed before a rotation could start (seen by this scheduler).
+    pub missed_windows: u64,
 }
 
 impl SecretStats {
@@ -281,6 +333,10 @@ impl SecretStats {
             last_success_at: None,
             next_due_at: None,
             last_error: None,
+            schedule: String::new(),
+            held: false,
+            failed_attempts: 0,
+            missed_windows: 0,
         }
     }
 
@@ -382,9 +438,13 @@ impl StatsCell {
     }
 
     fn record(&self, name: &str, result: &RotationResult) {
+        self.update(name, |s| s.record(result));
+    }
+
+    fn update(&self, name: &str, f: impl FnOnce(&mut SecretStats)) {
         if let Ok(mut map) = self.by_name.lock() {
             if let Some(s) = map.get_mut(name) {
-                s.record(result);
+                f(s);
             }
         }
     }
@@ -405,14 +465,39 @@ impl StatsCell {
 struct Entry {
     name: String,
     kind: &'static str,
+    /// The period; for a cron schedule the spacing of its first slots (it bounds the jitter).
     every: Duration,
+    schedule: Schedule,
+    /// With a policy the secret runs the planned loop ([`run_planned`]); without one (and with
+    /// a period) the classic loop.
+    policy: Mutex<Option<RotationPolicy>>,
     rotator: Arc<dyn Rotator>,
+    /// Where failures are counted and holds recorded: the store and the record's name.
+    store: Option<(StateStore, String)>,
+    /// Failed attempts in a row, for a rotator without a state store.
+    local_failures: Mutex<u32>,
+    /// Woken by [`SchedulerHandle::resume`].
+    wake: tokio::sync::Notify,
+    /// The last cron slot reported as missed.
+    last_missed: Mutex<Option<SystemTime>>,
+}
+
+impl Entry {
+    fn policy(&self) -> Option<RotationPolicy> {
+        self.policy.lock().ok().and_then(|p| p.clone())
+    }
+
+    fn planned(&self) -> bool {
+        self.policy().is_some() || matches!(self.schedule, Schedule::Cron { .. })
+    }
 }
 
 /// Rotates named secrets on a schedule; see the [module docs](self) for how it decides, retries
 /// and shuts down.
 pub struct RotationScheduler {
     options: SchedulerOptions,
+    policy: Option<RotationPolicy>,
+    owner: String,
     api_key_rotator: Arc<dyn Rotator>,
     database_rotator: Option<Arc<dyn Rotator>>,
     entries: Vec<Arc<Entry>>,
@@ -443,6 +528,8 @@ impl RotationScheduler {
     pub fn new(client: VaultClient) -> Self {
         RotationScheduler {
             options: SchedulerOptions::default(),
+            policy: None,
+            owner: state::default_owner(),
             api_key_rotator: Arc::new(ApiKeyRotator::new(client)),
             database_rotator: None,
             entries: Vec::new(),
@@ -454,6 +541,73 @@ impl RotationScheduler {
     pub fn with_options(mut self, options: SchedulerOptions) -> Self {
         self.options = options;
         self
+    }
+
+    /// The [`RotationPolicy`] of secrets scheduled from now on (none by default: failures are
+    /// retried per [`SchedulerOptions`] and never held). Override per secret with
+    /// [`set_policy`](Self::set_policy).
+    pub fn with_policy(mut self, policy: RotationPolicy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// The replica id recorded in a hold (default: [`state::default_owner`]).
+    pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+
+    /// Sets the policy of the scheduled secret `name`.
+    pub fn set_policy(
+        &mut self,
+        name: &str,
+        policy: RotationPolicy,
+    ) -> Result<&mut Self, SchedulerError> {
+        let entry = self
+            .entries
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| SchedulerError::NotScheduled(name.to_string()))?;
+        if let Ok(mut p) = entry.policy.lock() {
+            *p = Some(policy);
+        }
+        Ok(self)
+    }
+
+    /// Rotates the database credential `name` on `schedule` (a period or a UTC cron schedule
+    /// with an optional window), with the rotator given to
+    /// [`with_database_rotator`](Self::with_database_rotator).
+    pub fn schedule_database_rotation_at(
+        &mut self,
+        name: impl Into<String>,
+        schedule: Schedule,
+    ) -> Result<&mut Self, SchedulerError> {
+        let rotator = self
+            .database_rotator
+            .clone()
+            .ok_or(SchedulerError::NoDatabaseRotator)?;
+        self.add_schedule(name.into(), "database", schedule, rotator)
+    }
+
+    /// Rotates the API key `name` on `schedule`.
+    pub fn schedule_api_key_rotation_at(
+        &mut self,
+        name: impl Into<String>,
+        schedule: Schedule,
+    ) -> Result<&mut Self, SchedulerError> {
+        let rotator = self.api_key_rotator.clone();
+        self.add_schedule(name.into(), "api_key", schedule, rotator)
+    }
+
+    /// Rotates `name` on `schedule` with any [`Rotator`] (its
+    /// [`schedule_state`](Rotator::schedule_state) is where failures are counted).
+    pub fn schedule_at(
+        &mut self,
+        name: impl Into<String>,
+        schedule: Schedule,
+        rotator: Arc<dyn Rotator>,
+    ) -> Result<&mut Self, SchedulerError> {
+        self.add_schedule(name.into(), "custom", schedule, rotator)
     }
 
     /// The rotator [`schedule_database_rotation`](Self::schedule_database_rotation) uses
@@ -512,6 +666,27 @@ impl RotationScheduler {
         every: Duration,
         rotator: Arc<dyn Rotator>,
     ) -> Result<&mut Self, SchedulerError> {
+        self.add_schedule(name, kind, Schedule::Every(every), rotator)
+    }
+
+    fn add_schedule(
+        &mut self,
+        name: String,
+        kind: &'static str,
+        schedule: Schedule,
+        rotator: Arc<dyn Rotator>,
+    ) -> Result<&mut Self, SchedulerError> {
+        let every = match &schedule {
+            Schedule::Every(every) => *every,
+            Schedule::Cron { cron, .. } => {
+                let first = cron.next_after(SystemTime::now());
+                let second = first.and_then(|t| cron.next_after(t));
+                match (first, second) {
+                    (Some(a), Some(b)) => b.duration_since(a).unwrap_or(Duration::from_secs(1)),
+                    _ => Duration::from_secs(1),
+                }
+            }
+        };
         if name.trim().is_empty() {
             return Err(SchedulerError::InvalidInput(
                 "the secret name is empty".into(),
@@ -522,15 +697,29 @@ impl RotationScheduler {
                 "the period of {name:?} is zero"
             )));
         }
+        let store = rotator.schedule_state(&name);
+        if matches!(schedule, Schedule::Cron { .. }) && store.is_none() {
+            return Err(SchedulerError::InvalidInput(format!(
+                "{name:?}: a cron schedule needs a rotator that keeps its state in Vault"
+            )));
+        }
         if self.entries.iter().any(|e| e.name == name) {
             return Err(SchedulerError::AlreadyScheduled(name));
         }
-        self.stats.add(SecretStats::new(&name, kind, every));
+        let mut stats = SecretStats::new(&name, kind, every);
+        stats.schedule = schedule.to_string();
+        self.stats.add(stats);
         self.entries.push(Arc::new(Entry {
             name,
             kind,
             every,
+            schedule,
+            policy: Mutex::new(self.policy.clone()),
             rotator,
+            store,
+            local_failures: Mutex::new(0),
+            wake: tokio::sync::Notify::new(),
+            last_missed: Mutex::new(None),
         }));
         Ok(self)
     }
@@ -545,9 +734,17 @@ impl RotationScheduler {
         self.stats.snapshot()
     }
 
+    /// Like [`SchedulerHandle::resume`], before [`start`](Self::start) (or from a tool that
+    /// only resumes).
+    pub async fn resume(&self, name: &str) -> Result<bool, SchedulerError> {
+        resume_entry(&self.entries, &self.stats, name).await
+    }
+
     /// One round, for tests and cron-style use: every secret's `rotate_if_due` once (all
     /// concurrently, each with the retries of [`SchedulerOptions`]), counted in the stats.
-    /// Returns the final result per secret, in scheduling order.
+    /// A secret with a cron schedule or a [`RotationPolicy`] gets one check and at most one
+    /// attempt (none when held or not due by its cron schedule).
+    /// Returns the results, in scheduling order.
     pub async fn run_once(&self) -> Vec<RotationResult> {
         // A sender that is never dropped or signalled: nothing to cancel.
         let (_tx, rx) = watch::channel(false);
@@ -560,10 +757,16 @@ impl RotationScheduler {
             let limit = limit.clone();
             let mut rx = rx.clone();
             let span = secret_span(&entry);
+            let owner = self.owner.clone();
             set.spawn(
                 async move {
-                    let result =
-                        attempt_with_retries(&entry, &options, &stats, &limit, &mut rx).await;
+                    let result = if entry.planned() {
+                        planned_step(&entry, &options, &stats, &limit, &mut rx, &owner)
+                            .await
+                            .0
+                    } else {
+                        attempt_with_retries(&entry, &options, &stats, &limit, &mut rx).await
+                    };
                     (i, result)
                 }
                 .instrument(span),
@@ -594,10 +797,18 @@ impl RotationScheduler {
             let stats = self.stats.clone();
             let rx = rx.clone();
             let span = secret_span(&entry);
-            tasks.spawn_on(
-                run_secret(entry, options, stats, limit.clone(), rx).instrument(span),
-                &runtime,
-            );
+            if entry.planned() {
+                tasks.spawn_on(
+                    run_planned(entry, options, stats, limit.clone(), rx, self.owner.clone())
+                        .instrument(span),
+                    &runtime,
+                );
+            } else {
+                tasks.spawn_on(
+                    run_secret(entry, options, stats, limit.clone(), rx).instrument(span),
+                    &runtime,
+                );
+            }
         }
         tracing::info!(secrets = self.entries.len(), "rotation scheduler started");
         Ok(SchedulerHandle {
@@ -605,6 +816,7 @@ impl RotationScheduler {
             tasks,
             stats: self.stats,
             shutdown_timeout: self.options.shutdown_timeout,
+            entries: self.entries,
         })
     }
 }
@@ -617,6 +829,7 @@ pub struct SchedulerHandle {
     tasks: JoinSet<()>,
     stats: Arc<StatsCell>,
     shutdown_timeout: Duration,
+    entries: Vec<Arc<Entry>>,
 }
 
 impl std::fmt::Debug for SchedulerHandle {
@@ -632,6 +845,13 @@ impl SchedulerHandle {
     /// A snapshot of the per-secret counters.
     pub fn stats(&self) -> SchedulerStats {
         self.stats.snapshot()
+    }
+
+    /// Clears the hold on `name` (and its count of failed attempts) in its state record, with
+    /// check-and-set, and wakes its task: every replica tries again at its next check, this
+    /// one at once. `Ok(false)` when it was not held.
+    pub async fn resume(&self, name: &str) -> Result<bool, SchedulerError> {
+        resume_entry(&self.entries, &self.stats, name).await
     }
 
     /// Graceful stop: sleeps and backoffs end at once, no new rotation starts, and rotations
@@ -728,6 +948,262 @@ async fn run_secret(
     tracing::debug!("rotation schedule stopped");
 }
 
+async fn resume_entry(
+    entries: &[Arc<Entry>],
+    stats: &StatsCell,
+    name: &str,
+) -> Result<bool, SchedulerError> {
+    let entry = entries
+        .iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| SchedulerError::NotScheduled(name.to_string()))?;
+    let was_held = match &entry.store {
+        Some((store, key)) => store.resume(key).await?,
+        None => stats.snapshot().get(name).is_some_and(|s| s.held),
+    };
+    if let Ok(mut n) = entry.local_failures.lock() {
+        *n = 0;
+    }
+    stats.update(name, |s| {
+        s.held = false;
+        s.failed_attempts = 0;
+    });
+    entry.wake.notify_one();
+    Ok(was_held)
+}
+
+/// The loop of a secret with a cron schedule or a [`RotationPolicy`].
+async fn run_planned(
+    entry: Arc<Entry>,
+    options: SchedulerOptions,
+    stats: Arc<StatsCell>,
+    limit: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+    owner: String,
+) {
+    if sleep_or_shutdown(options.jitter_for(entry.every), &mut shutdown).await {
+        return;
+    }
+    loop {
+        let (_, delay) =
+            planned_step(&entry, &options, &stats, &limit, &mut shutdown, &owner).await;
+        if *shutdown.borrow() {
+            break;
+        }
+        tracing::debug!(
+            sleep_ms = delay.as_millis() as u64,
+            "sleeping until the next check"
+        );
+        let stop = tokio::select! {
+            stop = sleep_or_shutdown(delay, &mut shutdown) => stop,
+            _ = entry.wake.notified() => false,
+        };
+        if stop {
+            break;
+        }
+    }
+    tracing::debug!("rotation schedule stopped");
+}
+
+/// One check of a planned secret and at most one attempt; returns the attempt's result and
+/// how long to wait before the next check.
+async fn planned_step(
+    entry: &Entry,
+    options: &SchedulerOptions,
+    stats: &StatsCell,
+    limit: &Semaphore,
+    shutdown: &mut watch::Receiver<bool>,
+    owner: &str,
+) -> (Option<RotationResult>, Duration) {
+    let policy = entry.policy();
+    let jitter = options.jitter_for(entry.every);
+    // 1. The record in Vault: the hold, the count of failures, the last rotation, Vault's clock.
+    let snapshot = match &entry.store {
+        Some((store, key)) => match store.load::<serde_json::Value>(key).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the rotation state; checking again later");
+                stats.update(&entry.name, |s| s.last_error = Some(e.to_string()));
+                return (None, options.clamp_sleep(options.failure_delay + jitter));
+            }
+        },
+        None => None,
+    };
+    let local_failures = entry.local_failures.lock().map(|n| *n).unwrap_or(0);
+    let failed = snapshot
+        .as_ref()
+        .map(|s| s.state.failed_attempts)
+        .unwrap_or(local_failures);
+    let held = match &snapshot {
+        Some(s) => s.state.held.as_ref().map(|h| h.last_error.clone()),
+        None if policy
+            .as_ref()
+            .is_some_and(|p| local_failures >= p.max_attempts) =>
+        {
+            Some(
+                stats
+                    .snapshot()
+                    .get(&entry.name)
+                    .and_then(|s| s.last_error.clone())
+                    .unwrap_or_default(),
+            )
+        }
+        None => None,
+    };
+    stats.update(&entry.name, |s| {
+        s.held = held.is_some();
+        s.failed_attempts = failed;
+        if let Some(err) = &held {
+            s.last_error = Some(err.clone());
+        }
+    });
+    if held.is_some() {
+        tracing::debug!("held: waiting for resume");
+        return (None, held_recheck(options));
+    }
+    // 2. Due?
+    let now = snapshot
+        .as_ref()
+        .map(|s| s.now())
+        .unwrap_or_else(SystemTime::now);
+    let every = match &entry.schedule {
+        Schedule::Every(every) => *every,
+        Schedule::Cron { cron, window } => {
+            let last = snapshot.as_ref().and_then(|s| s.state.last_rotated_time());
+            match cron_decision(cron, *window, last, now) {
+                CronDecision::Wait { next, missed } => {
+                    if let Some(slot) = missed {
+                        let first = entry
+                            .last_missed
+                            .lock()
+                            .map(|mut m| m.replace(slot) != Some(slot))
+                            .unwrap_or(false);
+                        if first {
+                            tracing::warn!(
+                                slot = %state::vault_time::format_rfc3339(slot),
+                                "the rotation window closed before a rotation could start; waiting for the next slot"
+                            );
+                            stats.update(&entry.name, |s| s.missed_windows += 1);
+                        }
+                    }
+                    stats.update(&entry.name, |s| s.next_due_at = next);
+                    let wait = next
+                        .map(|t| t.duration_since(now).unwrap_or_default())
+                        .unwrap_or(options.max_sleep);
+                    return (None, options.clamp_sleep(wait + jitter));
+                }
+                // Due when the last rotation is before the slot: `rotate_if_due` with the
+                // distance from the last rotation to the slot rotates exactly then, under the
+                // record's check-and-set (so one replica per slot).
+                CronDecision::Due(slot) => match last {
+                    Some(l) => slot
+                        .duration_since(l)
+                        .unwrap_or_default()
+                        .max(Duration::from_millis(1)),
+                    None => entry.every,
+                },
+            }
+        }
+    };
+    // 3. One attempt.
+    let permit = tokio::select! {
+        permit = limit.acquire() => permit,
+        _ = shutdown.wait_for(|stop| *stop) => return (None, Duration::ZERO),
+    };
+    if *shutdown.borrow() {
+        return (None, Duration::ZERO);
+    }
+    let attempt = failed.saturating_add(1);
+    let result = run_attempt(entry, every, attempt, options.attempt_timeout).await;
+    drop(permit);
+    stats.record(&entry.name, &result);
+    log_result(&result, attempt);
+    let delay = match result.status {
+        RotationStatus::Success | RotationStatus::SkippedNotDue => {
+            if let Ok(mut n) = entry.local_failures.lock() {
+                *n = 0;
+            }
+            match (&entry.schedule, result.status) {
+                // The next check computes the next slot from the record.
+                (Schedule::Cron { .. }, RotationStatus::Success) => options.min_sleep,
+                // Skipped: not before the rotator's next check (a pending rotation of another
+                // replica, say), so a disagreement never turns into a busy loop.
+                _ => next_delay(&result, entry.every, options),
+            }
+        }
+        RotationStatus::Conflict => options.clamp_sleep(options.failure_delay + jitter),
+        RotationStatus::Failed | RotationStatus::RolledBack => {
+            let error = result
+                .error
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| format!("{:?} without an error", result.status));
+            match &policy {
+                Some(policy) => {
+                    let (count, now_held) = count_failure(entry, owner, &error, policy).await;
+                    stats.update(&entry.name, |s| {
+                        s.failed_attempts = count;
+                        s.held = now_held;
+                    });
+                    if now_held {
+                        tracing::error!(
+                            attempts = count,
+                            error = %error,
+                            "held after the policy's maximum of failed attempts: a human must resume it"
+                        );
+                        held_recheck(options)
+                    } else {
+                        policy.backoff_for(count).saturating_add(jitter)
+                    }
+                }
+                None => options.clamp_sleep(options.failure_delay + jitter),
+            }
+        }
+    };
+    (Some(result), delay)
+}
+
+/// How often a held secret's record is re-read (a resume by another process or replica):
+/// every minute, or [`SchedulerOptions::max_sleep`] when shorter.
+fn held_recheck(options: &SchedulerOptions) -> Duration {
+    options.max_sleep.min(Duration::from_secs(60))
+}
+
+/// Counts a failed attempt (in the record when there is one) and says whether the secret is
+/// now held.
+async fn count_failure(
+    entry: &Entry,
+    owner: &str,
+    error: &str,
+    policy: &RotationPolicy,
+) -> (u32, bool) {
+    match &entry.store {
+        Some((store, key)) => {
+            match store
+                .record_failed_attempt(key, owner, error, policy.max_attempts)
+                .await
+            {
+                Ok(state) => (state.failed_attempts, state.held.is_some()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot count the failed attempt in the rotation state");
+                    let n = entry.local_failures.lock().map(|n| *n).unwrap_or(0);
+                    (n.saturating_add(1), false)
+                }
+            }
+        }
+        None => {
+            let n = match entry.local_failures.lock() {
+                Ok(mut n) => {
+                    *n = n.saturating_add(1);
+                    *n
+                }
+                Err(_) => policy.max_attempts,
+            };
+            (n, n >= policy.max_attempts)
+        }
+    }
+}
+
 /// How long to sleep after a run (retries done).
 fn next_delay(result: &RotationResult, every: Duration, options: &SchedulerOptions) -> Duration {
     let base = match result.status {
@@ -763,7 +1239,7 @@ async fn attempt_with_retries(
         if *shutdown.borrow() {
             return last;
         }
-        let result = run_attempt(entry, attempt, options.attempt_timeout).await;
+        let result = run_attempt(entry, entry.every, attempt, options.attempt_timeout).await;
         drop(permit);
         stats.record(&entry.name, &result);
         log_result(&result, attempt);
@@ -787,9 +1263,14 @@ async fn attempt_with_retries(
 }
 
 /// One `rotate_if_due`, at most `timeout` long; a panic or the timeout is a `Failed` result.
-async fn run_attempt(entry: &Entry, attempt: u32, timeout: Duration) -> RotationResult {
+async fn run_attempt(
+    entry: &Entry,
+    every: Duration,
+    attempt: u32,
+    timeout: Duration,
+) -> RotationResult {
     let started_at = SystemTime::now();
-    let fut = entry.rotator.rotate_if_due(&entry.name, entry.every);
+    let fut = entry.rotator.rotate_if_due(&entry.name, every);
     let bounded = tokio::time::timeout(timeout, AssertUnwindSafe(fut).catch_unwind());
     let (error, message) = match bounded
         .instrument(tracing::debug_span!("attempt", attempt))

@@ -234,6 +234,30 @@ pub struct RotationState<P> {
     /// A random id of the write that produced this version (see the module docs).
     #[serde(default)]
     pub write_id: String,
+    /// Scheduled attempts that failed in a row, over all replicas
+    /// ([`StateStore::record_failed_attempt`]); reset by a rotation and by
+    /// [`StateStore::resume`].
+    #[serde(default)]
+    pub failed_attempts: u32,
+    /// Set when the scheduler stopped trying after its policy's maximum of failed attempts
+    /// (Vault's "orphaned"): no scheduler rotates the credential until
+    /// [`StateStore::resume`] or a successful rotation clears it.
+    #[serde(default)]
+    pub held: Option<HeldState>,
+}
+
+/// Why and since when a credential is held (see [`RotationState::held`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HeldState {
+    /// When it was held (RFC 3339, Vault's clock).
+    pub since: String,
+    /// The failed attempts in a row that led to it.
+    pub attempts: u32,
+    /// The last error (never a secret).
+    pub last_error: String,
+    /// The replica that held it.
+    pub owner: String,
 }
 
 impl<P> Default for RotationState<P> {
@@ -249,6 +273,8 @@ impl<P> Default for RotationState<P> {
             last_error: None,
             history: Vec::new(),
             write_id: String::new(),
+            failed_attempts: 0,
+            held: None,
         }
     }
 }
@@ -1113,6 +1139,80 @@ impl StateStore {
         .map(Some)
     }
 
+    /// Counts one failed scheduled attempt of `name` in its record (check-and-set, retried a
+    /// few times when another replica wrote in between) with `error` as `last_error`, and
+    /// holds the credential once `max_attempts` failures in a row are counted. Nothing is
+    /// written while a rotation is pending (its owner's fencing token must stay valid) or when
+    /// the credential is already held. Returns the record as it stands.
+    pub async fn record_failed_attempt(
+        &self,
+        name: &str,
+        owner: &str,
+        error: &str,
+        max_attempts: u32,
+    ) -> Result<RotationState<Value>, StateError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let snapshot = self.load::<Value>(name).await?;
+            let mut state = snapshot.state;
+            if !matches!(state.phase, Phase::Idle) || state.held.is_some() {
+                return Ok(state);
+            }
+            state.failed_attempts = state.failed_attempts.saturating_add(1);
+            state.last_error = Some(error.to_string());
+            if state.failed_attempts >= max_attempts.max(1) {
+                let since = snapshot
+                    .vault_now
+                    .map(vault_time::format_rfc3339)
+                    .unwrap_or_else(|| snapshot.created_time.clone());
+                state.held = Some(HeldState {
+                    since,
+                    attempts: state.failed_attempts,
+                    last_error: error.to_string(),
+                    owner: owner.to_string(),
+                });
+            }
+            if snapshot.version == 0 {
+                self.ensure_metadata(name).await?;
+            }
+            match self.cas_write(name, &mut state, snapshot.version).await {
+                Ok(_) => {
+                    if state.held.is_some() {
+                        tracing::error!(name, attempts = state.failed_attempts, "rotation held after its maximum of failed attempts: a human must resume it");
+                    }
+                    return Ok(state);
+                }
+                Err(StateError::Fenced { .. }) if tries < 5 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Clears a hold (and the count of failed attempts) with check-and-set, so schedulers try
+    /// again. `Ok(false)` when `name` was not held.
+    pub async fn resume(&self, name: &str) -> Result<bool, StateError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let snapshot = self.load::<Value>(name).await?;
+            let mut state = snapshot.state;
+            if state.held.is_none() && state.failed_attempts == 0 {
+                return Ok(false);
+            }
+            let was_held = state.held.take().is_some();
+            state.failed_attempts = 0;
+            match self.cas_write(name, &mut state, snapshot.version).await {
+                Ok(_) => {
+                    tracing::info!(name, "rotation resumed");
+                    return Ok(was_held);
+                }
+                Err(StateError::Fenced { .. }) if tries < 5 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     async fn ensure_metadata(&self, name: &str) -> Result<(), StateError> {
         let update = MetadataUpdate::new()
             .cas_required(true)
@@ -1233,6 +1333,8 @@ fn apply_close<P>(
             state.credential_version = close.credential_version.or(state.credential_version);
             state.last_rotated_at = close.rotated_at.clone().or(state.last_rotated_at.take());
             state.last_error = None;
+            state.failed_attempts = 0;
+            state.held = None;
         }
         HistoryOutcome::Resolved => {
             state.last_error = None;

@@ -381,6 +381,26 @@ async fn schedules_are_validated() -> Res {
         s.schedule_database_rotation("main-db", Duration::from_secs(1)),
         Err(SchedulerError::NoDatabaseRotator)
     ));
+    // A cron schedule needs a rotator that keeps its record in Vault; policies and resume
+    // need a scheduled name.
+    assert!(vault_ops_rotation::Schedule::cron("61 * * * *").is_err());
+    assert!(matches!(
+        s.schedule_at(
+            "cron-custom",
+            vault_ops_rotation::Schedule::cron("0 3 * * *")?,
+            Arc::new(Panicker)
+        ),
+        Err(SchedulerError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        s.set_policy("nope", vault_ops_rotation::RotationPolicy::new()),
+        Err(SchedulerError::NotScheduled(_))
+    ));
+    assert!(matches!(
+        s.resume("nope").await,
+        Err(SchedulerError::NotScheduled(_))
+    ));
+    assert!(!s.resume("x").await?, "x was not held");
     assert_eq!(s.scheduled(), vec!["x"]);
     let st = s.stats();
     assert_eq!(st.secrets.len(), 1);
@@ -720,5 +740,301 @@ async fn shutdown_is_bounded_while_a_database_rotation_waits_for_a_locked_role()
         .await?;
     assert!(snap.state.pending().is_none(), "{:?}", snap.state);
     blocker.batch_execute("ROLLBACK").await?;
+    Ok(())
+}
+
+// ---- Cron schedules, windows and the rotation policy (issue #15 §1) ----
+
+use vault_ops_rotation::schedule::{RotationPolicy, Schedule};
+use vault_ops_rotation::state::StateStore;
+
+/// Unix seconds of `t` (whole).
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// Sleeps until `slot_secs` (Unix seconds) plus `offset_ms` on the local clock.
+async fn sleep_until_unix(slot_secs: u64, offset_ms: u64) {
+    let target =
+        SystemTime::UNIX_EPOCH + Duration::from_secs(slot_secs) + Duration::from_millis(offset_ms);
+    if let Ok(d) = target.duration_since(SystemTime::now()) {
+        tokio::time::sleep(d).await;
+    }
+}
+
+#[tokio::test]
+async fn three_replicas_rotate_once_per_cron_slot() -> Res {
+    let (_bao, client) = server().await;
+    // A slot every 3 seconds (the optional leading seconds field), UTC.
+    let schedule = Schedule::cron("*/3 * * * * *")?;
+    let mut handles = Vec::new();
+    for i in 0..3 {
+        let mut s = RotationScheduler::new(client.clone())
+            .with_options(fast_options())
+            .with_api_key_rotator(api_rotator(&client, &format!("replica-{i}")));
+        s.schedule_api_key_rotation_at("cron-key", schedule.clone())?;
+        handles.push(s.start()?);
+    }
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let finals = futures_util::future::join_all(handles.into_iter().map(|h| h.shutdown())).await;
+
+    let times = version_times(&client, "api-keys/cron-key").await;
+    // The first rotation catches up on the slot before the start; every later one follows a
+    // slot within ~2 s (Vault's whole-second clock, jitter), and no slot rotates twice.
+    assert!(
+        times.len() >= 4,
+        "{} versions: {:?} {:?}",
+        times.len(),
+        times
+            .iter()
+            .map(|t| t
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64())
+            .collect::<Vec<_>>(),
+        finals
+    );
+    let mut slots = Vec::new();
+    for t in &times[1..] {
+        let secs = unix(*t);
+        let slot = secs - secs % 3;
+        let late = t
+            .duration_since(SystemTime::UNIX_EPOCH + Duration::from_secs(slot))
+            .unwrap_or_default();
+        assert!(
+            late < Duration::from_millis(2000),
+            "rotated {late:?} after its slot"
+        );
+        slots.push(slot);
+    }
+    let mut dedup = slots.clone();
+    dedup.dedup();
+    assert_eq!(dedup, slots, "a slot rotated twice: {slots:?}");
+    for w in slots.windows(2) {
+        assert_eq!(w[1] - w[0], 3, "a slot was skipped: {slots:?}");
+    }
+    let rotations: u64 = finals
+        .iter()
+        .map(|f| f.get("cron-key").expect("stats").rotations)
+        .sum();
+    assert_eq!(rotations, times.len() as u64, "one replica per slot");
+    let st = finals[0].get("cron-key").expect("stats");
+    assert_eq!(st.schedule, "cron */3 * * * * * UTC");
+    assert!(!st.held);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_window_missed_while_vault_is_sealed_waits_for_the_next_slot() -> Res {
+    let (bao, client) = server().await;
+    // The dev server prints its unseal key shortly after it starts serving.
+    let mut key = None;
+    for _ in 0..50 {
+        key = bao
+            .log()
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Unseal Key:"))
+            .map(|k| k.trim().to_string());
+        if key.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let key = key.expect("the dev server prints its unseal key");
+    // Slots every 6 s; a rotation must start within 1 s of its slot.
+    let schedule = Schedule::cron("*/6 * * * * *")?.window(Duration::from_secs(1));
+    let mut s = RotationScheduler::new(client.clone())
+        .with_options(fast_options())
+        .with_api_key_rotator(api_rotator(&client, "r1"));
+    s.schedule_api_key_rotation_at("windowed", schedule)?;
+    let handle = s.start()?;
+
+    // Wait for a rotation in a slot's window (the first may have to wait for one).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while version_times(&client, "api-keys/windowed").await.is_empty() {
+        assert!(Instant::now() < deadline, "no first rotation");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let first = version_times(&client, "api-keys/windowed").await;
+    let first_secs = unix(first[0]);
+    assert!(
+        first_secs % 6 <= 1,
+        "rotated outside the window: {}",
+        first_secs % 6
+    );
+
+    // Seal Vault over the next slot's whole window.
+    let missed = first_secs - first_secs % 6 + 6;
+    sleep_until_unix(missed - 1, 300).await;
+    client.sys().seal().await?;
+    sleep_until_unix(missed + 2, 0).await;
+    client
+        .sys()
+        .unseal(&vault_ops_core::SecretString::from(key))
+        .await?;
+    let unsealed = SystemTime::now();
+
+    // Nothing until the slot after: the missed slot is not rotated late.
+    let next = missed + 6;
+    sleep_until_unix(next + 2, 500).await;
+    let stats = handle.shutdown().await;
+    let times = version_times(&client, "api-keys/windowed").await;
+    let after: Vec<u64> = times.iter().skip(1).map(|t| unix(*t)).collect();
+    assert!(
+        times.iter().all(|t| *t <= unsealed || unix(*t) >= next),
+        "rotated late for the missed slot: {after:?} (missed {missed}, next {next})"
+    );
+    assert_eq!(
+        after
+            .iter()
+            .filter(|t| **t >= next && **t <= next + 1)
+            .count(),
+        1,
+        "one rotation in the next slot's window: {after:?} (next {next})"
+    );
+    let st = stats.get("windowed").expect("stats");
+    assert!(st.missed_windows >= 1, "{st:?}");
+    Ok(())
+}
+
+/// A PostgreSQL where the rotator's admin may not change `app`'s password: every attempt is
+/// rejected by the server (`must be superuser to alter superuser roles`).
+async fn rejecting_postgres(
+    client: &VaultClient,
+    owner: &str,
+    pg: &vault_ops_testkit::PgCluster,
+) -> vault_ops_rotation::DatabaseCredentialRotator {
+    use vault_ops_core::SecretString;
+    use vault_ops_rotation::{DatabaseCredentialRotator, Strategy};
+    DatabaseCredentialRotator::new(
+        client.clone(),
+        pg.host(),
+        "opsadmin",
+        SecretString::from("0psadmin-Pw-71f3".to_string()),
+    )
+    .port(pg.port())
+    .tls_ca_pem(pg.ca_pem())
+    .owner(owner.to_string())
+    .credential_max_versions(100)
+    .strategy(Strategy::single_user("app"))
+}
+
+async fn pg_admin(pg: &vault_ops_testkit::PgCluster) -> tokio_postgres::Client {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(pg.host())
+        .port(pg.port())
+        .user(pg.superuser())
+        .password(pg.superuser_password())
+        .dbname("postgres")
+        .connect_timeout(Duration::from_secs(5));
+    let (c, conn) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    c
+}
+
+#[tokio::test]
+async fn a_password_the_server_rejects_ends_held_on_every_replica_until_resumed() -> Res {
+    use vault_ops_testkit::PgCluster;
+    let ((_bao, client), pg) = tokio::join!(server(), PgCluster::start());
+    let admin = pg_admin(&pg).await;
+    admin
+        .batch_execute(
+            "CREATE ROLE opsadmin LOGIN CREATEROLE PASSWORD '0psadmin-Pw-71f3';
+             CREATE ROLE app LOGIN SUPERUSER PASSWORD 'app-0ld-Pw-5521';",
+        )
+        .await?;
+
+    let policy = RotationPolicy::new()
+        .max_attempts(3)
+        .backoff(Duration::from_millis(100), Duration::from_millis(400));
+    let mut handles = Vec::new();
+    for i in 0..3 {
+        let owner = format!("replica-{i}");
+        let mut s = RotationScheduler::new(client.clone())
+            .with_options(fast_options().max_sleep(Duration::from_secs(2)))
+            .with_owner(owner.clone())
+            .with_policy(policy.clone())
+            .with_database_rotator(rejecting_postgres(&client, &owner, &pg).await);
+        s.schedule_database_rotation("main-db", Duration::from_secs(3600))?;
+        handles.push(s.start()?);
+    }
+
+    // Held within a few seconds, on every replica.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let held = handles
+            .iter()
+            .all(|h| h.stats().get("main-db").is_some_and(|s| s.held));
+        if held {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not held: {:?}",
+            handles.iter().map(|h| h.stats()).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let attempts = |hs: &[vault_ops_rotation::SchedulerHandle]| -> u64 {
+        hs.iter()
+            .map(|h| h.stats().get("main-db").map_or(0, |s| s.attempts))
+            .sum()
+    };
+    let at_hold = attempts(&handles);
+    // Every attempt is counted in the record; replicas that were mid-attempt when the third
+    // failure was counted may add one each, never more.
+    assert!((3..=5).contains(&at_hold), "{at_hold} attempts");
+    let store = StateStore::new(client.clone(), "secret", "rotation-state/database");
+    let snap = store.load::<serde_json::Value>("main-db").await?;
+    let held = snap.state.held.clone().expect("held in the state record");
+    assert_eq!(held.attempts, 3);
+    assert_eq!(snap.state.failed_attempts, 3);
+    assert!(held.last_error.contains("superuser"), "{}", held.last_error);
+    assert!(handles.iter().all(|h| h
+        .stats()
+        .get("main-db")
+        .and_then(|s| s.last_error.clone())
+        .is_some_and(|e| e.contains("superuser"))));
+    // Not retried: no attempt in the next 3 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(attempts(&handles), at_hold, "a held secret was retried");
+
+    // A human fixes the cause and resumes once, on one replica: one rotation follows, and
+    // every replica sees the hold cleared.
+    admin.batch_execute("ALTER ROLE app NOSUPERUSER").await?;
+    assert!(handles[1].resume("main-db").await?);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rotated: u64 = handles
+            .iter()
+            .map(|h| h.stats().get("main-db").map_or(0, |s| s.rotations))
+            .sum();
+        let clear = handles
+            .iter()
+            .all(|h| h.stats().get("main-db").is_some_and(|s| !s.held));
+        if rotated == 1 && clear {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not resumed (rotations {rotated})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let snap = store.load::<serde_json::Value>("main-db").await?;
+    assert!(snap.state.held.is_none());
+    assert_eq!(snap.state.failed_attempts, 0);
+    assert_eq!(snap.state.rotations, 1);
+    for h in handles {
+        h.shutdown().await;
+    }
     Ok(())
 }

@@ -10,8 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use vault_ops_core::config::parse_duration;
-use vault_ops_rotation::scheduler::{SchedulerHandle, SchedulerStats};
-use vault_ops_rotation::{ApiKeyRotator, RotationScheduler};
+use vault_ops_rotation::scheduler::{SchedulerError, SchedulerHandle, SchedulerStats};
+use vault_ops_rotation::state::StateError;
+use vault_ops_rotation::{ApiKeyRotator, RotationPolicy, RotationScheduler, Schedule};
 
 use super::rotate::{api_key_options, database_rotator, DbSettings};
 use super::{read_file, Ctx};
@@ -38,6 +39,26 @@ struct Config {
     #[serde(default)]
     api_keys: ApiKeys,
     database: Option<Database>,
+    /// When to stop trying (every secret): after `max_attempts` failures in a row the secret
+    /// is held until `scheduler resume`.
+    policy: Option<PolicyEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyEntry {
+    max_attempts: u32,
+    #[serde(default = "default_backoff_initial")]
+    backoff_initial: String,
+    #[serde(default = "default_backoff_max")]
+    backoff_max: String,
+}
+
+fn default_backoff_initial() -> String {
+    "2s".into()
+}
+fn default_backoff_max() -> String {
+    "5m".into()
 }
 
 fn default_listen() -> String {
@@ -49,7 +70,12 @@ fn default_listen() -> String {
 struct SecretEntry {
     name: String,
     kind: Kind,
-    every: String,
+    /// A period (`7d`), or:
+    every: Option<String>,
+    /// a cron schedule in UTC (five fields), with
+    cron: Option<String>,
+    /// an optional window after each slot (`1h`).
+    window: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -138,7 +164,32 @@ pub(crate) async fn scheduler(ctx: &Ctx, cmd: SchedulerCommand) -> Result<i32, C
             })?;
             run(ctx, cfg, listen).await
         }
+        SchedulerCommand::Resume { config, name } => {
+            let text = read_file(&config, "the scheduler configuration")?;
+            let cfg: Config = serde_json::from_str(&text).map_err(|e| {
+                CliError::Usage(format!("{} is not a valid schedule: {e}", config.display()))
+            })?;
+            let scheduler = build(ctx, cfg)?;
+            let held = scheduler.resume(&name).await.map_err(|e| match e {
+                SchedulerError::State(StateError::Vault(e)) => CliError::Vault(e),
+                other => CliError::Usage(other.to_string()),
+            })?;
+            println_out(&if held {
+                format!("{name}: resumed; schedulers try again at their next check")
+            } else {
+                format!("{name}: was not held; nothing changed")
+            });
+            Ok(exit::OK)
+        }
     }
+}
+
+fn duration_arg(what: &str, name: &str, v: &str) -> Result<Duration, CliError> {
+    parse_duration(v).filter(|d| !d.is_zero()).ok_or_else(|| {
+        CliError::Usage(format!(
+            "secret {name:?}: {what} {v:?} is not a duration (e.g. 7d, 12h)"
+        ))
+    })
 }
 
 fn build(ctx: &Ctx, cfg: Config) -> Result<RotationScheduler, CliError> {
@@ -161,6 +212,15 @@ fn build(ctx: &Ctx, cfg: Config) -> Result<RotationScheduler, CliError> {
     .key_prefix(a.key_prefix);
     let mut scheduler = RotationScheduler::new(ctx.client.clone())
         .with_api_key_rotator(ApiKeyRotator::new(ctx.client.clone()).with_options(options));
+    if let Some(p) = cfg.policy {
+        let initial = duration_arg("backoff_initial", "policy", &p.backoff_initial)?;
+        let max = duration_arg("backoff_max", "policy", &p.backoff_max)?;
+        scheduler = scheduler.with_policy(
+            RotationPolicy::new()
+                .max_attempts(p.max_attempts)
+                .backoff(initial, max),
+        );
+    }
     if let Some(d) = cfg.database {
         scheduler = scheduler.with_database_rotator(database_rotator(
             ctx,
@@ -182,17 +242,26 @@ fn build(ctx: &Ctx, cfg: Config) -> Result<RotationScheduler, CliError> {
         )?);
     }
     for s in cfg.secrets {
-        let every = parse_duration(&s.every)
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                CliError::Usage(format!(
-                    "secret {:?}: every {:?} is not a duration (e.g. 7d, 12h)",
-                    s.name, s.every
-                ))
-            })?;
+        let schedule = match (&s.every, &s.cron, &s.window) {
+            (Some(every), None, None) => Schedule::every(duration_arg("every", &s.name, every)?),
+            (None, Some(cron), window) => {
+                let schedule = Schedule::cron(cron)
+                    .map_err(|e| CliError::Usage(format!("secret {:?}: {e}", s.name)))?;
+                match window {
+                    Some(w) => schedule.window(duration_arg("window", &s.name, w)?),
+                    None => schedule,
+                }
+            }
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "secret {:?}: give either \"every\" or \"cron\" (with an optional \"window\")",
+                    s.name
+                )))
+            }
+        };
         let added = match s.kind {
-            Kind::Database => scheduler.schedule_database_rotation(s.name.clone(), every),
-            Kind::ApiKey => scheduler.schedule_api_key_rotation(s.name.clone(), every),
+            Kind::Database => scheduler.schedule_database_rotation_at(s.name.clone(), schedule),
+            Kind::ApiKey => scheduler.schedule_api_key_rotation_at(s.name.clone(), schedule),
         };
         added.map_err(|e| CliError::Usage(format!("secret {:?}: {e}", s.name)))?;
     }
@@ -395,7 +464,7 @@ async fn metrics(shared: &Shared) -> String {
     if let Some(stats) = stats {
         let now = SystemTime::now();
         type Get = fn(&vault_ops_rotation::scheduler::SecretStats, SystemTime) -> Option<f64>;
-        let families: [(&str, &str, &str, Get); 8] = [
+        let families: [(&str, &str, &str, Get); 11] = [
             (
                 "vault_ops_rotations_total",
                 "counter",
@@ -431,6 +500,24 @@ async fn metrics(shared: &Shared) -> String {
                 "gauge",
                 "Failures since the last success.",
                 |s, _| Some(f64::from(s.consecutive_failures)),
+            ),
+            (
+                "vault_ops_rotation_held",
+                "gauge",
+                "1 while the secret is held after its policy's maximum of failed attempts (scheduler resume NAME clears it).",
+                |s, _| Some(f64::from(u8::from(s.held))),
+            ),
+            (
+                "vault_ops_rotation_failed_attempts",
+                "gauge",
+                "Failed attempts in a row, as counted in the state record over all replicas.",
+                |s, _| Some(f64::from(s.failed_attempts)),
+            ),
+            (
+                "vault_ops_rotation_missed_windows_total",
+                "counter",
+                "Cron slots whose window closed before a rotation could start.",
+                |s, _| Some(s.missed_windows as f64),
             ),
             (
                 "vault_ops_rotation_last_success_age_seconds",

@@ -194,3 +194,107 @@ fn a_bad_schedule_is_refused_with_its_reason() {
         .code(2)
         .stderr(predicates::str::contains("unknown field `colour`"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_secret_shows_in_metrics_and_scheduler_resume_clears_it() {
+    use vault_ops_rotation::state::StateStore;
+    let bao = BaoServer::start().await;
+    let client = vault_ops_core::VaultClient::builder()
+        .address(bao.addr())
+        .token(bao.root_token())
+        .build()
+        .expect("client");
+    // An earlier run's policy held the secret: its state record says so, with the error.
+    let store = StateStore::new(client.clone(), "secret", "rotation-state");
+    let record = "vault-ops-test/api-keys/held";
+    let state = store
+        .record_failed_attempt(record, "earlier-run", "ALTER ROLE was refused", 1)
+        .await
+        .expect("hold");
+    assert!(state.held.is_some());
+    let h = home();
+    let port = free_port();
+    let config = h.path().join("schedule.json");
+    std::fs::write(
+        &config,
+        json!({
+            "listen": format!("127.0.0.1:{port}"),
+            "api_keys": {"key_prefix": "vault-ops-test/api-keys"},
+            "policy": {"max_attempts": 3, "backoff_initial": "100ms", "backoff_max": "1s"},
+            "secrets": [{"name": "held", "kind": "api_key", "every": "2s"}]
+        })
+        .to_string(),
+    )
+    .expect("write config");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vault-ops"))
+            .env_clear()
+            .env("HOME", h.path())
+            .env("VAULT_ADDR", bao.addr())
+            .env("VAULT_TOKEN", bao.root_token())
+            .args(args)
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vault-ops")
+    };
+    let mut daemon = run(&["scheduler", "run", "--config"]);
+    let stop = |child: &mut std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    };
+    let start = Instant::now();
+    let mut body = String::new();
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Some((_, b)) = get(port, "/metrics") {
+            body = b;
+            if metric(&body, "vault_ops_rotation_held", "held") == Some(1.0) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Held: reported, and not rotated.
+    let held = metric(&body, "vault_ops_rotation_held", "held");
+    let rotations = metric(&body, "vault_ops_rotations_total", "held");
+    let attempts_metric = metric(&body, "vault_ops_rotation_failed_attempts", "held");
+    if held != Some(1.0) || rotations != Some(0.0) || attempts_metric != Some(1.0) {
+        stop(&mut daemon);
+        panic!("not reported as held:\n{body}");
+    }
+    assert!(
+        body.contains("# TYPE vault_ops_rotation_held gauge"),
+        "{body}"
+    );
+
+    // `scheduler resume` clears it in Vault (for every replica).
+    let resume = run(&["scheduler", "resume", "held", "--config"])
+        .wait_with_output()
+        .expect("resume");
+    let out = text(&resume.stdout);
+    if !resume.status.success() {
+        stop(&mut daemon);
+        panic!("resume failed: {out} {}", text(&resume.stderr));
+    }
+    assert!(out.contains("held: resumed"), "{out}");
+    let snap = store.load::<serde_json::Value>(record).await.expect("load");
+    assert!(snap.state.held.is_none());
+    assert_eq!(snap.state.failed_attempts, 0);
+    // A second resume has nothing to do.
+    let again = run(&["scheduler", "resume", "held", "--config"])
+        .wait_with_output()
+        .expect("resume");
+    assert!(again.status.success());
+    assert!(text(&again.stdout).contains("was not held"));
+    stop(&mut daemon);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while daemon.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = daemon.kill();
+            panic!("the scheduler did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -988,4 +988,7 @@ impl Rotator for ApiKeyRotator {
         self.run(name, &path, Some(every), self.issuers.get(name).cloned())
             .await
     }
+    fn schedule_state(&self, name: &str) -> Option<(StateStore, String)> {
+        Some((self.store.clone(), self.path_for(name)))
+    }
 }

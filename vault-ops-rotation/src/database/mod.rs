@@ -1423,6 +1423,13 @@ impl Rotator for DatabaseCredentialRotator {
     async fn rotate_if_due(&self, name: &str, every: Duration) -> RotationResult {
         self.run(name, Some(every)).await
     }
+
+    fn schedule_state(&self, name: &str) -> Option<(StateStore, String)> {
+        Some((
+            DatabaseCredentialRotator::state_store(self),
+            name.to_string(),
+        ))
+    }
 }
 
 impl DatabaseCredentialRotator {

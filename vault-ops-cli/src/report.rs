@@ -116,6 +116,8 @@ pub enum CliError {
     Sealed(String),
     /// The server is not initialised.
     NotInitialized(String),
+    /// Another failure, with its readable message (e.g. an example program's own checks).
+    Other(String),
     /// A local file or stream could not be used.
     Local {
         /// What was being done, with the path.
@@ -176,7 +178,8 @@ impl fmt::Display for CliError {
             CliError::Usage(m)
             | CliError::NotFound(m)
             | CliError::Sealed(m)
-            | CliError::NotInitialized(m) => f.write_str(m),
+            | CliError::NotInitialized(m)
+            | CliError::Other(m) => f.write_str(m),
             CliError::Local { context, source } => write!(f, "{context}: {source}"),
         }
     }
@@ -226,6 +229,19 @@ pub fn render(err: &CliError, target: &Target) -> String {
         out.push_str(&format!("  hint: {h}\n"));
     }
     out
+}
+
+/// Ends a program built on this reporter (every example program does): on `Err`, prints
+/// [`render`]'s report for the address from the environment ([`Target::from_env`]) to stderr
+/// and exits with the error's [exit code](CliError::exit_code); on `Ok`, returns the value.
+pub fn exit_on_error<T>(result: Result<T, CliError>) -> T {
+    match result {
+        Ok(v) => v,
+        Err(e) => {
+            eprint!("{}", render(&e, &Target::from_env(None)));
+            std::process::exit(e.exit_code());
+        }
+    }
 }
 
 /// [`render`] for an error of the core library (for the example programs).

@@ -26,7 +26,10 @@ use vault_ops_cli::output::{rotation_status_text, unix_date};
 use vault_ops_cli::report::exit_on_error;
 use vault_ops_cli::CliError;
 use vault_ops_core::{SecretString, VaultClient};
-use vault_ops_rotation::{DatabaseCredentialRotator, RotationStatus, Strategy, TlsMode};
+use vault_ops_rotation::state::StateError;
+use vault_ops_rotation::{
+    DatabaseCredentialRotator, RotationError, RotationStatus, Strategy, TlsMode,
+};
 
 fn env_or(names: &[&str], default: &str) -> String {
     names
@@ -147,11 +150,12 @@ async fn run() -> Result<i32, CliError> {
             );
         }
     }
-    if let Some(e) = &result.error {
-        eprintln!("  error: {e}");
+    // A failure goes through the reporter: Vault's errors with the address and a hint.
+    match (result.status, result.error) {
+        (RotationStatus::Success | RotationStatus::SkippedNotDue, _) => Ok(0),
+        (_, Some(RotationError::Vault(e)))
+        | (_, Some(RotationError::State(StateError::Vault(e)))) => Err(e.into()),
+        (_, Some(e)) => Err(CliError::Other(e.to_string())),
+        (status, None) => Err(CliError::Other(rotation_status_text(status).into())),
     }
-    Ok(match result.status {
-        RotationStatus::Success | RotationStatus::SkippedNotDue => 0,
-        _ => 1,
-    })
 }

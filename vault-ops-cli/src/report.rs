@@ -38,6 +38,9 @@ pub enum AddressSource {
     Env(String),
     /// Nothing was set: the default address.
     Default,
+    /// A local server the program started itself (the tour and the examples without
+    /// `VAULT_ADDR`).
+    Started,
 }
 
 impl Target {
@@ -73,6 +76,9 @@ impl Target {
         match &self.source {
             AddressSource::Flag => format!("{} (from --address)", self.address),
             AddressSource::Env(name) => format!("{} (from {name})", self.address),
+            AddressSource::Started => {
+                format!("{} (a local server this program started)", self.address)
+            }
             AddressSource::Default => format!(
                 "{} (VAULT_ADDR is unset, and so is BAO_ADDR: this is the default; set VAULT_ADDR or pass --address)",
                 self.address

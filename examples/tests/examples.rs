@@ -409,3 +409,69 @@ async fn every_example_reports_an_unreachable_address_and_an_unset_vault_addr() 
     let r = run("status", &[], &[("VAULT_TOKEN", "x")], "").await;
     assert_reported("status", &r, "VAULT_ADDR is unset");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tour_on_a_real_server_stays_in_its_prefix_and_never_seals() {
+    let bao = BaoServer::start().await;
+    let addr = bao.addr();
+    let token = bao.root_token().to_string();
+    let env = [
+        ("VAULT_ADDR", addr.as_str()),
+        ("VAULT_TOKEN", token.as_str()),
+    ];
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tour"));
+    let home = tempfile::tempdir().expect("temp dir");
+    let out = tokio::process::Command::new(exe)
+        .env_clear()
+        .env("HOME", home.path())
+        .envs(env)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("the tour ran over 120 s")
+        .expect("tour");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "tour failed:\n{text}");
+    assert_no_debug("tour", &text);
+    assert!(text.contains("Tour complete"), "{text}");
+    // The read-only half ran: the health report, and raft peers reported through the
+    // reporter (a dev server has no raft storage).
+    assert!(text.contains("Vault health report for"), "{text}");
+    assert!(text.contains("no raft (integrated) storage"), "{text}");
+    assert!(
+        !text.contains("── 14. Seal"),
+        "sealed a real server:\n{text}"
+    );
+
+    let client = VaultClient::builder()
+        .address(addr.as_str())
+        .token(token.as_str())
+        .build()
+        .expect("client");
+    assert!(
+        !client
+            .sys()
+            .seal_status()
+            .await
+            .expect("seal status")
+            .sealed
+    );
+    let left = client.kv2("secret").list("vault-ops-tour").await;
+    assert!(
+        left.as_ref().map_or(true, |k| k.is_empty()),
+        "the tour left {left:?} below secret/vault-ops-tour/"
+    );
+    let state = client.kv2("secret").list("rotation-state").await;
+    assert!(
+        state.as_ref().map_or(true, |k| k.is_empty()),
+        "the tour wrote rotation state outside its prefix: {state:?}"
+    );
+    let policies = client.policies().list().await.expect("policies");
+    assert!(!policies.iter().any(|p| p == "vault-ops-tour-read"));
+    bao.stop().await;
+}

@@ -4,9 +4,16 @@
 //! unless `VAULT_ADDR` (or `BAO_ADDR`) is set, in which case it uses that server with the usual
 //! `VAULT_*` settings. Against your own server it only writes below `secret/vault-ops-tour/`,
 //! a policy named `vault-ops-tour-read`, a short-lived token and an API key below
-//! `secret/vault-ops-tour/`, and removes them at the end. The Kubernetes login and the database
-//! rotation need servers only the tour can provide (a TokenReview stand-in and a PostgreSQL
-//! cluster on loopback), so they run against the local OpenBao only.
+//! `secret/vault-ops-tour/` (its rotation state too), and removes them at the end. The
+//! Kubernetes login and the database rotation need servers only the tour can provide (a
+//! TokenReview stand-in and a PostgreSQL cluster on loopback), so they run against the local
+//! OpenBao only.
+//!
+//! The other half of the guide (backup → change → restore, the health report, raft peers,
+//! seal/unseal, step-down, a scheduler rotating two secrets, the `vault-ops debug` bundle) runs
+//! on a single-node raft server the tour starts; against your own server only the read-only
+//! health report and raft peers run: the tour never seals, steps down or restores it. Errors
+//! are printed by the `vault-ops` reporter (`vault_ops_cli::report`).
 
 use std::time::Duration;
 
@@ -34,6 +41,7 @@ use vault_ops_testkit::BaoConfigServer;
 const POLICY: &str = "vault-ops-tour-read";
 const SECRET: &str = "vault-ops-tour/app-config";
 const API_KEY: &str = "vault-ops-tour/api-keys/stripe";
+const STATE_PREFIX: &str = "vault-ops-tour/rotation-state/api-key";
 
 fn ver(v: Option<u64>) -> String {
     v.map_or_else(|| "none".to_string(), |v| v.to_string())
@@ -257,7 +265,7 @@ async fn raft_half() -> Result<(), Box<dyn std::error::Error>> {
     let rotator = ApiKeyRotator::new(client.clone()).with_options(
         ApiKeyOptions::new()
             .key_prefix("vault-ops-tour/api-keys")
-            .state_prefix("vault-ops-tour/rotation-state/api-key"),
+            .state_prefix(STATE_PREFIX),
     );
     let mut scheduler = RotationScheduler::new(client.clone())
         .with_options(
@@ -514,7 +522,9 @@ async fn tour(client: &VaultClient) -> Result<(), Box<dyn std::error::Error>> {
         &json!({"api_key": "sk_tour_initial", "account": "acct_1"}),
     )
     .await?;
-    let rotator = ApiKeyRotator::new(client.clone());
+    // The rotation state stays inside the tour's prefix too.
+    let rotator = ApiKeyRotator::new(client.clone())
+        .with_options(ApiKeyOptions::new().state_prefix(STATE_PREFIX));
     let result = rotator.rotate_generic_api_key(API_KEY).await;
     println!(
         "{}: version {} -> {} in {} ms; the previous key stays readable as version {}",
@@ -691,7 +701,7 @@ async fn cleanup(client: &VaultClient) {
     let _ = client.kv2("secret").delete_metadata(API_KEY).await;
     let _ = client
         .kv2("secret")
-        .delete_metadata(&format!("rotation-state/api-key/{API_KEY}"))
+        .delete_metadata(&format!("{STATE_PREFIX}/{API_KEY}"))
         .await;
     let _ = client.policies().delete(POLICY).await;
 }

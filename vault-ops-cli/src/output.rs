@@ -187,6 +187,24 @@ pub fn duration_text(seconds: f64) -> String {
     vault_ops_core::api::sys::human_duration(seconds.round() as i64)
 }
 
+/// How a rotation ended, in words (for `rotate`, the scheduler and the example programs).
+pub fn rotation_status_text(s: vault_ops_rotation::RotationStatus) -> &'static str {
+    match s {
+        vault_ops_rotation::RotationStatus::Success => "rotated",
+        vault_ops_rotation::RotationStatus::SkippedNotDue => {
+            "not due (or just rotated by another replica)"
+        }
+        vault_ops_rotation::RotationStatus::RolledBack => {
+            "rolled back: the new credential failed verification; the old one works"
+        }
+        vault_ops_rotation::RotationStatus::Failed => "failed: the credential in Vault still works",
+        vault_ops_rotation::RotationStatus::Conflict => {
+            "CONFLICT: changed outside the rotation; nothing was overwritten"
+        }
+        _ => "unknown",
+    }
+}
+
 /// A TTL: `never` for 0 (tokens that do not expire), else [`duration_text`].
 pub fn ttl_text(seconds: i64) -> String {
     if seconds <= 0 {

@@ -38,6 +38,9 @@ pub enum AddressSource {
     Env(String),
     /// Nothing was set: the default address.
     Default,
+    /// A local server the program started itself (the tour and the examples without
+    /// `VAULT_ADDR`).
+    Started,
 }
 
 impl Target {
@@ -73,6 +76,9 @@ impl Target {
         match &self.source {
             AddressSource::Flag => format!("{} (from --address)", self.address),
             AddressSource::Env(name) => format!("{} (from {name})", self.address),
+            AddressSource::Started => {
+                format!("{} (a local server this program started)", self.address)
+            }
             AddressSource::Default => format!(
                 "{} (VAULT_ADDR is unset, and so is BAO_ADDR: this is the default; set VAULT_ADDR or pass --address)",
                 self.address
@@ -118,6 +124,8 @@ pub enum CliError {
     NotInitialized(String),
     /// A login (`--k8s-role`) failed.
     Login(Box<vault_ops_k8s_auth::Error>),
+    /// Another failure, with its readable message (e.g. an example program's own checks).
+    Other(String),
     /// A local file or stream could not be used.
     Local {
         /// What was being done, with the path.
@@ -178,7 +186,8 @@ impl fmt::Display for CliError {
             CliError::Usage(m)
             | CliError::NotFound(m)
             | CliError::Sealed(m)
-            | CliError::NotInitialized(m) => f.write_str(m),
+            | CliError::NotInitialized(m)
+            | CliError::Other(m) => f.write_str(m),
             CliError::Local { context, source } => write!(f, "{context}: {source}"),
             CliError::Login(e) => write!(f, "{e}"),
         }
@@ -237,6 +246,19 @@ pub fn render(err: &CliError, target: &Target) -> String {
         out.push_str(&format!("  hint: {h}\n"));
     }
     out
+}
+
+/// Ends a program built on this reporter (every example program does): on `Err`, prints
+/// [`render`]'s report for the address from the environment ([`Target::from_env`]) to stderr
+/// and exits with the error's [exit code](CliError::exit_code); on `Ok`, returns the value.
+pub fn exit_on_error<T>(result: Result<T, CliError>) -> T {
+    match result {
+        Ok(v) => v,
+        Err(e) => {
+            eprint!("{}", render(&e, &Target::from_env(None)));
+            std::process::exit(e.exit_code());
+        }
+    }
 }
 
 /// [`render`] for an error of the core library (for the example programs).

@@ -17,16 +17,22 @@
 
 mod common;
 
+use vault_ops_cli::report::exit_on_error;
+use vault_ops_cli::CliError;
 use vault_ops_core::VaultClient;
 use vault_ops_k8s_auth::AppRoleAuth;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
+    exit_on_error(run().await)
+}
+
+async fn run() -> Result<(), CliError> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let role_id = std::env::var("VAULT_APPROLE_ROLE_ID")
-        .map_err(|_| "set VAULT_APPROLE_ROLE_ID to the AppRole role ID")?;
+        .map_err(|_| CliError::Usage("set VAULT_APPROLE_ROLE_ID to the AppRole role ID".into()))?;
     let mut auth = match std::env::var_os("VAULT_APPROLE_SECRET_ID_FILE") {
         Some(path) => AppRoleAuth::with_secret_id_file(role_id, path),
         None => AppRoleAuth::without_secret_id(role_id),
@@ -36,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let client = VaultClient::from_env()?;
-    let login = common::login_or_exit(&auth, &client).await;
+    let login = common::login(&auth, &client).await?;
     common::print_login(&login);
     Ok(())
 }

@@ -5,11 +5,26 @@
 //! VAULT_ADDR=... VAULT_TOKEN=... cargo run -p vault-ops-k8s-auth --example k8s_list_roles [MOUNT]
 //! ```
 
+use vault_ops_cli::report::exit_on_error;
+use vault_ops_cli::CliError;
 use vault_ops_core::VaultClient;
 use vault_ops_k8s_auth::KubernetesAuthExt;
 
+/// A role's TTL in words (`0` when unset).
+fn ttl(d: std::time::Duration) -> String {
+    if d.is_zero() {
+        "0".into()
+    } else {
+        vault_ops_cli::output::duration_text(d.as_secs_f64())
+    }
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
+    exit_on_error(run().await)
+}
+
+async fn run() -> Result<(), CliError> {
     let mount = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "kubernetes".into());
@@ -45,9 +60,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         println!("  policies          {}", role.token_policies.join(", "));
         println!(
-            "  ttl / max ttl     {}s / {}s (0: the mount's default)",
-            role.token_ttl.as_secs(),
-            role.token_max_ttl.as_secs()
+            "  ttl / max ttl     {} / {} (0: the mount's default)",
+            ttl(role.token_ttl),
+            ttl(role.token_max_ttl)
         );
         println!("  token type        {}", role.token_type);
     }

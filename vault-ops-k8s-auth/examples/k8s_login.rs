@@ -18,16 +18,23 @@ mod common;
 
 use std::time::Duration;
 
+use vault_ops_cli::report::exit_on_error;
+use vault_ops_cli::CliError;
 use vault_ops_core::VaultClient;
 use vault_ops_k8s_auth::{KubernetesAuth, LifecycleConfig, TokenLifecycle};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
+    exit_on_error(run().await)
+}
+
+async fn run() -> Result<(), CliError> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
-    let role = std::env::var("VAULT_K8S_ROLE")
-        .map_err(|_| "set VAULT_K8S_ROLE to the Kubernetes auth role to log in as")?;
+    let role = std::env::var("VAULT_K8S_ROLE").map_err(|_| {
+        CliError::Usage("set VAULT_K8S_ROLE to the Kubernetes auth role to log in as".into())
+    })?;
     let mut auth = KubernetesAuth::new(role);
     if let Ok(mount) = std::env::var("VAULT_K8S_MOUNT") {
         auth = auth.with_mount(mount);
@@ -37,28 +44,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let client = VaultClient::from_env()?;
-    let login = common::login_or_exit(&auth, &client).await;
+    let login = common::login(&auth, &client).await?;
     common::print_login(&login);
 
     let watch: u64 = match std::env::var("VAULT_K8S_WATCH_SECS") {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| "VAULT_K8S_WATCH_SECS must be a number of seconds")?,
+        Ok(v) => v.parse().map_err(|_| {
+            CliError::Usage("VAULT_K8S_WATCH_SECS must be a number of seconds".into())
+        })?,
         Err(_) => return Ok(()),
     };
-    let lifecycle = TokenLifecycle::start(client.clone(), auth, LifecycleConfig::default()).await?;
+    let lifecycle = TokenLifecycle::start(client.clone(), auth, LifecycleConfig::default())
+        .await
+        .map_err(common::cli_error)?;
     let mut events = lifecycle.subscribe();
     let end = tokio::time::Instant::now() + Duration::from_secs(watch);
     while let Ok(Ok(event)) = tokio::time::timeout_at(end, events.recv()).await {
-        println!("{event:?}");
+        println!("{}", common::event_text(&event));
     }
     let status = lifecycle.status();
     println!(
-        "{} logins, {} renewals, {} failures; token expires in {:?}",
+        "{} logins, {} renewals, {} failures; token expires in {}",
         status.logins,
         status.renewals,
         status.login_failures + status.renewal_failures,
-        status.remaining()
+        status.remaining().map_or_else(|| "-".into(), common::dur)
     );
     lifecycle.shutdown().await;
     Ok(())

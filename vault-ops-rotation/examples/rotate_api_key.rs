@@ -2,9 +2,11 @@
 //!
 //! `cargo run -p vault-ops-rotation --example rotate_api_key`
 //!
-//! Uses the Vault in `VAULT_ADDR`/`BAO_ADDR` (with `VAULT_TOKEN`) when set; otherwise starts a
-//! throwaway OpenBao dev server (installed by `./dev install`). Writes below
-//! `secret/proxy/api-keys/` and `secret/api-keys/`.
+//! Starts a throwaway OpenBao dev server (installed by `./dev install`) unless
+//! `VAULT_ADDR`/`BAO_ADDR` is set; then it uses that Vault (with `VAULT_TOKEN`) only when given
+//! `--yes`. Everything it writes (the keys and the rotation state) lives below
+//! `secret/vault-ops-example/` and is removed at the end; in production the paths are the
+//! guide's, e.g. `secret/proxy/api-keys/stripe`.
 
 mod common;
 
@@ -12,7 +14,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde_json::{json, Map, Value};
-use vault_ops_core::SecretString;
+use vault_ops_cli::output::rotation_status_text;
+use vault_ops_cli::report::exit_on_error;
+use vault_ops_cli::CliError;
+use vault_ops_core::{SecretString, VaultClient};
 use vault_ops_rotation::api_key::{
     Alphabet, ApiKeyOptions, ApiKeyRotator, IssueRequest, IssuedKey, IssuerError, KeyFormat,
     KeyIssuer, RevokeRequest,
@@ -63,12 +68,26 @@ impl KeyIssuer for DemoProvider {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (client, _server) = common::client_or_throwaway_server().await?;
+async fn main() {
+    let (client, _server) = exit_on_error(common::client_or_throwaway_server().await);
+    let result = run(&client).await;
+    common::cleanup(&client).await;
+    exit_on_error(result)
+}
+
+/// Options keeping keys and state below `secret/vault-ops-example/`.
+fn options() -> ApiKeyOptions {
+    ApiKeyOptions::new()
+        .key_prefix(format!("{}/api-keys", common::PREFIX))
+        .state_prefix(format!("{}/rotation-state/api-key", common::PREFIX))
+}
+
+async fn run(client: &VaultClient) -> Result<(), CliError> {
     let kv = client.kv2("secret");
 
     // 1. A generated key: a new KV version, the previous one still readable.
-    let path = "proxy/api-keys/stripe";
+    let path = format!("{}/proxy/api-keys/stripe", common::PREFIX);
+    let path = path.as_str();
     if kv.get_opt::<Value>(path).await?.is_none() {
         kv.put(
             path,
@@ -77,19 +96,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     }
     let rotator = ApiKeyRotator::new(client.clone()).with_options(
-        ApiKeyOptions::new()
-            .format(KeyFormat::new(40, Alphabet::alphanumeric()).prefix("sk_live_")),
+        options().format(KeyFormat::new(40, Alphabet::alphanumeric()).prefix("sk_live_")),
     );
     let result = rotator.rotate_generic_api_key(path).await;
     println!(
-        "rotated secret/{path}: {:?}, version {:?} -> {:?} in {:?}",
-        result.status, result.version_before, result.version_after, result.duration
+        "secret/{path}: {}, version {} -> {} in {}",
+        rotation_status_text(result.status),
+        common::ver(result.version_before),
+        common::ver(result.version_after),
+        common::dur(result.duration)
     );
     if let Some(e) = &result.error {
         println!("  error: {e}");
     }
     for step in &result.steps {
-        println!("  {:<10} {:?}", step.step, step.duration);
+        println!("  {:<10} {}", step.step, common::dur(step.duration));
     }
     if let (Some(before), Some(after)) = (result.version_before, result.version_after) {
         for v in [before, after] {
@@ -103,17 +124,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    // 2. A key issued by a provider, through the `Rotator` trait: `stripe` → secret/api-keys/stripe.
-    let issuing = ApiKeyRotator::new(client.clone()).with_issuer("stripe", DemoProvider::default());
+    // 2. A key issued by a provider, through the `Rotator` trait: `stripe` →
+    //    secret/vault-ops-example/api-keys/stripe (the key prefix set in `options`).
+    let issuing = ApiKeyRotator::new(client.clone())
+        .with_options(options())
+        .with_issuer("stripe", DemoProvider::default());
     for _ in 0..2 {
         let r = issuing.rotate("stripe").await;
         println!(
-            "rotate(\"stripe\") with a provider: {:?}, version {:?}",
-            r.status, r.version_after
+            "rotate(\"stripe\") with a provider: {}, version {}",
+            rotation_status_text(r.status),
+            common::ver(r.version_after)
         );
+        if let Some(e) = &r.error {
+            println!("  error: {e}");
+        }
     }
-    for k in issuing.pending_revocations("stripe").await? {
-        println!("  {} will be revoked after {}", k.key_id, k.revoke_after);
+    for k in issuing
+        .pending_revocations("stripe")
+        .await
+        .map_err(|e| CliError::Other(e.to_string()))?
+    {
+        println!(
+            "  {} will be revoked after {}",
+            k.key_id,
+            vault_ops_cli::output::rfc3339_date(&k.revoke_after)
+        );
     }
     Ok(())
 }

@@ -20,11 +20,16 @@
 //! (`postgres`), `PGADMIN_USER` (or `PGUSER`, default `postgres`) and `PGADMIN_PASSWORD` (or
 //! `PGPASSWORD`, required), `PGSSLROOTCERT` (a CA certificate file to trust for TLS).
 
-use std::process::ExitCode;
 use std::time::Duration;
 
+use vault_ops_cli::output::{rotation_status_text, unix_date};
+use vault_ops_cli::report::exit_on_error;
+use vault_ops_cli::CliError;
 use vault_ops_core::{SecretString, VaultClient};
-use vault_ops_rotation::{DatabaseCredentialRotator, RotationStatus, Strategy, TlsMode};
+use vault_ops_rotation::state::StateError;
+use vault_ops_rotation::{
+    DatabaseCredentialRotator, RotationError, RotationStatus, Strategy, TlsMode,
+};
 
 fn env_or(names: &[&str], default: &str) -> String {
     names
@@ -33,18 +38,23 @@ fn env_or(names: &[&str], default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
-fn usage(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
-    eprintln!("usage: rotate_database NAME [--user ROLE | --alternate ROLE_A ROLE_B] [--every-days N] [--mount MOUNT] [--tls require|prefer|disable] [--allow-insecure-local-dev]");
-    ExitCode::from(2)
+fn usage(message: &str) -> Result<i32, CliError> {
+    Err(CliError::Usage(format!(
+        "{message}\nusage: rotate_database NAME [--user ROLE | --alternate ROLE_A ROLE_B] \
+         [--every-days N] [--mount MOUNT] [--tls require|prefer|disable] \
+         [--allow-insecure-local-dev]"
+    )))
 }
 
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
+    std::process::exit(exit_on_error(run().await))
+}
 
+async fn run() -> Result<i32, CliError> {
     let mut args = std::env::args().skip(1);
     let Some(name) = args.next().filter(|a| !a.starts_with("--")) else {
         return usage("the credential NAME is missing");
@@ -83,13 +93,7 @@ async fn main() -> ExitCode {
         }
     }
 
-    let client = match VaultClient::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let client = VaultClient::from_env()?;
     let host = env_or(&["PGHOST"], "127.0.0.1");
     let port = match env_or(&["PGPORT"], "5432").parse::<u16>() {
         Ok(p) => p,
@@ -114,13 +118,9 @@ async fn main() -> ExitCode {
         rotator = rotator.allow_insecure_local_dev();
     }
     if let Ok(path) = std::env::var("PGSSLROOTCERT") {
-        match std::fs::read(&path) {
-            Ok(pem) => rotator = rotator.tls_ca_pem(pem),
-            Err(e) => {
-                eprintln!("error: cannot read PGSSLROOTCERT {path}: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
+        let pem = std::fs::read(&path)
+            .map_err(CliError::local(format!("reading PGSSLROOTCERT {path}")))?;
+        rotator = rotator.tls_ca_pem(pem);
     }
     if let Some(m) = mount {
         rotator = rotator.mount(m);
@@ -130,26 +130,32 @@ async fn main() -> ExitCode {
         Some(every) => rotator.rotate_if_due(&name, every).await,
         None => rotator.rotate(&name).await,
     };
+    let secs = |d: Duration| vault_ops_cli::output::duration_text(d.as_secs_f64());
+    let version = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
     println!(
-        "{name}: {:?}, credential version {:?} -> {:?}, took {:?}",
-        result.status, result.version_before, result.version_after, result.duration
+        "{name}: {}, credential version {} -> {}, took {}",
+        rotation_status_text(result.status),
+        version(result.version_before),
+        version(result.version_after),
+        secs(result.duration)
     );
     for step in &result.steps {
-        println!("  {:<16} {:?}", step.step, step.duration);
+        println!("  {:<16} {}", step.step, secs(step.duration));
     }
     if let Some(due) = result.next_due_at {
         if let Ok(d) = due.duration_since(std::time::UNIX_EPOCH) {
             println!(
                 "  next due at {}",
-                vault_ops_rotation::state::vault_time::format_rfc3339(std::time::UNIX_EPOCH + d)
+                unix_date(i64::try_from(d.as_secs()).unwrap_or(0))
             );
         }
     }
-    if let Some(e) = &result.error {
-        eprintln!("  error: {e}");
-    }
-    match result.status {
-        RotationStatus::Success | RotationStatus::SkippedNotDue => ExitCode::SUCCESS,
-        _ => ExitCode::FAILURE,
+    // A failure goes through the reporter: Vault's errors with the address and a hint.
+    match (result.status, result.error) {
+        (RotationStatus::Success | RotationStatus::SkippedNotDue, _) => Ok(0),
+        (_, Some(RotationError::Vault(e)))
+        | (_, Some(RotationError::State(StateError::Vault(e)))) => Err(e.into()),
+        (_, Some(e)) => Err(CliError::Other(e.to_string())),
+        (status, None) => Err(CliError::Other(rotation_status_text(status).into())),
     }
 }

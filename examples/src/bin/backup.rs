@@ -7,39 +7,43 @@
 
 use std::time::Duration;
 
+use vault_ops_cli::output::bytes_text;
+use vault_ops_cli::report::exit_on_error;
+use vault_ops_cli::CliError;
 use vault_ops_core::backup::Backups;
 use vault_ops_core::VaultClient;
 
 #[tokio::main]
 async fn main() {
-    if let Err(e) = run().await {
-        eprintln!("backup failed: {e}");
-        std::process::exit(1);
-    }
+    exit_on_error(run().await)
 }
 
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), CliError> {
     let mut dir = std::env::var("BACKUP_DIR").unwrap_or_else(|_| "./vault-backups".into());
     let mut keep: usize = match std::env::var("BACKUP_RETENTION") {
         Ok(v) => v
             .parse()
-            .map_err(|_| format!("BACKUP_RETENTION={v:?} is not a number"))?,
+            .map_err(|_| CliError::Usage(format!("BACKUP_RETENTION={v:?} is not a number")))?,
         Err(_) => 7,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--keep" => {
-                let v = args.next().ok_or("--keep needs a number")?;
+                let v = args
+                    .next()
+                    .ok_or_else(|| CliError::Usage("--keep needs a number".into()))?;
                 keep = v
                     .parse()
-                    .map_err(|_| format!("--keep {v:?} is not a number"))?;
+                    .map_err(|_| CliError::Usage(format!("--keep {v:?} is not a number")))?;
             }
             "-h" | "--help" => {
                 println!("usage: backup [DIR] [--keep N]");
                 return Ok(());
             }
-            other if other.starts_with('-') => return Err(format!("unknown option {other}").into()),
+            other if other.starts_with('-') => {
+                return Err(CliError::Usage(format!("unknown option {other}")))
+            }
             other => dir = other.to_string(),
         }
     }
@@ -50,9 +54,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .timeout(Duration::from_secs(30 * 60));
     let made = backups.create(&client).await?;
     println!(
-        "Backup written: {} ({} bytes, raft index {}, sha256 {})",
+        "Backup written: {} ({}, raft index {}, sha256 {})",
         made.path.display(),
-        made.info.bytes,
+        bytes_text(made.info.bytes),
         made.info.index,
         made.info.sha256
     );

@@ -9,6 +9,8 @@
 
 use std::time::Duration;
 
+use vault_ops_cli::report::exit_on_error;
+use vault_ops_cli::CliError;
 use vault_ops_core::health_report::Thresholds;
 use vault_ops_core::VaultClient;
 
@@ -26,8 +28,9 @@ async fn main() {
         match v.parse() {
             Ok(n) => t = t.memory_limit_bytes(n),
             Err(_) => {
-                eprintln!("VAULT_MEMORY_LIMIT_BYTES={v:?} is not a number");
-                std::process::exit(2);
+                exit_on_error::<()>(Err(CliError::Usage(format!(
+                    "VAULT_MEMORY_LIMIT_BYTES={v:?} is not a number"
+                ))));
             }
         }
     }
@@ -48,18 +51,9 @@ async fn main() {
                 .map(|n| t = t.clone().min_token_ttl(Duration::from_secs(n))),
             other => Err(format!("unknown argument {other}")),
         };
-        if let Err(e) = parsed {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
+        exit_on_error(parsed.map_err(CliError::Usage));
     }
-    let client = match VaultClient::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
+    let client = exit_on_error(VaultClient::from_env().map_err(CliError::from));
     let report = client.health_report(&t).await;
     if json {
         println!("{}", report.to_json());

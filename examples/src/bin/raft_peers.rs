@@ -3,10 +3,16 @@
 //!
 //! `cargo run -p vault-ops-examples --bin raft_peers` (reads VAULT_ADDR / VAULT_TOKEN / ...).
 
+use vault_ops_cli::report::{exit_on_error, render, Target};
+use vault_ops_cli::CliError;
 use vault_ops_core::VaultClient;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
+    exit_on_error(run().await)
+}
+
+async fn run() -> Result<(), CliError> {
     let client = VaultClient::from_env()?;
     let config = client.raft().configuration().await?;
     println!(
@@ -34,12 +40,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             for (id, s) in &a.servers {
                 println!(
-                    "  {id:<18} {:<10} {:<6} healthy={} last contact {} index {}",
-                    s.status, s.node_status, s.healthy, s.last_contact, s.last_index
+                    "  {id:<18} {:<10} {:<6} {} last contact {} index {}",
+                    s.status,
+                    s.node_status,
+                    if s.healthy { "healthy" } else { "UNHEALTHY" },
+                    s.last_contact,
+                    s.last_index
                 );
             }
         }
-        Err(e) => eprintln!("\nAutopilot state unavailable: {e}"),
+        Err(e) => eprint!(
+            "\nAutopilot state unavailable:\n{}",
+            render(&e.into(), &Target::from_env(None))
+        ),
     }
     Ok(())
 }

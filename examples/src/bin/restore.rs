@@ -13,21 +13,18 @@
 
 use std::time::Duration;
 
+use vault_ops_cli::output::bytes_text;
+use vault_ops_cli::report::{exit_on_error, render, Target};
+use vault_ops_cli::CliError;
 use vault_ops_core::backup::{BackupError, Backups, RestoreOptions};
 use vault_ops_core::VaultClient;
 
 #[tokio::main]
 async fn main() {
-    match run().await {
-        Ok(code) => std::process::exit(code),
-        Err(e) => {
-            eprintln!("restore failed: {e}");
-            std::process::exit(1);
-        }
-    }
+    std::process::exit(exit_on_error(run().await))
 }
 
-async fn run() -> Result<i32, Box<dyn std::error::Error>> {
+async fn run() -> Result<i32, CliError> {
     let mut dir = std::env::var("BACKUP_DIR").unwrap_or_else(|_| "./vault-backups".into());
     let mut file = None;
     let mut options = RestoreOptions::new();
@@ -37,14 +34,20 @@ async fn run() -> Result<i32, Box<dyn std::error::Error>> {
             "--force" => options = options.force(true),
             "--another-cluster" => options = options.from_another_cluster(true),
             "--no-checksum" => options = options.no_checksum(true),
-            "--dir" => dir = args.next().ok_or("--dir needs a directory")?,
+            "--dir" => {
+                dir = args
+                    .next()
+                    .ok_or_else(|| CliError::Usage("--dir needs a directory".into()))?
+            }
             "-h" | "--help" => {
                 println!(
                     "usage: restore FILE|latest [--force] [--dir DIR] [--another-cluster] [--no-checksum]"
                 );
                 return Ok(0);
             }
-            other if other.starts_with('-') => return Err(format!("unknown option {other}").into()),
+            other if other.starts_with('-') => {
+                return Err(CliError::Usage(format!("unknown option {other}")))
+            }
             other => file = Some(other.to_string()),
         }
     }
@@ -61,7 +64,7 @@ async fn run() -> Result<i32, Box<dyn std::error::Error>> {
             backups
                 .latest()
                 .await?
-                .ok_or_else(|| format!("no backups in {dir}"))?
+                .ok_or_else(|| CliError::NotFound(format!("no backups in {dir}")))?
                 .path
         }
         Some(name) => name.into(),
@@ -71,25 +74,25 @@ async fn run() -> Result<i32, Box<dyn std::error::Error>> {
     match backups.restore(&client, &file, options).await {
         Ok(info) => {
             println!(
-                "Restored {} (raft index {}, {} bytes). Data written after the backup is gone.",
+                "Restored {} (raft index {}, {}). Data written after the backup is gone.",
                 file.display(),
                 info.index,
-                info.bytes
+                bytes_text(info.bytes)
             );
             Ok(0)
         }
         Err(BackupError::ForceRequired { file, info }) => {
             println!(
-                "{} checked: checksum and archive are sound (raft index {}, {} bytes).",
+                "{} checked: checksum and archive are sound (raft index {}, {}).",
                 file.display(),
                 info.index,
-                info.bytes
+                bytes_text(info.bytes)
             );
             println!("Restoring replaces ALL current Vault data. Re-run with --force to restore.");
             Ok(3)
         }
         Err(BackupError::Client(e)) if e.is_snapshot_from_another_cluster() => {
-            eprintln!("{e}");
+            eprint!("{}", render(&e.into(), &Target::from_env(None)));
             eprintln!("If this is intended (disaster recovery into a new cluster), add --another-cluster.");
             Ok(1)
         }

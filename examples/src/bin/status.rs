@@ -2,10 +2,16 @@
 //!
 //! `cargo run -p vault-ops-examples --bin status` (reads VAULT_ADDR / VAULT_TOKEN / ...).
 
+use vault_ops_cli::report::exit_on_error;
+use vault_ops_cli::CliError;
 use vault_ops_core::VaultClient;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
+    exit_on_error(run().await)
+}
+
+async fn run() -> Result<(), CliError> {
     let client = VaultClient::from_env()?;
     let seal = client.sys().seal_status().await?;
     println!(
@@ -16,15 +22,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         seal.threshold,
         seal.shares,
         seal.version,
-        seal.storage_type.as_deref().unwrap_or("?")
+        seal.storage_type.as_deref().unwrap_or("-")
     );
-    match client.connect().await {
-        Ok(status) => println!("{status}"),
-        Err(e) if e.is_sealed() => {
-            eprintln!("Vault is sealed: unseal it with `cargo run --bin unseal` (or `vault operator unseal`).");
-            std::process::exit(2);
-        }
-        Err(e) => return Err(e.into()),
+    if !seal.initialized {
+        return Err(CliError::NotInitialized(
+            "the server is not initialised".into(),
+        ));
     }
+    if seal.sealed {
+        return Err(CliError::Sealed("the server is sealed".into()));
+    }
+    println!("{}", client.connect().await?);
     Ok(())
 }

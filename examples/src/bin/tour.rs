@@ -4,26 +4,44 @@
 //! unless `VAULT_ADDR` (or `BAO_ADDR`) is set, in which case it uses that server with the usual
 //! `VAULT_*` settings. Against your own server it only writes below `secret/vault-ops-tour/`,
 //! a policy named `vault-ops-tour-read`, a short-lived token and an API key below
-//! `secret/vault-ops-tour/`, and removes them at the end. The Kubernetes login and the database
-//! rotation need servers only the tour can provide (a TokenReview stand-in and a PostgreSQL
-//! cluster on loopback), so they run against the local OpenBao only.
+//! `secret/vault-ops-tour/` (its rotation state too), and removes them at the end. The
+//! Kubernetes login and the database rotation need servers only the tour can provide (a
+//! TokenReview stand-in and a PostgreSQL cluster on loopback), so they run against the local
+//! OpenBao only.
+//!
+//! The other half of the guide (backup → change → restore, the health report, raft peers,
+//! seal/unseal, step-down, a scheduler rotating two secrets, the `vault-ops debug` bundle) runs
+//! on a single-node raft server the tour starts; against your own server only the read-only
+//! health report and raft peers run: the tour never seals, steps down or restores it. Errors
+//! are printed by the `vault-ops` reporter (`vault_ops_cli::report`).
 
 use std::time::Duration;
 
 use serde_json::json;
+use vault_ops_cli::output::bytes_text;
+use vault_ops_cli::output::{duration_text, number_text, rotation_status_text};
+use vault_ops_cli::report::{render, AddressSource, Target};
+use vault_ops_cli::CliError;
 use vault_ops_core::api::sys::human_duration;
+use vault_ops_core::api::sys::mounts::EnableMount;
 use vault_ops_core::api::tokens::TokenCreateRequest;
+use vault_ops_core::backup::{Backups, RestoreOptions};
+use vault_ops_core::health_report::Thresholds;
 use vault_ops_core::{ExposeSecret, SecretString, VaultClient};
 use vault_ops_k8s_auth::{
     AuthMethod, KubernetesAuth, KubernetesAuthExt, KubernetesConfig, KubernetesRole,
 };
-use vault_ops_rotation::api_key::ApiKeyRotator;
-use vault_ops_rotation::{DatabaseCredentialRotator, Strategy};
+use vault_ops_rotation::api_key::{ApiKeyOptions, ApiKeyRotator};
+use vault_ops_rotation::{
+    DatabaseCredentialRotator, RotationScheduler, SchedulerOptions, Strategy,
+};
 use vault_ops_testkit::k8s::{JwtSigner, ServiceAccount, TokenReviewServer, TEST_CA_CERT_PEM};
+use vault_ops_testkit::BaoConfigServer;
 
 const POLICY: &str = "vault-ops-tour-read";
 const SECRET: &str = "vault-ops-tour/app-config";
 const API_KEY: &str = "vault-ops-tour/api-keys/stripe";
+const STATE_PREFIX: &str = "vault-ops-tour/rotation-state/api-key";
 
 fn ver(v: Option<u64>) -> String {
     v.map_or_else(|| "none".to_string(), |v| v.to_string())
@@ -33,8 +51,41 @@ fn step(n: u32, title: &str, cli: &str) {
     println!("\n── {n}. {title}   (the CLI way: {cli})");
 }
 
+/// A tour step's error for the reporter: Vault's errors keep their address and hint.
+fn cli_error(e: Box<dyn std::error::Error>) -> CliError {
+    match e.downcast::<vault_ops_core::Error>() {
+        Ok(e) => CliError::Vault(*e),
+        Err(e) => CliError::Other(e.to_string()),
+    }
+}
+
+/// The server the tour works on now, when it started it (for the error report).
+static STARTED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn using_started(addr: String) {
+    if let Ok(mut a) = STARTED.lock() {
+        *a = Some(addr);
+    }
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
+    if let Err(e) = run().await {
+        let e = cli_error(e);
+        let started = STARTED.lock().ok().and_then(|a| a.clone());
+        let target = match started {
+            Some(address) => Target {
+                address,
+                source: AddressSource::Started,
+            },
+            None => Target::from_env(None),
+        };
+        eprint!("{}", render(&e, &target));
+        std::process::exit(e.exit_code());
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let external = std::env::var("VAULT_ADDR")
         .or_else(|_| std::env::var("BAO_ADDR"))
         .is_ok();
@@ -53,14 +104,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .token(bao.root_token())
             .timeout(Duration::from_secs(10))
             .build()?;
+        using_started(bao.addr());
         local = Some(bao);
         c
     };
 
     let result = match tour(&client).await {
-        Ok(()) if local.is_some() => local_only(&client).await,
+        Ok(()) if local.is_some() => match local_only(&client).await {
+            Ok(()) => raft_half().await,
+            Err(e) => Err(e),
+        },
         Ok(()) => {
-            println!("\n(The Kubernetes login and database rotation steps run only against the tour's own OpenBao: unset VAULT_ADDR to see them.)");
+            println!("\n(The Kubernetes login, database rotation and the raft half of the guide (backup/restore, seal/unseal, step-down, scheduler, debug bundle) run only against the tour's own servers: unset VAULT_ADDR to see them.)");
+            health_and_peers(&client, 10).await;
             Ok(())
         }
         Err(e) => Err(e),
@@ -73,6 +129,219 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         bao.stop().await;
     }
     result
+}
+
+/// The read-only half of the DR checks, safe on any server: the health report and the raft
+/// peers (a server without raft storage says so). Errors are reported, not fatal.
+async fn health_and_peers(client: &VaultClient, n: u32) {
+    step(
+        n,
+        "Health report with the guide's alert rules",
+        "vault status; curl sys/metrics; the guide's alert rules",
+    );
+    print!("{}", client.health_report(&Thresholds::default()).await);
+    step(n + 1, "Raft peers", "vault operator raft list-peers");
+    match client.raft().configuration().await {
+        Ok(config) => {
+            for peer in &config.servers {
+                println!(
+                    "  {:<12} {:<22} {:<8} voter {}",
+                    peer.node_id,
+                    peer.address,
+                    if peer.leader { "leader" } else { "follower" },
+                    peer.voter
+                );
+            }
+        }
+        Err(e) => eprint!("{}", render(&e.into(), &Target::from_env(None))),
+    }
+}
+
+/// The other half of the guide (disaster recovery and operations) on a single-node raft
+/// server the tour starts: backup → change → restore, health report, seal/unseal, raft peers,
+/// step-down, a scheduler running two secrets, the debug bundle.
+async fn raft_half() -> Result<(), Box<dyn std::error::Error>> {
+    step(
+        10,
+        "A single-node raft server (the guide's production storage)",
+        "bao server -config=raft.hcl; vault operator init; vault operator unseal",
+    );
+    let node = BaoConfigServer::start_raft_node("tour-node1").await;
+    using_started(node.addr());
+    let init = node.init_and_unseal().await;
+    node.wait_for_health(&[200], Duration::from_secs(30)).await;
+    println!(
+        "raft node at {} initialised with 1 key share and unsealed (data in {})",
+        node.addr(),
+        node.dir().display()
+    );
+    let client = VaultClient::builder()
+        .address(node.addr())
+        .token(init.root_token.as_str())
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    client
+        .sys()
+        .enable_mount("secret", &EnableMount::kv2())
+        .await?;
+    let kv = client.kv2("secret");
+    let path = "vault-ops-tour/dr-check";
+    // A new KV v2 mount upgrades itself for a moment ("Upgrading from non-versioned to
+    // versioned data"): retry the first write, at most 40 times over ~10 s.
+    let mut tries = 0;
+    loop {
+        match kv.put(path, &json!({"state": "before the backup"})).await {
+            Ok(_) => break,
+            Err(e) if e.status() == Some(400) && tries < 40 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    step(
+        11,
+        "Backup, a change, restore",
+        "backup.sh (vault operator raft snapshot save); restore.sh (snapshot restore)",
+    );
+    let dir = tempfile_dir("backups")?;
+    let backups = Backups::new(&dir).keep(3);
+    let made = backups.create(&client).await?;
+    println!(
+        "backup {} ({}, raft index {}), checksum in {}",
+        made.path.display(),
+        bytes_text(made.info.bytes),
+        made.info.index,
+        made.checksum_path.display()
+    );
+    kv.put(path, &json!({"state": "changed after the backup"}))
+        .await?;
+    println!(
+        "changed: state = {}",
+        kv.get_json(path).await?.data["state"]
+    );
+    backups
+        .restore(&client, &made.path, RestoreOptions::new().force(true))
+        .await?;
+    node.wait_for_health(&[200], Duration::from_secs(60)).await;
+    println!(
+        "restored: state = {} (the change after the backup is gone)",
+        kv.get_json(path).await?.data["state"]
+    );
+
+    health_and_peers(&client, 12).await;
+
+    step(
+        14,
+        "Seal and unseal",
+        "vault operator seal; vault operator unseal",
+    );
+    client.sys().seal().await?;
+    let sealed = client.sys().seal_status().await?;
+    println!("sealed: {}", sealed.sealed);
+    let key = SecretString::from(init.keys_base64.first().cloned().unwrap_or_default());
+    let status = client.sys().unseal(&key).await?;
+    node.wait_for_health(&[200], Duration::from_secs(30)).await;
+    println!(
+        "unsealed with {}/{} key share(s): sealed {}",
+        status.threshold, status.shares, status.sealed
+    );
+
+    step(15, "Step down", "vault operator step-down");
+    client.sys().step_down().await?;
+    node.wait_for_health(&[200], Duration::from_secs(30)).await;
+    let leader = client.sys().leader().await?;
+    println!(
+        "stepped down; the only voter was elected again: leader {} (this node: {})",
+        leader.leader_address, leader.is_self
+    );
+
+    step(
+        16,
+        "A rotation scheduler with two secrets",
+        "schedule_api_key_rotation(\"stripe\", every=2s) / (\"github\", every=3s)",
+    );
+    let rotator = ApiKeyRotator::new(client.clone()).with_options(
+        ApiKeyOptions::new()
+            .key_prefix("vault-ops-tour/api-keys")
+            .state_prefix(STATE_PREFIX),
+    );
+    let mut scheduler = RotationScheduler::new(client.clone())
+        .with_options(
+            SchedulerOptions::new()
+                .jitter(Duration::from_millis(100))
+                .min_sleep(Duration::from_millis(100)),
+        )
+        .with_api_key_rotator(rotator);
+    scheduler
+        .schedule_api_key_rotation("stripe", Duration::from_secs(2))?
+        .schedule_api_key_rotation("github", Duration::from_secs(3))?;
+    let handle = scheduler.start()?;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let stats = handle.shutdown().await;
+    for s in &stats.secrets {
+        println!(
+            "  {:<7} every {:<3} rotations {} failures {}",
+            s.name,
+            duration_text(s.every.as_secs_f64()),
+            s.rotations,
+            s.failures
+        );
+    }
+
+    step(
+        17,
+        "The debug bundle",
+        "vault debug -duration=2s -output=...",
+    );
+    let out = tempfile_dir("debug")?;
+    // `vault-ops debug` reads the token like the vault CLI: from VAULT_TOKEN.
+    std::env::set_var("VAULT_TOKEN", &init.root_token);
+    let args: Vec<String> = [
+        "vault-ops",
+        "--address",
+        &node.addr(),
+        "debug",
+        "--duration",
+        "2s",
+        "--interval",
+        "1s",
+        "--output",
+        &out.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let code = tokio::task::spawn_blocking(move || vault_ops_cli::main_with_args(args)).await?;
+    std::env::remove_var("VAULT_TOKEN");
+    for entry in std::fs::read_dir(&out)? {
+        let entry = entry?;
+        println!(
+            "bundle {} ({}), exit code {code}",
+            entry.path().display(),
+            bytes_text(entry.metadata()?.len())
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&out);
+    node.stop().await;
+    Ok(())
+}
+
+/// A fresh private directory below the system temp dir.
+fn tempfile_dir(what: &str) -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "vault-ops-tour-{what}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    ));
+    std::fs::create_dir(&dir)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    Ok(dir)
 }
 
 async fn tour(client: &VaultClient) -> Result<(), Box<dyn std::error::Error>> {
@@ -134,7 +403,8 @@ async fn tour(client: &VaultClient) -> Result<(), Box<dyn std::error::Error>> {
         .await
     {
         Err(e) if e.is_cas_mismatch() => println!("a stale write was refused: {e}"),
-        other => println!("unexpected: {other:?}"),
+        Err(e) => return Err(e.into()),
+        Ok(_) => println!("unexpected: a stale write was accepted"),
     }
     let current = kv.get_json(SECRET).await?;
     println!(
@@ -142,8 +412,8 @@ async fn tour(client: &VaultClient) -> Result<(), Box<dyn std::error::Error>> {
         current.metadata.version, current.data["mode"], current.data["replicas"]
     );
     println!(
-        "keys under secret/vault-ops-tour/: {:?}",
-        kv.list("vault-ops-tour").await?
+        "keys under secret/vault-ops-tour/: {}",
+        kv.list("vault-ops-tour").await?.join(", ")
     );
 
     step(4, "Policies", "vault policy write / list / read");
@@ -169,9 +439,9 @@ async fn tour(client: &VaultClient) -> Result<(), Box<dyn std::error::Error>> {
         .create(&TokenCreateRequest::with_policies([POLICY]).ttl("10m"))
         .await?;
     println!(
-        "token created: accessor {}, policies {:?}, ttl {} (the token itself is never printed)",
+        "token created: accessor {}, policies {}, ttl {} (the token itself is never printed)",
         auth.accessor,
-        auth.policies,
+        auth.policies.join(", "),
         human_duration(auth.lease_duration as i64)
     );
     for path in [
@@ -192,7 +462,8 @@ async fn tour(client: &VaultClient) -> Result<(), Box<dyn std::error::Error>> {
         .await
     {
         Err(e) if e.is_permission_denied() => println!("the narrow token cannot write: {e}"),
-        other => println!("unexpected: {other:?}"),
+        Err(e) => return Err(e.into()),
+        Ok(_) => println!("unexpected: the narrow token could write"),
     }
     client.tokens().revoke(&auth.client_token).await?;
     debug_assert!(!format!("{narrow:?}").contains(auth.client_token.expose_secret()));
@@ -216,7 +487,7 @@ async fn tour(client: &VaultClient) -> Result<(), Box<dyn std::error::Error>> {
     match metrics {
         Ok(m) => {
             let show = |name: &str, v: Option<f64>| match v {
-                Some(v) => println!("  {name:<32} {v}"),
+                Some(v) => println!("  {name:<32} {}", number_text(v)),
                 None => println!("  {name:<32} (not reported yet)"),
             };
             show("vault_core_unsealed", m.max("vault_core_unsealed"));
@@ -251,11 +522,13 @@ async fn tour(client: &VaultClient) -> Result<(), Box<dyn std::error::Error>> {
         &json!({"api_key": "sk_tour_initial", "account": "acct_1"}),
     )
     .await?;
-    let rotator = ApiKeyRotator::new(client.clone());
+    // The rotation state stays inside the tour's prefix too.
+    let rotator = ApiKeyRotator::new(client.clone())
+        .with_options(ApiKeyOptions::new().state_prefix(STATE_PREFIX));
     let result = rotator.rotate_generic_api_key(API_KEY).await;
     println!(
-        "{:?}: version {} -> {} in {} ms; the previous key stays readable as version {}",
-        result.status,
+        "{}: version {} -> {} in {} ms; the previous key stays readable as version {}",
+        rotation_status_text(result.status),
         ver(result.version_before),
         ver(result.version_after),
         result.duration.as_millis(),
@@ -304,7 +577,7 @@ async fn local_only(client: &VaultClient) -> Result<(), Box<dyn std::error::Erro
                 .token_ttl(Duration::from_secs(3600)),
         )
         .await?;
-    println!("roles: {:?}", admin.list_roles().await?);
+    println!("roles: {}", admin.list_roles().await?.join(", "));
     let sa = ServiceAccount::new("payments", "payments-api");
     let jwt = JwtSigner::shared().token_for(&sa);
     review.accept(&jwt, &sa);
@@ -318,7 +591,7 @@ async fn local_only(client: &VaultClient) -> Result<(), Box<dyn std::error::Erro
         .login_and_set(&app)
         .await?;
     println!(
-        "logged in as {}/{}: policies {:?}, ttl {:?}, renewable {}",
+        "logged in as {}/{}: policies {}, ttl {}, renewable {}",
         login
             .metadata
             .get("service_account_namespace")
@@ -329,8 +602,8 @@ async fn local_only(client: &VaultClient) -> Result<(), Box<dyn std::error::Erro
             .get("service_account_name")
             .map(String::as_str)
             .unwrap_or("?"),
-        login.policies,
-        login.lease_duration,
+        login.policies.join(", "),
+        duration_text(login.lease_duration.as_secs_f64()),
         login.renewable
     );
     println!(
@@ -385,8 +658,8 @@ async fn local_only(client: &VaultClient) -> Result<(), Box<dyn std::error::Erro
             .map(|s| format!("{} {} ms", s.step, s.duration.as_millis()))
             .collect();
         println!(
-            "rotation {round}: {:?}, version {} -> {} ({})",
-            r.status,
+            "rotation {round}: {}, version {} -> {} ({})",
+            rotation_status_text(r.status),
             ver(r.version_before),
             ver(r.version_after),
             steps.join(", ")
@@ -406,8 +679,8 @@ async fn local_only(client: &VaultClient) -> Result<(), Box<dyn std::error::Erro
             |d| human_duration(d.as_secs() as i64),
         );
     println!(
-        "rotate_if_due(every 30 days) right after: {:?} (next due in {next})",
-        r.status
+        "rotate_if_due(every 30 days) right after: {} (next due in {next})",
+        rotation_status_text(r.status)
     );
     let cred = client.kv2("secret").get_json("database/main-db").await?;
     println!(
@@ -428,7 +701,7 @@ async fn cleanup(client: &VaultClient) {
     let _ = client.kv2("secret").delete_metadata(API_KEY).await;
     let _ = client
         .kv2("secret")
-        .delete_metadata(&format!("rotation-state/api-key/{API_KEY}"))
+        .delete_metadata(&format!("{STATE_PREFIX}/{API_KEY}"))
         .await;
     let _ = client.policies().delete(POLICY).await;
 }

@@ -5,10 +5,16 @@
 
 use std::io::BufRead;
 
+use vault_ops_cli::report::exit_on_error;
+use vault_ops_cli::CliError;
 use vault_ops_core::{SecretString, VaultClient};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
+    exit_on_error(run().await)
+}
+
+async fn run() -> Result<(), CliError> {
     let client = VaultClient::from_env()?;
     let mut status = client.sys().seal_status().await?;
     if !status.sealed {
@@ -16,7 +22,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     for line in std::io::stdin().lock().lines() {
-        let key = SecretString::from(line?.trim().to_string());
+        let line = line.map_err(CliError::local("reading key shares from stdin"))?;
+        let key = SecretString::from(line.trim().to_string());
         status = client.sys().unseal(&key).await?;
         println!(
             "Unseal progress {}/{}, sealed: {}",
@@ -27,8 +34,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if status.sealed {
-        eprintln!("Still sealed: more key shares are needed.");
-        std::process::exit(2);
+        return Err(CliError::Sealed(format!(
+            "still sealed: {} more key share(s) needed",
+            status.threshold.saturating_sub(status.progress)
+        )));
     }
     Ok(())
 }

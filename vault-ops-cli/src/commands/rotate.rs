@@ -13,7 +13,7 @@ use super::daily::{kv_path, need_inner, v2_only};
 use super::{read_file, read_stdin, Ctx};
 use crate::cli::{DbTls, KeyAlphabet, RotateApiKeyArgs, RotateCommand, RotateDatabaseArgs};
 use crate::exit;
-use crate::output::{duration_text, unix_date};
+use crate::output::{duration_text, rotation_status_text, unix_date};
 use crate::report::CliError;
 
 /// `rotate ...`: exit 0 when rotated or not due, 1 when the rotation failed, rolled back or
@@ -210,21 +210,6 @@ async fn api_key(ctx: &Ctx, a: RotateApiKeyArgs) -> Result<i32, CliError> {
     ))
 }
 
-fn status_text(s: RotationStatus) -> &'static str {
-    match s {
-        RotationStatus::Success => "rotated",
-        RotationStatus::SkippedNotDue => "not due (or just rotated by another replica)",
-        RotationStatus::RolledBack => {
-            "rolled back: the new credential failed verification; the old one works"
-        }
-        RotationStatus::Failed => "failed: the credential in Vault still works",
-        RotationStatus::Conflict => {
-            "CONFLICT: changed outside the rotation; nothing was overwritten"
-        }
-        _ => "unknown",
-    }
-}
-
 fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
@@ -235,7 +220,7 @@ fn print_result(ctx: &Ctx, path: &str, r: &RotationResult) -> i32 {
     let version = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
     let mut rows = vec![
         ("Secret", path.to_string()),
-        ("Result", status_text(r.status).to_string()),
+        ("Result", rotation_status_text(r.status).to_string()),
         ("Version Before", version(r.version_before)),
         ("Version After", version(r.version_after)),
         ("Took", duration_text(r.duration.as_secs_f64())),

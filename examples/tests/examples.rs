@@ -1,0 +1,477 @@
+//! Every example program, run as a user would against a real OpenBao dev server: readable
+//! output (no Rust `Debug` dumps, `Some(..)`, `NaN`), and errors printed by the one reporter
+//! (`vault_ops_cli::report`) with the address tried and a hint.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use vault_ops_core::VaultClient;
+use vault_ops_testkit::BaoServer;
+
+/// The example programs of this crate (`examples/src/bin`), except the tour.
+const BINS: &[&str] = &[
+    "auth_list",
+    "backup",
+    "health_check",
+    "kv_get",
+    "kv_list",
+    "kv_put",
+    "metrics",
+    "pki_issue",
+    "policy_list",
+    "policy_read",
+    "policy_write",
+    "raft_peers",
+    "restore",
+    "seal",
+    "secrets_list",
+    "status",
+    "token_capabilities",
+    "token_lookup",
+    "unseal",
+];
+
+/// The examples of vault-ops-k8s-auth and vault-ops-rotation (`cargo build --examples`).
+const CRATE_EXAMPLES: &[&str] = &[
+    "approle_login",
+    "k8s_list_roles",
+    "k8s_login",
+    "k8s_read_config",
+    "rotate_api_key",
+    "rotate_database",
+    "scheduler",
+];
+
+/// The path of an example program: a bin of this crate, or a crate example (built on demand).
+fn program(name: &str) -> PathBuf {
+    if BINS.contains(&name) {
+        // Cargo builds this crate's bins for its integration tests.
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_status"));
+        return exe.with_file_name(name);
+    }
+    let deps = std::env::current_exe().expect("test binary path");
+    let profile = deps
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    profile.join("examples").join(name)
+}
+
+/// Builds the k8s-auth and rotation examples (cargo does not build other packages' examples
+/// for this crate's tests).
+fn build_crate_examples() {
+    let status = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "--examples",
+            "-p",
+            "vault-ops-k8s-auth",
+            "-p",
+            "vault-ops-rotation",
+        ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .status()
+        .expect("cargo build --examples");
+    assert!(status.success(), "building the crate examples failed");
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `name` with `args`, a clean environment plus `env`, and `stdin`; at most 60 s.
+async fn run(name: &str, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
+    let home = tempfile::tempdir().expect("temp dir");
+    let mut cmd = tokio::process::Command::new(program(name));
+    cmd.args(args)
+        .env_clear()
+        .env("HOME", home.path())
+        .env("VAULT_MAX_RETRIES", "0")
+        .env("VAULT_CLIENT_TIMEOUT", "10s")
+        .current_dir(home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).await.expect("stdin");
+    drop(input);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{name} {args:?} ran over 60 s"))
+        .expect("wait");
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_no_debug(name, &r.all());
+    r
+}
+
+/// Fails when `text` holds Rust `Debug` output: `Some(..)`, `NaN`, a struct dump such as
+/// `Transport { method: ...`, or `Error: ` followed by a variant name.
+fn assert_no_debug(name: &str, text: &str) {
+    for bad in ["Some(", "NaN", "Api(", "ApiError", "Duration {", "{ secs:"] {
+        assert!(
+            !text.contains(bad),
+            "{name}: Debug output {bad:?} reached the user:\n{text}"
+        );
+    }
+    // `Ident { field: ...` struct dumps.
+    for (i, _) in text.match_indices(" { ") {
+        let before = text[..i].rsplit([' ', '\n', '(']).next().unwrap_or("");
+        let after = text[i + 3..].split([' ', '\n']).next().unwrap_or("");
+        let ident = before.starts_with(|c: char| c.is_ascii_uppercase())
+            && before
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        assert!(
+            !(ident && after.ends_with(':')),
+            "{name}: a struct dump reached the user:\n{text}"
+        );
+    }
+    // `Error: Variant` / `Error: Variant(`: the reporter writes a sentence after `Error: `.
+    for (i, _) in text.match_indices("Error: ") {
+        let word: String = text[i + 7..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let camel = word.len() > 1
+            && word.starts_with(|c: char| c.is_ascii_uppercase())
+            && word[1..].chars().any(|c| c.is_ascii_uppercase())
+            && word.chars().any(|c| c.is_ascii_lowercase());
+        let next = text[i + 7 + word.len()..].chars().next();
+        assert!(
+            !camel && !matches!(next, Some('(') | Some('{')),
+            "{name}: `Error: {word}` looks like a Debug dump:\n{text}"
+        );
+    }
+}
+
+/// The reporter's shape: `Error: <message>` then `  address: <addr> (from ...)`.
+fn assert_reported(name: &str, r: &Run, address_line: &str) {
+    assert_ne!(r.code, 0, "{name} should fail:\n{}", r.all());
+    assert!(
+        r.stderr.contains("Error: "),
+        "{name}: no reporter message:\n{}",
+        r.all()
+    );
+    assert!(
+        r.stderr.contains(address_line),
+        "{name}: the address line {address_line:?} is missing:\n{}",
+        r.all()
+    );
+}
+
+/// Arguments that get each program as far as its first request.
+fn args_for(name: &str) -> Vec<&'static str> {
+    match name {
+        "kv_get" => vec!["secret/vault-ops-example/none"],
+        "kv_list" => vec!["secret/vault-ops-example"],
+        "kv_put" => vec!["secret/vault-ops-example/x", "a=1"],
+        "pki_issue" => vec!["pki", "web", "a.example.com", "out"],
+        "policy_read" => vec!["default"],
+        "policy_write" => vec!["vault-ops-example", "-"],
+        "restore" => vec!["missing.snap", "--force", "--no-checksum"],
+        "seal" => vec!["--yes"],
+        "token_capabilities" => vec!["secret/data/a"],
+        "approle_login" => vec![],
+        "rotate_api_key" | "scheduler" => vec!["--yes"],
+        "rotate_database" => vec!["main-db", "--user", "app"],
+        _ => vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn examples_print_readable_output_and_reported_errors() {
+    let bao = BaoServer::start().await;
+    let addr = bao.addr();
+    let token = bao.root_token().to_string();
+    let env = [
+        ("VAULT_ADDR", addr.as_str()),
+        ("VAULT_TOKEN", token.as_str()),
+    ];
+    let ok = |name: &str, r: &Run| assert_eq!(r.code, 0, "{name} failed:\n{}", r.all());
+
+    // Daily operations succeed, with readable output.
+    for name in [
+        "status",
+        "auth_list",
+        "secrets_list",
+        "policy_list",
+        "token_lookup",
+        "metrics",
+    ] {
+        let r = run(name, &[], &env, "").await;
+        ok(name, &r);
+    }
+    let r = run("metrics", &["all"], &env, "").await;
+    ok("metrics all", &r);
+    let r = run("policy_read", &["default"], &env, "").await;
+    ok("policy_read", &r);
+    assert!(r.stdout.contains("path \"auth/token/lookup-self\""));
+    let r = run(
+        "policy_write",
+        &["vault-ops-example", "-"],
+        &env,
+        "path \"secret/data/vault-ops-example/*\" { capabilities = [\"read\"] }\n",
+    )
+    .await;
+    ok("policy_write", &r);
+    let r = run(
+        "kv_put",
+        &["secret/vault-ops-example/app", "mode=blue", "n=3"],
+        &env,
+        "",
+    )
+    .await;
+    ok("kv_put", &r);
+    assert!(r.stdout.contains("version 1"), "{}", r.stdout);
+    let r = run("kv_get", &["secret/vault-ops-example/app"], &env, "").await;
+    ok("kv_get", &r);
+    assert!(r.stdout.contains("mode") && r.stdout.contains("blue"));
+    assert!(r.stdout.contains(" UTC"), "a readable date: {}", r.stdout);
+    let r = run("kv_list", &["secret/vault-ops-example"], &env, "").await;
+    ok("kv_list", &r);
+    assert!(r.stdout.contains("app"));
+    let r = run("kv_get", &["secret/vault-ops-example/none"], &env, "").await;
+    assert_reported(
+        "kv_get (missing)",
+        &r,
+        &format!("address: {addr} (from VAULT_ADDR)"),
+    );
+    assert!(r
+        .stderr
+        .contains("no value found at secret/vault-ops-example/none"));
+
+    // token_capabilities answers for every path given.
+    let r = run(
+        "token_capabilities",
+        &[
+            "secret/data/vault-ops-example/app",
+            "sys/seal",
+            "auth/token/create",
+        ],
+        &env,
+        "",
+    )
+    .await;
+    ok("token_capabilities", &r);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "one line per path:\n{}", r.stdout);
+    for (line, path) in lines
+        .iter()
+        .zip(["secret/data/vault-ops-example/app", "sys/seal"])
+    {
+        assert!(line.starts_with(path) && line.contains("root"), "{line}");
+    }
+
+    // health_check exits 0/1/2 with a readable report.
+    let r = run("health_check", &[], &env, "").await;
+    assert!(r.code == 0 || r.code == 1, "health_check:\n{}", r.all());
+
+    // Raft calls on a server without raft storage: the reporter's hint.
+    for name in ["raft_peers", "backup"] {
+        let r = run(name, &[], &env, "").await;
+        assert_reported(name, &r, &format!("address: {addr} (from VAULT_ADDR)"));
+        if name == "raft_peers" {
+            assert!(
+                r.stderr.contains("no raft (integrated) storage"),
+                "{}",
+                r.all()
+            );
+        }
+    }
+
+    // Sealing needs --yes.
+    let r = run("seal", &[], &env, "").await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("--yes"));
+
+    // A wrong token: Vault's message, the address, and the capabilities hint.
+    let wrong = [("VAULT_ADDR", addr.as_str()), ("VAULT_TOKEN", "s.wrong")];
+    for name in ["token_lookup", "policy_list", "kv_list"] {
+        let r = run(name, &args_for(name), &wrong, "").await;
+        assert_reported(name, &r, &format!("address: {addr} (from VAULT_ADDR)"));
+        assert!(r.stderr.contains("permission denied"), "{}", r.all());
+        assert!(r.stderr.contains("token capabilities"), "{}", r.all());
+    }
+
+    // The crate examples: rotate_api_key against a "real" server (VAULT_ADDR set) writes only
+    // below secret/vault-ops-example/, only with --yes, and removes it all.
+    build_crate_examples();
+    let r = run("rotate_api_key", &[], &env, "").await;
+    assert_eq!(r.code, 2, "needs --yes:\n{}", r.all());
+    assert!(r.stderr.contains("--yes"));
+    let client = VaultClient::builder()
+        .address(addr.as_str())
+        .token(token.as_str())
+        .build()
+        .expect("client");
+    let kv = client.kv2("secret");
+    for name in ["rotate_api_key", "scheduler"] {
+        let r = run(name, &["--yes"], &env, "").await;
+        ok(name, &r);
+        assert!(r.stdout.contains("rotated") || r.stdout.contains("rotations="));
+        for path in [
+            "proxy/api-keys/stripe",
+            "api-keys/stripe",
+            "api-keys/github",
+            "vault-ops-example/proxy/api-keys/stripe",
+            "vault-ops-example/api-keys/stripe",
+        ] {
+            let meta = kv.read_metadata(path).await.expect("read metadata");
+            assert!(meta.is_none(), "{name} left secret/{path} behind");
+        }
+        let left = kv.list("vault-ops-example").await;
+        assert!(
+            left.as_ref()
+                .map_or(true, |k| k.is_empty() || k == &["app"]),
+            "{name} left {left:?} below secret/vault-ops-example/"
+        );
+    }
+    let r = run("k8s_read_config", &[], &env, "").await;
+    assert_reported(
+        "k8s_read_config",
+        &r,
+        &format!("address: {addr} (from VAULT_ADDR)"),
+    );
+    let r = run("k8s_list_roles", &[], &env, "").await;
+    assert_reported(
+        "k8s_list_roles",
+        &r,
+        &format!("address: {addr} (from VAULT_ADDR)"),
+    );
+    bao.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_reports_an_unreachable_address_and_an_unset_vault_addr() {
+    // Nothing listens on port 1; every program names the address and the http/https hint.
+    let env = [("VAULT_ADDR", "http://127.0.0.1:1"), ("VAULT_TOKEN", "x")];
+    build_crate_examples();
+    for &name in BINS.iter().chain(CRATE_EXAMPLES) {
+        let mut env = env.to_vec();
+        match name {
+            "approle_login" => env.push(("VAULT_APPROLE_ROLE_ID", "role")),
+            "k8s_login" => {
+                env.push(("VAULT_K8S_ROLE", "app"));
+                env.push(("VAULT_K8S_JWT_FILE", "/dev/null"));
+            }
+            "rotate_database" => env.push(("PGADMIN_PASSWORD", "x")),
+            _ => {}
+        }
+        let policy = "path \"secret/*\" { capabilities = [\"read\"] }\n";
+        let r = run(name, &args_for(name), &env, policy).await;
+        if name == "k8s_login" {
+            // The JWT file is checked before any request: a readable local error.
+            assert_ne!(r.code, 0, "{}", r.all());
+            assert!(r.stderr.contains("Error: "), "{}", r.all());
+            continue;
+        }
+        if name == "health_check" {
+            // The health report is the output: critical, with the reason.
+            assert_eq!(r.code, 2, "{}", r.all());
+            continue;
+        }
+        if name == "restore" {
+            // The file is checked before the server is asked.
+            assert_ne!(r.code, 0, "{}", r.all());
+            assert!(r.stderr.contains("Error: "), "{}", r.all());
+            continue;
+        }
+        assert_reported(name, &r, "address: http://127.0.0.1:1 (from VAULT_ADDR)");
+        assert!(
+            r.stderr.contains("nothing listens at http://127.0.0.1:1"),
+            "{name}:\n{}",
+            r.all()
+        );
+    }
+    // VAULT_ADDR unset: the reporter says so (status tries the default address).
+    let r = run("status", &[], &[("VAULT_TOKEN", "x")], "").await;
+    assert_reported("status", &r, "VAULT_ADDR is unset");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tour_on_a_real_server_stays_in_its_prefix_and_never_seals() {
+    let bao = BaoServer::start().await;
+    let addr = bao.addr();
+    let token = bao.root_token().to_string();
+    let env = [
+        ("VAULT_ADDR", addr.as_str()),
+        ("VAULT_TOKEN", token.as_str()),
+    ];
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tour"));
+    let home = tempfile::tempdir().expect("temp dir");
+    let out = tokio::process::Command::new(exe)
+        .env_clear()
+        .env("HOME", home.path())
+        .envs(env)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("the tour ran over 120 s")
+        .expect("tour");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "tour failed:\n{text}");
+    assert_no_debug("tour", &text);
+    assert!(text.contains("Tour complete"), "{text}");
+    // The read-only half ran: the health report, and raft peers reported through the
+    // reporter (a dev server has no raft storage).
+    assert!(text.contains("Vault health report for"), "{text}");
+    assert!(text.contains("no raft (integrated) storage"), "{text}");
+    assert!(
+        !text.contains("── 14. Seal"),
+        "sealed a real server:\n{text}"
+    );
+
+    let client = VaultClient::builder()
+        .address(addr.as_str())
+        .token(token.as_str())
+        .build()
+        .expect("client");
+    assert!(
+        !client
+            .sys()
+            .seal_status()
+            .await
+            .expect("seal status")
+            .sealed
+    );
+    let left = client.kv2("secret").list("vault-ops-tour").await;
+    assert!(
+        left.as_ref().map_or(true, |k| k.is_empty()),
+        "the tour left {left:?} below secret/vault-ops-tour/"
+    );
+    let state = client.kv2("secret").list("rotation-state").await;
+    assert!(
+        state.as_ref().map_or(true, |k| k.is_empty()),
+        "the tour wrote rotation state outside its prefix: {state:?}"
+    );
+    let policies = client.policies().list().await.expect("policies");
+    assert!(!policies.iter().any(|p| p == "vault-ops-tour-read"));
+    bao.stop().await;
+}

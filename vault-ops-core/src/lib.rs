@@ -69,6 +69,7 @@ mod files;
 pub mod health_report;
 pub mod http;
 pub mod response;
+pub mod time;
 
 pub use client::VaultClient;
 pub use config::{ClientBuilder, RetryPolicy};

@@ -117,7 +117,7 @@ impl CronSchedule {
     }
 
     fn day_matches(&self, day: i64) -> bool {
-        let (_, month, dom) = civil_from_days(day);
+        let (_, month, dom) = vault_ops_core::time::civil_from_days(day);
         if self.months & (1 << month) == 0 {
             return false;
         }
@@ -303,20 +303,6 @@ fn weekday(day: i64) -> u32 {
     (day + 4).rem_euclid(7) as u32
 }
 
-/// (year, month 1-12, day 1-31) of a day number since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// When a secret rotates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -483,7 +469,7 @@ mod tests {
     fn at(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> SystemTime {
         // Inverse of civil_from_days by search (tests only; small range).
         let mut day = (y - 1970) * 365 + (y - 1969) / 4 - 2;
-        while civil_from_days(day) != (y, mo, d) {
+        while vault_ops_core::time::civil_from_days(day) != (y, mo, d) {
             day += 1;
         }
         from_unix(day * 86_400 + i64::from(h * 3600 + mi * 60 + s)).unwrap()

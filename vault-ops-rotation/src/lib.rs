@@ -141,9 +141,12 @@
 
 pub mod api_key;
 pub mod database;
+#[cfg(feature = "deadpool")]
+pub mod pool;
 pub mod rotator;
 pub mod scheduler;
 pub mod state;
+pub mod watcher;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -155,6 +158,7 @@ pub use rotator::{RotationResult, RotationStatus, Rotator, StepTiming};
 pub use scheduler::{
     RotationScheduler, SchedulerHandle, SchedulerOptions, SchedulerStats, SecretStats,
 };
+pub use watcher::{CredentialWatcher, WatchedCredential, WatcherOptions};
 
 /// Why a rotation did not succeed.
 #[derive(Debug, thiserror::Error)]

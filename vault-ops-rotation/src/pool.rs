@@ -52,8 +52,11 @@ use tokio_postgres::{Client, NoTls};
 use vault_ops_core::ExposeSecret;
 
 use crate::database::tls;
+
 use crate::watcher::{CredentialWatcher, WatchedCredential};
 use crate::{RotationError, TlsMode};
+/// The `deadpool-postgres` this pool is built with (its `Pool`, `Object`, errors).
+pub use deadpool_postgres;
 
 /// SQLSTATE `invalid_password`: PostgreSQL's answer to a wrong password.
 const INVALID_PASSWORD: &str = "28P01";

@@ -13,7 +13,7 @@
 //! Host, port and database come from the credential (`host`, `port`, `database`); TLS is
 //! always verified (`PGSSLROOTCERT` adds a private CA).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +42,8 @@ async fn main() -> Result<(), BoxError> {
             .map(std::fs::read)
             .transpose()?;
         let pool = watched_pool(client, &name, ca).await?;
-        return query_for(&pool, Duration::from_secs(seconds)).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        return query_for(&pool, Duration::from_secs(seconds), stop).await;
     }
 
     // Self-contained: two roles with the same grants, rotated as alternating users.
@@ -76,10 +77,11 @@ async fn main() -> Result<(), BoxError> {
         return Err(format!("bootstrap: {:?}", first.error).into());
     }
     let pool = watched_pool(client, "demo", Some(pg.ca_pem().to_vec())).await?;
+    let stop = Arc::new(AtomicBool::new(false));
     let service = {
-        let pool = pool.clone();
+        let (pool, stop) = (pool.clone(), stop.clone());
         tokio::spawn(async move {
-            query_for(&pool, Duration::from_secs(6))
+            query_for(&pool, Duration::from_secs(300), stop)
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -92,6 +94,8 @@ async fn main() -> Result<(), BoxError> {
             r.status, r.version_after
         );
     }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
     service.await??;
     Ok(())
 }
@@ -120,17 +124,18 @@ async fn watched_pool(
     Ok(builder.build()?)
 }
 
-/// 4 tasks querying (a new connection every 10th query) for `duration`; prints the counts.
-async fn query_for(pool: &Pool, duration: Duration) -> Result<(), BoxError> {
+/// 4 tasks querying (a new connection every 10th query) for `duration` or until `stop`;
+/// prints the counts.
+async fn query_for(pool: &Pool, duration: Duration, stop: Arc<AtomicBool>) -> Result<(), BoxError> {
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let until = tokio::time::Instant::now() + duration;
     let mut tasks = Vec::new();
     for _ in 0..4 {
-        let (pool, ok, failed) = (pool.clone(), ok.clone(), failed.clone());
+        let (pool, ok, failed, stop) = (pool.clone(), ok.clone(), failed.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
-            while tokio::time::Instant::now() < until {
+            while tokio::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let result = async {
                     let conn = pool.get().await?;

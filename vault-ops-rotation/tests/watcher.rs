@@ -332,3 +332,30 @@ async fn a_hanging_server_costs_one_request_timeout() {
     );
     assert_eq!(watcher.current().version(), 3);
 }
+
+#[tokio::test]
+async fn dropping_the_last_clone_stops_polling() {
+    let server = MockServer::start().await;
+    mount_versions(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/v1/secret/metadata/database/f"))
+        .respond_with(metadata_reply(3))
+        .mount(&server)
+        .await;
+    let watcher =
+        CredentialWatcher::start(fake_client(&server).await, "secret", "database/f", fast())
+            .await
+            .unwrap();
+    let clone = watcher.clone();
+    drop(watcher);
+    eventually("the clone keeps polling", Duration::from_secs(5), || {
+        clone.stats().polls >= 3
+    })
+    .await;
+    drop(clone);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.received_requests().await.unwrap().len();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let after = server.received_requests().await.unwrap().len();
+    assert_eq!(before, after, "no request after the last clone was dropped");
+}

@@ -223,6 +223,16 @@ pub enum WatchError {
         /// Why.
         reason: String,
     },
+    /// The metadata names a version the data read did not find: the node answering is
+    /// behind (without read-your-writes), or the version was just deleted. The next poll
+    /// reads again.
+    #[error("{path} version {version} is named by the metadata but could not be read (a node that is behind?)")]
+    NotYetReadable {
+        /// `<mount>/<path>`.
+        path: String,
+        /// The version.
+        version: u64,
+    },
     /// A poll got no answer within [`WatcherOptions::request_timeout`].
     #[error("reading {path}: no answer within {after:?}")]
     TimedOut {
@@ -492,7 +502,10 @@ async fn poll_newer(inner: &Inner, known: u64) -> Result<Option<WatchedCredentia
         .map_err(|e| {
             if e.is_not_found() {
                 // Named by the metadata but not found: a node that is behind. Next poll.
-                WatchError::NotFound { path: location() }
+                WatchError::NotYetReadable {
+                    path: location(),
+                    version,
+                }
             } else {
                 WatchError::Vault(e)
             }

@@ -359,3 +359,73 @@ async fn dropping_the_last_clone_stops_polling() {
     let after = server.received_requests().await.unwrap().len();
     assert_eq!(before, after, "no request after the last clone was dropped");
 }
+
+/// A standby that is behind answers the data read with 404 unless the request carries the
+/// `X-Vault-Index` of the metadata read (as OpenBao's read-your-writes does).
+async fn mount_lagging_standby(server: &MockServer) {
+    // base64 of {"cluster":"c0ffee-1","value":"7"}, the form OpenBao sends.
+    const INDEX: &str = "eyJjbHVzdGVyIjoiYzBmZmVlLTEiLCJ2YWx1ZSI6IjcifQ==";
+    Mock::given(method("GET"))
+        .and(path("/v1/secret/data/database/f"))
+        .and(query_param("version", "4"))
+        .and(wiremock::matchers::header("x-vault-index", INDEX))
+        .respond_with(data_reply(4, "user4", "pw-4"))
+        .with_priority(1)
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/secret/data/database/f"))
+        .and(query_param("version", "4"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"errors": []})))
+        .with_priority(2)
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/secret/data/database/f"))
+        .respond_with(data_reply(3, "user3", "pw-3"))
+        .with_priority(5)
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/secret/metadata/database/f"))
+        .respond_with(metadata_reply(4).insert_header("X-Vault-Index", INDEX))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn read_your_writes_carries_the_metadata_index_to_the_data_read() {
+    for read_your_writes in [true, false] {
+        let server = MockServer::start().await;
+        mount_lagging_standby(&server).await;
+        let client = VaultClient::builder()
+            .address(server.uri())
+            .token("fake-token")
+            .max_retries(0)
+            .read_your_writes(read_your_writes)
+            .build()
+            .unwrap();
+        let watcher = CredentialWatcher::start(
+            client,
+            "secret",
+            "database/f",
+            WatcherOptions::default().with_poll_interval(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(watcher.current().version(), 3);
+        let refreshed = watcher.refresh().await;
+        if read_your_writes {
+            assert_eq!(refreshed.unwrap().version(), 4);
+        } else {
+            // Without it the lagging node's 404 is an error for the next poll to retry;
+            // nothing is published.
+            let err = refreshed.unwrap_err();
+            assert!(
+                matches!(*err, WatchError::NotYetReadable { version: 4, .. }),
+                "{err}"
+            );
+            assert_eq!(watcher.current().version(), 3);
+        }
+    }
+}

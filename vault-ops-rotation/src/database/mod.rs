@@ -164,7 +164,7 @@
 
 mod password;
 mod postgres;
-mod tls;
+pub(crate) mod tls;
 
 pub use password::{PasswordPolicy, MIN_PASSWORD_BITS};
 

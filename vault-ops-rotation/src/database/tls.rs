@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 
 /// A client configuration trusting the webpki roots plus the PEM certificates given.
-pub(super) fn client_config(
+pub(crate) fn client_config(
     extra_roots_pem: Option<&[u8]>,
 ) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
@@ -43,13 +43,13 @@ pub(super) fn client_config(
 /// `MakeTlsConnect` for tokio-postgres: verifies the server's certificate and name, and
 /// (unless `allow_weak_auth`) refuses cleartext and MD5 password authentication.
 #[derive(Clone)]
-pub(super) struct MakeRustls {
+pub(crate) struct MakeRustls {
     config: Arc<rustls::ClientConfig>,
     allow_weak_auth: bool,
 }
 
 impl MakeRustls {
-    pub(super) fn new(config: Arc<rustls::ClientConfig>, allow_weak_auth: bool) -> Self {
+    pub(crate) fn new(config: Arc<rustls::ClientConfig>, allow_weak_auth: bool) -> Self {
         MakeRustls {
             config,
             allow_weak_auth,
@@ -74,7 +74,7 @@ where
     }
 }
 
-pub(super) struct RustlsConnect {
+pub(crate) struct RustlsConnect {
     config: Arc<rustls::ClientConfig>,
     name: ServerName<'static>,
     allow_weak_auth: bool,
@@ -102,7 +102,7 @@ where
 }
 
 /// The TLS stream, with an [`AuthGuard`] on what the server sends.
-pub(super) struct RustlsStream<S> {
+pub(crate) struct RustlsStream<S> {
     inner: Box<tokio_rustls::client::TlsStream<S>>,
     guard: AuthGuard,
 }

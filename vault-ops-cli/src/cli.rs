@@ -331,6 +331,10 @@ pub struct HealthArgs {
     /// Lease count above which the report warns.
     #[arg(long)]
     pub max_leases: Option<u64>,
+    /// Warns when a certificate of the server's TLS chain or a PKI issuer expires within N
+    /// days (default 30).
+    #[arg(long, value_name = "N")]
+    pub cert_warn_days: Option<u32>,
 }
 
 /// `init`.

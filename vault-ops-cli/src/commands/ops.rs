@@ -40,6 +40,9 @@ pub(crate) async fn health(ctx: &Ctx, a: HealthArgs) -> Result<i32, CliError> {
             if let Some(n) = a.max_leases {
                 t = t.max_leases(n);
             }
+            if let Some(days) = a.cert_warn_days {
+                t = t.min_cert_validity(std::time::Duration::from_secs(u64::from(days) * 86_400));
+            }
             if let Some(d) = &a.min_token_ttl {
                 let d = parse_duration(d).ok_or_else(|| {
                     CliError::Usage(format!(

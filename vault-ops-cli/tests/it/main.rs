@@ -1,6 +1,7 @@
 //! End-to-end tests of the `vault-ops` binary against real OpenBao servers (dev servers and a
 //! raft node started by the testkit) and loopback fakes for misbehaving peers.
 
+mod certs;
 mod daily;
 mod errors;
 mod ops;

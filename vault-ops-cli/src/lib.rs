@@ -54,6 +54,7 @@
 pub mod cli;
 mod commands;
 pub mod output;
+mod progress;
 pub mod report;
 
 use std::ffi::OsString;

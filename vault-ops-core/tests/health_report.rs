@@ -282,3 +282,67 @@ async fn no_leader_is_critical_and_disabled_metrics_are_a_note() {
     );
     assert!(report.to_string().contains("leader:  none"), "{report}");
 }
+
+#[tokio::test]
+async fn pki_issuers_are_bounded_and_a_bad_certificate_is_a_note() {
+    let server = mock_node(
+        ResponseTemplate::new(400).set_body_string("prometheus is not enabled"),
+        no_ha(),
+        86_400,
+    )
+    .await;
+    let json = |body: Value| ResponseTemplate::new(200).set_body_json(body);
+    common::mount(
+        &server,
+        "GET",
+        "/v1/sys/mounts",
+        json(json!({"data": {"pki/": {"type": "pki"}, "secret/": {"type": "kv"}}})),
+    )
+    .await;
+    // A hostile mount lists far more issuers than the report reads.
+    let ids: Vec<String> = (0..1000).map(|i| format!("id{i}")).collect();
+    common::mount(
+        &server,
+        "GET",
+        "/v1/pki/issuers",
+        json(json!({"data": {"keys": ids}})),
+    )
+    .await;
+    for i in 0..1000 {
+        common::mount(
+            &server,
+            "GET",
+            &format!("/v1/pki/issuer/id{i}"),
+            json(json!({"data": {"issuer_id": format!("id{i}"), "issuer_name": "bad",
+                                 "certificate": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}})),
+        )
+        .await;
+    }
+    let c = client(&server.uri(), "s.mock");
+    let report = c.health_report(&Thresholds::default()).await;
+    assert!(report.certificates.is_empty(), "{report}");
+    assert!(report.finding("pki_issuer_expiry").is_none(), "{report}");
+    assert_eq!(report.exit_code(), 0, "{report}");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("1000 issuers: only the first 64")),
+        "{:?}",
+        report.notes
+    );
+    let unreadable = report
+        .notes
+        .iter()
+        .filter(|n| n.contains("certificate unreadable"))
+        .count();
+    assert_eq!(unreadable, 64, "{:?}", report.notes);
+    let reads = server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path().starts_with("/v1/pki/issuer/"))
+        .count();
+    assert_eq!(reads, 64);
+}

@@ -5,6 +5,7 @@ mod certs;
 mod daily;
 mod errors;
 mod ops;
+mod progress;
 mod rotate;
 mod scheduler;
 mod support;

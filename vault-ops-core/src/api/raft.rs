@@ -1518,7 +1518,30 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, data).unwrap();
         let file = tokio::fs::File::open(&path).await.unwrap();
-        checked_file_stream(file, len, sha).collect().await
+        checked_file_stream(file, len, sha, None).collect().await
+    }
+
+    #[tokio::test]
+    async fn a_restore_stream_reports_progress_per_chunk() {
+        use futures_util::StreamExt;
+        use std::sync::Mutex;
+        let data: Vec<u8> = (0..2 * CHUNK + 7).map(|i| (i % 251) as u8).collect();
+        let len = data.len() as u64;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, &data).unwrap();
+        let file = tokio::fs::File::open(&path).await.unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let hook = OnProgress::new(move |p| log.lock().unwrap().push(p));
+        let items: Vec<_> = checked_file_stream(file, len, sha(&data), Some(hook))
+            .collect()
+            .await;
+        assert!(items.iter().all(Result::is_ok));
+        let seen = seen.lock().unwrap().clone();
+        let bytes: Vec<u64> = seen.iter().map(|p| p.bytes).collect();
+        assert_eq!(bytes, vec![CHUNK as u64, 2 * CHUNK as u64, len]);
+        assert!(seen.iter().all(|p| p.total == Some(len)));
     }
 
     #[tokio::test]

@@ -26,10 +26,12 @@
 //! (`ADDR`, `TOKEN` or `~/.vault-token`, `NAMESPACE`, `CACERT`, `CAPATH`, `CLIENT_CERT`,
 //! `CLIENT_KEY`, `SKIP_VERIFY`, `TLS_SERVER_NAME`, `CLIENT_TIMEOUT`, `MAX_RETRIES`), read by
 //! [`vault_ops_core::ClientBuilder::from_env`]. `--address` and `--namespace` override them;
-//! `--format table|json` picks the output. The `vault` CLI's single-dash spellings
+//! `--format table|json` picks the output (default: `BAO_FORMAT`, then `VAULT_FORMAT`, then
+//! table). The `vault` CLI's single-dash spellings
 //! (`-address=...`, `-namespace`, `-format`) are accepted too. Logs go to stderr
 //! (`--log-format text|json`, `--log-level`), without colour codes unless stderr is a terminal
-//! (and `NO_COLOR` is unset).
+//! (and `NO_COLOR` is unset). `backup`, `restore` and `debug` draw a progress bar on stderr
+//! only when it is a terminal.
 //!
 //! ## Errors
 //! Every failure is printed by one reporter, [`report`]: the readable message, the address tried

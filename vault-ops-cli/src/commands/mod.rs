@@ -43,9 +43,13 @@ pub(crate) async fn run(cli: Cli) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(&CliError::Config(e), &target),
     };
+    let format = match cli.output_format() {
+        Ok(f) => f,
+        Err(e) => return fail(&CliError::Usage(e), &target),
+    };
     let ctx = Ctx {
         client,
-        out: Output { format: cli.format },
+        out: Output { format },
         target: target.clone(),
     };
     let result = match dispatch(&ctx, cli.command).await {

@@ -335,7 +335,7 @@ async fn gather(client: &VaultClient, thresholds: &Thresholds) -> HealthReport {
                     .enumerate()
                     .map(|(i, c)| CertificateExpiry {
                         source: CertSource::TlsChain,
-                        location: format!("{} chain[{i}]", host_port(&report.address)),
+                        location: format!("{} chain[{i}]", host_port(client.current_address())),
                         expires_in_seconds: c.not_after.saturating_sub(report.checked_at as i64),
                         subject: c.subject,
                         not_after: c.not_after,
@@ -359,6 +359,9 @@ async fn gather(client: &VaultClient, thresholds: &Thresholds) -> HealthReport {
                              `kubectl logs`), then the network path and TLS settings to it."
                     .into(),
             });
+            report
+                .certificates
+                .sort_by_key(|c| (c.not_after, c.location.clone()));
             report.findings.extend(evaluate_certs(&report, thresholds));
             report
                 .findings

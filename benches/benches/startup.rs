@@ -102,25 +102,23 @@ fn main() {
             .env("BAO_TOKEN", server.root_token());
         c
     };
-    let arms: [(&str, Box<dyn Fn() -> Command>); 3] = [
-        (
-            "vault-ops --version",
-            Box::new(|| base(&vo, &["--version"])),
-        ),
-        ("vault-ops status", Box::new(|| base(&vo, &["status"]))),
-        ("bao status", Box::new(|| base(&bao, &["status"]))),
+    // (row name, program, arguments)
+    let arms: [(&str, &Path, &[&str]); 3] = [
+        ("vault-ops --version", &vo, &["--version"]),
+        ("vault-ops status", &vo, &["status"]),
+        ("bao status", &bao, &["status"]),
     ];
     // Warm-up: page cache, the server's first requests.
-    for (_, make) in &arms {
+    for (_, program, args) in &arms {
         for _ in 0..3 {
-            time(&mut make());
+            time(&mut base(program, args));
         }
     }
     let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); arms.len()];
     for round in 0..rounds {
         for k in 0..arms.len() {
             let i = (round + k) % arms.len();
-            samples[i].push(time(&mut (arms[i].1)()));
+            samples[i].push(time(&mut base(arms[i].1, arms[i].2)));
         }
     }
     println!(
@@ -131,7 +129,7 @@ fn main() {
     println!("|---|---|---|---|---|");
     let stats: Vec<Stats> = samples.into_iter().map(stats).collect();
     let bao_median = stats[2].median.as_secs_f64();
-    for ((name, _), s) in arms.iter().zip(&stats) {
+    for ((name, _, _), s) in arms.iter().zip(&stats) {
         println!(
             "| `{name}` | {} | {} | {} | {:.2}× |",
             ms(s.median),

@@ -22,9 +22,9 @@ pub struct Cli {
     /// The namespace (overrides BAO_NAMESPACE / VAULT_NAMESPACE).
     #[arg(long, global = true, value_name = "NS")]
     pub namespace: Option<String>,
-    /// Output format.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// Output format (default: BAO_FORMAT, then VAULT_FORMAT, then table).
+    #[arg(long, global = true, value_enum)]
+    pub format: Option<Format>,
     /// Log format (logs go to stderr).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -51,6 +51,31 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The output format: `--format`, else `BAO_FORMAT`, else `VAULT_FORMAT` (like the `vault`
+    /// CLI), else table. A variable set to anything but `table` or `json` (any case) is an
+    /// error naming it.
+    pub fn output_format(&self) -> Result<Format, String> {
+        if let Some(f) = self.format {
+            return Ok(f);
+        }
+        for name in ["BAO_FORMAT", "VAULT_FORMAT"] {
+            let Some(value) = std::env::var_os(name) else {
+                continue;
+            };
+            let value = value.to_string_lossy();
+            return match value.trim().to_ascii_lowercase().as_str() {
+                "table" => Ok(Format::Table),
+                "json" => Ok(Format::Json),
+                _ => Err(format!(
+                    "{name}={value:?}: vault-ops prints `table` or `json`"
+                )),
+            };
+        }
+        Ok(Format::Table)
+    }
 }
 
 /// The subcommands.
@@ -348,6 +373,10 @@ pub struct HealthArgs {
     /// Lease count above which the report warns.
     #[arg(long)]
     pub max_leases: Option<u64>,
+    /// Warns when a certificate of the server's TLS chain or a PKI issuer expires within N
+    /// days (default 30).
+    #[arg(long, value_name = "N")]
+    pub cert_warn_days: Option<u32>,
 }
 
 /// `init`.

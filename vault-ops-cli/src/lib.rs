@@ -26,10 +26,12 @@
 //! (`ADDR`, `TOKEN` or `~/.vault-token`, `NAMESPACE`, `CACERT`, `CAPATH`, `CLIENT_CERT`,
 //! `CLIENT_KEY`, `SKIP_VERIFY`, `TLS_SERVER_NAME`, `CLIENT_TIMEOUT`, `MAX_RETRIES`), read by
 //! [`vault_ops_core::ClientBuilder::from_env`]. `--address` and `--namespace` override them;
-//! `--format table|json` picks the output. The `vault` CLI's single-dash spellings
+//! `--format table|json` picks the output (default: `BAO_FORMAT`, then `VAULT_FORMAT`, then
+//! table). The `vault` CLI's single-dash spellings
 //! (`-address=...`, `-namespace`, `-format`) are accepted too. Logs go to stderr
 //! (`--log-format text|json`, `--log-level`), without colour codes unless stderr is a terminal
-//! (and `NO_COLOR` is unset).
+//! (and `NO_COLOR` is unset). `backup`, `restore` and `debug` draw a progress bar on stderr
+//! only when it is a terminal.
 //!
 //! In a Kubernetes pod, `--k8s-role ROLE` logs in with Kubernetes auth (the service-account JWT
 //! from `--k8s-token-file`, default the pod's token; mount `--k8s-mount`, default `kubernetes`)
@@ -60,6 +62,7 @@
 pub mod cli;
 mod commands;
 pub mod output;
+mod progress;
 pub mod report;
 
 use std::ffi::OsString;

@@ -56,7 +56,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::api::raft::{hex, RestoreMode, SnapshotInfo, SnapshotVerifier};
+use crate::api::raft::{hex, OnProgress, RestoreMode, SnapshotInfo, SnapshotVerifier};
 use crate::client::VaultClient;
 use crate::error::Error;
 use crate::files::{self, Published};
@@ -155,6 +155,7 @@ pub struct Backups {
     dir: PathBuf,
     keep: usize,
     timeout: Option<Duration>,
+    progress: Option<OnProgress>,
 }
 
 /// One backup file found in the directory.
@@ -230,6 +231,7 @@ impl Backups {
             dir: dir.into(),
             keep: 0,
             timeout: None,
+            progress: None,
         }
     }
 
@@ -242,6 +244,13 @@ impl Backups {
     /// Uses `timeout` for snapshot transfers instead of the client's timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Calls `progress` after every chunk of a snapshot download or upload (see
+    /// [`Raft::on_progress`](crate::api::raft::Raft::on_progress)).
+    pub fn on_progress(mut self, progress: OnProgress) -> Self {
+        self.progress = Some(progress);
         self
     }
 
@@ -261,6 +270,9 @@ impl Backups {
         let mut raft = client.raft();
         if let Some(t) = self.timeout {
             raft = raft.timeout(t);
+        }
+        if let Some(p) = &self.progress {
+            raft = raft.on_progress(p.clone());
         }
         // Into a temporary file first (removed on any failure), then under the first free name.
         let (info, mut temp) = raft.snapshot_to_temp_in(&self.dir).await?;
@@ -404,6 +416,9 @@ impl Backups {
         let mut raft = client.raft();
         if let Some(t) = self.timeout {
             raft = raft.timeout(t);
+        }
+        if let Some(p) = &self.progress {
+            raft = raft.on_progress(p.clone());
         }
         raft.restore_checked_file(&path, &info, mode).await?;
         Ok(info)

@@ -28,6 +28,15 @@
 //! | `lease_count` | `vault_expire_num_leases` > 10 000 | warning |
 //! | `memory` | `vault_runtime_alloc_bytes` > 80 % of the given limit | warning |
 //! | `token_expiry` | the client token expires in < 3 600 s | warning |
+//! | `tls_cert_expiry` | a certificate of the chain the server presents on the TLS handshake expires in < 30 days (expired: critical) | warning |
+//! | `pki_issuer_expiry` | an issuer of a PKI mount expires in < 30 days (or has expired) | warning |
+//!
+//! The certificate rules are the guide's weekly certificate-expiry check: for an `https`
+//! address the report reads the chain the server presents (like `openssl s_client
+//! -showcerts`; read directly, not through a proxy, and only with the `rustls` feature), and
+//! with a token that may list mounts it reads every issuer of every `pki` mount
+//! (`<mount>/issuers`, `<mount>/issuer/<id>`), at most 32 mounts of 64 issuers each. Each
+//! certificate's notAfter is in [`HealthReport::certificates`].
 //!
 //! Every threshold is a field of [`Thresholds`]. The memory rule needs a limit (the container's
 //! memory limit, say); without one it is skipped and the report says so. Each [`Finding`]
@@ -89,6 +98,10 @@ pub struct Thresholds {
     /// Remaining token TTL below which `token_expiry` warns (default 3 600 s; JSON: seconds).
     #[serde(serialize_with = "as_secs")]
     pub min_token_ttl: Duration,
+    /// Remaining validity below which a TLS or PKI issuer certificate warns (default 30 days;
+    /// JSON: seconds).
+    #[serde(serialize_with = "as_secs")]
+    pub min_cert_validity: Duration,
 }
 
 fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -103,6 +116,7 @@ impl Default for Thresholds {
             memory_limit_bytes: None,
             memory_fraction: 0.8,
             min_token_ttl: Duration::from_secs(3600),
+            min_cert_validity: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -119,6 +133,8 @@ impl Thresholds {
         fn memory_fraction(f64);
         /// Sets the minimum remaining token TTL.
         fn min_token_ttl(Duration);
+        /// Sets the minimum remaining certificate validity (TLS chain and PKI issuers).
+        fn min_cert_validity(Duration);
     }
 }
 
@@ -174,6 +190,38 @@ pub struct TokenState {
     pub renewable: bool,
 }
 
+/// Where a checked certificate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertSource {
+    /// The chain the server presented on the TLS handshake.
+    TlsChain,
+    /// An issuer of a PKI mount.
+    PkiIssuer,
+}
+
+/// One certificate's expiry (never the certificate itself).
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct CertificateExpiry {
+    /// Where it came from.
+    pub source: CertSource,
+    /// Which one: `127.0.0.1:8200 chain[0]`, or `pki/ issuer root-2024 (id)`.
+    pub location: String,
+    /// The subject, e.g. `CN=vault.example.com`.
+    pub subject: String,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+    /// Seconds from the report's time to notAfter (negative when expired).
+    pub expires_in_seconds: i64,
+}
+
+/// Most PKI mounts and issuers per mount the report reads.
+const MAX_PKI_MOUNTS: usize = 32;
+const MAX_ISSUERS: usize = 64;
+/// How long reading the TLS chain may take.
+const TLS_PROBE_LIMIT: Duration = Duration::from_secs(10);
+
 /// Everything one [`VaultClient::health_report`] call found, and the findings.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
@@ -196,6 +244,8 @@ pub struct HealthReport {
     pub metrics: Option<MetricsSummary>,
     /// The client token.
     pub token: Option<TokenState>,
+    /// The certificates checked (TLS chain and PKI issuers), soonest expiry first.
+    pub certificates: Vec<CertificateExpiry>,
     /// The rules that fired, worst first.
     pub findings: Vec<Finding>,
     /// What could not be checked, and why.
@@ -268,13 +318,35 @@ async fn gather(client: &VaultClient, thresholds: &Thresholds) -> HealthReport {
         raft: None,
         metrics: None,
         token: None,
+        certificates: Vec::new(),
         findings: Vec::new(),
         notes: Vec::new(),
         thresholds: thresholds.clone(),
     };
 
     let sys = client.sys();
-    let health = match sys.health().await {
+    let (health, tls_chain) = tokio::join!(sys.health(), tls_chain(client));
+    match tls_chain {
+        Ok(certs) => report
+            .certificates
+            .extend(
+                certs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, c)| CertificateExpiry {
+                        source: CertSource::TlsChain,
+                        location: format!("{} chain[{i}]", host_port(client.current_address())),
+                        expires_in_seconds: c.not_after.saturating_sub(report.checked_at as i64),
+                        subject: c.subject,
+                        not_after: c.not_after,
+                    }),
+            ),
+        Err(Some(why)) => report
+            .notes
+            .push(format!("TLS certificate chain not checked: {why}")),
+        Err(None) => {}
+    }
+    let health = match health {
         Ok(h) => h,
         Err(e) => {
             report.findings.push(Finding {
@@ -287,6 +359,13 @@ async fn gather(client: &VaultClient, thresholds: &Thresholds) -> HealthReport {
                              `kubectl logs`), then the network path and TLS settings to it."
                     .into(),
             });
+            report
+                .certificates
+                .sort_by_key(|c| (c.not_after, c.location.clone()));
+            report.findings.extend(evaluate_certs(&report, thresholds));
+            report
+                .findings
+                .sort_by_key(|f| std::cmp::Reverse(f.severity));
             report.status = report.severity();
             return report;
         }
@@ -374,6 +453,12 @@ async fn gather(client: &VaultClient, thresholds: &Thresholds) -> HealthReport {
             Err(e) => report.notes.push(note_err("raft peers unavailable", &e)),
         }
     }
+    if serving && client.has_token() {
+        pki_issuers(client, &mut report).await;
+    }
+    report
+        .certificates
+        .sort_by_key(|c| (c.not_after, c.location.clone()));
     report.health = Some(health);
     report.findings = evaluate(&report, thresholds);
     if thresholds.memory_limit_bytes.is_none() && report.metrics.is_some() {
@@ -383,6 +468,161 @@ async fn gather(client: &VaultClient, thresholds: &Thresholds) -> HealthReport {
     }
     report.status = report.severity();
     report
+}
+
+/// `host:port` of an address, for certificate locations.
+fn host_port(address: &str) -> String {
+    url::Url::parse(address)
+        .ok()
+        .and_then(|u| {
+            let port = u.port_or_known_default()?;
+            Some(format!("{}:{port}", u.host_str()?))
+        })
+        .unwrap_or_else(|| address.to_string())
+}
+
+/// The TLS chain of an `https` address; `Err(None)` for plain http (nothing to check).
+async fn tls_chain(
+    client: &VaultClient,
+) -> Result<Vec<crate::certs::CertValidity>, Option<String>> {
+    let address = client.current_address();
+    if !address.starts_with("https://") {
+        return Err(None);
+    }
+    crate::certs::presented_chain(address, TLS_PROBE_LIMIT)
+        .await
+        .map_err(Some)
+}
+
+/// Reads the issuers of every `pki` mount into `report.certificates` (bounded; what cannot
+/// be read is a note).
+async fn pki_issuers(client: &VaultClient, report: &mut HealthReport) {
+    let mounts = match client.sys().list_mounts().await {
+        Ok(m) => m,
+        Err(e) => {
+            report
+                .notes
+                .push(note_err("PKI issuers not checked: mounts unavailable", &e));
+            return;
+        }
+    };
+    let pki: Vec<String> = mounts
+        .into_iter()
+        .filter(|(_, m)| m.mount_type == "pki")
+        .map(|(path, _)| path)
+        .collect();
+    if pki.len() > MAX_PKI_MOUNTS {
+        report.notes.push(format!(
+            "{} PKI mounts: only the first {MAX_PKI_MOUNTS} were checked",
+            pki.len()
+        ));
+    }
+    let now = report.checked_at as i64;
+    for mount in pki.iter().take(MAX_PKI_MOUNTS) {
+        let handler = client.pki(mount.trim_end_matches('/'));
+        let ids = match handler.list_issuers().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                report
+                    .notes
+                    .push(note_err(&format!("issuers of {mount} unavailable"), &e));
+                continue;
+            }
+        };
+        if ids.len() > MAX_ISSUERS {
+            report.notes.push(format!(
+                "{mount} has {} issuers: only the first {MAX_ISSUERS} were checked",
+                ids.len()
+            ));
+        }
+        for id in ids.iter().take(MAX_ISSUERS) {
+            let issuer = match handler.read_issuer(id).await {
+                Ok(Some(i)) => i,
+                Ok(None) => continue, // deleted between list and read
+                Err(e) => {
+                    report
+                        .notes
+                        .push(note_err(&format!("issuer {id} of {mount} unavailable"), &e));
+                    continue;
+                }
+            };
+            let name = if issuer.issuer_name.is_empty() {
+                id.clone()
+            } else {
+                format!("{} ({id})", issuer.issuer_name)
+            };
+            // The issuer's own certificate is the first block.
+            match crate::certs::validity_from_pem(&issuer.certificate) {
+                Ok(certs) => {
+                    if let Some(c) = certs.into_iter().next() {
+                        report.certificates.push(CertificateExpiry {
+                            source: CertSource::PkiIssuer,
+                            location: format!("{mount} issuer {name}"),
+                            expires_in_seconds: c.not_after.saturating_sub(now),
+                            subject: c.subject,
+                            not_after: c.not_after,
+                        });
+                    }
+                }
+                Err(why) => report.notes.push(format!(
+                    "issuer {name} of {mount}: certificate unreadable: {why}"
+                )),
+            }
+        }
+    }
+}
+
+/// The certificate rules.
+fn evaluate_certs(r: &HealthReport, t: &Thresholds) -> Vec<Finding> {
+    let min = i64::try_from(t.min_cert_validity.as_secs()).unwrap_or(i64::MAX);
+    r.certificates
+        .iter()
+        .filter(|c| c.expires_in_seconds < min)
+        .map(|c| {
+            let expired = c.expires_in_seconds <= 0;
+            let when = if expired {
+                format!("expired {} ago", human_duration(-c.expires_in_seconds))
+            } else {
+                format!("expires in {}", human_duration(c.expires_in_seconds))
+            };
+            let what = format!(
+                "{} ({}) {when} (threshold {})",
+                c.location,
+                c.subject,
+                human_duration(min)
+            );
+            match c.source {
+                CertSource::TlsChain => Finding {
+                    severity: if expired {
+                        Severity::Critical
+                    } else {
+                        Severity::Warning
+                    },
+                    check: "tls_cert_expiry".into(),
+                    what,
+                    why: "once a certificate of the chain expires, clients refuse the TLS \
+                          connection and cannot reach Vault at all"
+                        .into(),
+                    first_step: "Issue a new server certificate (and intermediate if it is the \
+                                 one expiring), install it on every node and reload the \
+                                 listener (SIGHUP); check with `openssl s_client -showcerts`."
+                        .into(),
+                },
+                CertSource::PkiIssuer => Finding {
+                    severity: Severity::Warning,
+                    check: "pki_issuer_expiry".into(),
+                    what,
+                    why: "an issuer cannot sign certificates that outlive it; once expired, \
+                          everything it issued fails validation"
+                        .into(),
+                    first_step: "Rotate the CA: generate or import a new issuer on the mount, \
+                                 make it the default (`<mount>/config/issuers`), distribute its \
+                                 certificate, and remove the old one after its leaves expire."
+                        .into(),
+                },
+            }
+        })
+        .collect()
 }
 
 fn summarize(m: &Metrics) -> MetricsSummary {
@@ -576,6 +816,7 @@ fn evaluate(r: &HealthReport, t: &Thresholds) -> Vec<Finding> {
             );
         }
     }
+    out.extend(evaluate_certs(r, t));
     out.sort_by_key(|f| std::cmp::Reverse(f.severity));
     out
 }
@@ -685,6 +926,19 @@ impl fmt::Display for HealthReport {
                 format!("expires in {}", human_duration(t.ttl_seconds))
             };
             writeln!(f, "  token:   {} {ttl}", t.display_name)?;
+        }
+        if let Some(c) = self.certificates.first() {
+            writeln!(
+                f,
+                "  certs:   {} checked, soonest: {} {}",
+                self.certificates.len(),
+                c.location,
+                if c.expires_in_seconds <= 0 {
+                    format!("expired {} ago", human_duration(-c.expires_in_seconds))
+                } else {
+                    format!("expires in {}", human_duration(c.expires_in_seconds))
+                }
+            )?;
         }
         if self.findings.is_empty() {
             writeln!(f, "No findings.")?;

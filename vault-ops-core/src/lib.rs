@@ -62,6 +62,7 @@ mod macros;
 
 pub mod api;
 pub mod backup;
+mod certs;
 pub mod client;
 pub mod config;
 pub mod error;

@@ -282,3 +282,157 @@ async fn no_leader_is_critical_and_disabled_metrics_are_a_note() {
     );
     assert!(report.to_string().contains("leader:  none"), "{report}");
 }
+
+#[tokio::test]
+async fn pki_issuers_are_bounded_and_a_bad_certificate_is_a_note() {
+    let server = mock_node(
+        ResponseTemplate::new(400).set_body_string("prometheus is not enabled"),
+        no_ha(),
+        86_400,
+    )
+    .await;
+    let json = |body: Value| ResponseTemplate::new(200).set_body_json(body);
+    common::mount(
+        &server,
+        "GET",
+        "/v1/sys/mounts",
+        json(json!({"data": {"pki/": {"type": "pki"}, "secret/": {"type": "kv"}}})),
+    )
+    .await;
+    // A hostile mount lists far more issuers than the report reads.
+    let ids: Vec<String> = (0..1000).map(|i| format!("id{i}")).collect();
+    common::mount(
+        &server,
+        "GET",
+        "/v1/pki/issuers",
+        json(json!({"data": {"keys": ids}})),
+    )
+    .await;
+    for i in 0..1000 {
+        common::mount(
+            &server,
+            "GET",
+            &format!("/v1/pki/issuer/id{i}"),
+            json(json!({"data": {"issuer_id": format!("id{i}"), "issuer_name": "bad",
+                                 "certificate": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}})),
+        )
+        .await;
+    }
+    let c = client(&server.uri(), "s.mock");
+    let report = c.health_report(&Thresholds::default()).await;
+    assert!(report.certificates.is_empty(), "{report}");
+    assert!(report.finding("pki_issuer_expiry").is_none(), "{report}");
+    assert_eq!(report.exit_code(), 0, "{report}");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("1000 issuers: only the first 64")),
+        "{:?}",
+        report.notes
+    );
+    let unreadable = report
+        .notes
+        .iter()
+        .filter(|n| n.contains("certificate unreadable"))
+        .count();
+    assert_eq!(unreadable, 64, "{:?}", report.notes);
+    let reads = server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path().starts_with("/v1/pki/issuer/"))
+        .count();
+    assert_eq!(reads, 64);
+}
+
+/// A loopback TLS server that is not Vault: it presents `chain` (leaf and CA, each valid for
+/// a week, from the testkit), completes the handshake and closes. The report must still read
+/// the chain, warn about it and call the node unreachable.
+#[tokio::test]
+async fn tls_chain_is_read_even_when_the_node_does_not_answer() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    let ca_pem = vault_ops_testkit::make_tls_certificates(&tls).await;
+    let mut chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(tls.join("server.crt"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    chain.extend(CertificateDer::pem_slice_iter(&ca_pem).map(Result::unwrap));
+    assert_eq!(chain.len(), 2);
+    let key = PrivateKeyDer::from_pem_file(tls.join("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        // Bounded: each report connects twice (its request and the chain probe), retries off.
+        for _ in 0..8 {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = acceptor.accept(tcp).await; // handshake, then drop: no HTTP answer
+        }
+    });
+
+    let c = VaultClient::builder()
+        .address(format!("https://127.0.0.1:{port}"))
+        .token("s.mock")
+        .max_retries(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let report = tokio::time::timeout(
+        Duration::from_secs(30),
+        c.health_report(&Thresholds::default()),
+    )
+    .await
+    .expect("bounded");
+    assert!(report.finding("unreachable").is_some(), "{report}");
+    assert_eq!(report.certificates.len(), 2, "{report}");
+    let locations: Vec<&str> = report
+        .certificates
+        .iter()
+        .map(|c| c.location.as_str())
+        .collect();
+    assert!(locations.contains(&format!("127.0.0.1:{port} chain[0]").as_str()));
+    assert!(locations.contains(&format!("127.0.0.1:{port} chain[1]").as_str()));
+    let week = 7 * 86_400;
+    for cert in &report.certificates {
+        assert!(
+            (week - 600..=week).contains(&cert.expires_in_seconds),
+            "{cert:?}"
+        );
+    }
+    let tls_findings: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.check == "tls_cert_expiry")
+        .collect();
+    assert_eq!(tls_findings.len(), 2, "{report}");
+    assert!(tls_findings.iter().all(|f| f.severity == Severity::Warning));
+    assert!(tls_findings
+        .iter()
+        .any(|f| f.what.contains("CN=vault-ops-testkit CA")));
+    assert_eq!(report.exit_code(), 2, "unreachable stays critical");
+    // A one-day threshold: the week-long chain no longer warns.
+    let report = c
+        .health_report(&Thresholds::default().min_cert_validity(Duration::from_secs(86_400)))
+        .await;
+    server.abort();
+    assert_eq!(report.certificates.len(), 2, "{report}");
+    assert!(report.finding("tls_cert_expiry").is_none(), "{report}");
+}

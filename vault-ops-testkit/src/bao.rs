@@ -146,6 +146,34 @@ async fn wait_for_health(
     }
 }
 
+/// A `-dev-tls` server is up when its CA file exists, it logged that it started, and its
+/// port accepts connections (the testkit's HTTP client does not speak TLS).
+async fn wait_for_tls_start(
+    child: &mut Child,
+    port: u16,
+    log_path: &Path,
+    ca: &Path,
+) -> Result<u16, WaitError> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(WaitError::Exited(status.to_string()));
+        }
+        if ca.exists()
+            && read_log(log_path).contains("server started")
+            && tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        {
+            return Ok(200);
+        }
+        if Instant::now() >= deadline {
+            return Err(WaitError::Timeout);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 fn port_in_use(log: &str) -> bool {
     log.contains("address already in use")
 }
@@ -167,6 +195,7 @@ pub struct BaoServer {
     root_token: String,
     log_path: PathBuf,
     dir: TempDir,
+    tls: bool,
 }
 
 impl BaoServer {
@@ -182,6 +211,28 @@ impl BaoServer {
 
     /// Like [`BaoServer::start`], with extra command-line arguments appended after the dev flags.
     pub async fn start_with_args(extra: &[&str]) -> BaoServer {
+        Self::start_inner(extra, false).await
+    }
+
+    /// A dev server with `-dev-tls`: it listens on `https://127.0.0.1:P` with a certificate
+    /// OpenBao generates (valid for one year, for `127.0.0.1` and `localhost`, signed by a
+    /// "Vault Dev CA" whose PEM is at [`BaoServer::ca_cert_path`]). Ready when the CA file
+    /// exists and the server logs that it started (at most 30 s); the KV mount is not awaited.
+    ///
+    /// # Panics
+    ///
+    /// Like [`BaoServer::start`].
+    pub async fn start_tls() -> BaoServer {
+        Self::start_inner(&[], true).await
+    }
+
+    /// The dev CA's PEM file of a [`BaoServer::start_tls`] server.
+    pub fn ca_cert_path(&self) -> Option<PathBuf> {
+        self.tls
+            .then(|| self.dir.path().join("tls").join("vault-ca.pem"))
+    }
+
+    async fn start_inner(extra: &[&str], tls: bool) -> BaoServer {
         let dir = tempfile::Builder::new()
             .prefix("vault-ops-bao-")
             .tempdir()
@@ -197,12 +248,25 @@ impl BaoServer {
                 format!("-dev-listen-address=127.0.0.1:{port}"),
                 "-dev-no-store-token".to_string(),
             ];
+            let tls_dir = dir.path().join("tls");
+            if tls {
+                let _ = std::fs::create_dir(&tls_dir);
+                args.push("-dev-tls".to_string());
+                args.push(format!("-dev-tls-cert-dir={}", tls_dir.display()));
+            }
             args.extend(extra.iter().map(|s| s.to_string()));
             let Spawned { mut child, pid } = spawn_bao(&args, dir.path(), &log_path);
             let addr = format!("http://127.0.0.1:{port}");
-            match wait_for_health(&mut child, &addr, |s| s == 200).await {
+            let ready = if tls {
+                wait_for_tls_start(&mut child, port, &log_path, &tls_dir.join("vault-ca.pem")).await
+            } else {
+                wait_for_health(&mut child, &addr, |s| s == 200).await
+            };
+            match ready {
                 Ok(_) => {
-                    wait_for_kv2(&addr, &root_token).await;
+                    if !tls {
+                        wait_for_kv2(&addr, &root_token).await;
+                    }
                     return BaoServer {
                         child,
                         pid,
@@ -210,6 +274,7 @@ impl BaoServer {
                         root_token,
                         log_path,
                         dir,
+                        tls,
                     };
                 }
                 Err(err) => {
@@ -236,9 +301,10 @@ impl BaoServer {
         unreachable!("the loop returns or panics")
     }
 
-    /// The server address, `http://127.0.0.1:P`.
+    /// The server address, `http://127.0.0.1:P` (`https://` for [`BaoServer::start_tls`]).
     pub fn addr(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The root token (`root-<32 hex digits>`).

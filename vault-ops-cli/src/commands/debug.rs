@@ -1,6 +1,6 @@
 //! `debug`: a support bundle like `vault debug`, as a `.tar.gz` with no secret in it.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -157,16 +157,12 @@ pub(crate) async fn debug(ctx: &Ctx, a: DebugArgs) -> Result<(), CliError> {
             Err(note) => notes.push(note),
         }
     }
-    let progress = std::io::stderr().is_terminal();
+    let bar = crate::progress::steps("metrics samples", samples);
     let started = Instant::now();
     for i in 0..samples {
         if i > 0 {
             let due = interval.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
             tokio::time::sleep(due.saturating_sub(started.elapsed())).await;
-        }
-        if progress {
-            eprint!("\rmetrics sample {}/{samples}", i + 1);
-            let _ = std::io::stderr().flush();
         }
         let req = Request::get("sys/metrics")
             .query("format", "prometheus")
@@ -176,6 +172,7 @@ pub(crate) async fn debug(ctx: &Ctx, a: DebugArgs) -> Result<(), CliError> {
                 let name = format!("metrics-{:03}.prom", i + 1);
                 tar.add(&format!("{top}/{name}"), resp.bytes());
                 files.push(name);
+                bar.inc(1);
             }
             Err(e) => {
                 notes.push(format!("metrics sample {}: {e}", i + 1));
@@ -183,9 +180,7 @@ pub(crate) async fn debug(ctx: &Ctx, a: DebugArgs) -> Result<(), CliError> {
             }
         }
     }
-    if progress {
-        eprintln!();
-    }
+    bar.finish_and_clear();
     let index = json!({
         "address": ctx.client.current_address(),
         "collected_at": stamp,

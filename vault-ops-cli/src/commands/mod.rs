@@ -44,6 +44,10 @@ pub(crate) async fn run(cli: Cli) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(&CliError::Config(e), &target),
     };
+    let format = match cli.output_format() {
+        Ok(f) => f,
+        Err(e) => return fail(&CliError::Usage(e), &target),
+    };
     let lifecycle = match &cli.k8s_role {
         Some(role) => {
             match kubernetes_login(&client, role, &cli.k8s_mount, &cli.k8s_token_file).await {
@@ -55,7 +59,7 @@ pub(crate) async fn run(cli: Cli) -> i32 {
     };
     let ctx = Ctx {
         client,
-        out: Output { format: cli.format },
+        out: Output { format },
         target: target.clone(),
     };
     let result = match dispatch(&ctx, cli.command).await {

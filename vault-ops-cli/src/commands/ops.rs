@@ -40,6 +40,9 @@ pub(crate) async fn health(ctx: &Ctx, a: HealthArgs) -> Result<i32, CliError> {
             if let Some(n) = a.max_leases {
                 t = t.max_leases(n);
             }
+            if let Some(days) = a.cert_warn_days {
+                t = t.min_cert_validity(std::time::Duration::from_secs(u64::from(days) * 86_400));
+            }
             if let Some(d) = &a.min_token_ttl {
                 let d = parse_duration(d).ok_or_else(|| {
                     CliError::Usage(format!(
@@ -441,10 +444,16 @@ pub(crate) async fn raft(ctx: &Ctx, cmd: RaftCommand) -> Result<(), CliError> {
 
 /// `backup --dir DIR --keep N`.
 pub(crate) async fn backup(ctx: &Ctx, a: BackupArgs) -> Result<(), CliError> {
-    let made = Backups::new(&a.dir)
-        .keep(a.keep)
-        .create(&ctx.client)
-        .await?;
+    let mut backups = Backups::new(&a.dir).keep(a.keep);
+    let bar = crate::progress::transfer("snapshot save").map(|(bar, hook)| {
+        backups = backups.clone().on_progress(hook);
+        bar
+    });
+    let made = backups.create(&ctx.client).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let made = made?;
     let removed: Vec<String> = made
         .removed
         .iter()
@@ -490,9 +499,16 @@ pub(crate) async fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<(), CliError> {
     let options = RestoreOptions::new()
         .force(a.force)
         .from_another_cluster(a.from_another_cluster);
-    let info = Backups::new(dir)
-        .restore(&ctx.client, &name, options)
-        .await?;
+    let mut backups = Backups::new(dir);
+    let bar = crate::progress::transfer("snapshot restore").map(|(bar, hook)| {
+        backups = backups.clone().on_progress(hook);
+        bar
+    });
+    let info = backups.restore(&ctx.client, &name, options).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let info = info?;
     ctx.out.done(
         &format!(
             "Success! {} restored ({}, raft index {}).",

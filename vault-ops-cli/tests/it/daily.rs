@@ -445,3 +445,47 @@ async fn generic_read_write_list() {
         .code(2)
         .stderr(predicate::str::contains("`..` segment"));
 }
+
+#[tokio::test]
+async fn format_from_bao_format_and_vault_format() {
+    let bao = BaoServer::start().await;
+    let h = home();
+    let status = || {
+        let mut c = at(h.path(), &bao.addr(), bao.root_token());
+        c.arg("status");
+        c
+    };
+    let json_out = |c: &mut assert_cmd::Command| -> Value {
+        let out = c.assert().success().get_output().stdout.clone();
+        serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+    };
+    // VAULT_FORMAT alone picks JSON.
+    let v = json_out(status().env("VAULT_FORMAT", "json"));
+    assert_eq!(v["sealed"], json!(false));
+    // BAO_FORMAT is read before VAULT_FORMAT.
+    status()
+        .env("BAO_FORMAT", "table")
+        .env("VAULT_FORMAT", "json")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Sealed          false"));
+    json_out(
+        status()
+            .env("BAO_FORMAT", "JSON")
+            .env("VAULT_FORMAT", "table"),
+    );
+    // --format wins over both.
+    status()
+        .env("BAO_FORMAT", "json")
+        .args(["--format", "table"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Sealed          false"));
+    // A format vault-ops does not print is a usage error naming the variable.
+    status()
+        .env("VAULT_FORMAT", "yaml")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("VAULT_FORMAT=\"yaml\""))
+        .stderr(predicate::str::contains("`table` or `json`"));
+}

@@ -2,10 +2,12 @@
 //! raft node started by the testkit) and loopback fakes for misbehaving peers.
 
 mod alerts;
+mod certs;
 mod daily;
 mod deploy;
 mod errors;
 mod ops;
+mod progress;
 mod rotate;
 mod scheduler;
 mod support;

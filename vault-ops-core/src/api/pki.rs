@@ -752,6 +752,21 @@ pub struct Revocation {
     pub state: Option<String>,
 }
 
+/// One issuer of a PKI mount (`vault read <mount>/issuer/<id>`).
+#[derive(Debug, Clone, Deserialize)]
+#[non_exhaustive]
+pub struct Issuer {
+    /// The issuer's id (a UUID).
+    #[serde(default, deserialize_with = "null_default")]
+    pub issuer_id: String,
+    /// Its name (empty when it has none).
+    #[serde(default, deserialize_with = "null_default")]
+    pub issuer_name: String,
+    /// The issuer's certificate, PEM.
+    #[serde(default, deserialize_with = "null_default")]
+    pub certificate: String,
+}
+
 /// Parameters of `tidy`: what to clean out of the certificate store.
 #[derive(Debug, Clone, Default, Serialize)]
 #[non_exhaustive]
@@ -938,6 +953,17 @@ impl Pki<'_> {
     /// `vault list <mount>/certs`: serial numbers of the stored certificates.
     pub async fn list_certificates(&self) -> Result<Vec<String>> {
         list_keys(self.client, &self.path(&["certs"])?).await
+    }
+
+    /// `vault list <mount>/issuers`: the issuer ids (empty when the mount has none).
+    pub async fn list_issuers(&self) -> Result<Vec<String>> {
+        list_keys(self.client, &self.path(&["issuers"])?).await
+    }
+
+    /// `vault read <mount>/issuer/<id or name>`, or `None` when there is no such issuer.
+    pub async fn read_issuer(&self, issuer: &str) -> Result<Option<Issuer>> {
+        single_segment("issuer", issuer)?;
+        read_data_opt(self.client, Request::get(self.path(&["issuer", issuer])?)).await
     }
 
     /// `GET <mount>/ca/pem`: the default issuer's certificate as PEM, or `None` when the mount

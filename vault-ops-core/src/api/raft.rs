@@ -75,6 +75,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -95,10 +96,43 @@ use crate::http::Request;
 use crate::response::null_default;
 
 /// The raft API. Get it with [`VaultClient::raft`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Raft<'a> {
     client: &'a VaultClient,
     timeout: Option<Duration>,
+    progress: Option<OnProgress>,
+}
+
+/// How far a snapshot transfer has got, for a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransferProgress {
+    /// Bytes transferred so far.
+    pub bytes: u64,
+    /// The whole size, when known (a restore from a file; a download is chunked).
+    pub total: Option<u64>,
+}
+
+/// A callback told after every chunk of a snapshot transfer (see [`Raft::on_progress`]). It
+/// runs on the transfer's task: keep it cheap (update a counter or a progress bar).
+#[derive(Clone)]
+pub struct OnProgress(Arc<dyn Fn(TransferProgress) + Send + Sync>);
+
+impl OnProgress {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn(TransferProgress) + Send + Sync + 'static) -> Self {
+        OnProgress(Arc::new(f))
+    }
+
+    fn report(&self, bytes: u64, total: Option<u64>) {
+        (self.0)(TransferProgress { bytes, total });
+    }
+}
+
+impl std::fmt::Debug for OnProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnProgress(..)")
+    }
 }
 
 impl VaultClient {
@@ -107,6 +141,7 @@ impl VaultClient {
         Raft {
             client: self,
             timeout: None,
+            progress: None,
         }
     }
 }
@@ -391,6 +426,12 @@ impl Raft<'_> {
         self
     }
 
+    /// Calls `progress` after every chunk of a snapshot save or restore.
+    pub fn on_progress(mut self, progress: OnProgress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
     /// `vault operator raft list-peers`: `sys/storage/raft/configuration`.
     pub async fn configuration(&self) -> Result<RaftConfiguration> {
         #[derive(Deserialize)]
@@ -482,6 +523,8 @@ impl Raft<'_> {
             .execute_streaming(req, None, self.timeout, None)
             .await?;
         let status = resp.status().as_u16();
+        let total = resp.content_length();
+        let mut done = 0u64;
         let mut verifier = SnapshotVerifier::new();
         loop {
             let chunk = match resp.chunk().await {
@@ -494,6 +537,10 @@ impl Raft<'_> {
                 .write_all(&chunk)
                 .await
                 .map_err(|e| Error::io("writing the raft snapshot", e))?;
+            done += chunk.len() as u64;
+            if let Some(p) = &self.progress {
+                p.report(done, total);
+            }
         }
         writer
             .flush()
@@ -557,16 +604,27 @@ impl Raft<'_> {
     where
         R: AsyncRead + Send + Unpin + 'static,
     {
-        let stream = futures_util::stream::unfold(Some(reader), |state| async move {
-            let mut reader = state?;
-            let mut buf = vec![0u8; CHUNK];
-            match reader.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), Some(reader)))
+        let progress = self.progress.clone();
+        let stream = futures_util::stream::unfold(Some((reader, 0u64)), move |state| {
+            let progress = progress.clone();
+            async move {
+                let (mut reader, done) = state?;
+                let mut buf = vec![0u8; CHUNK];
+                match reader.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        let done = done + n as u64;
+                        if let Some(p) = &progress {
+                            p.report(done, None);
+                        }
+                        Some((
+                            Ok::<Bytes, std::io::Error>(Bytes::from(buf)),
+                            Some((reader, done)),
+                        ))
+                    }
+                    Err(e) => Some((Err(e), None)),
                 }
-                Err(e) => Some((Err(e), None)),
             }
         });
         self.restore_body(reqwest::Body::wrap_stream(stream), None, mode)
@@ -614,7 +672,8 @@ impl Raft<'_> {
                 info.bytes
             )));
         }
-        let body = checked_file_stream(file, info.bytes, info.sha256.clone());
+        let body =
+            checked_file_stream(file, info.bytes, info.sha256.clone(), self.progress.clone());
         self.restore_body(reqwest::Body::wrap_stream(body), Some(len), mode)
             .await
     }
@@ -805,18 +864,23 @@ fn checked_file_stream(
     file: tokio::fs::File,
     len: u64,
     sha256: String,
+    progress: Option<OnProgress>,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     struct State {
         file: tokio::fs::File,
         left: u64,
         sha: Sha256,
         expected: String,
+        progress: Option<OnProgress>,
+        len: u64,
     }
     let state = State {
         file,
+        len,
         left: len,
         sha: Sha256::new(),
         expected: sha256,
+        progress,
     };
     futures_util::stream::unfold(Some(state), |state| async move {
         let mut st = state?;
@@ -841,6 +905,9 @@ fn checked_file_stream(
         }
         st.sha.update(&buf);
         st.left -= want as u64;
+        if let Some(p) = &st.progress {
+            p.report(st.len - st.left, Some(st.len));
+        }
         if st.left == 0 && hex(&st.sha.finalize_reset()) != st.expected {
             let e = std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -1451,7 +1518,30 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, data).unwrap();
         let file = tokio::fs::File::open(&path).await.unwrap();
-        checked_file_stream(file, len, sha).collect().await
+        checked_file_stream(file, len, sha, None).collect().await
+    }
+
+    #[tokio::test]
+    async fn a_restore_stream_reports_progress_per_chunk() {
+        use futures_util::StreamExt;
+        use std::sync::Mutex;
+        let data: Vec<u8> = (0..2 * CHUNK + 7).map(|i| (i % 251) as u8).collect();
+        let len = data.len() as u64;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, &data).unwrap();
+        let file = tokio::fs::File::open(&path).await.unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let hook = OnProgress::new(move |p| log.lock().unwrap().push(p));
+        let items: Vec<_> = checked_file_stream(file, len, sha(&data), Some(hook))
+            .collect()
+            .await;
+        assert!(items.iter().all(Result::is_ok));
+        let seen = seen.lock().unwrap().clone();
+        let bytes: Vec<u64> = seen.iter().map(|p| p.bytes).collect();
+        assert_eq!(bytes, vec![CHUNK as u64, 2 * CHUNK as u64, len]);
+        assert!(seen.iter().all(|p| p.total == Some(len)));
     }
 
     #[tokio::test]

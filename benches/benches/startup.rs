@@ -20,12 +20,16 @@ use vault_ops_testkit::{bao_bin, BaoServer};
 /// The goal from issue #13 for `vault-ops status` (start-up plus one request).
 const GOAL: Duration = Duration::from_millis(10);
 
-fn vault_ops_bin() -> PathBuf {
+/// The binary measured: `VAULT_OPS_BIN`, else the release build (the debug build in a smoke
+/// run, which `cargo test --all-targets` has just built).
+fn vault_ops_bin(smoke: bool) -> PathBuf {
+    let profile = if smoke { "debug" } else { "release" };
     let path = std::env::var_os("VAULT_OPS_BIN").map_or_else(
         || {
             Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/release/vault-ops")
-                .to_path_buf()
+                .join("../target")
+                .join(profile)
+                .join("vault-ops")
         },
         PathBuf::from,
     );
@@ -81,12 +85,19 @@ fn mib(path: &Path) -> String {
 }
 
 fn main() {
-    let rounds: usize = std::env::var("VAULT_OPS_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30)
-        .max(1);
-    let vo = vault_ops_bin();
+    // `cargo test --all-targets` runs benches without `--bench`: a smoke run (one sample per
+    // arm, the debug binary) that only checks every arm works.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let rounds: usize = if smoke {
+        1
+    } else {
+        std::env::var("VAULT_OPS_BENCH_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(30)
+            .max(1)
+    };
+    let vo = vault_ops_bin(smoke);
     let bao = bao_bin();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let server = rt.block_on(BaoServer::start());
@@ -110,7 +121,7 @@ fn main() {
     ];
     // Warm-up: page cache, the server's first requests.
     for (_, program, args) in &arms {
-        for _ in 0..3 {
+        for _ in 0..if smoke { 1 } else { 3 } {
             time(&mut base(program, args));
         }
     }
@@ -139,10 +150,16 @@ fn main() {
         );
     }
     println!(
-        "\nbinary size: vault-ops (release) {}, bao {}",
+        "\nbinary size: vault-ops ({}) {}, bao {}",
+        if smoke { "debug" } else { "release" },
         mib(&vo),
         mib(&bao)
     );
+    if smoke {
+        eprintln!("smoke run done (run with `cargo bench` or `./dev bench` to measure)");
+        rt.block_on(server.stop());
+        return;
+    }
     let status = &stats[1];
     println!(
         "goal: `vault-ops status` under {} (median): {}",

@@ -353,13 +353,15 @@ async fn a_body_that_stalls_after_the_headers_times_out() {
     match r {
         Err(Error::Timeout { path, timeout, .. }) => {
             assert_eq!(path, "sys/stalled");
-            assert_eq!(timeout, ms(300));
+            // The last attempt gets what is left of the call's deadline (2 x 300 ms plus the
+            // backoff), so its timeout can be a little under 300 ms.
+            assert!(timeout <= ms(300) && timeout >= ms(200), "{timeout:?}");
         }
         other => panic!("expected Error::Timeout, got {other:?}"),
     }
     // Tried twice (one retry), each cut off at the timeout.
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
-    assert!(elapsed >= ms(600), "{elapsed:?}");
+    assert!(elapsed >= ms(500), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
 

@@ -109,7 +109,12 @@ async fn watched_pool(
     let options = WatcherOptions::default().with_poll_interval(Duration::from_secs(1));
     let watcher =
         CredentialWatcher::start(client, "secret", format!("database/{name}"), options).await?;
-    println!("credential: {:?}", watcher.current()); // the password prints as [REDACTED]
+    let first = watcher.current();
+    println!(
+        "credential: user {} (version {}; the password is never printed)",
+        first.username(),
+        first.version()
+    );
     let mut builder = WatchedPoolBuilder::new(watcher)
         .max_size(8)
         .on_connect(|e| {

@@ -38,7 +38,8 @@ async fn run() -> Result<(), CliError> {
     write("ca.crt", format!("{}\n", cert.ca_chain.join("\n")))?;
     let key_path = dir.join("tls.key");
     let mut key = std::fs::OpenOptions::new();
-    key.write(true).create(true).truncate(true);
+    // A new file only (never through a planted symlink, never an existing file with other modes).
+    key.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut key, 0o600);
     key.open(&key_path)

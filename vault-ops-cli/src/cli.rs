@@ -578,7 +578,10 @@ pub struct RotateApiKeyArgs {
 pub enum SchedulerCommand {
     /// Runs the schedule in FILE until SIGTERM or Ctrl-C (rotations in flight finish), serving
     /// Prometheus metrics at /metrics and a health check at /healthz. Safe to run in several
-    /// replicas: exactly one rotates each secret per period.
+    /// replicas: exactly one rotates each secret per period. With --k8s-role, /metrics also
+    /// shows the token lifecycle: vault_ops_token_lifecycle_state, _renewals_total,
+    /// _renewal_failures_total, _logins_total, _login_failures_total, _consecutive_failures
+    /// and _expiry_timestamp_seconds.
     ///
     /// FILE is JSON, e.g.
     /// {"listen": "127.0.0.1:9102",

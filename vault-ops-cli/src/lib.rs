@@ -37,7 +37,11 @@
 //! from `--k8s-token-file`, default the pod's token; mount `--k8s-mount`, default `kubernetes`)
 //! before the command instead of using a token from the environment. The token is kept fresh by
 //! `vault_ops_k8s_auth::TokenLifecycle` while the command runs (the scheduler daemon) and revoked
-//! when it ends. It is a flag only, so health probes in the same container never log in.
+//! when it ends. The scheduler's `/metrics` then carries the lifecycle's own counts:
+//! `vault_ops_token_lifecycle_state{state="active"|"retrying"|...}`,
+//! `vault_ops_token_renewals_total`, `vault_ops_token_renewal_failures_total`,
+//! `vault_ops_token_logins_total` (the first login included), `vault_ops_token_login_failures_total`,
+//! `vault_ops_token_consecutive_failures` and `vault_ops_token_expiry_timestamp_seconds`. It is a flag only, so health probes in the same container never log in.
 //!
 //! ## Errors
 //! Every failure is printed by one reporter, [`report`]: the readable message, the address tried

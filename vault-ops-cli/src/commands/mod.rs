@@ -12,7 +12,7 @@ use std::path::Path;
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 use vault_ops_core::{ClientBuilder, VaultClient};
-use vault_ops_k8s_auth::{KubernetesAuth, LifecycleConfig, TokenLifecycle};
+use vault_ops_k8s_auth::{KubernetesAuth, LifecycleConfig, LifecycleStatus, TokenLifecycle};
 
 use crate::cli::{Cli, Command};
 use crate::exit;
@@ -28,6 +28,9 @@ pub(crate) struct Ctx {
     pub out: Output,
     /// Where the address came from (for reports written by a command itself).
     pub target: Target,
+    /// With `--k8s-role`: the token lifecycle's status (renewals, logins, failures, expiry),
+    /// for the scheduler's /metrics.
+    pub token_status: Option<tokio::sync::watch::Receiver<LifecycleStatus>>,
 }
 
 /// Runs `cli` and returns the exit code; errors are reported on stderr.
@@ -61,6 +64,7 @@ pub(crate) async fn run(cli: Cli) -> i32 {
         client,
         out: Output { format },
         target: target.clone(),
+        token_status: lifecycle.as_ref().map(TokenLifecycle::watch_status),
     };
     let result = match dispatch(&ctx, cli.command).await {
         Err(CliError::Vault(e)) if e.is_sealed() => Err(sealed_or_uninitialised(&ctx, e).await),

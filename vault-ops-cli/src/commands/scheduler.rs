@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use vault_ops_core::config::parse_duration;
+use vault_ops_k8s_auth::{LifecyclePhase, LifecycleStatus};
 use vault_ops_rotation::scheduler::{SchedulerError, SchedulerHandle, SchedulerStats};
 use vault_ops_rotation::state::StateError;
 use vault_ops_rotation::{ApiKeyRotator, RotationPolicy, RotationScheduler, Schedule};
@@ -271,6 +272,8 @@ fn build(ctx: &Ctx, cfg: Config) -> Result<RotationScheduler, CliError> {
 struct Shared {
     handle: Mutex<Option<SchedulerHandle>>,
     client: vault_ops_core::VaultClient,
+    /// The token lifecycle's status with `--k8s-role`.
+    token_status: Option<watch::Receiver<LifecycleStatus>>,
 }
 
 async fn run(ctx: &Ctx, cfg: Config, listen: Option<String>) -> Result<i32, CliError> {
@@ -288,6 +291,7 @@ async fn run(ctx: &Ctx, cfg: Config, listen: Option<String>) -> Result<i32, CliE
     let shared = Arc::new(Shared {
         handle: Mutex::new(Some(handle)),
         client: ctx.client.clone(),
+        token_status: ctx.token_status.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(serve(listener, shared.clone(), stop_rx));
@@ -575,5 +579,88 @@ async fn metrics(shared: &Shared) -> String {
             let _ = writeln!(out, "vault_ops_token_valid 0");
         }
     }
+    if let Some(status) = &shared.token_status {
+        let status = status.borrow().clone();
+        lifecycle_metrics(&mut out, &status);
+    }
     out
+}
+
+/// The phases of [`LifecyclePhase`] as `state` label values, in order.
+const PHASES: [&str; 5] = ["starting", "active", "retrying", "stopped", "failed"];
+
+fn phase_label(phase: LifecyclePhase) -> &'static str {
+    match phase {
+        LifecyclePhase::Starting => "starting",
+        LifecyclePhase::Active => "active",
+        LifecyclePhase::Retrying => "retrying",
+        LifecyclePhase::Stopped => "stopped",
+        // Failed, and any phase a later version adds: nothing is known to renew the token.
+        _ => "failed",
+    }
+}
+
+/// The token lifecycle's own counters and state (`--k8s-role`): what it did to keep the token
+/// fresh, not what a lookup says.
+fn lifecycle_metrics(out: &mut String, s: &LifecycleStatus) {
+    let current = phase_label(s.phase);
+    let _ = writeln!(
+        out,
+        "# HELP vault_ops_token_lifecycle_state The token lifecycle's state (--k8s-role): 1 for the current one.\n\
+         # TYPE vault_ops_token_lifecycle_state gauge"
+    );
+    for phase in PHASES {
+        let _ = writeln!(
+            out,
+            "vault_ops_token_lifecycle_state{{state=\"{phase}\"}} {}",
+            u8::from(phase == current)
+        );
+    }
+    let families: [(&str, &str, &str, u64); 5] = [
+        (
+            "vault_ops_token_renewals_total",
+            "counter",
+            "Successful renewals of the token.",
+            s.renewals,
+        ),
+        (
+            "vault_ops_token_renewal_failures_total",
+            "counter",
+            "Failed renewals of the token (a refused one is followed by a login).",
+            s.renewal_failures,
+        ),
+        (
+            "vault_ops_token_logins_total",
+            "counter",
+            "Successful logins, the first one included (then: not renewable, max TTL reached, renewal refused).",
+            s.logins,
+        ),
+        (
+            "vault_ops_token_login_failures_total",
+            "counter",
+            "Failed logins.",
+            s.login_failures,
+        ),
+        (
+            "vault_ops_token_consecutive_failures",
+            "gauge",
+            "Renewals and logins that failed since the last success.",
+            u64::from(s.consecutive_failures),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+    if let Some(at) = s.expires_at {
+        let _ = writeln!(
+            out,
+            "# HELP vault_ops_token_expiry_timestamp_seconds When the current token expires (unix time), as the lifecycle estimates it.\n\
+             # TYPE vault_ops_token_expiry_timestamp_seconds gauge\n\
+             vault_ops_token_expiry_timestamp_seconds {}",
+            unix(at)
+        );
+    }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use vault_ops_testkit::{free_port, promtool_bin, BaoServer, PrometheusServer};
 
-use crate::support::{at, home, text};
+use crate::support::{at, home, kubernetes_role, text};
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
@@ -109,6 +109,7 @@ fn alert_rules_pass_promtool_check_and_a_unit_test_for_every_alert() {
         "VaultTokenExpiringSoon",
         "VaultOpsRotationFailing",
         "VaultOpsRotationOverdue",
+        "VaultOpsTokenRenewalFailing",
     ] {
         assert!(names.contains(expected), "{expected} missing: {names:?}");
     }
@@ -360,12 +361,26 @@ async fn prometheus_scrapes_openbao_and_the_scheduler_and_fires_vault_sealed() {
         .to_string(),
     )
     .expect("write the schedule");
+    // Logged in with Kubernetes auth (as deployed), so the token lifecycle's metrics are
+    // served too; a day's TTL keeps VaultTokenExpiringSoon quiet.
+    let reviews = vault_ops_testkit::k8s::TokenReviewServer::start().await;
+    let jwt_file = kubernetes_role(
+        h.path(),
+        &bao.addr(),
+        bao.root_token(),
+        &reviews,
+        "vault-ops-scheduler",
+        r#"path "secret/*" { capabilities = ["create", "read", "update", "patch", "list"] }"#,
+        |r| r.token_ttl(Duration::from_secs(24 * 3600)),
+    )
+    .await;
     let mut scheduler = Daemon(
         Command::new(env!("CARGO_BIN_EXE_vault-ops"))
             .env_clear()
             .env("HOME", h.path())
             .env("VAULT_ADDR", bao.addr())
-            .env("VAULT_TOKEN", bao.root_token())
+            .args(["--k8s-role", "vault-ops-scheduler", "--k8s-token-file"])
+            .arg(&jwt_file)
             .args(["scheduler", "run", "--config"])
             .arg(&config)
             .stdin(Stdio::null())

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use vault_ops_testkit::{free_port, BaoServer};
 
-use crate::support::{assert_no_debug, at, home, text};
+use crate::support::{assert_no_debug, at, home, kubernetes_role, text};
 
 /// GET `path` from the daemon; (status line, body).
 fn get(port: u16, path: &str) -> Option<(String, String)> {
@@ -297,4 +297,187 @@ async fn a_held_secret_shows_in_metrics_and_scheduler_resume_clears_it() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The value of an unlabelled series (or one with exactly these labels) in a /metrics body.
+fn sample(body: &str, series: &str) -> Option<f64> {
+    let prefix = format!("{series} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Polls /metrics until `done` holds for a body (at most `limit`); the last body and whether
+/// it held.
+fn scrape_until(port: u16, limit: Duration, done: impl Fn(&str) -> bool) -> (String, bool) {
+    let start = Instant::now();
+    let mut body = String::new();
+    while start.elapsed() < limit {
+        if let Some((_, b)) = get(port, "/metrics") {
+            body = b;
+            if done(&body) {
+                return (body, true);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    (body, false)
+}
+
+/// `--k8s-role`: the daemon's token comes from Kubernetes auth with a 6 s TTL (14 s max), so
+/// within seconds the lifecycle renews it, then logs in again at the max TTL; a TokenReview
+/// outage makes renewals or logins fail. /metrics shows each from the lifecycle's own counts.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_k8s_role_metrics_show_token_renewals_logins_and_failures() {
+    let bao = BaoServer::start().await;
+    let reviews = vault_ops_testkit::k8s::TokenReviewServer::start().await;
+    let h = home();
+    let jwt_file = kubernetes_role(
+        h.path(),
+        &bao.addr(),
+        bao.root_token(),
+        &reviews,
+        "vault-ops-sched",
+        r#"path "secret/*" { capabilities = ["create", "read", "update", "patch", "delete", "list"] }"#,
+        |r| {
+            r.token_ttl(Duration::from_secs(6))
+                .token_max_ttl(Duration::from_secs(14))
+        },
+    )
+    .await;
+    let jwt = std::fs::read_to_string(&jwt_file).expect("jwt");
+    let port = free_port();
+    let config = h.path().join("schedule.json");
+    std::fs::write(
+        &config,
+        json!({
+            "listen": format!("127.0.0.1:{port}"),
+            "api_keys": {"key_prefix": "vault-ops-test/api-keys", "length": 24},
+            "secrets": [{"name": "stripe", "kind": "api_key", "every": "1h"}]
+        })
+        .to_string(),
+    )
+    .expect("write config");
+    // No VAULT_TOKEN: the token comes from the login.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vault-ops"))
+        .env_clear()
+        .env("HOME", h.path())
+        .env("VAULT_ADDR", bao.addr())
+        .args(["--k8s-role", "vault-ops-sched", "--k8s-token-file"])
+        .arg(&jwt_file)
+        .args(["scheduler", "run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the scheduler");
+    let stop = |child: &mut std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    };
+    let counter = |body: &str, name: &str| sample(body, name).unwrap_or(-1.0);
+    let state = |body: &str, s: &str| {
+        sample(
+            body,
+            &format!("vault_ops_token_lifecycle_state{{state=\"{s}\"}}"),
+        )
+    };
+
+    // Renewed at ~2/3 of the 6 s TTL, then a new login when renewals reach the 14 s max TTL.
+    let (body, ok) = scrape_until(port, Duration::from_secs(45), |b| {
+        counter(b, "vault_ops_token_renewals_total") >= 1.0
+            && counter(b, "vault_ops_token_logins_total") >= 2.0
+            && metric(b, "vault_ops_rotations_total", "stripe") == Some(1.0)
+    });
+    if !ok {
+        stop(&mut child);
+        panic!("no renewal, second login and rotation within 45 s:\n{body}");
+    }
+    assert_eq!(state(&body, "active"), Some(1.0), "{body}");
+    for other in ["starting", "retrying", "stopped", "failed"] {
+        assert_eq!(state(&body, other), Some(0.0), "{other}: {body}");
+    }
+    assert_eq!(
+        counter(&body, "vault_ops_token_renewal_failures_total"),
+        0.0,
+        "{body}"
+    );
+    assert_eq!(
+        counter(&body, "vault_ops_token_login_failures_total"),
+        0.0,
+        "{body}"
+    );
+    assert_eq!(
+        counter(&body, "vault_ops_token_consecutive_failures"),
+        0.0,
+        "{body}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let expiry = counter(&body, "vault_ops_token_expiry_timestamp_seconds");
+    assert!(
+        expiry > now - 1.0 && expiry < now + 15.0,
+        "expiry {expiry} vs now {now}:\n{body}"
+    );
+    assert!(
+        body.contains("# TYPE vault_ops_token_renewals_total counter"),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE vault_ops_token_lifecycle_state gauge"),
+        "{body}"
+    );
+    assert!(body.contains("vault_ops_token_valid 1"), "{body}");
+    let reviews_before = reviews.review_count();
+
+    // A TokenReview outage: OpenBao refuses what needs a review (renewals of a Kubernetes
+    // token re-check the JWT, and logins); the lifecycle retries and /metrics says so.
+    reviews.set_outage(true);
+    let (body, ok) = scrape_until(port, Duration::from_secs(30), |b| {
+        counter(b, "vault_ops_token_consecutive_failures") >= 1.0
+            && state(b, "retrying") == Some(1.0)
+    });
+    reviews.set_outage(false);
+    if !ok {
+        stop(&mut child);
+        panic!("no failed renewal or login during a TokenReview outage within 30 s:\n{body}");
+    }
+    assert!(
+        counter(&body, "vault_ops_token_renewal_failures_total")
+            + counter(&body, "vault_ops_token_login_failures_total")
+            >= 1.0,
+        "{body}"
+    );
+    assert!(
+        reviews.review_count() > reviews_before,
+        "the failures went through a review"
+    );
+    // The outage over: the lifecycle recovers on its own.
+    let (body, ok) = scrape_until(port, Duration::from_secs(40), |b| {
+        state(b, "active") == Some(1.0) && counter(b, "vault_ops_token_consecutive_failures") == 0.0
+    });
+    if !ok {
+        stop(&mut child);
+        panic!("the lifecycle did not recover within 40 s of the outage's end:\n{body}");
+    }
+
+    stop(&mut child);
+    let out = child.wait_with_output().expect("wait");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("vault-ops scheduler: stopped"), "{stdout}");
+    assert_no_debug(&stdout);
+    assert_no_debug(&stderr);
+    assert!(
+        !stderr.contains(jwt.trim()) && !stdout.contains(jwt.trim()),
+        "the JWT is never printed"
+    );
+    bao.stop().await;
 }

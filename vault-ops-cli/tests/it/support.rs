@@ -1,9 +1,10 @@
 //! Running the built binary with a clean environment.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use tempfile::TempDir;
+use vault_ops_k8s_auth::{KubernetesAdmin, KubernetesConfig, KubernetesRole};
 
 /// The built `vault-ops` binary with an empty environment (no VAULT_*/BAO_*, HOME in a
 /// throwaway directory so ~/.vault-token is never read), no retries.
@@ -49,4 +50,52 @@ pub fn assert_no_debug(s: &str) {
             "Debug output {bad:?} reached the user:\n{s}"
         );
     }
+}
+
+/// Kubernetes auth at `auth/kubernetes` on `addr`, reviewed by `reviews`: a role `role` with
+/// the policy `policy_hcl` and `role_settings` (TTLs), bound to one ServiceAccount whose JWT
+/// the stand-in accepts. Returns the JWT file for `--k8s-token-file`.
+pub async fn kubernetes_role(
+    home: &Path,
+    addr: &str,
+    root: &str,
+    reviews: &vault_ops_testkit::k8s::TokenReviewServer,
+    role: &str,
+    policy_hcl: &str,
+    role_settings: impl FnOnce(KubernetesRole) -> KubernetesRole,
+) -> PathBuf {
+    use vault_ops_testkit::k8s::{JwtSigner, ServiceAccount, TEST_CA_CERT_PEM};
+    let client = vault_ops_core::VaultClient::builder()
+        .address(addr)
+        .token(root)
+        .build()
+        .expect("client");
+    client
+        .policies()
+        .write(role, policy_hcl)
+        .await
+        .expect("policy");
+    let admin = KubernetesAdmin::new(&client, "kubernetes");
+    admin.enable().await.expect("enable kubernetes auth");
+    admin
+        .write_config(
+            &KubernetesConfig::new(reviews.url())
+                .ca_cert(TEST_CA_CERT_PEM)
+                .disable_local_ca_jwt(true),
+        )
+        .await
+        .expect("kubernetes config");
+    let sa = ServiceAccount::new("vault-ops-test", role);
+    admin
+        .write_role(
+            role,
+            &role_settings(KubernetesRole::new([role], ["vault-ops-test"]).token_policies([role])),
+        )
+        .await
+        .expect("role");
+    let jwt = JwtSigner::shared().token_for(&sa);
+    reviews.accept(&jwt, &sa);
+    let file = home.join(format!("{role}.jwt"));
+    std::fs::write(&file, &jwt).expect("jwt file");
+    file
 }

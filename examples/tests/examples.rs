@@ -482,3 +482,159 @@ async fn the_tour_on_a_real_server_stays_in_its_prefix_and_never_seals() {
     assert!(!policies.iter().any(|p| p == "vault-ops-tour-read"));
     bao.stop().await;
 }
+
+/// The fenced blocks of `section` (from its `## ` heading to the next): (info string, body).
+fn fenced_blocks(markdown: &str, section: &str) -> Vec<(String, String)> {
+    let start = markdown
+        .find(&format!("\n## {section}\n"))
+        .unwrap_or_else(|| panic!("README has no `## {section}`"));
+    let rest = &markdown[start + section.len() + 5..];
+    let body = rest.find("\n## ").map_or(rest, |end| &rest[..end]);
+    let mut blocks = Vec::new();
+    let mut lines = body.lines();
+    while let Some(line) = lines.next() {
+        if let Some(info) = line.strip_prefix("```") {
+            let code: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+            blocks.push((info.to_string(), code.join("\n")));
+        }
+    }
+    blocks
+}
+
+/// `name = "1.2"` or `name = { version = "1.2", features = ["a", "b"] }` lines of a
+/// `[dependencies]` block: name → (version, features).
+fn toml_dependencies(block: &str) -> std::collections::BTreeMap<String, (String, Vec<String>)> {
+    let quoted =
+        |s: &str| -> Vec<String> { s.split('"').skip(1).step_by(2).map(String::from).collect() };
+    let mut deps = std::collections::BTreeMap::new();
+    for line in block.lines().map(str::trim) {
+        if line.is_empty() || line == "[dependencies]" {
+            continue;
+        }
+        let (name, spec) = line
+            .split_once(" = ")
+            .unwrap_or_else(|| panic!("not a dependency line: {line}"));
+        let (version, features) = match spec.split_once("features = [") {
+            Some((head, list)) => (quoted(head), quoted(list.split(']').next().unwrap_or(""))),
+            None => (quoted(spec), Vec::new()),
+        };
+        assert_eq!(version.len(), 1, "one version in: {line}");
+        deps.insert(name.to_string(), (version[0].clone(), features));
+    }
+    deps
+}
+
+/// The version Cargo.lock resolved for `name` (the workspace's own crates: their version).
+fn locked_version(name: &str) -> String {
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
+        .expect("Cargo.lock");
+    let entry = format!("name = \"{name}\"\nversion = \"");
+    let at = lock
+        .find(&entry)
+        .unwrap_or_else(|| panic!("{name} is not in Cargo.lock"));
+    let rest = &lock[at + entry.len()..];
+    rest[..rest.find('"').expect("version")].to_string()
+}
+
+/// A caret requirement (`"1"`, `"0.1"`, `"1.47"`) that `version` satisfies.
+fn satisfies(version: &str, requirement: &str) -> bool {
+    let parse =
+        |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().expect("a number")).collect() };
+    let (have, want) = (parse(version), parse(requirement));
+    // Caret: same leftmost non-zero part, and not older.
+    let significant = want.iter().position(|p| *p != 0).unwrap_or(want.len() - 1);
+    have[..=significant] == want[..=significant] && have[..want.len()] >= want[..]
+}
+
+/// The README's quick start lists exactly the crates its program uses, with versions this
+/// workspace satisfies and the tokio features `#[tokio::main]` needs; the `cargo add` lines say
+/// the same. (The program itself is compiled by `cargo test -p vault-ops-examples --doc`:
+/// src/lib.rs includes the README.)
+#[test]
+fn the_readme_quick_start_lists_the_dependencies_its_program_uses() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let blocks = fenced_blocks(&readme, "Quick start");
+    let block = |info: &str| {
+        blocks
+            .iter()
+            .find(|(i, _)| i == info)
+            .map(|(_, b)| b.clone())
+            .unwrap_or_else(|| panic!("the quick start has no ```{info} block"))
+    };
+    let program = block("rust,no_run");
+    let deps = toml_dependencies(&block("toml"));
+
+    // Every crate path the program names (`krate::...`, `#[krate::main]`).
+    let mut used = std::collections::BTreeSet::new();
+    for word in program.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
+        if let Some((root, _)) = word.split_once("::") {
+            if !root.is_empty()
+                && !["std", "core", "alloc", "crate", "self", "super"].contains(&root)
+            {
+                if root.chars().next().is_some_and(|c| c.is_ascii_lowercase()) {
+                    used.insert(root.to_string());
+                }
+            }
+        }
+    }
+    assert!(
+        used.contains("vault_ops_core") && used.contains("tokio"),
+        "{used:?}"
+    );
+    // Package names as Rust paths (`vault-ops-core` is `vault_ops_core`).
+    let listed: std::collections::BTreeSet<String> =
+        deps.keys().map(|k| k.replace('-', "_")).collect();
+    assert_eq!(used, listed, "crates used vs listed in the quick start");
+
+    for (name, (requirement, _)) in &deps {
+        let have = locked_version(name);
+        assert!(
+            satisfies(&have, requirement),
+            "{name} = {requirement:?}, but the workspace builds {have}"
+        );
+    }
+    let tokio_features = &deps["tokio"].1;
+    for needed in ["macros", "rt-multi-thread"] {
+        assert!(
+            tokio_features.iter().any(|f| f == needed),
+            "tokio needs {needed}: {tokio_features:?}"
+        );
+    }
+
+    // The `cargo add` lines: the same crates and features.
+    let add = block("sh");
+    let mut added = std::collections::BTreeSet::new();
+    for line in add.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.get(..2), Some(&["cargo", "add"][..]), "{line}");
+        let mut rest = words[2..].iter();
+        while let Some(w) = rest.next() {
+            if *w == "--features" {
+                let features = rest.next().expect("features");
+                let named: Vec<&str> = words[2..]
+                    .iter()
+                    .take_while(|w| !w.starts_with("--"))
+                    .copied()
+                    .collect();
+                for f in features.split(',') {
+                    for n in &named {
+                        assert!(
+                            deps[*n].1.iter().any(|g| g == f),
+                            "{n}: {f} not in Cargo.toml lines"
+                        );
+                    }
+                }
+            } else {
+                added.insert(w.to_string());
+            }
+        }
+    }
+    let toml_names: std::collections::BTreeSet<String> = deps.keys().cloned().collect();
+    assert_eq!(added, toml_names, "`cargo add` vs the Cargo.toml lines");
+
+    // The version check can fail.
+    assert!(
+        !satisfies("1.46.0", "1.47") && satisfies("1.48.1", "1.47") && !satisfies("0.2.0", "0.1")
+    );
+}

@@ -569,12 +569,10 @@ fn the_readme_quick_start_lists_the_dependencies_its_program_uses() {
     let mut used = std::collections::BTreeSet::new();
     for word in program.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
         if let Some((root, _)) = word.split_once("::") {
-            if !root.is_empty()
+            if root.chars().next().is_some_and(|c| c.is_ascii_lowercase())
                 && !["std", "core", "alloc", "crate", "self", "super"].contains(&root)
             {
-                if root.chars().next().is_some_and(|c| c.is_ascii_lowercase()) {
-                    used.insert(root.to_string());
-                }
+                used.insert(root.to_string());
             }
         }
     }
@@ -637,4 +635,245 @@ fn the_readme_quick_start_lists_the_dependencies_its_program_uses() {
     assert!(
         !satisfies("1.46.0", "1.47") && satisfies("1.48.1", "1.47") && !satisfies("0.2.0", "0.1")
     );
+}
+
+/// Whether `text` holds something shaped like a Vault token (`s.` or `hvs.` and 20+
+/// letters and digits, not inside a longer word).
+fn has_token_shape(text: &str) -> bool {
+    let b = text.as_bytes();
+    (0..b.len()).any(|i| {
+        let after = if b[i..].starts_with(b"hvs.") {
+            i + 4
+        } else if b[i..].starts_with(b"s.") {
+            i + 2
+        } else {
+            return false;
+        };
+        let before_ok = i == 0 || !b[i - 1].is_ascii_alphanumeric();
+        let run = b[after..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .count();
+        before_ok && run >= 20
+    })
+}
+
+/// The processes whose working directory is below `dir` (the testkit runs each server in its
+/// own temporary directory): (pid, command line).
+fn processes_below(dir: &std::path::Path) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)) {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            found.push((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")));
+        }
+    }
+    found
+}
+
+/// `./dev tour` without VAULT_ADDR: the local half and the raft half on servers the tour
+/// starts, each section's result checked from its output, the debug bundle kept
+/// (VAULT_OPS_TOUR_OUTPUT) and read back, and no server process left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_tour_walks_the_raft_half_and_stops_its_servers() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // The tour's servers (and their data) live below this TMPDIR, which finds them later.
+    let tmpdir = tmp.path().join("tmp");
+    let output = tmp.path().join("output");
+    let home = tmp.path().join("home");
+    for d in [&tmpdir, &output, &home] {
+        std::fs::create_dir(d).expect("mkdir");
+    }
+    let mut cmd = tokio::process::Command::new(PathBuf::from(env!("CARGO_BIN_EXE_tour")));
+    cmd.env_clear()
+        .env("HOME", &home)
+        .env("TMPDIR", &tmpdir)
+        .env("VAULT_OPS_TOUR_OUTPUT", &output)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    // Where the test servers' binaries are (./dev sets these); never VAULT_* or BAO_*.
+    for (k, v) in std::env::vars_os() {
+        let name = k.to_string_lossy();
+        if name == "PATH" || (name.starts_with("VAULT_OPS_") && name != "VAULT_OPS_TOUR_OUTPUT") {
+            cmd.env(&k, v);
+        }
+    }
+    let started = std::time::Instant::now();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the tour");
+    let mut run = tokio::spawn(tokio::time::timeout(
+        Duration::from_secs(180),
+        child.wait_with_output(),
+    ));
+    // While it runs, its servers are seen below TMPDIR (so the check at the end can fail).
+    let mut seen_running = 0;
+    let out = loop {
+        tokio::select! {
+            done = &mut run => break done.expect("join").expect("the tour ran over 180 s").expect("tour"),
+            () = tokio::time::sleep(Duration::from_millis(500)) => {
+                seen_running = seen_running.max(processes_below(&tmpdir).len());
+            }
+        }
+    };
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "tour failed after {took:?}:\n{all}");
+    assert_no_debug("tour", &all);
+    assert!(stdout.contains("Tour complete"), "{all}");
+    let line = |prefix: &str| -> &str {
+        stdout
+            .lines()
+            .map(str::trim_start)
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting {prefix:?}:\n{stdout}"))
+    };
+
+    // Backup → change → restore: the restored value is the one from before the change.
+    assert!(line("backup ").contains(".snap ("), "{stdout}");
+    let value = |l: &str| {
+        l.split("state = ")
+            .nth(1)
+            .and_then(|v| v.split(" (").next())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no value in {l:?}"))
+    };
+    assert_eq!(value(line("changed: ")), "\"changed after the backup\"");
+    assert_eq!(value(line("restored: ")), "\"before the backup\"");
+    // The health report and the raft peers of the single-node raft server.
+    let report = line("Vault health report for ");
+    assert!(
+        report.ends_with(": OK") || report.ends_with(": WARNING"),
+        "{report}"
+    );
+    assert!(line("raft: ").contains("leader tour-node1"), "{stdout}");
+    let peer = line("tour-node1 ");
+    assert!(
+        peer.contains("leader") && peer.ends_with("voter true"),
+        "{peer}"
+    );
+    // Sealed, then unsealed; stepped down and elected again.
+    assert_eq!(line("sealed: "), "sealed: true");
+    assert!(line("unsealed with ").ends_with("sealed false"), "{stdout}");
+    assert!(
+        line("stepped down;").ends_with("(this node: true)"),
+        "{stdout}"
+    );
+    // The scheduler rotated both secrets, without a failure.
+    for secret in ["stripe ", "github "] {
+        let l = line(secret);
+        let rotations: u32 = l
+            .split("rotations ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{l}"));
+        assert!(rotations >= 1 && l.ends_with("failures 0"), "{l}");
+    }
+    assert!(line("bundle ").ends_with("exit code 0"), "{stdout}");
+
+    // The bundle: a 0600 .tar.gz that tar reads, with the collected state and no token.
+    let bundles: Vec<PathBuf> = std::fs::read_dir(&output)
+        .expect("output")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("vault-ops-tour-debug-")
+        })
+        .flat_map(|e| std::fs::read_dir(e.path()).expect("debug dir").flatten())
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(bundles.len(), 1, "{bundles:?}");
+    let bundle = &bundles[0];
+    assert!(bundle.to_string_lossy().ends_with(".tar.gz"), "{bundle:?}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(bundle)
+            .expect("bundle")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{bundle:?}");
+    }
+    let x = tmp.path().join("x");
+    std::fs::create_dir(&x).expect("mkdir");
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(bundle)
+        .arg("-C")
+        .arg(&x)
+        .status()
+        .expect("tar");
+    assert!(status.success(), "tar cannot read {bundle:?}");
+    let top = std::fs::read_dir(&x)
+        .expect("x")
+        .flatten()
+        .next()
+        .expect("one folder")
+        .path();
+    let mut contents = String::new();
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(&top).expect("bundle folder").flatten() {
+        names.push(e.file_name().to_string_lossy().into_owned());
+        contents.push_str(&std::fs::read_to_string(e.path()).expect("a text file"));
+    }
+    for expected in ["seal-status.json", "raft-configuration.json", "index.json"] {
+        assert!(names.iter().any(|n| n == expected), "{expected}: {names:?}");
+    }
+    assert!(
+        contents.contains("tour-node1"),
+        "the raft configuration is in the bundle"
+    );
+    assert!(
+        !has_token_shape(&contents),
+        "a token-shaped string is in the bundle"
+    );
+    assert!(
+        has_token_shape("token: s.AbCdEfGhIjKlMnOpQrStUvWx\n") && !has_token_shape("vault.s.x")
+    );
+    // The backup is kept too, with its checksum.
+    let backups: Vec<String> = std::fs::read_dir(&output)
+        .expect("output")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("vault-ops-tour-backups-")
+        })
+        .flat_map(|e| std::fs::read_dir(e.path()).expect("backups").flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(backups.iter().any(|n| n.ends_with(".snap")), "{backups:?}");
+    assert!(
+        backups.iter().any(|n| n.ends_with(".snap.sha256")),
+        "{backups:?}"
+    );
+
+    // Every server the tour started (OpenBao dev and raft, PostgreSQL) is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut left = processes_below(&tmpdir);
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        left = processes_below(&tmpdir);
+    }
+    for (pid, _) in &left {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    assert!(left.is_empty(), "the tour left servers running: {left:?}");
+    assert!(
+        seen_running >= 1,
+        "no server of the tour was ever seen below {tmpdir:?}"
+    );
+    assert!(took < Duration::from_secs(120), "the tour took {took:?}");
 }

@@ -14,6 +14,10 @@
 //! on a single-node raft server the tour starts; against your own server only the read-only
 //! health report and raft peers run: the tour never seals, steps down or restores it. Errors
 //! are printed by the `vault-ops` reporter (`vault_ops_cli::report`).
+//!
+//! The backups and the debug bundle go to temporary directories removed at the end; with
+//! `VAULT_OPS_TOUR_OUTPUT=DIR` (an existing directory) they go below `DIR` and are kept, to
+//! look at (the bundle is a 0600 `.tar.gz` with no token or unseal key in it).
 
 use std::time::Duration;
 
@@ -323,15 +327,31 @@ async fn raft_half() -> Result<(), Box<dyn std::error::Error>> {
             bytes_text(entry.metadata()?.len())
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&out);
+    if kept_output().is_some() {
+        println!(
+            "kept the backups in {} and the bundle in {} (VAULT_OPS_TOUR_OUTPUT)",
+            dir.display(),
+            out.display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&out);
+    }
     node.stop().await;
     Ok(())
 }
 
-/// A fresh private directory below the system temp dir.
+/// `VAULT_OPS_TOUR_OUTPUT`: where to keep the backups and the debug bundle.
+fn kept_output() -> Option<std::path::PathBuf> {
+    std::env::var_os("VAULT_OPS_TOUR_OUTPUT")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
+/// A fresh private directory below `VAULT_OPS_TOUR_OUTPUT`, else below the system temp dir.
 fn tempfile_dir(what: &str) -> std::io::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
+    let base = kept_output().unwrap_or_else(std::env::temp_dir);
+    let dir = base.join(format!(
         "vault-ops-tour-{what}-{}-{}",
         std::process::id(),
         std::time::SystemTime::now()

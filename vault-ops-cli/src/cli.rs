@@ -128,6 +128,9 @@ pub enum Command {
     /// the command line.
     Unseal(UnsealArgs),
     /// Makes the active node step down (needs --yes).
+    ///
+    /// Refused on a sealed node, a standby and a server without HA storage, where Vault
+    /// answers "success" without doing anything.
     StepDown(YesArg),
     /// Raft (integrated storage) cluster operations.
     #[command(subcommand)]
@@ -148,6 +151,9 @@ pub enum Command {
     /// raft configuration and autopilot state, seal status, in-flight requests and audit
     /// devices into DIR/vault-ops-debug-<time>.tar.gz (0600). Secret-looking fields are
     /// redacted; no token or secret value is collected.
+    ///
+    /// A server that cannot be reached is an error (no bundle); what the token may not read
+    /// is listed in the bundle's index and in a warning on stderr.
     Debug(DebugArgs),
 }
 

@@ -282,11 +282,18 @@ pub fn hint_for(e: &Error, target: &Target) -> Option<String> {
         Error::Api(api) => {
             let raft_path = api.path.starts_with("sys/storage/raft");
             match api.status {
-                404 if raft_path => Some(
-                    "the server has no raft (integrated) storage: raft commands need a node \
+                // A server with other storage: 404 `unsupported path`, or 500 `raft backend
+                // not in use` (raft join).
+                404 | 500
+                    if raft_path
+                        && (api.status == 404 || api.mentions("raft backend not in use")) =>
+                {
+                    Some(
+                        "the server has no raft (integrated) storage: raft commands need a node \
                      whose storage is \"raft\" (see `vault-ops status`, Storage Type)"
-                        .into(),
-                ),
+                            .into(),
+                    )
+                }
                 501 => Some(INIT_HINT.into()),
                 503 if api.is_sealed() => Some(SEALED_HINT.into()),
                 503 => Some(

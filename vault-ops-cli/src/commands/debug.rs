@@ -101,15 +101,24 @@ fn duration_arg(flag: &str, v: &str) -> Result<Duration, CliError> {
         })
 }
 
-/// GET `path` as JSON (redacted), or the error as a note.
-async fn get_json(ctx: &Ctx, path: &str) -> Result<Value, String> {
+/// What could not be collected: the note for the bundle, and whether the token was refused.
+struct Missing {
+    note: String,
+    denied: bool,
+}
+
+/// GET `path` as JSON (redacted), or why not.
+async fn get_json(ctx: &Ctx, path: &str) -> Result<Value, Missing> {
     let req = Request::get(path).token(TokenChoice::ClientIfSet);
     match ctx.client.execute(req).await {
-        Ok(resp) => resp
-            .json::<Value>()
-            .map(redact)
-            .map_err(|e| format!("{path}: {e}")),
-        Err(e) => Err(format!("{path}: {e}")),
+        Ok(resp) => resp.json::<Value>().map(redact).map_err(|e| Missing {
+            note: format!("{path}: {e}"),
+            denied: false,
+        }),
+        Err(e) => Err(Missing {
+            note: format!("{path}: {e}"),
+            denied: e.is_permission_denied(),
+        }),
     }
 }
 
@@ -123,6 +132,9 @@ pub(crate) async fn debug(ctx: &Ctx, a: DebugArgs) -> Result<(), CliError> {
             "{samples} metrics samples: at most {MAX_SAMPLES}; raise --interval"
         )));
     }
+    // A server that cannot be reached (or is not Vault) is reported now, with its address and
+    // a hint, instead of an empty bundle. seal-status needs no token and answers when sealed.
+    ctx.client.sys().seal_status().await?;
     create_dir(&a.output)?;
     let now = SystemTime::now();
     let stamp = utc_timestamp(now);
@@ -136,6 +148,7 @@ pub(crate) async fn debug(ctx: &Ctx, a: DebugArgs) -> Result<(), CliError> {
         mtime: now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
     let mut notes: Vec<String> = Vec::new();
+    let mut denied: Vec<&str> = Vec::new();
     let mut files: Vec<String> = Vec::new();
     let sources = [
         ("host-info.json", "sys/host-info"),
@@ -154,7 +167,12 @@ pub(crate) async fn debug(ctx: &Ctx, a: DebugArgs) -> Result<(), CliError> {
                 tar.add(&format!("{top}/{name}"), text.as_bytes());
                 files.push(name.into());
             }
-            Err(note) => notes.push(note),
+            Err(m) => {
+                if m.denied {
+                    denied.push(path);
+                }
+                notes.push(m.note);
+            }
         }
     }
     let bar = crate::progress::steps("metrics samples", samples);
@@ -175,6 +193,9 @@ pub(crate) async fn debug(ctx: &Ctx, a: DebugArgs) -> Result<(), CliError> {
                 bar.inc(1);
             }
             Err(e) => {
+                if e.is_permission_denied() {
+                    denied.push("sys/metrics");
+                }
                 notes.push(format!("metrics sample {}: {e}", i + 1));
                 break;
             }
@@ -213,6 +234,14 @@ pub(crate) async fn debug(ctx: &Ctx, a: DebugArgs) -> Result<(), CliError> {
         ],
         &json!({"bundle": file.display().to_string(), "bytes": written.len(), "files": files, "not_collected": notes}),
     );
+    if !denied.is_empty() {
+        eprintln!(
+            "warning: the token may not read {}: the bundle lacks them. Check with \
+             `vault-ops token capabilities self {}` (VAULT_TOKEN)",
+            denied.join(", "),
+            denied.join(" ")
+        );
+    }
     Ok(())
 }
 

@@ -298,7 +298,37 @@ pub(crate) async fn step_down(ctx: &Ctx, yes: bool) -> Result<(), CliError> {
             ctx.client.current_address()
         )));
     }
-    ctx.client.sys().step_down().await?;
+    // Vault answers a step-down with 204 without doing anything (or checking the token) on a
+    // sealed node, a standby, or a server without HA: say which instead of "Success!".
+    let addr = ctx.client.current_address().to_string();
+    let sys = ctx.client.sys();
+    let seal = sys.seal_status().await?;
+    if !seal.initialized {
+        return Err(CliError::NotInitialized(format!(
+            "{addr} is not initialised: there is no active node to step down"
+        )));
+    }
+    if seal.sealed {
+        return Err(CliError::Sealed(format!(
+            "{addr} is sealed, so it is not the active node: nothing was stepped down"
+        )));
+    }
+    let leader = sys.leader().await?;
+    if !leader.ha_enabled {
+        return Err(CliError::Other(format!(
+            "{addr} does not run in HA mode (storage {}): there is no other node to take \
+             over, so nothing was stepped down",
+            seal.storage_type.as_deref().unwrap_or("unknown")
+        )));
+    }
+    if !leader.is_self {
+        return Err(CliError::Other(format!(
+            "{addr} is a standby, not the active node: nothing was stepped down; run it \
+             against the active node: --address {}",
+            leader.leader_address
+        )));
+    }
+    sys.step_down().await?;
     ctx.out.done(
         &format!("Success! {} stepped down.", ctx.client.current_address()),
         &json!({"stepped_down": true}),

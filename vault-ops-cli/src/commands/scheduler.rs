@@ -279,6 +279,7 @@ struct Shared {
 async fn run(ctx: &Ctx, cfg: Config, listen: Option<String>) -> Result<i32, CliError> {
     let listen = listen.unwrap_or_else(|| cfg.listen.clone());
     let scheduler = build(ctx, cfg)?;
+    check_token(ctx).await?;
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(CliError::local(format!("listening on {listen}")))?;
@@ -307,6 +308,41 @@ async fn run(ctx: &Ctx, cfg: Config, listen: Option<String>) -> Result<i32, CliE
     let _ = server.await;
     print_final(ctx, &stats);
     Ok(exit::OK)
+}
+
+/// A token that can never work (refused, or none at all) stops the daemon at once, with the
+/// reporter's hint; a server that does not answer or is sealed now may come back, so the
+/// daemon starts and says so (/metrics shows `vault_ops_token_valid 0` meanwhile). With
+/// `--k8s-role` the login has just checked the token.
+async fn check_token(ctx: &Ctx) -> Result<(), CliError> {
+    if ctx.token_status.is_some() {
+        return Ok(());
+    }
+    match tokio::time::timeout(HTTP_TIMEOUT, ctx.client.tokens().lookup_self()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e))
+            if e.is_permission_denied() || matches!(e, vault_ops_core::Error::MissingToken) =>
+        {
+            Err(CliError::Vault(e))
+        }
+        Ok(Err(e)) => {
+            eprintln!(
+                "vault-ops scheduler: warning: the token could not be checked at {}: {e}; \
+                 rotations wait until Vault answers",
+                ctx.client.current_address()
+            );
+            Ok(())
+        }
+        Err(_) => {
+            eprintln!(
+                "vault-ops scheduler: warning: {} did not answer a token lookup within {} s; \
+                 rotations wait until it does",
+                ctx.client.current_address(),
+                HTTP_TIMEOUT.as_secs()
+            );
+            Ok(())
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -264,3 +264,290 @@ fn unreachable_server_fails_liveness() {
         .code(1)
         .stdout(predicate::str::contains("liveness: FAILED"));
 }
+
+/// Every subcommand that talks to Vault, as a person would type it. `{addr}`-free; the paths
+/// exist on a dev server (`secret/` is KV v2).
+const COMMANDS: &[&[&str]] = &[
+    &["kv", "get", "secret/app"],
+    &["kv", "put", "secret/app", "a=1"],
+    &["kv", "patch", "secret/app", "a=2"],
+    &["kv", "list", "secret/"],
+    &["kv", "delete", "secret/app"],
+    &["kv", "undelete", "--versions", "1", "secret/app"],
+    &["kv", "destroy", "--versions", "1", "secret/app"],
+    &["kv", "metadata", "get", "secret/app"],
+    &["policy", "list"],
+    &["policy", "read", "default"],
+    &["policy", "write", "p1", "-"],
+    &["policy", "delete", "p1"],
+    &["auth", "list"],
+    &["secrets", "list"],
+    &["audit", "list"],
+    &["token", "capabilities", "self", "secret/data/app"],
+    &["read", "sys/mounts"],
+    &["write", "secret/data/app2", "-"],
+    &["list", "secret/metadata"],
+    &["config-state"],
+    &["raft", "peers"],
+    &["raft", "autopilot"],
+    &["raft", "remove", "node9", "--yes"],
+    &["backup", "--dir", "bk"],
+    &["rotate", "api-key", "secret/vault-ops-test/key"],
+    &["step-down", "--yes"],
+];
+
+/// stdin for the commands that read one.
+const STDIN: &str = "{\"data\": {\"a\": \"1\"}}";
+
+fn run_in(dir: &std::path::Path, cmd: &mut assert_cmd::Command, args: &[&str]) -> (i32, String) {
+    let out = cmd
+        .current_dir(dir)
+        .args(args)
+        .write_stdin(if args[0] == "policy" {
+            "path \"secret/*\" { capabilities = [\"read\"] }\n"
+        } else {
+            STDIN
+        })
+        .output()
+        .expect("run vault-ops");
+    let err = text(&out.stderr);
+    assert_no_debug(&err);
+    assert_no_debug(&text(&out.stdout));
+    (out.status.code().unwrap_or(-1), err)
+}
+
+/// The "Done when" matrix: each subcommand with no address, a wrong token, a token without
+/// the permission, and a sealed server — exit code, Vault's message, the address and the hint.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_subcommand_reports_bad_input_with_the_address_and_a_hint() {
+    let bao = BaoServer::start().await;
+    let addr = bao.addr();
+    let h = home();
+    let c = VaultClient::builder()
+        .address(&addr)
+        .token(bao.root_token())
+        .build()
+        .expect("client");
+    // Only the default policy: lookup-self and capabilities-self, nothing else.
+    let auth = c
+        .tokens()
+        .create(&TokenCreateRequest::with_policies(["default"]).ttl("1h"))
+        .await
+        .expect("token");
+    let narrow = secrecy::ExposeSecret::expose_secret(&auth.client_token).to_string();
+    let at_addr = format!("address: {addr} (from VAULT_ADDR)");
+
+    for args in COMMANDS {
+        let what = args.join(" ");
+        if args[0] == "step-down" {
+            // Without HA it stops before the token is used (below); a wrong token on an HA
+            // node: ops::init_unseal_raft_backup_restore_on_a_raft_node.
+            continue;
+        }
+        // No address: the default one, and that VAULT_ADDR is unset.
+        let (code, err) = run_in(h.path(), vault_ops(h.path()).env("VAULT_TOKEN", "t"), args);
+        assert_eq!(code, 1, "{what}: {err}");
+        assert!(
+            err.contains("address: https://127.0.0.1:8200 (VAULT_ADDR is unset"),
+            "{what}: {err}"
+        );
+        assert!(
+            err.contains("hint: nothing listens at https://127.0.0.1:8200"),
+            "{what}: {err}"
+        );
+
+        // A wrong token.
+        let (code, err) = run_in(h.path(), &mut at(h.path(), &addr, "s.not-a-token"), args);
+        assert_eq!(code, 1, "{what}: {err}");
+        assert!(err.contains("HTTP 403"), "{what}: {err}");
+        assert!(err.contains(&at_addr), "{what}: {err}");
+        assert!(
+            err.contains("hint: check that the token (VAULT_TOKEN) is valid"),
+            "{what}: {err}"
+        );
+        assert!(
+            err.contains("`vault-ops token capabilities self "),
+            "{what}: {err}"
+        );
+
+        // A valid token without the permission (`token capabilities self` is allowed by the
+        // default policy: it answers "deny" instead, checked below).
+        if !args.starts_with(&["token", "capabilities"]) {
+            let (code, err) = run_in(h.path(), &mut at(h.path(), &addr, &narrow), args);
+            assert_eq!(code, 1, "{what}: {err}");
+            assert!(err.contains("HTTP 403"), "{what}: {err}");
+            assert!(
+                err.contains("`vault-ops token capabilities self "),
+                "{what}: {err}"
+            );
+            assert!(!err.contains(&narrow), "{what}: the token is never printed");
+        }
+    }
+    let a = at(h.path(), &addr, &narrow)
+        .args(["token", "capabilities", "self", "secret/data/app"])
+        .assert()
+        .success();
+    assert!(text(&a.get_output().stdout).contains("deny"));
+    // The same token may look itself up, and not another token.
+    let a = at(h.path(), &addr, &narrow)
+        .args(["token", "lookup", "-"])
+        .write_stdin(bao.root_token().to_string())
+        .assert()
+        .code(1);
+    let err = text(&a.get_output().stderr);
+    assert!(
+        err.contains("HTTP 403") && err.contains("token capabilities self auth/token/lookup"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(bao.root_token()),
+        "the looked-up token is never printed"
+    );
+
+    // step-down on a server without HA: refused, not "Success!" (Vault answers 204 and does
+    // nothing).
+    let a = at(h.path(), &addr, bao.root_token())
+        .args(["step-down", "--yes"])
+        .assert()
+        .code(1);
+    let err = text(&a.get_output().stderr);
+    assert!(
+        err.contains("does not run in HA mode (storage inmem)")
+            && err.contains("nothing was stepped down"),
+        "{err}"
+    );
+    assert!(text(&a.get_output().stdout).is_empty());
+    // debug against no server: the reporter, and no empty bundle.
+    let a = at(h.path(), "http://127.0.0.1:1", "t")
+        .args(["debug", "--duration", "1s", "--output", "bundles"])
+        .current_dir(h.path())
+        .assert()
+        .code(1);
+    let err = text(&a.get_output().stderr);
+    assert!(
+        err.contains("hint: nothing listens at http://127.0.0.1:1"),
+        "{err}"
+    );
+    assert!(
+        !h.path().join("bundles").exists(),
+        "an empty bundle was written"
+    );
+    // debug with a wrong token: what it could collect, and a warning naming the rest.
+    let a = at(h.path(), &addr, "s.not-a-token")
+        .args(["debug", "--duration", "1s", "--output", "bundles"])
+        .current_dir(h.path())
+        .assert()
+        .success();
+    let err = text(&a.get_output().stderr);
+    assert!(
+        err.contains("warning: the token may not read sys/host-info"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`vault-ops token capabilities self sys/host-info"),
+        "{err}"
+    );
+
+    // raft join on a server without raft storage: Vault's 500, and the raft hint.
+    let a = at(h.path(), &addr, bao.root_token())
+        .args(["raft", "join", "http://127.0.0.1:5"])
+        .assert()
+        .code(1);
+    let err = text(&a.get_output().stderr);
+    assert!(err.contains("HTTP 500: raft backend not in use"), "{err}");
+    assert!(
+        err.contains("hint: the server has no raft (integrated) storage"),
+        "{err}"
+    );
+
+    // scheduler run: a refused token, or none, stops it at once with the reporter's hint.
+    std::fs::write(
+        h.path().join("schedule.json"),
+        r#"{"secrets": [{"name": "x", "kind": "api_key", "every": "1h"}]}"#,
+    )
+    .expect("schedule");
+    let sched = [
+        "scheduler",
+        "run",
+        "--config",
+        "schedule.json",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let (code, err) = run_in(h.path(), &mut at(h.path(), &addr, "s.not-a-token"), &sched);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("GET auth/token/lookup-self with HTTP 403"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: check that the token (VAULT_TOKEN) is valid"),
+        "{err}"
+    );
+    let (code, err) = run_in(
+        h.path(),
+        vault_ops(h.path()).env("VAULT_ADDR", &addr),
+        &sched,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("hint: set VAULT_TOKEN"), "{err}");
+    // A server that does not answer may come back: the daemon starts and warns.
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_vault-ops"))
+        .env_clear()
+        .env("HOME", h.path())
+        .env("VAULT_ADDR", "http://127.0.0.1:1")
+        .env("VAULT_TOKEN", "t")
+        .env("VAULT_MAX_RETRIES", "0")
+        .current_dir(h.path())
+        .args(sched)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the scheduler");
+    // Every stderr line, read until the daemon is gone (the pipe stays open meanwhile).
+    let stderr = std::io::BufReader::new(daemon.stderr.take().expect("stderr"));
+    let (tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = lines
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap_or_default();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let still_running = daemon.try_wait().expect("wait").is_none();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let _ = reader.join();
+    assert!(
+        still_running,
+        "the scheduler gave up on an unreachable server: {first}"
+    );
+    assert!(
+        first.contains("warning: the token could not be checked at http://127.0.0.1:1")
+            && first.contains("rotations wait until Vault answers"),
+        "{first}"
+    );
+
+    // Sealed: exit 5 and the unseal hint, for every command (step-down included).
+    c.sys().seal().await.expect("seal");
+    for args in COMMANDS {
+        let what = args.join(" ");
+        let (code, err) = run_in(h.path(), &mut at(h.path(), &addr, bao.root_token()), args);
+        assert_eq!(code, 5, "{what}: {err}");
+        assert!(err.contains("sealed"), "{what}: {err}");
+        assert!(err.contains(&at_addr), "{what}: {err}");
+        assert!(
+            err.contains("hint: the server is sealed: unseal it with `vault-ops unseal`"),
+            "{what}: {err}"
+        );
+    }
+    // `token lookup` sealed too.
+    let (code, err) = run_in(
+        h.path(),
+        &mut at(h.path(), &addr, bao.root_token()),
+        &["token", "lookup"],
+    );
+    assert_eq!(code, 5, "{err}");
+}

@@ -180,7 +180,22 @@ async fn init_unseal_raft_backup_restore_on_a_raft_node() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("confirm with --yes"));
-    vo().args(["step-down", "--yes"]).assert().success();
+    // A wrong token on an HA node: Vault's 403 and the capabilities hint, no "Success!".
+    let a = at(h.path(), &addr, "s.not-a-token")
+        .args(["step-down", "--yes"])
+        .assert()
+        .code(1);
+    let err = text(&a.get_output().stderr);
+    assert!(err.contains("PUT sys/step-down with HTTP 403"), "{err}");
+    assert!(
+        err.contains("`vault-ops token capabilities self sys/step-down`"),
+        "{err}"
+    );
+    assert!(text(&a.get_output().stdout).is_empty());
+    vo().args(["step-down", "--yes"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("stepped down"));
     wait_for(|| {
         let o = vo().args(["health", "--probe", "readiness"]).output();
         o.is_ok_and(|o| o.status.success())

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use vault_ops_testkit::{free_port, promtool_bin, BaoServer, PrometheusServer};
 
-use crate::support::{at, home, kubernetes_role, text};
+use crate::support::{at, home, kubernetes_role, scheduler_daemon, text};
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
@@ -374,15 +374,14 @@ async fn prometheus_scrapes_openbao_and_the_scheduler_and_fires_vault_sealed() {
         |r| r.token_ttl(Duration::from_secs(24 * 3600)),
     )
     .await;
+    let global = [
+        "--k8s-role".as_ref(),
+        "vault-ops-scheduler".as_ref(),
+        "--k8s-token-file".as_ref(),
+        jwt_file.as_os_str(),
+    ];
     let mut scheduler = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_vault-ops"))
-            .env_clear()
-            .env("HOME", h.path())
-            .env("VAULT_ADDR", bao.addr())
-            .args(["--k8s-role", "vault-ops-scheduler", "--k8s-token-file"])
-            .arg(&jwt_file)
-            .args(["scheduler", "run", "--config"])
-            .arg(&config)
+        scheduler_daemon(h.path(), &bao.addr(), &global, &config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

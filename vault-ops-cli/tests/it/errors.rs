@@ -3,11 +3,11 @@
 
 use predicates::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vault_ops_core::api::tokens::TokenCreateRequest;
-use vault_ops_core::VaultClient;
 use vault_ops_testkit::{free_port, BaoServer};
 
-use crate::support::{assert_no_debug, at, home, text, vault_ops};
+use crate::support::{
+    assert_no_debug, at, fails, home, root_client, scheduler_daemon, text, token_with, vault_ops,
+};
 
 fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
     let s = text(&a.get_output().stderr);
@@ -118,21 +118,12 @@ async fn wrong_token_and_missing_permission_point_at_token_capabilities() {
         "{s}"
     );
 
-    let c = VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client");
+    let c = root_client(&bao.addr(), bao.root_token());
     c.policies()
         .write("only-a", "path \"secret/data/a\" { capabilities = [\"read\"] }\npath \"sys/internal/ui/mounts/*\" { capabilities = [\"read\"] }")
         .await
         .expect("policy");
-    let auth = c
-        .tokens()
-        .create(&TokenCreateRequest::with_policies(["only-a"]).ttl("1h"))
-        .await
-        .expect("token");
-    let narrow = secrecy::ExposeSecret::expose_secret(&auth.client_token).to_string();
+    let narrow = token_with(&c, &["only-a"]).await;
     let a = at(h.path(), &bao.addr(), &narrow)
         .args(["kv", "put", "secret/a", "x=1"])
         .assert()
@@ -323,18 +314,9 @@ async fn every_subcommand_reports_bad_input_with_the_address_and_a_hint() {
     let bao = BaoServer::start().await;
     let addr = bao.addr();
     let h = home();
-    let c = VaultClient::builder()
-        .address(&addr)
-        .token(bao.root_token())
-        .build()
-        .expect("client");
+    let c = root_client(&addr, bao.root_token());
     // Only the default policy: lookup-self and capabilities-self, nothing else.
-    let auth = c
-        .tokens()
-        .create(&TokenCreateRequest::with_policies(["default"]).ttl("1h"))
-        .await
-        .expect("token");
-    let narrow = secrecy::ExposeSecret::expose_secret(&auth.client_token).to_string();
+    let narrow = token_with(&c, &["default"]).await;
     let at_addr = format!("address: {addr} (from VAULT_ADDR)");
 
     for args in COMMANDS {
@@ -406,17 +388,16 @@ async fn every_subcommand_reports_bad_input_with_the_address_and_a_hint() {
 
     // step-down on a server without HA: refused, not "Success!" (Vault answers 204 and does
     // nothing).
-    let a = at(h.path(), &addr, bao.root_token())
-        .args(["step-down", "--yes"])
-        .assert()
-        .code(1);
-    let err = text(&a.get_output().stderr);
+    let err = fails(
+        at(h.path(), &addr, bao.root_token()),
+        &["step-down", "--yes"],
+        1,
+    );
     assert!(
         err.contains("does not run in HA mode (storage inmem)")
             && err.contains("nothing was stepped down"),
         "{err}"
     );
-    assert!(text(&a.get_output().stdout).is_empty());
     // debug against no server: the reporter, and no empty bundle.
     let a = at(h.path(), "http://127.0.0.1:1", "t")
         .args(["debug", "--duration", "1s", "--output", "bundles"])
@@ -449,11 +430,11 @@ async fn every_subcommand_reports_bad_input_with_the_address_and_a_hint() {
     );
 
     // raft join on a server without raft storage: Vault's 500, and the raft hint.
-    let a = at(h.path(), &addr, bao.root_token())
-        .args(["raft", "join", "http://127.0.0.1:5"])
-        .assert()
-        .code(1);
-    let err = text(&a.get_output().stderr);
+    let err = fails(
+        at(h.path(), &addr, bao.root_token()),
+        &["raft", "join", "http://127.0.0.1:5"],
+        1,
+    );
     assert!(err.contains("HTTP 500: raft backend not in use"), "{err}");
     assert!(
         err.contains("hint: the server has no raft (integrated) storage"),
@@ -492,14 +473,11 @@ async fn every_subcommand_reports_bad_input_with_the_address_and_a_hint() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("hint: set VAULT_TOKEN"), "{err}");
     // A server that does not answer may come back: the daemon starts and warns.
-    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_vault-ops"))
-        .env_clear()
-        .env("HOME", h.path())
-        .env("VAULT_ADDR", "http://127.0.0.1:1")
+    let config = h.path().join("schedule.json");
+    let mut daemon = scheduler_daemon(h.path(), "http://127.0.0.1:1", &[], &config)
         .env("VAULT_TOKEN", "t")
         .env("VAULT_MAX_RETRIES", "0")
-        .current_dir(h.path())
-        .args(sched)
+        .args(["--listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -7,7 +7,7 @@ use predicates::prelude::*;
 use serde_json::Value;
 use vault_ops_testkit::BaoConfigServer;
 
-use crate::support::{assert_no_debug, at, home, text, vault_ops};
+use crate::support::{assert_no_debug, at, fails, home, text, vault_ops};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn init_unseal_raft_backup_restore_on_a_raft_node() {
@@ -181,17 +181,16 @@ async fn init_unseal_raft_backup_restore_on_a_raft_node() {
         .code(2)
         .stderr(predicate::str::contains("confirm with --yes"));
     // A wrong token on an HA node: Vault's 403 and the capabilities hint, no "Success!".
-    let a = at(h.path(), &addr, "s.not-a-token")
-        .args(["step-down", "--yes"])
-        .assert()
-        .code(1);
-    let err = text(&a.get_output().stderr);
+    let err = fails(
+        at(h.path(), &addr, "s.not-a-token"),
+        &["step-down", "--yes"],
+        1,
+    );
     assert!(err.contains("PUT sys/step-down with HTTP 403"), "{err}");
     assert!(
         err.contains("`vault-ops token capabilities self sys/step-down`"),
         "{err}"
     );
-    assert!(text(&a.get_output().stdout).is_empty());
     vo().args(["step-down", "--yes"])
         .assert()
         .success()

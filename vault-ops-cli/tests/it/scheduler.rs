@@ -2,13 +2,30 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use vault_ops_testkit::{free_port, BaoServer};
 
-use crate::support::{assert_no_debug, at, home, kubernetes_role, text};
+use crate::support::{assert_no_debug, at, home, kubernetes_role, scheduler_daemon, text};
+
+/// A schedule of `secrets` serving on `port`, API keys below `vault-ops-test/api-keys`.
+fn write_schedule(dir: &Path, port: u16, secrets: serde_json::Value) -> PathBuf {
+    let config = dir.join("schedule.json");
+    std::fs::write(
+        &config,
+        json!({
+            "listen": format!("127.0.0.1:{port}"),
+            "api_keys": {"key_prefix": "vault-ops-test/api-keys", "length": 24},
+            "secrets": secrets
+        })
+        .to_string(),
+    )
+    .expect("write config");
+    config
+}
 
 /// GET `path` from the daemon; (status line, body).
 fn get(port: u16, path: &str) -> Option<(String, String)> {
@@ -33,27 +50,16 @@ async fn scheduler_rotates_two_secrets_serves_metrics_and_stops_on_sigterm() {
     let bao = BaoServer::start().await;
     let h = home();
     let port = free_port();
-    let config = h.path().join("schedule.json");
-    std::fs::write(
-        &config,
-        json!({
-            "listen": format!("127.0.0.1:{port}"),
-            "api_keys": {"key_prefix": "vault-ops-test/api-keys", "length": 24},
-            "secrets": [
-                {"name": "stripe", "kind": "api_key", "every": "2s"},
-                {"name": "github", "kind": "api_key", "every": "2s"}
-            ]
-        })
-        .to_string(),
-    )
-    .expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vault-ops"))
-        .env_clear()
-        .env("HOME", h.path())
-        .env("VAULT_ADDR", bao.addr())
+    let config = write_schedule(
+        h.path(),
+        port,
+        json!([
+            {"name": "stripe", "kind": "api_key", "every": "2s"},
+            {"name": "github", "kind": "api_key", "every": "2s"}
+        ]),
+    );
+    let mut child = scheduler_daemon(h.path(), &bao.addr(), &[], &config)
         .env("VAULT_TOKEN", bao.root_token())
-        .args(["scheduler", "run", "--config"])
-        .arg(&config)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -347,26 +353,19 @@ async fn with_k8s_role_metrics_show_token_renewals_logins_and_failures() {
     .await;
     let jwt = std::fs::read_to_string(&jwt_file).expect("jwt");
     let port = free_port();
-    let config = h.path().join("schedule.json");
-    std::fs::write(
-        &config,
-        json!({
-            "listen": format!("127.0.0.1:{port}"),
-            "api_keys": {"key_prefix": "vault-ops-test/api-keys", "length": 24},
-            "secrets": [{"name": "stripe", "kind": "api_key", "every": "1h"}]
-        })
-        .to_string(),
-    )
-    .expect("write config");
+    let config = write_schedule(
+        h.path(),
+        port,
+        json!([{"name": "stripe", "kind": "api_key", "every": "1h"}]),
+    );
     // No VAULT_TOKEN: the token comes from the login.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vault-ops"))
-        .env_clear()
-        .env("HOME", h.path())
-        .env("VAULT_ADDR", bao.addr())
-        .args(["--k8s-role", "vault-ops-sched", "--k8s-token-file"])
-        .arg(&jwt_file)
-        .args(["scheduler", "run", "--config"])
-        .arg(&config)
+    let global = [
+        "--k8s-role".as_ref(),
+        "vault-ops-sched".as_ref(),
+        "--k8s-token-file".as_ref(),
+        jwt_file.as_os_str(),
+    ];
+    let mut child = scheduler_daemon(h.path(), &bao.addr(), &global, &config)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

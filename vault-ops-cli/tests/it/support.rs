@@ -99,3 +99,54 @@ pub async fn kubernetes_role(
     std::fs::write(&file, &jwt).expect("jwt file");
     file
 }
+
+/// A root client for `addr`.
+pub fn root_client(addr: &str, root: &str) -> vault_ops_core::VaultClient {
+    vault_ops_core::VaultClient::builder()
+        .address(addr)
+        .token(root)
+        .build()
+        .expect("client")
+}
+
+/// A new 1-hour token with only `policies`.
+pub async fn token_with(client: &vault_ops_core::VaultClient, policies: &[&str]) -> String {
+    let auth = client
+        .tokens()
+        .create(
+            &vault_ops_core::api::tokens::TokenCreateRequest::with_policies(
+                policies.iter().copied(),
+            )
+            .ttl("1h"),
+        )
+        .await
+        .expect("token");
+    secrecy::ExposeSecret::expose_secret(&auth.client_token).to_string()
+}
+
+/// Runs `cmd` with `args`, asserts exit `code` and no Debug output; its stderr.
+pub fn fails(mut cmd: Command, args: &[&str], code: i32) -> String {
+    let a = cmd.args(args).assert().code(code);
+    let err = text(&a.get_output().stderr);
+    assert_no_debug(&err);
+    assert_no_debug(&text(&a.get_output().stdout));
+    err
+}
+
+/// `vault-ops [global...] scheduler run --config CONFIG` against `addr`, with a clean
+/// environment (add VAULT_TOKEN or --k8s-role in `global`); stdio left to the caller.
+pub fn scheduler_daemon(
+    home: &Path,
+    addr: &str,
+    global: &[&std::ffi::OsStr],
+    config: &Path,
+) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_vault-ops"));
+    c.env_clear()
+        .env("HOME", home)
+        .env("VAULT_ADDR", addr)
+        .args(global)
+        .args(["scheduler", "run", "--config"])
+        .arg(config);
+    c
+}

@@ -275,6 +275,9 @@ const COMMANDS: &[&[&str]] = &[
     &["secrets", "list"],
     &["audit", "list"],
     &["token", "capabilities", "self", "secret/data/app"],
+    &["token", "lookup"],
+    &["seal", "--yes"],
+    &["scheduler", "resume", "x", "--config", "schedule.json"],
     &["read", "sys/mounts"],
     &["write", "secret/data/app2", "-"],
     &["list", "secret/metadata"],
@@ -318,6 +321,11 @@ async fn every_subcommand_reports_bad_input_with_the_address_and_a_hint() {
     // Only the default policy: lookup-self and capabilities-self, nothing else.
     let narrow = token_with(&c, &["default"]).await;
     let at_addr = format!("address: {addr} (from VAULT_ADDR)");
+    std::fs::write(
+        h.path().join("schedule.json"),
+        r#"{"secrets": [{"name": "x", "kind": "api_key", "every": "1h"}]}"#,
+    )
+    .expect("schedule");
 
     for args in COMMANDS {
         let what = args.join(" ");
@@ -354,7 +362,8 @@ async fn every_subcommand_reports_bad_input_with_the_address_and_a_hint() {
 
         // A valid token without the permission (`token capabilities self` is allowed by the
         // default policy: it answers "deny" instead, checked below).
-        if !args.starts_with(&["token", "capabilities"]) {
+        if !args.starts_with(&["token", "capabilities"]) && !args.starts_with(&["token", "lookup"])
+        {
             let (code, err) = run_in(h.path(), &mut at(h.path(), &addr, &narrow), args);
             assert_eq!(code, 1, "{what}: {err}");
             assert!(err.contains("HTTP 403"), "{what}: {err}");
@@ -370,6 +379,18 @@ async fn every_subcommand_reports_bad_input_with_the_address_and_a_hint() {
         .assert()
         .success();
     assert!(text(&a.get_output().stdout).contains("deny"));
+    // status reads the server's state without a token; a refused token shows in its Token row.
+    let a = at(h.path(), &addr, "s.not-a-token")
+        .arg("status")
+        .assert()
+        .success();
+    let out = text(&a.get_output().stdout);
+    assert!(
+        out.lines().any(|l| l.starts_with("Token")
+            && l.contains("lookup failed")
+            && l.contains("HTTP 403: permission denied")),
+        "{out}"
+    );
     // The same token may look itself up, and not another token.
     let a = at(h.path(), &addr, &narrow)
         .args(["token", "lookup", "-"])
@@ -442,11 +463,6 @@ async fn every_subcommand_reports_bad_input_with_the_address_and_a_hint() {
     );
 
     // scheduler run: a refused token, or none, stops it at once with the reporter's hint.
-    std::fs::write(
-        h.path().join("schedule.json"),
-        r#"{"secrets": [{"name": "x", "kind": "api_key", "every": "1h"}]}"#,
-    )
-    .expect("schedule");
     let sched = [
         "scheduler",
         "run",
@@ -508,10 +524,19 @@ async fn every_subcommand_reports_bad_input_with_the_address_and_a_hint() {
         "{first}"
     );
 
-    // Sealed: exit 5 and the unseal hint, for every command (step-down included).
+    // Sealed: exit 5 and the unseal hint, for every command (step-down included; sealing a
+    // sealed server is what was asked, so it succeeds).
     c.sys().seal().await.expect("seal");
     for args in COMMANDS {
         let what = args.join(" ");
+        if args[0] == "seal" {
+            at(h.path(), &addr, bao.root_token())
+                .args(*args)
+                .assert()
+                .success()
+                .stdout(predicate::str::contains("is sealed"));
+            continue;
+        }
         let (code, err) = run_in(h.path(), &mut at(h.path(), &addr, bao.root_token()), args);
         assert_eq!(code, 5, "{what}: {err}");
         assert!(err.contains("sealed"), "{what}: {err}");

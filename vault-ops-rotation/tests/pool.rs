@@ -408,8 +408,8 @@ async fn bb8_single_user_handover_retries_once_with_a_fresh_read() {
     single_user(Kind::Bb8).await;
 }
 
-#[tokio::test]
-async fn insecure_settings_are_refused() {
+/// A watcher on a canned credential served by a wiremock server (kept alive by the caller).
+async fn canned_watcher() -> (wiremock::MockServer, CredentialWatcher) {
     let server = wiremock::MockServer::start().await;
     wiremock::Mock::given(wiremock::matchers::method("GET"))
         .respond_with(
@@ -428,6 +428,12 @@ async fn insecure_settings_are_refused() {
         CredentialWatcher::start(client, "secret", "database/x", WatcherOptions::default())
             .await
             .unwrap();
+    (server, watcher)
+}
+
+#[tokio::test]
+async fn insecure_settings_are_refused() {
+    let (_server, watcher) = canned_watcher().await;
     // Both pools check the settings the same way.
     let refusals = |builder: fn(WatchedPoolBuilder) -> Result<(), RotationError>| {
         for mode in [TlsMode::Disable, TlsMode::Prefer] {
@@ -451,25 +457,7 @@ fn a_bb8_pool_outside_a_runtime_is_an_error_not_a_panic() {
         .unwrap();
     // A watcher needs a first read: serve it from a wiremock server inside a runtime, then
     // build the pool outside it.
-    let watcher = runtime.block_on(async {
-        let server = wiremock::MockServer::start().await;
-        wiremock::Mock::given(wiremock::matchers::method("GET"))
-            .respond_with(
-                wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
-                    "data": {"data": {"username": "u", "password": "p"}, "metadata": {"version": 1}}
-                })),
-            )
-            .mount(&server)
-            .await;
-        let client = VaultClient::builder()
-            .address(server.uri())
-            .token("t")
-            .build()
-            .unwrap();
-        CredentialWatcher::start(client, "secret", "database/x", WatcherOptions::default())
-            .await
-            .unwrap()
-    });
+    let (_server, watcher) = runtime.block_on(canned_watcher());
     let err = WatchedPoolBuilder::new(watcher)
         .allow_insecure_local_dev()
         .tls(TlsMode::Disable)

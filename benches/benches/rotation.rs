@@ -23,12 +23,18 @@
 //!    ticks) and OpenBao's over ~5 s of idling, and this process's `VmRSS` with 10,000 sleeping
 //!    tasks (and before the scheduler started).
 //!
+//! 4. and 5. **Credential watcher** (issue 15): idle cost per watched secret and the handover
+//!    delay from a commit to the first pool connection with the new credential, for the
+//!    deadpool-postgres and bb8 pools; see [`watch`].
+//!
 //! Run with `./dev bench` or `cargo bench -p vault-ops-benches --bench rotation`; the table is
 //! printed and written to `target/criterion/vault-ops-rotation-report.md`. Knob:
 //! `VAULT_OPS_BENCH_SCHED_SECRETS` (default 10,000). Under `cargo test` (no `--bench` argument)
-//! everything runs once with tiny counts (100 scheduled secrets, 1 s of idling) as a smoke test.
+//! everything runs once with tiny counts (100 scheduled secrets, 1 s of idling, 10 watchers,
+//! 2 handovers per pool) as a smoke test.
 
 mod common;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +44,7 @@ use std::time::{Duration, Instant};
 use common::{Arm, Client, Op};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use vault_ops_core::{SecretString, VaultClient};
+use vault_ops_rotation::watcher::WatcherOptions;
 use vault_ops_rotation::{
     ApiKeyRotator, DatabaseCredentialRotator, RotationScheduler, RotationStatus, Rotator,
     SchedulerOptions, Strategy, TlsMode,
@@ -68,6 +75,13 @@ struct Sizes {
     db_rotations: usize,
     sched_secrets: usize,
     idle: Duration,
+    /// Part 4: idle watchers, their poll interval, the measured period.
+    watchers: usize,
+    watch_poll: Duration,
+    watch_period: Duration,
+    /// Part 5: rotations per pool, the watcher's poll interval.
+    handovers: usize,
+    handover_poll: Duration,
 }
 
 impl Sizes {
@@ -83,6 +97,11 @@ impl Sizes {
                 db_rotations: 3,
                 sched_secrets: 100,
                 idle: Duration::from_secs(1),
+                watchers: 10,
+                watch_poll: Duration::from_millis(200),
+                watch_period: Duration::from_millis(500),
+                handovers: 2,
+                handover_poll: Duration::from_millis(250),
             };
         }
         Sizes {
@@ -98,6 +117,12 @@ impl Sizes {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(10_000),
             idle: Duration::from_secs(5),
+            watchers: 1_000,
+            // The default poll interval, as a service would run it.
+            watch_poll: WatcherOptions::default().poll_interval,
+            watch_period: Duration::from_secs(20),
+            handovers: 20,
+            handover_poll: Duration::from_millis(250),
         }
     }
 }
@@ -615,9 +640,24 @@ fn main() {
     let api = bench_api_keys(&mut c, &rt, &bao, &sizes);
     c.final_summary();
     let db = rt.block_on(bench_database(&bao, &pg, &sizes));
+    // The idle watchers before the scheduler: afterwards their memory would come out of what
+    // the allocator kept from 10,000 scheduler tasks, and RSS would not show it.
+    let idle = rt.block_on(watch::bench_idle(
+        &bao,
+        sizes.watchers,
+        sizes.watch_poll,
+        sizes.watch_period,
+    ));
     let sched = rt.block_on(bench_scheduler(&bao, &sizes));
+    let handover = rt.block_on(watch::bench_handover(
+        &bao,
+        &pg,
+        sizes.handovers,
+        sizes.handover_poll,
+    ));
 
-    let out = report(&api, &db, &sched);
+    let mut out = report(&api, &db, &sched);
+    out.push_str(&watch::report(&idle, &handover));
     println!("\n{out}");
     if smoke {
         eprintln!("smoke run done (run with `cargo bench` or `./dev bench` to measure)");

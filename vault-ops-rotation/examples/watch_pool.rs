@@ -1,13 +1,14 @@
 //! A service's connection pool that follows rotations without a restart: a
-//! `CredentialWatcher` on `secret/database/NAME` and a deadpool-postgres pool on it.
+//! `CredentialWatcher` on `secret/database/NAME` and a deadpool-postgres pool on it (or a bb8
+//! pool with `--bb8`).
 //!
 //! ```text
 //! # Against your Vault and PostgreSQL: query for 60 s while someone rotates NAME.
 //! VAULT_ADDR=... VAULT_TOKEN=... PGSSLROOTCERT=/etc/ssl/db-ca.pem \
-//!   cargo run -p vault-ops-rotation --example watch_pool -- main-db --seconds 60
+//!   cargo run -p vault-ops-rotation --example watch_pool -- main-db --seconds 60 [--bb8]
 //!
 //! # Self-contained: a throwaway OpenBao and PostgreSQL, three rotations while 4 tasks query.
-//! cargo run -p vault-ops-rotation --example watch_pool
+//! cargo run -p vault-ops-rotation --example watch_pool [-- --bb8]
 //! ```
 //!
 //! Host, port and database come from the credential (`host`, `port`, `database`); TLS is
@@ -18,21 +19,54 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vault_ops_core::{ClientBuilder, SecretString, VaultClient};
-use vault_ops_rotation::pool::{deadpool_postgres::Pool, WatchedPoolBuilder};
+use vault_ops_rotation::pool::{bb8, deadpool_postgres, WatchedManager, WatchedPoolBuilder};
 use vault_ops_rotation::watcher::{CredentialWatcher, WatcherOptions};
 use vault_ops_rotation::{DatabaseCredentialRotator, RotationStatus, Strategy};
 use vault_ops_testkit::{BaoServer, PgCluster};
 
 type BoxError = Box<dyn std::error::Error>;
 
+/// The pool the service uses: either integration, the same watcher underneath.
+#[derive(Clone)]
+enum Pool {
+    Deadpool(deadpool_postgres::Pool),
+    Bb8(bb8::Pool<WatchedManager>),
+}
+
+impl Pool {
+    /// One query; `fresh` drops the connection afterwards (deadpool), so the pool opens new
+    /// ones (the bb8 pool gets a 2 s connection lifetime instead).
+    async fn query(&self, fresh: bool) -> Result<(), BoxError> {
+        match self {
+            Pool::Deadpool(pool) => {
+                let conn = pool.get().await?;
+                conn.query_one("SELECT current_user", &[]).await?;
+                if fresh {
+                    drop(deadpool_postgres::Object::take(conn));
+                }
+            }
+            Pool::Bb8(pool) => {
+                pool.get()
+                    .await?
+                    .query_one("SELECT current_user", &[])
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
+    let use_bb8 = std::env::args().any(|a| a == "--bb8");
     if std::env::var_os("VAULT_ADDR").is_some() || std::env::var_os("BAO_ADDR").is_some() {
-        let mut args = std::env::args().skip(1);
-        let name = args.next().ok_or("usage: watch_pool NAME [--seconds N]")?;
+        let mut args = std::env::args().skip(1).filter(|a| a != "--bb8");
+        let name = args
+            .next()
+            .ok_or("usage: watch_pool NAME [--seconds N] [--bb8]")?;
         let seconds = match (args.next().as_deref(), args.next()) {
             (Some("--seconds"), Some(n)) => n.parse::<u64>()?.min(86_400),
             _ => 60,
@@ -41,7 +75,7 @@ async fn main() -> Result<(), BoxError> {
         let ca = std::env::var_os("PGSSLROOTCERT")
             .map(std::fs::read)
             .transpose()?;
-        let pool = watched_pool(client, &name, ca).await?;
+        let pool = watched_pool(client, &name, ca, use_bb8).await?;
         let stop = Arc::new(AtomicBool::new(false));
         return query_for(&pool, Duration::from_secs(seconds), stop).await;
     }
@@ -76,7 +110,7 @@ async fn main() -> Result<(), BoxError> {
     if first.status != RotationStatus::Success {
         return Err(format!("bootstrap: {:?}", first.error).into());
     }
-    let pool = watched_pool(client, "demo", Some(pg.ca_pem().to_vec())).await?;
+    let pool = watched_pool(client, "demo", Some(pg.ca_pem().to_vec()), use_bb8).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let service = {
         let (pool, stop) = (pool.clone(), stop.clone());
@@ -89,10 +123,10 @@ async fn main() -> Result<(), BoxError> {
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let r = rotator.rotate("demo").await;
-        println!(
-            "rotation: {:?}, now version {:?}",
-            r.status, r.version_after
-        );
+        match r.version_after {
+            Some(v) => println!("rotation: {:?}, now version {v}", r.status),
+            None => println!("rotation: {:?}, version unchanged", r.status),
+        }
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::Relaxed);
@@ -105,6 +139,7 @@ async fn watched_pool(
     client: VaultClient,
     name: &str,
     ca: Option<Vec<u8>>,
+    use_bb8: bool,
 ) -> Result<Pool, BoxError> {
     let options = WatcherOptions::default().with_poll_interval(Duration::from_secs(1));
     let watcher =
@@ -126,7 +161,13 @@ async fn watched_pool(
     if let Some(ca) = ca {
         builder = builder.tls_ca_pem(ca);
     }
-    Ok(builder.build()?)
+    if use_bb8 {
+        let bb8_builder = bb8::Pool::builder()
+            .max_size(8)
+            .max_lifetime(Duration::from_secs(2));
+        return Ok(Pool::Bb8(builder.build_bb8_with(bb8_builder)?));
+    }
+    Ok(Pool::Deadpool(builder.build_deadpool()?))
 }
 
 /// 4 tasks querying (a new connection every 10th query) for `duration` or until `stop`;
@@ -142,16 +183,7 @@ async fn query_for(pool: &Pool, duration: Duration, stop: Arc<AtomicBool>) -> Re
             let mut n = 0u64;
             while tokio::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let result = async {
-                    let conn = pool.get().await?;
-                    conn.query_one("SELECT current_user", &[]).await?;
-                    if n % 10 == 0 {
-                        drop(vault_ops_rotation::pool::deadpool_postgres::Object::take(
-                            conn,
-                        ));
-                    }
-                    Ok::<_, BoxError>(())
-                };
+                let result = pool.query(n % 10 == 0);
                 match tokio::time::timeout(Duration::from_secs(30), result).await {
                     Ok(Ok(())) => ok.fetch_add(1, Ordering::Relaxed),
                     Ok(Err(e)) => {

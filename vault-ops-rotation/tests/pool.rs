@@ -1,6 +1,7 @@
-//! The deadpool-postgres pool on a CredentialWatcher, against a real PostgreSQL (TLS with the
-//! testkit CA, SCRAM) and a real OpenBao: 8 tasks query continuously through 20 rotations by
-//! DatabaseCredentialRotator with 0 failed queries.
+//! The deadpool-postgres and bb8 pools on a CredentialWatcher, against a real PostgreSQL (TLS
+//! with the testkit CA, SCRAM) and a real OpenBao: 8 tasks query continuously through 20
+//! rotations by DatabaseCredentialRotator with 0 failed queries, for each pool with
+//! alternating users and with a single user.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use vault_ops_core::{SecretString, VaultClient};
-use vault_ops_rotation::pool::{deadpool_postgres, ConnectEvent, WatchedPoolBuilder};
+use vault_ops_rotation::pool::{
+    bb8, deadpool_postgres, ConnectEvent, WatchedManager, WatchedPoolBuilder,
+};
 use vault_ops_rotation::watcher::{CredentialWatcher, WatcherOptions};
 use vault_ops_rotation::{
     DatabaseCredentialRotator, FaultHook, FaultPoint, RotationError, RotationStatus, Strategy,
@@ -26,6 +29,9 @@ const MAX_QUERIES_PER_TASK: u64 = 50_000;
 /// Every this many queries a task discards its connection, so the pool keeps opening new
 /// ones (as a pool with a connection lifetime does).
 const NEW_CONNECTION_EVERY: u64 = 8;
+/// bb8 has no way to discard a checked-out connection: its pool gets a connection lifetime
+/// instead, so it keeps opening new ones too.
+const BB8_MAX_LIFETIME: Duration = Duration::from_millis(300);
 /// The two handover runs are heavy (TLS and SCRAM logins): one at a time.
 /// The bound asserted on the delay between a commit of `C` and the first new connection with
 /// it. Typical values are well under it (the output prints the measured maximum); the margin
@@ -49,6 +55,69 @@ async fn superuser(pg: &PgCluster) -> tokio_postgres::Client {
     client
 }
 
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Deadpool,
+    Bb8,
+}
+
+/// Either pool, as the query tasks use it.
+#[derive(Clone)]
+enum AnyPool {
+    Deadpool(deadpool_postgres::Pool),
+    Bb8(bb8::Pool<WatchedManager>),
+}
+
+/// A checked-out connection of either pool.
+enum Conn {
+    Deadpool(deadpool_postgres::Object),
+    Bb8(bb8::PooledConnection<'static, WatchedManager>),
+}
+
+impl Conn {
+    fn client(&self) -> &tokio_postgres::Client {
+        match self {
+            Conn::Deadpool(o) => o,
+            Conn::Bb8(c) => c,
+        }
+    }
+}
+
+impl AnyPool {
+    fn build(kind: Kind, builder: WatchedPoolBuilder) -> AnyPool {
+        match kind {
+            Kind::Deadpool => AnyPool::Deadpool(builder.build_deadpool().unwrap()),
+            Kind::Bb8 => AnyPool::Bb8(
+                builder
+                    .build_bb8_with(
+                        bb8::Pool::builder()
+                            .max_size((TASKS + 2) as u32)
+                            .max_lifetime(BB8_MAX_LIFETIME),
+                    )
+                    .unwrap(),
+            ),
+        }
+    }
+
+    async fn get(&self) -> Result<Conn, String> {
+        match self {
+            AnyPool::Deadpool(p) => p.get().await.map(Conn::Deadpool).map_err(|e| e.to_string()),
+            AnyPool::Bb8(p) => p
+                .get_owned()
+                .await
+                .map(Conn::Bb8)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Drops the connection instead of returning it (deadpool; bb8 relies on its lifetime).
+    fn discard(conn: Conn) {
+        if let Conn::Deadpool(o) = conn {
+            drop(deadpool_postgres::Object::take(o));
+        }
+    }
+}
+
 struct Outcome {
     queries: u64,
     failures: Vec<String>,
@@ -58,7 +127,13 @@ struct Outcome {
 }
 
 /// Runs the whole scenario: bootstrap, pool, 8 query tasks, 20 rotations, checks.
-async fn handover(label: &str, strategy: Strategy, roles: &[&str], poll: Duration) -> Outcome {
+async fn handover(
+    kind: Kind,
+    label: &str,
+    strategy: Strategy,
+    roles: &[&str],
+    poll: Duration,
+) -> Outcome {
     let _serial = SERIAL.lock().await;
     let (bao, pg) = tokio::join!(BaoServer::start(), PgCluster::start());
     let client = VaultClient::builder()
@@ -122,7 +197,7 @@ async fn handover(label: &str, strategy: Strategy, roles: &[&str], poll: Duratio
         let first_connect = first_connect.clone();
         let retried = retried.clone();
         let connects = connects.clone();
-        WatchedPoolBuilder::new(watcher.clone())
+        let builder = WatchedPoolBuilder::new(watcher.clone())
             .host(pg.host())
             .port(pg.port())
             .tls_ca_pem(pg.ca_pem())
@@ -137,9 +212,8 @@ async fn handover(label: &str, strategy: Strategy, roles: &[&str], poll: Duratio
                     .unwrap()
                     .entry(e.version)
                     .or_insert(e.at);
-            })
-            .build()
-            .unwrap()
+            });
+        AnyPool::build(kind, builder)
     };
 
     // Two connections opened before any rotation, held for the whole run.
@@ -147,6 +221,7 @@ async fn handover(label: &str, strategy: Strategy, roles: &[&str], poll: Duratio
     for _ in 0..2 {
         let conn = pool.get().await.unwrap();
         let user: String = conn
+            .client()
             .query_one("SELECT current_user", &[])
             .await
             .unwrap()
@@ -174,6 +249,7 @@ async fn handover(label: &str, strategy: Strategy, roles: &[&str], poll: Duratio
                 let run = async {
                     let conn = pool.get().await.map_err(|e| format!("pool.get: {e}"))?;
                     let row = conn
+                        .client()
                         .query_one("SELECT count(*) FROM orders", &[])
                         .await
                         .map_err(|e| format!("query: {e}"))?;
@@ -181,7 +257,7 @@ async fn handover(label: &str, strategy: Strategy, roles: &[&str], poll: Duratio
                         return Err("wrong result".to_string());
                     }
                     if n % NEW_CONNECTION_EVERY == 0 {
-                        drop(deadpool_postgres::Object::take(conn));
+                        AnyPool::discard(conn);
                     }
                     Ok::<_, String>(())
                 };
@@ -222,6 +298,7 @@ async fn handover(label: &str, strategy: Strategy, roles: &[&str], poll: Duratio
     // The connections opened before the first rotation still work.
     for conn in &held {
         let n: i64 = conn
+            .client()
             .query_one("SELECT count(*) FROM orders", &[])
             .await
             .unwrap()
@@ -245,7 +322,7 @@ async fn handover(label: &str, strategy: Strategy, roles: &[&str], poll: Duratio
         connects: connects.load(Ordering::Relaxed),
     };
     println!(
-        "{label}: {} rotations, {} queries, {} failed, {} connections ({} retried after 28P01), max delay commit -> first connection with the new credential: {:?}; users seen: {users:?}",
+        "{kind:?}, {label}: {} rotations, {} queries, {} failed, {} connections ({} retried after 28P01), max delay commit -> first connection with the new credential: {:?}; users seen: {users:?}",
         commits.len(),
         outcome.queries,
         outcome.failures.len(),
@@ -258,10 +335,10 @@ async fn handover(label: &str, strategy: Strategy, roles: &[&str], poll: Duratio
     outcome
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alternating_users_handover_without_failed_queries() {
+async fn alternating_users(kind: Kind) {
     let poll = Duration::from_millis(250);
     let out = handover(
+        kind,
         "alternating users",
         Strategy::alternating_users("app_blue", "app_green"),
         &["app_blue", "app_green"],
@@ -284,9 +361,9 @@ async fn alternating_users_handover_without_failed_queries() {
 
 /// A single user: the old password stops working at `ALTER ROLE`. The watcher polls only
 /// once an hour here, so every version reaches the pool through the 28P01 retry.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn single_user_handover_retries_once_with_a_fresh_read() {
+async fn single_user(kind: Kind) {
     let out = handover(
+        kind,
         "single user",
         Strategy::single_user("app"),
         &["app"],
@@ -311,8 +388,28 @@ async fn single_user_handover_retries_once_with_a_fresh_read() {
     );
 }
 
-#[tokio::test]
-async fn insecure_settings_are_refused() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadpool_alternating_users_handover_without_failed_queries() {
+    alternating_users(Kind::Deadpool).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadpool_single_user_handover_retries_once_with_a_fresh_read() {
+    single_user(Kind::Deadpool).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bb8_alternating_users_handover_without_failed_queries() {
+    alternating_users(Kind::Bb8).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bb8_single_user_handover_retries_once_with_a_fresh_read() {
+    single_user(Kind::Bb8).await;
+}
+
+/// A watcher on a canned credential served by a wiremock server (kept alive by the caller).
+async fn canned_watcher() -> (wiremock::MockServer, CredentialWatcher) {
     let server = wiremock::MockServer::start().await;
     wiremock::Mock::given(wiremock::matchers::method("GET"))
         .respond_with(
@@ -331,16 +428,40 @@ async fn insecure_settings_are_refused() {
         CredentialWatcher::start(client, "secret", "database/x", WatcherOptions::default())
             .await
             .unwrap();
-    for mode in [TlsMode::Disable, TlsMode::Prefer] {
-        let err = WatchedPoolBuilder::new(watcher.clone())
-            .tls(mode)
-            .build()
-            .unwrap_err();
+    (server, watcher)
+}
+
+#[tokio::test]
+async fn insecure_settings_are_refused() {
+    let (_server, watcher) = canned_watcher().await;
+    // Both pools check the settings the same way.
+    let refusals = |builder: fn(WatchedPoolBuilder) -> Result<(), RotationError>| {
+        for mode in [TlsMode::Disable, TlsMode::Prefer] {
+            let err = builder(WatchedPoolBuilder::new(watcher.clone()).tls(mode)).unwrap_err();
+            assert!(matches!(err, RotationError::Config(_)), "{err}");
+        }
+        let bad_ca =
+            WatchedPoolBuilder::new(watcher.clone()).tls_ca_pem(b"not a certificate".to_vec());
+        let err = builder(bad_ca).unwrap_err();
         assert!(matches!(err, RotationError::Config(_)), "{err}");
-    }
-    let err = WatchedPoolBuilder::new(watcher)
-        .tls_ca_pem(b"not a certificate".to_vec())
+    };
+    refusals(|b| b.build_deadpool().map(drop));
+    refusals(|b| b.build_bb8().map(drop));
+}
+
+#[test]
+fn a_bb8_pool_outside_a_runtime_is_an_error_not_a_panic() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
+        .unwrap();
+    // A watcher needs a first read: serve it from a wiremock server inside a runtime, then
+    // build the pool outside it.
+    let (_server, watcher) = runtime.block_on(canned_watcher());
+    let err = WatchedPoolBuilder::new(watcher)
+        .allow_insecure_local_dev()
+        .tls(TlsMode::Disable)
+        .build_bb8()
         .unwrap_err();
-    assert!(matches!(err, RotationError::Config(_)), "{err}");
+    assert!(err.to_string().contains("tokio runtime"), "{err}");
 }

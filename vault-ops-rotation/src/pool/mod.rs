@@ -1,9 +1,24 @@
-//! A `deadpool-postgres` pool on a [`CredentialWatcher`] (feature `deadpool`).
+//! Connection pools on a [`CredentialWatcher`]: `deadpool-postgres` (feature `deadpool`) and
+//! `bb8` (feature `bb8`).
 //!
-//! `deadpool-postgres` is the most used tokio-postgres pool (bb8-postgres is the other common
-//! one; sqlx brings its own driver). [`WatchedPoolBuilder::build`] returns a plain
-//! [`deadpool_postgres::Pool`] — the same `Pool`, `Object` and statement cache a service
-//! already uses — whose connector:
+//! Both are tokio-postgres pools, so both share one connector (this module): the same
+//! credential tracking, the same one retry, the same TLS. `deadpool-postgres` is the most
+//! used tokio-postgres pool; `bb8` is the other common one (`bb8-postgres` is its
+//! tokio-postgres adapter). sqlx's pool is used at least as much, but only with sqlx's own
+//! driver: it would need a second connect path, a second TLS set-up (our SCRAM-only guard
+//! sits in the tokio-postgres TLS stream) and a second way to recognise a refused password,
+//! while `bb8` reuses all of it. A sqlx service can still read
+//! [`CredentialWatcher::current`] when it builds its `PgConnectOptions`. [`WatchedPoolBuilder`]
+//! takes the settings once and returns a plain pool of either kind:
+//!
+//! - [`build_deadpool`](WatchedPoolBuilder::build_deadpool): a [`deadpool_postgres::Pool`]
+//!   (the same `Pool`, `Object` and statement cache a service already uses);
+//! - [`build_bb8`](WatchedPoolBuilder::build_bb8) (or
+//!   [`build_bb8_with`](WatchedPoolBuilder::build_bb8_with) for your own `bb8::Builder`): a
+//!   `bb8::Pool<`[`WatchedManager`]`>` whose connections deref to a
+//!   [`tokio_postgres::Client`], as with `bb8-postgres`.
+//!
+//! Either pool's connector:
 //!
 //! - opens every **new** connection with the watcher's newest credential (connections opened
 //!   before a rotation stay in the pool and keep working as long as PostgreSQL accepts the
@@ -12,14 +27,23 @@
 //!   has not seen the commit yet, or the single-user window between `ALTER ROLE` and the
 //!   commit of `C`), reads `C` again — waiting up to
 //!   [`auth_retry_wait`](WatchedPoolBuilder::auth_retry_wait) for a newer version — and
-//!   retries **once** with it;
+//!   retries **once** with it (bb8's own retry loop is switched off, so a refused password is
+//!   never tried again and again);
 //! - uses TLS exactly like [`DatabaseCredentialRotator`](crate::DatabaseCredentialRotator):
 //!   rustls with a verified certificate and host name (plus
 //!   [`tls_ca_pem`](WatchedPoolBuilder::tls_ca_pem) for a private CA), SCRAM only; plain text
 //!   only with [`allow_insecure_local_dev`](WatchedPoolBuilder::allow_insecure_local_dev).
 //!
 //! Every connection attempt is bounded by the pool's create timeout
-//! (`connect_timeout` twice plus `auth_retry_wait`).
+//! (`connect_timeout` twice plus `auth_retry_wait` plus 1 s; bb8's `connection_timeout`).
+//!
+//! | what happens | the pool does |
+//! |---|---|
+//! | a new connection is needed | logs in with [`CredentialWatcher::current`] |
+//! | PostgreSQL answers `28P01` (password replaced, watcher behind) | reads `C` again (up to `auth_retry_wait` for a newer version), retries once with it; with no newer version the `28P01` error is returned |
+//! | the fresh read fails (Vault down) | logs a warning, returns the `28P01` error unless the watcher already holds a newer version |
+//! | any other login error (TLS, network, SCRAM refused) | returned at once, no retry |
+//! | a rotation while connections are open | they keep working (PostgreSQL keeps sessions) |
 //!
 //! ```no_run
 //! use vault_ops_core::ClientBuilder;
@@ -34,7 +58,7 @@
 //! let pool = WatchedPoolBuilder::new(watcher)
 //!     .tls_ca_pem(std::fs::read("/etc/ssl/db-ca.pem")?)
 //!     .max_size(16)
-//!     .build()?;
+//!     .build_deadpool()?; // or .build_bb8()?
 //! let conn = pool.get().await?;
 //! let row = conn.query_one("SELECT current_user", &[]).await?;
 //! println!("connected as {}", row.get::<_, String>(0));
@@ -42,20 +66,29 @@
 //! ```
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Connect, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 use vault_ops_core::ExposeSecret;
 
 use crate::database::tls;
-
 use crate::watcher::{CredentialWatcher, WatchedCredential};
 use crate::{RotationError, TlsMode};
+
+#[cfg(feature = "bb8")]
+mod bb8_manager;
+#[cfg(feature = "deadpool")]
+mod deadpool_connect;
+
+/// The `bb8` this pool is built with (its `Pool`, `Builder`, `PooledConnection`, `RunError`).
+#[cfg(feature = "bb8")]
+pub use bb8;
+#[cfg(feature = "bb8")]
+pub use bb8_manager::WatchedManager;
 /// The `deadpool-postgres` this pool is built with (its `Pool`, `Object`, errors).
+#[cfg(feature = "deadpool")]
 pub use deadpool_postgres;
 
 /// SQLSTATE `invalid_password`: PostgreSQL's answer to a wrong password.
@@ -77,7 +110,7 @@ pub struct ConnectEvent {
 
 type ConnectHook = Arc<dyn Fn(&ConnectEvent) + Send + Sync>;
 
-/// Builds a [`deadpool_postgres::Pool`] on a [`CredentialWatcher`]; see the
+/// Builds a `deadpool-postgres` or `bb8` pool on a [`CredentialWatcher`]; see the
 /// [module docs](self).
 pub struct WatchedPoolBuilder {
     watcher: CredentialWatcher,
@@ -191,9 +224,11 @@ impl WatchedPoolBuilder {
         self
     }
 
-    /// The pool. Fails on settings that cannot work (an insecure TLS mode without
-    /// [`allow_insecure_local_dev`](Self::allow_insecure_local_dev), an unusable CA).
-    pub fn build(self) -> Result<Pool, RotationError> {
+    /// The settings checked and turned into the connector both pools use, with the pool
+    /// size and the bound of one connection attempt. Fails on settings that cannot work (an
+    /// insecure TLS mode without [`allow_insecure_local_dev`](Self::allow_insecure_local_dev),
+    /// an unusable CA).
+    fn into_connector(self) -> Result<(Connector, usize, Duration), RotationError> {
         if self.tls != TlsMode::Require && !self.insecure_local_dev {
             return Err(RotationError::Config(format!(
                 "TLS mode {:?} may send the password in plain text; use TlsMode::Require (tls_ca_pem for a private CA), or allow_insecure_local_dev() for a local test server",
@@ -217,7 +252,7 @@ impl WatchedPoolBuilder {
             .saturating_mul(2)
             .saturating_add(self.auth_retry_wait)
             .saturating_add(Duration::from_secs(1));
-        let connect = WatchedConnect {
+        let connector = Connector {
             watcher: self.watcher,
             host: self.host,
             port: self.port,
@@ -228,24 +263,12 @@ impl WatchedPoolBuilder {
             auth_retry_wait: self.auth_retry_wait,
             on_connect: self.on_connect,
         };
-        let manager = Manager::from_connect(
-            tokio_postgres::Config::new(),
-            connect,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        Pool::builder(manager)
-            .max_size(self.max_size)
-            .runtime(Runtime::Tokio1)
-            .create_timeout(Some(create_timeout))
-            .build()
-            .map_err(|e| RotationError::Config(format!("the pool: {e}")))
+        Ok((connector, self.max_size, create_timeout))
     }
 }
 
-/// The pool's connector: the newest credential, one retry after `28P01`.
-struct WatchedConnect {
+/// The connector both pools share: the newest credential, one retry after `28P01`.
+struct Connector {
     watcher: CredentialWatcher,
     host: Option<String>,
     port: Option<u16>,
@@ -257,52 +280,47 @@ struct WatchedConnect {
     on_connect: Option<ConnectHook>,
 }
 
-type ConnectResult = Result<(Client, JoinHandle<()>), tokio_postgres::Error>;
+type Connected = (Client, JoinHandle<()>);
 
-impl Connect for WatchedConnect {
-    fn connect(
-        &self,
-        _pg_config: &tokio_postgres::Config,
-    ) -> Pin<Box<dyn Future<Output = ConnectResult> + Send + '_>> {
-        Box::pin(async move {
-            let first = self.watcher.current();
-            let err = match self.connect_as(&first).await {
-                Ok(client) => return Ok(self.opened(client, &first, false)),
-                Err(e) if is_invalid_password(&e) => e,
-                Err(e) => return Err(e),
-            };
-            // A stale password: read C again (waiting a little for a newer version) and
-            // retry once, only with a different credential.
-            let fresh = match self
-                .watcher
-                .refresh_newer_than(first.version(), self.auth_retry_wait)
-                .await
-            {
-                Ok(fresh) => fresh,
-                Err(read) => {
-                    tracing::warn!(error = %read, "pool: reading the credential again failed");
-                    self.watcher.current()
-                }
-            };
-            if fresh.version() <= first.version() {
-                return Err(err);
+impl Connector {
+    /// A new connection with the newest credential; after `28P01`, one retry with a
+    /// fresher one (never with the same).
+    async fn connect(&self) -> Result<Connected, tokio_postgres::Error> {
+        let first = self.watcher.current();
+        let err = match self.connect_as(&first).await {
+            Ok(client) => return Ok(self.opened(client, &first, false)),
+            Err(e) if is_invalid_password(&e) => e,
+            Err(e) => return Err(e),
+        };
+        // A stale password: read C again (waiting a little for a newer version) and
+        // retry once, only with a different credential.
+        let fresh = match self
+            .watcher
+            .refresh_newer_than(first.version(), self.auth_retry_wait)
+            .await
+        {
+            Ok(fresh) => fresh,
+            Err(read) => {
+                tracing::warn!(error = %read, "pool: reading the credential again failed");
+                self.watcher.current()
             }
-            tracing::info!(
-                from = first.version(),
-                to = fresh.version(),
-                "pool: login refused with a stale password; retrying with the newer credential"
-            );
-            let client = self.connect_as(&fresh).await?;
-            Ok(self.opened(client, &fresh, true))
-        })
+        };
+        if fresh.version() <= first.version() {
+            return Err(err);
+        }
+        tracing::info!(
+            from = first.version(),
+            to = fresh.version(),
+            "pool: login refused with a stale password; retrying with the newer credential"
+        );
+        let client = self.connect_as(&fresh).await?;
+        Ok(self.opened(client, &fresh, true))
     }
-}
 
-impl WatchedConnect {
     async fn connect_as(
         &self,
         credential: &WatchedCredential,
-    ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+    ) -> Result<Connected, tokio_postgres::Error> {
         let mut config = tokio_postgres::Config::new();
         config
             .host(
@@ -334,10 +352,10 @@ impl WatchedConnect {
 
     fn opened(
         &self,
-        (client, task): (Client, JoinHandle<()>),
+        connected: Connected,
         credential: &WatchedCredential,
         retried: bool,
-    ) -> (Client, JoinHandle<()>) {
+    ) -> Connected {
         if let Some(hook) = &self.on_connect {
             hook(&ConnectEvent {
                 version: credential.version(),
@@ -346,7 +364,7 @@ impl WatchedConnect {
                 at: Instant::now(),
             });
         }
-        (client, task)
+        connected
     }
 }
 

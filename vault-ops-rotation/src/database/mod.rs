@@ -162,12 +162,14 @@
 //! still land, `S` is left pending for the next run to probe and resume
 //! ([`RotationError::TimedOut`]).
 
+mod engine;
 mod password;
 mod postgres;
 pub(crate) mod tls;
 
 pub use password::{PasswordPolicy, MIN_PASSWORD_BITS};
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -185,8 +187,9 @@ use crate::state::{
 };
 use crate::{FaultHook, FaultPoint, RotationError};
 
+use engine::{AdminSession, Engine, Probe, ProbeError, ServerSettings, SqlFailure};
 use password::policy_allows;
-use postgres::{Probe, ProbeError, Session, SqlError, SqlFailure, MAX_PG_TIMEOUT};
+use postgres::{Postgres, MAX_PG_TIMEOUT};
 
 /// Default KV v2 mount.
 pub const DEFAULT_MOUNT: &str = "secret";
@@ -280,17 +283,8 @@ pub struct DbPending {
 #[derive(Clone)]
 pub struct DatabaseCredentialRotator {
     client: VaultClient,
-    host: String,
-    port: u16,
-    database: String,
-    tls: TlsMode,
-    tls_ca_pem: Option<Vec<u8>>,
-    admin_username: String,
-    admin_password: SecretString,
-    insecure_local_dev: bool,
-    connect_timeout: Duration,
-    statement_timeout: Duration,
-    lock_timeout: Duration,
+    engine: Arc<dyn Engine>,
+    server: ServerSettings,
     mount: String,
     credential_prefix: String,
     state_mount: Option<String>,
@@ -308,13 +302,8 @@ pub struct DatabaseCredentialRotator {
 impl std::fmt::Debug for DatabaseCredentialRotator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseCredentialRotator")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("database", &self.database)
-            .field("tls", &self.tls)
-            .field("insecure_local_dev", &self.insecure_local_dev)
-            .field("admin_username", &self.admin_username)
-            .field("admin_password", &"[REDACTED]")
+            .field("engine", &self.engine.name())
+            .field("server", &self.server)
             .field("mount", &self.mount)
             .field("credential_prefix", &self.credential_prefix)
             .field("state_mount", &self.state_mount)
@@ -338,17 +327,20 @@ impl DatabaseCredentialRotator {
     ) -> Self {
         DatabaseCredentialRotator {
             client,
-            host: db_host.into(),
-            port: 5432,
-            database: "postgres".into(),
-            tls: TlsMode::default(),
-            tls_ca_pem: None,
-            admin_username: admin_username.into(),
-            admin_password,
-            insecure_local_dev: false,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
-            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            engine: Arc::new(Postgres),
+            server: ServerSettings {
+                host: db_host.into(),
+                port: 5432,
+                database: "postgres".into(),
+                tls: TlsMode::default(),
+                tls_ca_pem: None,
+                admin_username: admin_username.into(),
+                admin_password,
+                insecure_local_dev: false,
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+                lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            },
             mount: DEFAULT_MOUNT.into(),
             credential_prefix: DEFAULT_CREDENTIAL_PREFIX.into(),
             state_mount: None,
@@ -366,15 +358,15 @@ impl DatabaseCredentialRotator {
 
     vault_ops_core::setters! {
         /// The PostgreSQL port (default 5432).
-        fn port(u16);
+        fn port(u16) in server;
         /// The database to connect to (default `postgres`); also written to new credentials.
-        fn database(string);
+        fn database(string) in server;
         /// TLS towards PostgreSQL (default [`TlsMode::Require`]; the others need
         /// [`allow_insecure_local_dev`](Self::allow_insecure_local_dev)).
-        fn tls(TlsMode);
+        fn tls(TlsMode) in server;
         /// Bound of each connection attempt: TCP, TLS, authentication and the session
         /// settings (default 10 s).
-        fn connect_timeout(Duration);
+        fn connect_timeout(Duration) in server;
         /// Which roles to rotate (default: the single user named in `C`, which must then
         /// exist).
         fn strategy(Some(Strategy));
@@ -394,7 +386,7 @@ impl DatabaseCredentialRotator {
     /// that runs longer. The client also gives up on a statement whose reply has not come 2 s
     /// after that.
     pub fn statement_timeout(mut self, timeout: Duration) -> Self {
-        self.statement_timeout = timeout.clamp(Duration::from_millis(1), MAX_PG_TIMEOUT);
+        self.server.statement_timeout = timeout.clamp(Duration::from_millis(1), MAX_PG_TIMEOUT);
         self
     }
 
@@ -402,7 +394,7 @@ impl DatabaseCredentialRotator {
     /// the statement timeout): how long `ALTER ROLE` waits for a role that another session's
     /// open transaction has locked before the server refuses it (SQLSTATE `55P03`).
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = timeout.clamp(Duration::from_millis(1), MAX_PG_TIMEOUT);
+        self.server.lock_timeout = timeout.clamp(Duration::from_millis(1), MAX_PG_TIMEOUT);
         self
     }
 
@@ -413,14 +405,14 @@ impl DatabaseCredentialRotator {
     /// rotator only connects with verified TLS and SCRAM-SHA-256; see
     /// [TLS and authentication](self#tls-and-authentication).
     pub fn allow_insecure_local_dev(mut self) -> Self {
-        self.insecure_local_dev = true;
+        self.server.insecure_local_dev = true;
         self
     }
 
     /// Also trusts these CA certificates (PEM) for PostgreSQL's server certificate, besides the
     /// webpki (Mozilla) roots.
     pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.tls_ca_pem = Some(pem.into());
+        self.server.tls_ca_pem = Some(pem.into());
         self
     }
 
@@ -511,7 +503,7 @@ impl DatabaseCredentialRotator {
             Err(failed(RotationError::Config(
                 "the credential name is empty".into(),
             )))
-        } else if let Err(e) = self.policy.validate().and(self.check_transport()) {
+        } else if let Err(e) = self.policy.validate().and(self.server.check_transport()) {
             Err(failed(e))
         } else {
             self.run_inner(&mut run).await
@@ -1272,22 +1264,16 @@ impl DatabaseCredentialRotator {
             .admin(run)
             .await
             .map_err(|e| (RotationStatus::Failed, e))?;
-        let looked_up = self
-            .bounded(admin.query_opt(
-                "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
-                &[&username],
-            ))
-            .await;
-        let exists = match looked_up {
-            Ok(row) => row,
+        let exists = match admin.user_exists(username).await {
+            Ok(exists) => exists,
             Err(e) => {
-                if matches!(e, SqlError::TimedOut(_)) {
+                if !matches!(e, SqlFailure::Definite(_)) {
                     run.cx.admin = None;
                 }
-                return Err((RotationStatus::Failed, e.into_error("look up the role")));
+                return Err((RotationStatus::Failed, e.into_error()));
             }
         };
-        if exists.is_none() {
+        if !exists {
             return Err((
                 RotationStatus::Failed,
                 RotationError::RoleMissing {
@@ -1338,6 +1324,42 @@ impl DatabaseCredentialRotator {
             },
             Err(_) => None,
         }
+    }
+
+    /// Logs in as `user` with `password` (see [`Engine::login`]).
+    async fn probe(&self, user: &str, password: &SecretString, query: Option<&str>) -> Probe {
+        self.engine.login(&self.server, user, password, query).await
+    }
+
+    /// The run's admin session (opened once, and again after it broke).
+    async fn admin<'r>(
+        &self,
+        run: &'r mut DbRun,
+    ) -> Result<&'r mut (dyn AdminSession + 'static), RotationError> {
+        if run.cx.admin.as_ref().is_some_and(|s| s.is_closed()) {
+            run.cx.admin = None;
+        }
+        let session = match run.cx.admin.take() {
+            Some(session) => session,
+            None => self.engine.connect_admin(&self.server).await?,
+        };
+        Ok(run.cx.admin.insert(session).as_mut())
+    }
+
+    /// Sets `username`'s password as the admin; a session whose statement may still be in
+    /// flight (or broke) is dropped.
+    async fn alter_password(
+        &self,
+        run: &mut DbRun,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<(), SqlFailure> {
+        let admin = self.admin(run).await.map_err(SqlFailure::Definite)?;
+        let set = admin.set_password(username, password).await;
+        if matches!(set, Err(SqlFailure::Unknown(_) | SqlFailure::TimedOut(_))) {
+            run.cx.admin = None;
+        }
+        set
     }
 
     async fn read_credential(&self, name: &str) -> Result<Option<Current>, RotationError> {
@@ -1405,11 +1427,11 @@ impl DatabaseCredentialRotator {
             Value::String(password.expose_secret().to_string()),
         );
         data.entry("host")
-            .or_insert_with(|| Value::String(self.host.clone()));
+            .or_insert_with(|| Value::String(self.server.host.clone()));
         data.entry("port")
-            .or_insert_with(|| Value::String(self.port.to_string()));
+            .or_insert_with(|| Value::String(self.server.port.to_string()));
         data.entry("database")
-            .or_insert_with(|| Value::String(self.database.clone()));
+            .or_insert_with(|| Value::String(self.server.database.clone()));
         Value::Object(data)
     }
 }
@@ -1470,7 +1492,7 @@ enum Recheck {
 
 /// The database rotator's part of a [`Run`]: its admin session, opened once per run.
 struct DbCx {
-    admin: Option<Session>,
+    admin: Option<Box<dyn AdminSession>>,
 }
 
 /// A run of the database rotator.

@@ -65,14 +65,18 @@
 //! disagrees with the rotator's configuration is a [`Conflict`](RotationStatus::Conflict),
 //! noted in `S` and never acted on — each rotator only says *what* it expects. Every rotator
 //! reports errors as one [`RotationError`]. The database rotator is split into its protocol
-//! steps (`database`), its PostgreSQL side (connections, `ALTER ROLE`, probes), TLS and the
-//! [`PasswordPolicy`]; the API-key rotator into its steps (`api_key`), the
+//! steps (`database`), an engine per server behind one internal trait — PostgreSQL
+//! (connections, `ALTER ROLE`, probes) and, with feature `mysql`, MariaDB (`ALTER USER`,
+//! see [Engines](database#engines)) — TLS and the [`PasswordPolicy`]; the API-key rotator into its steps (`api_key`), the
 //! [`KeyFormat`](api_key::KeyFormat), the
 //! [`KeyIssuer`] and the revocation list.
 //!
 //! ## The rotators
 //!
-//! - [`DatabaseCredentialRotator`] ([`database`]): PostgreSQL role passwords, as a
+//! - [`DatabaseCredentialRotator`] ([`database`]): PostgreSQL role passwords (and, with
+//!   feature `mysql`, MariaDB user passwords: `DatabaseCredentialRotator::mariadb`, the
+//!   `mysql_native_password` hash computed here so the plaintext reaches neither the general
+//!   nor the binary log), as a
 //!   [single user](Strategy::single_user) or [alternating users](Strategy::alternating_users)
 //!   (two roles with the same grants, so the previous credential keeps working for a whole
 //!   period); verified TLS and SCRAM-SHA-256 only, unless plain text is asked for explicitly

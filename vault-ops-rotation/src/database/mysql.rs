@@ -125,7 +125,7 @@ impl Engine for MariaDb {
     ) -> Result<Box<dyn AdminSession>, RotationError> {
         let conn = connect(settings, &settings.admin_username, &settings.admin_password)
             .await
-            .map_err(|e| e.into_error("connect as the admin"))?;
+            .map_err(|e| e.into_error(&format!("connect as the admin to {}", address(settings))))?;
         Ok(Box::new(MariaDbAdmin {
             conn: Some(conn),
             broken: false,
@@ -453,24 +453,38 @@ fn server_code(e: &mysql_async::Error) -> Option<u16> {
     }
 }
 
-/// The server's message, or the client error with its causes (never a statement or a
-/// password: the driver's errors hold neither).
+/// The server's message, or the client error with its causes, each said once (never a
+/// statement or a password: the driver's errors hold neither). A certificate that does not
+/// verify gets the next step.
 fn message(e: &mysql_async::Error) -> String {
-    match e {
-        mysql_async::Error::Server(server) => server.message.clone(),
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(cause) = source {
-                let cause_text = cause.to_string();
-                if !text.contains(&cause_text) {
-                    text.push_str(": ");
-                    text.push_str(&cause_text);
-                }
-                source = cause.source();
+    if let mysql_async::Error::Server(server) = e {
+        return server.message.clone();
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(e);
+    while let Some(error) = next {
+        for part in error.to_string().split(": ") {
+            if !parts.iter().any(|p| p == part) {
+                parts.push(part.to_string());
             }
-            text
         }
+        next = error.source();
+    }
+    let mut text = parts.join(": ");
+    if text.contains("invalid peer certificate") {
+        text.push_str(
+            " (the server's certificate did not verify against the webpki roots and tls_ca_pem: pass the CA that signed it with tls_ca_pem)",
+        );
+    }
+    text
+}
+
+/// `host:port`, or the socket path.
+fn address(settings: &ServerSettings) -> String {
+    if settings.host.starts_with('/') {
+        settings.host.clone()
+    } else {
+        format!("{}:{}", settings.host, settings.port)
     }
 }
 
@@ -505,6 +519,93 @@ mod tests {
         let hash = native_password_hash("Zq9-some-new-password");
         assert_eq!(hash.len(), 41);
         assert!(!hash.contains("Zq9"));
+    }
+
+    fn settings(statement: Duration, lock: Duration) -> ServerSettings {
+        ServerSettings {
+            host: "db".into(),
+            port: 3306,
+            database: String::new(),
+            tls: TlsMode::Require,
+            tls_ca_pem: None,
+            insecure_local_dev: false,
+            admin_username: "admin".into(),
+            admin_password: SecretString::from("Adm1n-Secret".to_string()),
+            connect_timeout: Duration::from_secs(10),
+            statement_timeout: statement,
+            lock_timeout: lock,
+        }
+    }
+
+    #[test]
+    fn session_settings_carry_the_time_limits() {
+        let s = session_settings(&settings(Duration::from_secs(30), Duration::from_secs(10)));
+        assert_eq!(
+            s,
+            "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES', max_statement_time = 30.000, lock_wait_timeout = 10, innodb_lock_wait_timeout = 10"
+        );
+        // Sub-second limits: milliseconds for statements, the lock waits rounded up to 1 s and
+        // never above the statement limit's whole seconds.
+        let s = session_settings(&settings(
+            Duration::from_millis(1500),
+            Duration::from_millis(200),
+        ));
+        assert!(s.contains("max_statement_time = 1.500,"), "{s}");
+        assert!(
+            s.ends_with("lock_wait_timeout = 1, innodb_lock_wait_timeout = 1"),
+            "{s}"
+        );
+        let s = session_settings(&settings(Duration::ZERO, Duration::from_secs(10)));
+        assert!(
+            s.contains("max_statement_time = 0.001,"),
+            "0 would mean no limit: {s}"
+        );
+    }
+
+    #[tokio::test]
+    async fn account_host_on_another_engine_refuses_every_call() {
+        let refused = with_account_host("PostgreSQL", "10.0.%".into());
+        assert_eq!(refused.name(), "PostgreSQL");
+        let s = settings(Duration::from_secs(1), Duration::from_secs(1));
+        match refused.connect_admin(&s).await {
+            Err(RotationError::Config(message)) => {
+                assert!(message.contains("MariaDB setting"), "{message}")
+            }
+            Err(other) => panic!("expected a configuration error, got {other}"),
+            Ok(_) => panic!("expected a configuration error, got a session"),
+        }
+        let password = SecretString::from("Zq9-pw".to_string());
+        assert!(matches!(
+            refused.login(&s, "app", &password, None).await,
+            Probe::Error(ProbeError {
+                server_answered: false,
+                ..
+            })
+        ));
+        let mariadb = with_account_host("MariaDB", "10.0.%".into());
+        assert_eq!(mariadb.name(), "MariaDB");
+        assert!(format!("{mariadb:?}").contains("10.0.%"));
+    }
+
+    #[test]
+    fn client_errors_say_each_cause_once_and_the_next_step() {
+        let e = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::other(
+            "invalid peer certificate: UnknownIssuer",
+        )));
+        let text = message(&e);
+        assert_eq!(text.matches("Input/output error").count(), 1, "{text}");
+        assert!(
+            text.contains("UnknownIssuer") && text.contains("tls_ca_pem"),
+            "{text}"
+        );
+        let refused = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(!message(&refused).contains("tls_ca_pem"));
+        assert_eq!(
+            address(&settings(Duration::ZERO, Duration::ZERO)),
+            "db:3306"
+        );
     }
 
     #[test]

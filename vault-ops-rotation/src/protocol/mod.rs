@@ -17,6 +17,8 @@ use crate::rotator::{RotationResult, RotationStatus, StepTiming};
 use crate::state::{Pending, Snapshot, StateStore};
 use crate::{fault_fires, FaultHook, FaultPoint, RotationError};
 
+pub(crate) mod driver;
+
 /// A run that did not succeed: how it ended and why.
 pub(crate) type Failure = (RotationStatus, RotationError);
 
@@ -212,13 +214,6 @@ where
         tracing::warn!(name = %run.name, error = %e, "could not record the conflict in the state record");
     }
     Err(failure)
-}
-
-/// The run stands back ([`RotationStatus::SkippedNotDue`]): not due, or another run holds or
-/// has just finished the rotation; `next` says when to look again.
-pub(crate) fn skipped<X>(run: &mut Run<X>, next: Option<SystemTime>) -> Outcome {
-    run.next_due_at = next;
-    Ok(RotationStatus::SkippedNotDue)
 }
 
 #[cfg(test)]

@@ -29,3 +29,4 @@ pub use mariadb::{mariadb_bin, MariaDb, MariaDbOptions};
 pub use pg::{make_tls_certificates, pg_bin_dir, PgCluster};
 pub use ports::{free_port, free_port_pair};
 pub use prom::{prometheus_bin, promtool_bin, PrometheusServer};
+pub use util::process_gone;

@@ -98,3 +98,15 @@ pub(crate) fn http_client(timeout: std::time::Duration) -> reqwest::Client {
         .build()
         .expect("vault-ops-testkit: building an HTTP client")
 }
+
+/// Whether process `pid` is gone (or only a zombie waiting to be reaped): for tests that a
+/// server was stopped.
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+    }
+}

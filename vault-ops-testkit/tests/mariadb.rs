@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, SslOpts};
-use vault_ops_testkit::MariaDb;
+use vault_ops_testkit::{process_gone, MariaDb};
 
 /// Options for a TCP connection to `db` as `user`; with TLS verified against the server's CA
 /// when `tls`.
@@ -30,17 +30,6 @@ async fn connect(opts: OptsBuilder) -> Result<Conn, mysql_async::Error> {
     tokio::time::timeout(Duration::from_secs(20), Conn::new(opts))
         .await
         .expect("connecting took more than 20 s")
-}
-
-/// Whether process `pid` is gone (or only a zombie waiting to be reaped).
-fn process_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-    }
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {

@@ -88,6 +88,64 @@ impl ServerSettings {
     pub(crate) fn connect_limit(&self) -> Duration {
         self.connect_timeout + Duration::from_secs(1)
     }
+
+    /// Runs an engine's connection `attempt` only if [`check_transport`](Self::check_transport)
+    /// allows it, bounded by [`connect_limit`](Self::connect_limit).
+    pub(crate) async fn connect_bounded<T, E>(
+        &self,
+        attempt: impl std::future::Future<Output = Result<T, ConnectError<E>>>,
+    ) -> Result<T, ConnectError<E>> {
+        self.check_transport().map_err(ConnectError::Config)?;
+        let limit = self.connect_limit();
+        match tokio::time::timeout(limit, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(ConnectError::Timeout(limit)),
+        }
+    }
+}
+
+/// A connection attempt of an engine that failed.
+pub(crate) enum ConnectError<E> {
+    /// The driver's error (the server's, or the connection's).
+    Driver(E),
+    /// The attempt did not finish within this long.
+    Timeout(Duration),
+    /// Refused here, before anything was sent (transport policy, TLS settings).
+    Config(RotationError),
+}
+
+impl<E> ConnectError<E> {
+    /// The error of `operation`; `driver_error` turns the driver's error into one.
+    pub(crate) fn into_error(
+        self,
+        operation: &str,
+        driver_error: impl FnOnce(&str, &E) -> RotationError,
+    ) -> RotationError {
+        match self {
+            ConnectError::Driver(e) => driver_error(operation, &e),
+            ConnectError::Timeout(after) => RotationError::TimedOut {
+                operation: operation.into(),
+                after,
+            },
+            ConnectError::Config(e) => e,
+        }
+    }
+}
+
+/// A client-side error with its causes (I/O, TLS), each said once: never a statement or a
+/// password (the drivers' errors hold neither).
+pub(crate) fn error_chain_text(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(error) = next {
+        for part in error.to_string().split(": ") {
+            if !parts.iter().any(|p| p == part) {
+                parts.push(part.to_string());
+            }
+        }
+        next = error.source();
+    }
+    parts.join(": ")
 }
 
 /// A database server kind. Implementations hold no per-run state: each call takes the

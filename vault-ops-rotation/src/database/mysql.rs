@@ -32,7 +32,10 @@ use mysql_async::{Conn, DriverError, OptsBuilder, SslOpts};
 use secrecy::{ExposeSecret, SecretString};
 use sha1::{Digest, Sha1};
 
-use super::engine::{AdminSession, Engine, Probe, ProbeError, ServerSettings, SqlFailure};
+use super::engine::{
+    error_chain_text, AdminSession, ConnectError, Engine, Probe, ProbeError, ServerSettings,
+    SqlFailure,
+};
 use super::TlsMode;
 use crate::RotationError;
 
@@ -123,9 +126,19 @@ impl Engine for MariaDb {
         &self,
         settings: &ServerSettings,
     ) -> Result<Box<dyn AdminSession>, RotationError> {
-        let conn = connect(settings, &settings.admin_username, &settings.admin_password)
+        let conn = settings
+            .connect_bounded(open(
+                settings,
+                &settings.admin_username,
+                &settings.admin_password,
+            ))
             .await
-            .map_err(|e| e.into_error(&format!("connect as the admin to {}", address(settings))))?;
+            .map_err(|e| {
+                e.into_error(
+                    &format!("connect as the admin to {}", address(settings)),
+                    db_error,
+                )
+            })?;
         Ok(Box::new(MariaDbAdmin {
             conn: Some(conn),
             broken: false,
@@ -141,12 +154,15 @@ impl Engine for MariaDb {
         password: &SecretString,
         query: Option<&str>,
     ) -> Probe {
-        let mut conn = match connect(settings, username, password).await {
+        let mut conn = match settings
+            .connect_bounded(open(settings, username, password))
+            .await
+        {
             Ok(conn) => conn,
-            Err(ConnectError::MySql(e)) if server_code(&e) == Some(ER_ACCESS_DENIED) => {
+            Err(ConnectError::Driver(e)) if server_code(&e) == Some(ER_ACCESS_DENIED) => {
                 return Probe::Rejected(message(&e))
             }
-            Err(ConnectError::MySql(e)) => return Probe::Error(probe_error(&e)),
+            Err(ConnectError::Driver(e)) => return Probe::Error(probe_error(&e)),
             Err(ConnectError::Timeout(after)) => {
                 return Probe::Error(ProbeError::timed_out("connecting", after))
             }
@@ -328,46 +344,15 @@ fn session_settings(settings: &ServerSettings) -> String {
     )
 }
 
-enum ConnectError {
-    MySql(mysql_async::Error),
-    /// The attempt did not finish within this long.
-    Timeout(Duration),
-    Config(RotationError),
-}
+type MyConnectError = ConnectError<mysql_async::Error>;
 
-impl ConnectError {
-    fn into_error(self, operation: &str) -> RotationError {
-        match self {
-            ConnectError::MySql(e) => db_error(operation, &e),
-            ConnectError::Timeout(after) => RotationError::TimedOut {
-                operation: operation.into(),
-                after,
-            },
-            ConnectError::Config(e) => e,
-        }
-    }
-}
-
-/// A new session as `user` with the session settings applied, the whole attempt bounded by
-/// [`ServerSettings::connect_limit`].
-async fn connect(
+/// A new session as `user` with the session settings applied. Callers bound it with
+/// [`ServerSettings::connect_bounded`] (the transport check and the connect limit).
+async fn open(
     settings: &ServerSettings,
     user: &str,
     password: &SecretString,
-) -> Result<Conn, ConnectError> {
-    settings.check_transport().map_err(ConnectError::Config)?;
-    let limit = settings.connect_limit();
-    match tokio::time::timeout(limit, connect_unbounded(settings, user, password)).await {
-        Ok(result) => result,
-        Err(_) => Err(ConnectError::Timeout(limit)),
-    }
-}
-
-async fn connect_unbounded(
-    settings: &ServerSettings,
-    user: &str,
-    password: &SecretString,
-) -> Result<Conn, ConnectError> {
+) -> Result<Conn, MyConnectError> {
     let unix_socket = settings.host.starts_with('/');
     let conn = match settings.tls {
         _ if unix_socket => Conn::new(opts(settings, user, password, None)).await,
@@ -392,7 +377,7 @@ async fn connect_unbounded(
                 settings.host, settings.port
             )))
         }
-        e => ConnectError::MySql(e),
+        e => ConnectError::Driver(e),
     })?;
     if let Err(e) = conn.query_drop(session_settings(settings)).await {
         close(conn).await;
@@ -404,7 +389,7 @@ async fn connect_unbounded(
                 message(&e)
             ))));
         }
-        return Err(ConnectError::MySql(e));
+        return Err(ConnectError::Driver(e));
     }
     Ok(conn)
 }
@@ -460,17 +445,7 @@ fn message(e: &mysql_async::Error) -> String {
     if let mysql_async::Error::Server(server) = e {
         return server.message.clone();
     }
-    let mut parts: Vec<String> = Vec::new();
-    let mut next: Option<&dyn std::error::Error> = Some(e);
-    while let Some(error) = next {
-        for part in error.to_string().split(": ") {
-            if !parts.iter().any(|p| p == part) {
-                parts.push(part.to_string());
-            }
-        }
-        next = error.source();
-    }
-    let mut text = parts.join(": ");
+    let mut text = error_chain_text(e);
     if text.contains("invalid peer certificate") {
         text.push_str(
             " (the server's certificate did not verify against the webpki roots and tls_ca_pem: pass the CA that signed it with tls_ca_pem)",

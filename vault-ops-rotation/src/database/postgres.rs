@@ -11,7 +11,10 @@ use tokio_postgres::{Client, NoTls};
 
 use async_trait::async_trait;
 
-use super::engine::{AdminSession, Engine, Probe, ProbeError, ServerSettings, SqlFailure};
+use super::engine::{
+    error_chain_text, AdminSession, ConnectError, Engine, Probe, ProbeError, ServerSettings,
+    SqlFailure,
+};
 use super::{tls, TlsMode};
 use crate::RotationError;
 /// The largest timeout PostgreSQL accepts (`INT_MAX` milliseconds).
@@ -36,7 +39,7 @@ impl Engine for Postgres {
     ) -> Result<Box<dyn AdminSession>, RotationError> {
         let session = connect(settings, &settings.admin_username, &settings.admin_password)
             .await
-            .map_err(|e| e.into_error("connect as the admin"))?;
+            .map_err(|e| e.into_error("connect as the admin", db_error))?;
         Ok(Box::new(PgAdmin {
             session,
             statement_limit: settings.statement_limit(),
@@ -52,10 +55,10 @@ impl Engine for Postgres {
     ) -> Probe {
         let session = match connect(settings, user, password).await {
             Ok(s) => s,
-            Err(ConnectError::Pg(e)) if is_rejected_login(&e) => {
+            Err(ConnectError::Driver(e)) if is_rejected_login(&e) => {
                 return Probe::Rejected(pg_message(&e))
             }
-            Err(ConnectError::Pg(e)) => return Probe::Error(probe_error(&e)),
+            Err(ConnectError::Driver(e)) => return Probe::Error(probe_error(&e)),
             Err(ConnectError::Timeout(after)) => {
                 return Probe::Error(ProbeError::timed_out("connecting", after))
             }
@@ -188,36 +191,36 @@ async fn connect(
     settings: &ServerSettings,
     user: &str,
     password: &SecretString,
-) -> Result<Session, ConnectError> {
-    settings.check_transport().map_err(ConnectError::Config)?;
-    let limit = settings.connect_limit();
-    match tokio::time::timeout(limit, connect_unbounded(settings, user, password)).await {
-        Ok(result) => result,
-        Err(_) => Err(ConnectError::Timeout(limit)),
-    }
+) -> Result<Session, PgConnectError> {
+    settings
+        .connect_bounded(connect_unbounded(settings, user, password))
+        .await
 }
 
 async fn connect_unbounded(
     settings: &ServerSettings,
     user: &str,
     password: &SecretString,
-) -> Result<Session, ConnectError> {
+) -> Result<Session, PgConnectError> {
     let config = pg_config(settings, user, password);
     let session = if settings.tls == TlsMode::Disable {
-        let (client, connection) = config.connect(NoTls).await.map_err(ConnectError::Pg)?;
+        let (client, connection) = config.connect(NoTls).await.map_err(ConnectError::Driver)?;
         Session::new(client, connection)
     } else {
         let tls_config = tls::client_config(settings.tls_ca_pem.as_deref())
             .map_err(|e| ConnectError::Config(RotationError::Config(e)))?;
         let connector = tls::MakeRustls::new(tls_config, settings.insecure_local_dev);
-        let (client, connection) = config.connect(connector).await.map_err(ConnectError::Pg)?;
+        let (client, connection) = config
+            .connect(connector)
+            .await
+            .map_err(ConnectError::Driver)?;
         Session::new(client, connection)
     };
     session
         .client
         .batch_execute(&session_settings(settings))
         .await
-        .map_err(ConnectError::Pg)?;
+        .map_err(ConnectError::Driver)?;
     Ok(session)
 }
 
@@ -240,25 +243,7 @@ impl SqlError {
     }
 }
 
-enum ConnectError {
-    Pg(tokio_postgres::Error),
-    /// The attempt did not finish within this long.
-    Timeout(Duration),
-    Config(RotationError),
-}
-
-impl ConnectError {
-    fn into_error(self, operation: &str) -> RotationError {
-        match self {
-            ConnectError::Pg(e) => db_error(operation, &e),
-            ConnectError::Timeout(after) => RotationError::TimedOut {
-                operation: operation.into(),
-                after,
-            },
-            ConnectError::Config(e) => e,
-        }
-    }
-}
+type PgConnectError = ConnectError<tokio_postgres::Error>;
 
 /// An open session and the task driving its connection. Dropping it closes the connection:
 /// the task gets a few seconds to say goodbye to the server, then it is dropped too (a
@@ -318,20 +303,7 @@ fn pg_message(e: &tokio_postgres::Error) -> String {
             Some(detail) => format!("{} ({})", db.message(), detail),
             None => db.message().to_string(),
         },
-        None => {
-            // The client error with its causes (I/O, TLS): never a statement or a password.
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(cause) = source {
-                let cause_text = cause.to_string();
-                if !text.contains(&cause_text) {
-                    text.push_str(": ");
-                    text.push_str(&cause_text);
-                }
-                source = cause.source();
-            }
-            text
-        }
+        None => error_chain_text(e),
     }
 }
 

@@ -205,6 +205,12 @@ impl MariaDb {
             .arg(format!("--user={}", self.server_user))
             .arg("--skip-test-db")
             .arg("--auth-root-authentication-method=socket")
+            // Passed on to the bootstrap server: its temporary tables in this server's own
+            // directory (in the shared /tmp, two installs at once lost each other's).
+            .arg(format!(
+                "--tmpdir={}",
+                self.dir.path().join("tmp").display()
+            ))
             .current_dir(self.dir.path())
             .env("LC_ALL", "C")
             .stdin(Stdio::null())

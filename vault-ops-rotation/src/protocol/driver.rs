@@ -951,6 +951,10 @@ impl<T: Target> Driver<'_, T> {
     }
 }
 
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;
+
 /// A claimed rotation and `C` as this run last read it.
 struct Claimed<P> {
     claim: Claim<P>,

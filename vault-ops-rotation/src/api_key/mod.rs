@@ -51,7 +51,7 @@
 //! 2. Read `C` and its metadata (base version `b`).
 //! 3. **Claim** `S` with check-and-set: phase pending, owner, lease, `b`, and the new key. Of
 //!    several replicas racing, exactly one wins; the others report
-//!    [`SkippedNotDue`](RotationStatus::SkippedNotDue).
+//!    [`SkippedNotDue`](crate::RotationStatus::SkippedNotDue).
 //! 4. **Commit** `C` with check-and-set against `b`.
 //! 5. **Close** `S`: idle, `last_rotated_at` = Vault's `created_time` of the new version,
 //!    `next_due_at`.
@@ -60,7 +60,7 @@
 //! the same [`owner`](ApiKeyOptions::owner)) finishes it with **that** key. A lost reply at 4 is
 //! resolved by reading `C` back (is version `b + 1` our key?), never by guessing. If `C` moved
 //! on to something that is not our key, the rotation is marked as a
-//! [`Conflict`](RotationStatus::Conflict) in `S` and nothing is overwritten; runs report the
+//! [`Conflict`](crate::RotationStatus::Conflict) in `S` and nothing is overwritten; runs report the
 //! conflict until [`ApiKeyRotator::resolve_conflict`] is called.
 //!
 //! **Requests per rotation** (generated key): 6 to Vault: read `S`, read `C`, claim `S`, read
@@ -102,7 +102,7 @@
 //!   that key id, and the latest version does not. It is due at that version's
 //!   `created_time` plus [`grace_period`](ApiKeyOptions::grace_period), whatever the list says.
 //!   A list naming any key that cannot be tied (or longer than [`MAX_RETIRED_KEYS`]) is a
-//!   [`Conflict`](RotationStatus::Conflict) and nothing is revoked in that run.
+//!   [`Conflict`](crate::RotationStatus::Conflict) and nothing is revoked in that run.
 //! - A pending rotation is resumed only when it is one this rotator could have claimed:
 //!   without an issuer, a key of the configured [`KeyFormat`] and no key ids; with one, an
 //!   idempotency key of this rotator's form and, as the key to replace (and later revoke), the
@@ -367,11 +367,11 @@ impl ApiKeyRotator {
     }
 
     /// Installs a fault-injection hook (for tests of crash recovery): it is called after `S`
-    /// and `C` were read for a fresh rotation ([`FaultPoint::AfterRead`]), after the
-    /// claim ([`FaultPoint::AfterClaim`]), after the provider issued a key and before that is
-    /// recorded ([`FaultPoint::AfterApply`], issuer mode), after the issued key was recorded in
-    /// `S` ([`FaultPoint::AfterVerify`], issuer mode), after `C` was written
-    /// ([`FaultPoint::AfterCommit`]) and after `S` was closed ([`FaultPoint::AfterClose`]).
+    /// and `C` were read for a fresh rotation ([`FaultPoint::AfterRead`](crate::FaultPoint::AfterRead)), after the
+    /// claim ([`FaultPoint::AfterClaim`](crate::FaultPoint::AfterClaim)), after the provider issued a key and before that is
+    /// recorded ([`FaultPoint::AfterApply`](crate::FaultPoint::AfterApply), issuer mode), after the issued key was recorded in
+    /// `S` ([`FaultPoint::AfterVerify`](crate::FaultPoint::AfterVerify), issuer mode), after `C` was written
+    /// ([`FaultPoint::AfterCommit`](crate::FaultPoint::AfterCommit)) and after `S` was closed ([`FaultPoint::AfterClose`](crate::FaultPoint::AfterClose)).
     pub fn with_fault_hook(mut self, hook: FaultHook) -> Self {
         self.fault_hook = Some(hook);
         self

@@ -327,7 +327,7 @@ impl ApiKeyRotator {
     /// the name and `C` before anything acts on it. What disagrees is reported to the protocol,
     /// which makes it a conflict:
     ///
-    /// - without an issuer, the pending key must have the configured [`KeyFormat`] and no key
+    /// - without an issuer, the pending key must have the configured [`KeyFormat`](super::KeyFormat) and no key
     ///   ids (a record of an issuer run fails: no issuer is registered);
     /// - with one, an idempotency key of this rotator's form, and a recorded key with its id;
     /// - the id of the key to be replaced (and revoked later) must be the one in `C` at the

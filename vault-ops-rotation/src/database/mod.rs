@@ -61,7 +61,7 @@
 //!    administrator's job: a missing role fails, it is never created); `C`'s credential must
 //!    still log in. If it does not, `S` is read again: when it changed, another replica claimed
 //!    (or just finished) a rotation after this run read `S` — that is its new password, not an
-//!    out-of-band change — and this run stands back ([`RotationStatus::SkippedNotDue`]).
+//!    out-of-band change — and this run stands back ([`RotationStatus::SkippedNotDue`](crate::RotationStatus::SkippedNotDue)).
 //!    Only when `S` stays the same, and after
 //!    [`conflict_recheck`](DatabaseCredentialRotator::conflict_recheck) (1 s) `S` and `C` are
 //!    still unchanged and the login still fails, was the password changed out of band:
@@ -95,7 +95,7 @@
 //! | password changed out of band | conflict (after a second look, see step 2); nothing touched |
 //! | another replica rotates between this run's read of `S` and its login check | this run stands back (skipped), no conflict |
 //! | `S` holds a pending rotation this rotator would not have claimed (below) | conflict, noted in `S`'s history; nothing is applied, `C` is not written; every run reports it until a human fixes or deletes the record |
-//! | `S` cannot be decoded (or a timestamp in it does not parse) | failed ([`StateError::Corrupt`]); nothing is done until a human fixes or deletes the record |
+//! | `S` cannot be decoded (or a timestamp in it does not parse) | failed ([`StateError::Corrupt`](crate::state::StateError::Corrupt)); nothing is done until a human fixes or deletes the record |
 //!
 //! ## The state record is input, not truth
 //!
@@ -111,7 +111,7 @@
 //!   `C`, or in `C`'s previous version for alternating users);
 //! - `C`'s username is always taken from the configuration (and `C`), never from `S`.
 //!
-//! A record that disagrees is a [`Conflict`](RotationStatus::Conflict) with the reason,
+//! A record that disagrees is a [`Conflict`](crate::RotationStatus::Conflict) with the reason,
 //! noted once in `S`'s history and otherwise left as it is. To clear it, check the record,
 //! then delete its latest version (`bao kv delete secret/rotation-state/database/<name>`): the
 //! next run rotates afresh. Treat write access to `S` like the admin password: keep
@@ -119,7 +119,7 @@
 //!
 //! Two replicas never rotate the same credential at once: the claim is a check-and-set on `S`,
 //! and a live lease of another owner makes a run stand back (reported as
-//! [`RotationStatus::SkippedNotDue`]). The lease (default 2 minutes) must exceed a run's
+//! [`RotationStatus::SkippedNotDue`](crate::RotationStatus::SkippedNotDue)). The lease (default 2 minutes) must exceed a run's
 //! duration: it is renewed by each write of `S`.
 //!
 //! ## Strategies
@@ -142,7 +142,7 @@
 //!
 //! Plain text is for a local test server only and must be asked for explicitly:
 //! [`TlsMode::Disable`] or [`TlsMode::Prefer`] (which an on-path attacker downgrades to plain
-//! text by answering "no TLS") are refused with [`RotationError::Config`] unless
+//! text by answering "no TLS") are refused with [`RotationError::Config`](crate::RotationError::Config) unless
 //! [`allow_insecure_local_dev`](DatabaseCredentialRotator::allow_insecure_local_dev) is set,
 //! which also permits cleartext and MD5 authentication. The one exception is a Unix-domain
 //! socket (a host that is an absolute path, where TLS does not exist and nothing crosses a
@@ -203,7 +203,7 @@
 //! statement is also bounded on the client side (the statement timeout plus 2 s) for a server
 //! or network that stops answering: the connection is dropped and, since the statement may
 //! still land, `S` is left pending for the next run to probe and resume
-//! ([`RotationError::TimedOut`]).
+//! ([`RotationError::TimedOut`](crate::RotationError::TimedOut)).
 
 mod engine;
 #[cfg(feature = "mysql")]

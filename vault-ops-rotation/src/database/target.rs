@@ -1,5 +1,5 @@
 //! The database rotator as a [`Target`] of the driver: which role, which password, and the
-//! side effects on the server through its [`Engine`] — set the password, log in to check it,
+//! side effects on the server through its [`Engine`](super::engine::Engine) — set the password, log in to check it,
 //! set it back. No claim, commit or close here: the driver owns them.
 
 use std::time::Duration;
@@ -273,9 +273,7 @@ impl Target for DatabaseCredentialRotator {
         let Some(c) = Current::of(c) else {
             return Ok(true);
         };
-        let probe = run
-            .timed("probe", self.probe(&c.username, &c.password, None))
-            .await;
+        let probe = self.timed_probe(run, &c.username, &c.password).await;
         match probe {
             Probe::Rejected(_) => Ok(true),
             Probe::Works => Ok(false),
@@ -307,11 +305,8 @@ impl Target for DatabaseCredentialRotator {
             Err(SqlFailure::TimedOut(error)) => Err(ApplyError::Unknown(error)),
             Err(SqlFailure::Unknown(error)) => {
                 // The reply was lost: probe instead of guessing.
-                let probe = run
-                    .timed(
-                        "probe",
-                        self.probe(&payload.username, &payload.password, None),
-                    )
+                let probe = self
+                    .timed_probe(run, &payload.username, &payload.password)
                     .await;
                 match probe {
                     Probe::Works => Ok(Applied::Done),
@@ -378,11 +373,8 @@ impl Target for DatabaseCredentialRotator {
                 message: "an earlier run's verification failed; finishing its rollback".into(),
             }));
         }
-        let pending_probe = run
-            .timed(
-                "probe",
-                self.probe(&payload.username, &payload.password, None),
-            )
+        let pending_probe = self
+            .timed_probe(run, &payload.username, &payload.password)
             .await;
         match pending_probe {
             Probe::Works => Ok(ResumeFrom::Verify),
@@ -391,9 +383,7 @@ impl Target for DatabaseCredentialRotator {
                 let Some(c) = current.and_then(Current::of) else {
                     return Ok(ResumeFrom::Apply);
                 };
-                let probe = run
-                    .timed("probe", self.probe(&c.username, &c.password, None))
-                    .await;
+                let probe = self.timed_probe(run, &c.username, &c.password).await;
                 match probe {
                     Probe::Works => Ok(ResumeFrom::Apply),
                     Probe::Rejected(message) => Ok(ResumeFrom::Conflict(format!(
@@ -412,9 +402,7 @@ impl Target for DatabaseCredentialRotator {
         let Some(c) = c.and_then(Current::of) else {
             return false;
         };
-        let probe = run
-            .timed("probe", self.probe(&c.username, &c.password, None))
-            .await;
+        let probe = self.timed_probe(run, &c.username, &c.password).await;
         matches!(probe, Probe::Works)
     }
 }
@@ -526,6 +514,11 @@ impl DatabaseCredentialRotator {
     /// Logs in as `user` with `password` (see [`Engine::login`](super::engine::Engine::login)).
     async fn probe(&self, user: &str, password: &SecretString, query: Option<&str>) -> Probe {
         self.engine.login(&self.server, user, password, query).await
+    }
+
+    /// [`probe`](Self::probe) with the default query, timed as the step `probe`.
+    async fn timed_probe(&self, run: &mut DbRun, user: &str, password: &SecretString) -> Probe {
+        run.timed("probe", self.probe(user, password, None)).await
     }
 
     /// The run's admin session (opened once, and again after it broke).

@@ -15,8 +15,10 @@
 //!    whose credential is rejected is judged by the driver: if `S` changed meanwhile another
 //!    run is at work (stand back); if `S` and `C` stay the same after a second look, it is an
 //!    out-of-band change (conflict, nothing touched).
-//! 4. **Claim** `S` with check-and-set, [`FaultPoint::AfterClaim`].
-//! 5. **Apply** ([`Target::apply`]), [`FaultPoint::AfterApply`], `S` records `applied`.
+//! 4. **Claim** `S` with check-and-set (an existing `C` first gets `cas_required` and enough
+//!    kept versions, [`Target::keep_versions`]), [`FaultPoint::AfterClaim`].
+//! 5. **Apply** ([`Target::apply`]), [`FaultPoint::AfterApply`], `S` records `applied` (a
+//!    target with nothing to apply, like a generated API key, goes straight to the commit).
 //! 6. **Verify** ([`Target::verify`]), [`FaultPoint::AfterVerify`]; a failure rolls back
 //!    ([`Target::roll_back`]) and closes `S`.
 //! 7. **Commit** `C` with check-and-set against the base version ([`Target::commit_data`]);
@@ -465,30 +467,30 @@ impl<T: Target> Driver<'_, T> {
             Err(e) if e.is_contended() => return self.contended(run).await,
             Err(e) => return Err(failed(e)),
         };
-        self.resume(run, claim, current).await.map(Pass::Done)
+        self.resume(run, Claimed { claim, current })
+            .await
+            .map(Pass::Done)
     }
 
     /// Finishes or undoes a pending rotation taken over from `S`.
-    async fn resume(
-        &self,
-        run: &mut TRun<T>,
-        mut claim: TClaim<T>,
-        current: Option<Credential>,
-    ) -> Result<Outcome, Failure> {
+    async fn resume(&self, run: &mut TRun<T>, c: Claimed<T::Payload>) -> Result<Outcome, Failure> {
+        let Claimed { mut claim, current } = c;
         run.resuming(claim.pending());
         let base = claim.pending().base_version;
         run.version_before = Some(base).filter(|v| *v != 0);
         let current_version = current.as_ref().map_or(0, |c| c.version);
         if current_version != base {
             // Nothing is applied any more: the commit landed, or `C` changed under it.
-            return Ok(self.after_base(run, claim, current, false).await);
+            return Ok(self
+                .after_base(run, Claimed { claim, current }, false)
+                .await);
         }
         let from = self
             .target
             .resume_from(run, &self.subject, &claim, current.as_ref())
             .await?;
         Ok(match from {
-            ResumeFrom::Apply => self.apply_and_finish(run, claim, current).await,
+            ResumeFrom::Apply => self.apply_and_finish(run, Claimed { claim, current }).await,
             ResumeFrom::Verify => {
                 if claim.pending().step == Step::Claimed {
                     self.store
@@ -496,9 +498,10 @@ impl<T: Target> Driver<'_, T> {
                         .await
                         .map_err(failed)?;
                 }
-                self.verify_and_finish(run, claim, current).await
+                self.verify_and_finish(run, Claimed { claim, current })
+                    .await
             }
-            ResumeFrom::Commit => self.commit(run, claim, current).await,
+            ResumeFrom::Commit => self.commit(run, Claimed { claim, current }).await,
             ResumeFrom::RollBack(error) => self.roll_back(run, claim, error).await,
             ResumeFrom::Conflict(reason) => self.mark_conflict(run, &mut claim, reason).await,
         })
@@ -556,7 +559,9 @@ impl<T: Target> Driver<'_, T> {
             Err(e) => return Err(failed(e)),
         };
         run.fault(FaultPoint::AfterClaim).await?;
-        Ok(Pass::Done(self.apply_and_finish(run, claim, current).await))
+        Ok(Pass::Done(
+            self.apply_and_finish(run, Claimed { claim, current }).await,
+        ))
     }
 
     /// `C`'s credential was rejected before this run claimed anything. Tells a race from an
@@ -640,12 +645,8 @@ impl<T: Target> Driver<'_, T> {
     }
 
     /// Applies the claimed payload, then verifies, commits and closes.
-    async fn apply_and_finish(
-        &self,
-        run: &mut TRun<T>,
-        mut claim: TClaim<T>,
-        current: Option<Credential>,
-    ) -> Outcome {
+    async fn apply_and_finish(&self, run: &mut TRun<T>, c: Claimed<T::Payload>) -> Outcome {
+        let Claimed { mut claim, current } = c;
         let applied = match self.target.apply(run, &self.subject, &claim).await {
             Ok(applied) => applied,
             Err(ApplyError::NotApplied(error)) => {
@@ -659,7 +660,7 @@ impl<T: Target> Driver<'_, T> {
             }
         };
         match applied {
-            Applied::Nothing => return self.commit(run, claim, current).await,
+            Applied::Nothing => return self.commit(run, Claimed { claim, current }).await,
             Applied::Done => {}
             Applied::Payload(payload) => claim.pending_mut().payload = payload,
         }
@@ -677,16 +678,13 @@ impl<T: Target> Driver<'_, T> {
             }
             Err(e) => return Err(failed(e)),
         }
-        self.verify_and_finish(run, claim, current).await
+        self.verify_and_finish(run, Claimed { claim, current })
+            .await
     }
 
     /// Verifies the applied payload; commits and closes, or rolls back.
-    async fn verify_and_finish(
-        &self,
-        run: &mut TRun<T>,
-        claim: TClaim<T>,
-        current: Option<Credential>,
-    ) -> Outcome {
+    async fn verify_and_finish(&self, run: &mut TRun<T>, c: Claimed<T::Payload>) -> Outcome {
+        let Claimed { claim, current } = c;
         match self.target.verify(run, &claim).await {
             Verified::Works => {}
             Verified::Failed(error) => return self.roll_back(run, claim, error).await,
@@ -694,17 +692,13 @@ impl<T: Target> Driver<'_, T> {
             Verified::Unknown(error) => return Err(failed(error)),
         }
         run.fault(FaultPoint::AfterVerify).await?;
-        self.commit(run, claim, current).await
+        self.commit(run, Claimed { claim, current }).await
     }
 
     /// Writes `C` with check-and-set against the base version (reading back whatever may
     /// have landed), then closes `S`.
-    async fn commit(
-        &self,
-        run: &mut TRun<T>,
-        claim: TClaim<T>,
-        current: Option<Credential>,
-    ) -> Outcome {
+    async fn commit(&self, run: &mut TRun<T>, c: Claimed<T::Payload>) -> Outcome {
+        let Claimed { claim, current } = c;
         let base = claim.pending().base_version;
         let current = match current {
             Some(c) if c.version == base => Some(c),
@@ -720,7 +714,7 @@ impl<T: Target> Driver<'_, T> {
             },
         };
         if current.as_ref().map_or(0, |c| c.version) != base {
-            return self.after_base(run, claim, current, true).await;
+            return self.after_base(run, Claimed { claim, current }, true).await;
         }
         let data = self
             .target
@@ -763,13 +757,8 @@ impl<T: Target> Driver<'_, T> {
 
     /// `C` is no longer at the rotation's base version: the commit landed (only the close is
     /// missing), or `C` changed under the rotation (a conflict, never overwritten).
-    async fn after_base(
-        &self,
-        run: &mut TRun<T>,
-        claim: TClaim<T>,
-        current: Option<Credential>,
-        fault: bool,
-    ) -> Outcome {
+    async fn after_base(&self, run: &mut TRun<T>, c: Claimed<T::Payload>, fault: bool) -> Outcome {
+        let Claimed { claim, current } = c;
         let base = claim.pending().base_version;
         match self.find_commit(run, &claim, current.as_ref()).await {
             Ok(Some((version, created))) => {
@@ -960,6 +949,16 @@ impl<T: Target> Driver<'_, T> {
             tracing::warn!(name = %run.name, error = %e, "could not close the state record");
         }
     }
+}
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;
+
+/// A claimed rotation and `C` as this run last read it.
+struct Claimed<P> {
+    claim: Claim<P>,
+    current: Option<Credential>,
 }
 
 enum ReadError {

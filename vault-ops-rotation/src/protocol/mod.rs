@@ -1,11 +1,12 @@
-//! The run of the rotation protocol that every rotator shares: step timings, fault points,
-//! the "record disagrees with the configuration" decision, logging and the rules that turn a
-//! run into a [`RotationResult`].
+//! The rotation protocol, written once: the [`driver`] runs claim → apply → verify → commit →
+//! close (and the take-over and resume of a crashed run) for every [`driver::Target`]; this
+//! module holds what a run is — step timings, fault points, the "record disagrees with the
+//! configuration" decision, logging and the rules that turn a run into a [`RotationResult`].
 //!
-//! A rotator ([`DatabaseCredentialRotator`](crate::DatabaseCredentialRotator),
-//! [`ApiKeyRotator`](crate::ApiKeyRotator)) drives its steps through one [`Run`]; what a
-//! result says (its status, its versions, whether it resumed a crashed run, when the secret
-//! is next due) and what is logged about it is decided here, once, for all of them.
+//! The targets ([`DatabaseCredentialRotator`](crate::DatabaseCredentialRotator),
+//! [`ApiKeyRotator`](crate::ApiKeyRotator)) only perform side effects; what a result says (its
+//! status, its versions, whether it resumed a crashed run, when the secret is next due) and
+//! what is logged about it is decided here, once, for all of them.
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};

@@ -2,23 +2,21 @@
 //! (verified TLS, general and binary log on) and a real OpenBao dev server: the guarantees
 //! the PostgreSQL tests prove, on the second engine.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, SslOpts};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use vault_ops_core::{SecretString, VaultClient};
-use vault_ops_rotation::state::{HistoryOutcome, RotationState, StateStore, Step};
+use vault_ops_rotation::state::RotationState;
 use vault_ops_rotation::{
-    DatabaseCredentialRotator, FaultHook, FaultPoint, RotationError, RotationResult,
-    RotationStatus, Strategy, TlsMode,
+    DatabaseCredentialRotator, RotationError, RotationStatus, Strategy, TlsMode,
 };
 use vault_ops_testkit::{BaoServer, MariaDb};
 
 mod common;
+use common::db::{self, assert_no_secret_in, assert_status, Cred, DbFixture};
 
-const MOUNT: &str = "secret";
 /// The password every test user starts with (nobody keeps it; it must stop working).
 const INITIAL: &str = "initial-unknown-password";
 
@@ -54,20 +52,6 @@ fn literal(value: &str) -> String {
 }
 
 impl Env {
-    /// A MariaDB rotator with the secure defaults: verified TLS against the server's own CA.
-    fn rotator(&self, owner: &str) -> DatabaseCredentialRotator {
-        DatabaseCredentialRotator::mariadb(
-            self.client.clone(),
-            self.db.host(),
-            self.db.admin_user(),
-            SecretString::from(self.db.admin_password().to_string()),
-        )
-        .port(self.db.port())
-        .tls_ca_pem(self.db.ca_pem().expect("a TLS server").to_vec())
-        .connect_timeout(Duration::from_secs(5))
-        .owner(owner)
-    }
-
     /// Creates `'name'@'%'` with [`INITIAL`] as its password.
     async fn create_user(&self, name: &str) {
         self.db
@@ -80,35 +64,15 @@ impl Env {
     }
 
     async fn credential(&self, name: &str) -> Cred {
-        let secret = self
-            .client
-            .kv2(MOUNT)
-            .get_json(&format!("database/{name}"))
-            .await
-            .expect("read C");
-        Cred {
-            version: secret.metadata.version,
-            username: secret.data["username"].as_str().unwrap().to_string(),
-            password: secret.data["password"].as_str().unwrap().to_string(),
-            data: secret.data,
-        }
+        db::credential(&self.client, name).await
     }
 
     async fn credential_version(&self, name: &str) -> Option<u64> {
-        self.client
-            .kv2(MOUNT)
-            .read_metadata(&format!("database/{name}"))
-            .await
-            .expect("metadata")
-            .map(|m| m.current_version)
+        db::credential_version(&self.client, name).await
     }
 
     async fn state(&self, name: &str) -> (u64, RotationState<Value>) {
-        let snap = StateStore::new(self.client.clone(), MOUNT, "rotation-state/database")
-            .load::<Value>(name)
-            .await
-            .expect("load S");
-        (snap.version, snap.state)
+        db::state(&self.client, name).await
     }
 
     /// A TCP + verified TLS session as `user`.
@@ -128,18 +92,6 @@ impl Env {
         tokio::time::timeout(Duration::from_secs(20), Conn::new(opts))
             .await
             .expect("connecting took more than 20 s")
-    }
-
-    async fn logs_in(&self, user: &str, password: &str) -> bool {
-        match self.connect(user, password).await {
-            Ok(mut conn) => {
-                let ok = conn.query_drop("SELECT 1").await.is_ok();
-                let _ = conn.disconnect().await;
-                ok
-            }
-            Err(mysql_async::Error::Server(e)) if e.code == 1045 => false,
-            Err(e) => panic!("logging in as {user:?} failed otherwise than 1045: {e}"),
-        }
     }
 
     async fn assert_logs_in(&self, cred: &Cred) {
@@ -195,35 +147,41 @@ impl Env {
     }
 }
 
-struct Cred {
-    version: u64,
-    username: String,
-    password: String,
-    data: Map<String, Value>,
-}
-
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|window| window == needle.as_bytes())
 }
 
-fn stop_at(point: FaultPoint) -> FaultHook {
-    Arc::new(move |p| Box::pin(async move { p == point }))
-}
+impl DbFixture for Env {
+    fn client(&self) -> &VaultClient {
+        &self.client
+    }
 
-fn assert_status(r: &RotationResult, status: RotationStatus) {
-    assert_eq!(r.status, status, "unexpected result: {r:?}");
-}
+    /// A MariaDB rotator with the secure defaults: verified TLS against the server's own CA.
+    fn rotator(&self, owner: &str) -> DatabaseCredentialRotator {
+        DatabaseCredentialRotator::mariadb(
+            self.client.clone(),
+            self.db.host(),
+            self.db.admin_user(),
+            SecretString::from(self.db.admin_password().to_string()),
+        )
+        .port(self.db.port())
+        .tls_ca_pem(self.db.ca_pem().expect("a TLS server").to_vec())
+        .connect_timeout(Duration::from_secs(5))
+        .owner(owner)
+    }
 
-/// Neither Display nor Debug of the result (and its error) contains any of the secrets.
-fn assert_no_secret_in(r: &RotationResult, secrets: &[String]) {
-    let text = format!(
-        "{r:?} {}",
-        r.error.as_ref().map(|e| e.to_string()).unwrap_or_default()
-    );
-    for s in secrets {
-        assert!(!text.contains(s.as_str()), "a secret leaked: {text}");
+    async fn logs_in(&self, user: &str, password: &str) -> bool {
+        match self.connect(user, password).await {
+            Ok(mut conn) => {
+                let ok = conn.query_drop("SELECT 1").await.is_ok();
+                let _ = conn.disconnect().await;
+                ok
+            }
+            Err(mysql_async::Error::Server(e)) if e.code == 1045 => false,
+            Err(e) => panic!("logging in as {user:?} failed otherwise than 1045: {e}"),
+        }
     }
 }
 
@@ -360,110 +318,7 @@ async fn alternating_users_keep_held_connections_and_the_previous_credential_wor
 async fn crash_at_every_boundary_then_resume() {
     let env = env().await;
     env.create_user("app").await;
-    let base = env
-        .rotator("bootstrap")
-        .strategy(Strategy::single_user("app"));
-    assert_status(&base.rotate("crash-db").await, RotationStatus::Success);
-    let mut passwords = vec![env.credential("crash-db").await.password];
-
-    let points = [
-        FaultPoint::AfterClaim,
-        FaultPoint::AfterApply,
-        FaultPoint::AfterVerify,
-        FaultPoint::AfterCommit,
-        FaultPoint::AfterClose,
-    ];
-    for (i, point) in points.into_iter().enumerate() {
-        let before = env.credential("crash-db").await;
-        let (_, s_before) = env.state("crash-db").await;
-        // Same stable owner id for the crashing and the resuming run (a restarted process).
-        let owner = format!("replica-{i}");
-        let crashing = env
-            .rotator(&owner)
-            .strategy(Strategy::single_user("app"))
-            .fault_hook(stop_at(point));
-        let r = crashing.rotate("crash-db").await;
-        assert_status(&r, RotationStatus::Failed);
-        assert!(
-            matches!(r.error, Some(RotationError::Interrupted(p)) if p == point),
-            "{:?}",
-            r.error
-        );
-
-        let (_, s_mid) = env.state("crash-db").await;
-        let c_mid = env.credential("crash-db").await;
-        if point == FaultPoint::AfterClose {
-            assert!(s_mid.pending().is_none());
-            assert_eq!(c_mid.version, before.version + 1);
-        } else {
-            let p = s_mid.pending().expect("pending after a crash");
-            assert_eq!(p.epoch, s_before.epoch + 1);
-            let expected_step = match point {
-                FaultPoint::AfterClaim | FaultPoint::AfterApply => Step::Claimed,
-                _ => Step::Applied,
-            };
-            assert_eq!(p.step, expected_step, "{point:?}");
-        }
-        let pending_password = s_mid
-            .pending()
-            .map(|p| p.payload["password"].as_str().unwrap().to_string());
-        // C works at every boundary except between apply and commit, where MariaDB already
-        // has the pending password (which S holds).
-        let c_works = env.logs_in(&c_mid.username, &c_mid.password).await;
-        match point {
-            FaultPoint::AfterClaim | FaultPoint::AfterCommit | FaultPoint::AfterClose => {
-                assert!(c_works, "{point:?}")
-            }
-            _ => {
-                assert!(!c_works, "{point:?}");
-                assert!(
-                    env.logs_in("app", pending_password.as_deref().unwrap())
-                        .await
-                );
-            }
-        }
-
-        let resumer = env.rotator(&owner).strategy(Strategy::single_user("app"));
-        let resumed = resumer
-            .rotate_if_due("crash-db", Duration::from_secs(3600))
-            .await;
-        let expected = if point == FaultPoint::AfterClose {
-            RotationStatus::SkippedNotDue
-        } else {
-            RotationStatus::Success
-        };
-        assert_status(&resumed, expected);
-        assert_eq!(
-            resumed.resumed,
-            point != FaultPoint::AfterClose,
-            "{point:?}"
-        );
-
-        let after = env.credential("crash-db").await;
-        assert_eq!(
-            after.version,
-            before.version + 1,
-            "one new version for {point:?}"
-        );
-        env.assert_logs_in(&after).await;
-        assert!(!env.logs_in("app", &before.password).await, "{point:?}");
-        if let Some(p) = pending_password {
-            assert_eq!(
-                after.password, p,
-                "the resume finishes the recorded rotation"
-            );
-        }
-        let (_, s_after) = env.state("crash-db").await;
-        assert!(s_after.pending().is_none());
-        assert_eq!(s_after.epoch, s_before.epoch + 1, "no new epoch on resume");
-        assert_eq!(s_after.rotations, s_before.rotations + 1);
-        assert_eq!(s_after.credential_version, Some(after.version));
-        let last = s_after.history.last().unwrap();
-        assert_eq!(last.outcome, HistoryOutcome::Rotated);
-        passwords.push(after.password);
-    }
-    let (_, state) = env.state("crash-db").await;
-    assert_eq!(state.rotations, 6);
+    let passwords = db::crash_at_every_boundary_then_resume(&env, "app", "crash-db").await;
     let hash = env.stored_hash("app").await;
     env.assert_only_hashes_logged(&[hash], &passwords);
 }

@@ -79,7 +79,8 @@
 //! - [`DatabaseCredentialRotator`] is a target over an engine seam (`database::engine`:
 //!   connect as the admin under the TLS policy and time limits, check a user exists, set a
 //!   password, log in with a password and tell "rejected" from other errors), implemented
-//!   for PostgreSQL; plus its [`PasswordPolicy`], [`Strategy`] and TLS settings.
+//!   for PostgreSQL and, with feature `mysql`, MariaDB (`ALTER USER`, see
+//!   [Engines](database#engines)); plus its [`PasswordPolicy`], [`Strategy`] and TLS settings.
 //! - [`ApiKeyRotator`] is a target whose apply step is the [`KeyIssuer`]'s `issue` (or
 //!   nothing, for a generated [`KeyFormat`](api_key::KeyFormat)); listing the replaced key for
 //!   revocation is its step after the commit, and revoking due keys a step after the close.
@@ -91,7 +92,10 @@
 //!
 //! ## The rotators
 //!
-//! - [`DatabaseCredentialRotator`] ([`database`]): PostgreSQL role passwords, as a
+//! - [`DatabaseCredentialRotator`] ([`database`]): PostgreSQL role passwords (and, with
+//!   feature `mysql`, MariaDB user passwords: `DatabaseCredentialRotator::mariadb`, the
+//!   `mysql_native_password` hash computed here so the plaintext reaches neither the general
+//!   nor the binary log), as a
 //!   [single user](Strategy::single_user) or [alternating users](Strategy::alternating_users)
 //!   (two roles with the same grants, so the previous credential keeps working for a whole
 //!   period); verified TLS and SCRAM-SHA-256 only, unless plain text is asked for explicitly

@@ -1,4 +1,5 @@
-//! PostgreSQL password rotation: [`DatabaseCredentialRotator`].
+//! Database password rotation: [`DatabaseCredentialRotator`], for PostgreSQL and (feature
+//! `mysql`) MariaDB; see [Engines](#engines).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -147,9 +148,51 @@
 //! socket (a host that is an absolute path, where TLS does not exist and nothing crosses a
 //! network): `TlsMode::Disable` is accepted there.
 //!
+//! ## Engines
+//!
+//! The protocol above is the driver's (one for every rotator); the server-specific part
+//! (connecting, looking a user up, setting a password, a test login) is an engine behind one
+//! internal trait, with no claim, commit or close logic in it:
+//!
+//! | | [`new`](DatabaseCredentialRotator::new): PostgreSQL | [`mariadb`](DatabaseCredentialRotator::mariadb) (feature `mysql`): MariaDB 10.4+ |
+//! |---|---|---|
+//! | client | tokio-postgres | mysql_async (rustls with ring) |
+//! | default port, database | 5432, `postgres` | 3306, none |
+//! | the statement | `ALTER ROLE "u" WITH PASSWORD 'SCRAM-SHA-256$4096:…'` | `ALTER USER 'u'@'%' IDENTIFIED BY PASSWORD '*<40 hex>'` |
+//! | hash computed here | SCRAM-SHA-256 verifier | `mysql_native_password`: `SHA1(SHA1(password))` |
+//! | names escaped by | `escape_identifier` (postgres-protocol) | `'` doubled, in sessions with `sql_mode = 'NO_BACKSLASH_ESCAPES'`; control characters refused |
+//! | server-side limits | `statement_timeout`, `lock_timeout` | `max_statement_time`, `lock_wait_timeout`, `innodb_lock_wait_timeout` |
+//! | rejected login | SQLSTATE class 28 | error 1045 (`ER_ACCESS_DENIED_ERROR`) |
+//!
+//! **Why a hash on MariaDB.** MariaDB writes statements as received to the general query log
+//! and the binary log — `IDENTIFIED BY 'plaintext'` puts the new password in both (the tests
+//! check it). `IDENTIFIED BY PASSWORD '*…'` hands the server the stored form instead, so
+//! neither log (nor `SHOW PROCESSLIST`) ever holds the password; the tests turn both logs on,
+//! rotate, and find the `ALTER USER` with the hash in both and the password in neither. The
+//! `mysql_native_password` form is the one every MariaDB version and every client library
+//! accepts; `IDENTIFIED VIA ed25519 USING '<hash>'` would keep the plaintext out too but needs
+//! the `auth_ed25519` plugin on the server and a client driver that speaks it, which many
+//! application drivers do not. Setting it makes the account a `mysql_native_password` one.
+//! MySQL (no `IDENTIFIED BY PASSWORD` since 8.0, no `max_statement_time`) is refused
+//! with a [`RotationError::Config`] naming the server.
+//!
+//! **Accounts.** A MariaDB account is `'user'@'host'`: the [`Strategy`]'s user names (and
+//! `C`'s `username`) are the user part, the host part is
+//! [`account_host`](DatabaseCredentialRotator::account_host) (default `%`) for every managed
+//! account. The lookup before the claim is a prepared statement on `mysql.user` (the name is a
+//! parameter), so the admin needs `SELECT` on `mysql.user` and `CREATE USER` (or `UPDATE` on
+//! `mysql.*`) to alter users.
+//!
+//! **TLS.** As for PostgreSQL: [`TlsMode::Require`] by default, the certificate and host name
+//! verified against the webpki roots plus [`tls_ca_pem`](DatabaseCredentialRotator::tls_ca_pem);
+//! a server without TLS is refused before the password is sent. The driver's switch to the
+//! server's Unix socket when it runs on the same host is turned off, and the cleartext
+//! authentication plugin is never used.
+//!
 //! ## Time limits
 //!
-//! Nothing waits forever on PostgreSQL. Each connection attempt (TCP, TLS, authentication and
+//! Nothing waits forever on the database. (The names below are PostgreSQL's; MariaDB's
+//! sessions set `max_statement_time` and the two lock waits from the same settings.) Each connection attempt (TCP, TLS, authentication and
 //! the session settings) is bounded by
 //! [`connect_timeout`](DatabaseCredentialRotator::connect_timeout) (10 s). Every session sets
 //! `statement_timeout` ([`statement_timeout`](DatabaseCredentialRotator::statement_timeout),
@@ -163,11 +206,15 @@
 //! ([`RotationError::TimedOut`](crate::RotationError::TimedOut)).
 
 mod engine;
+#[cfg(feature = "mysql")]
+mod mysql;
 mod password;
 mod postgres;
 mod target;
 pub(crate) mod tls;
 
+#[cfg(feature = "mysql")]
+pub use mysql::DEFAULT_ACCOUNT_HOST;
 pub use password::{PasswordPolicy, MIN_PASSWORD_BITS};
 
 use std::sync::Arc;
@@ -349,6 +396,35 @@ impl DatabaseCredentialRotator {
             conflict_recheck: DEFAULT_CONFLICT_RECHECK,
             fault: None,
         }
+    }
+
+    /// A rotator for users on the MariaDB server at `db_host` (port 3306, no default
+    /// database), changing passwords as `admin_username` (an account with `CREATE USER` and
+    /// `SELECT` on `mysql.user`). Everything else — the protocol, [`Strategy`], TLS required
+    /// by default, the time limits — is as for [`new`](Self::new); see
+    /// [Engines](self#engines) for what differs.
+    #[cfg(feature = "mysql")]
+    pub fn mariadb(
+        client: VaultClient,
+        db_host: impl Into<String>,
+        admin_username: impl Into<String>,
+        admin_password: SecretString,
+    ) -> Self {
+        let mut rotator =
+            DatabaseCredentialRotator::new(client, db_host, admin_username, admin_password);
+        rotator.engine = Arc::new(mysql::MariaDb::default());
+        rotator.server.port = 3306;
+        rotator.server.database = String::new();
+        rotator
+    }
+
+    /// MariaDB: the host part of every managed account, `'user'@'<host>'` (default
+    /// [`DEFAULT_ACCOUNT_HOST`], `%`). PostgreSQL has no account hosts: on a rotator made with
+    /// [`new`](Self::new) every run fails with [`RotationError::Config`].
+    #[cfg(feature = "mysql")]
+    pub fn account_host(mut self, host: impl Into<String>) -> Self {
+        self.engine = mysql::with_account_host(self.engine.name(), host.into());
+        self
     }
 
     vault_ops_core::setters! {

@@ -166,8 +166,10 @@ impl Target for DatabaseCredentialRotator {
             .or_insert_with(|| Value::String(self.server.host.clone()));
         data.entry("port")
             .or_insert_with(|| Value::String(self.server.port.to_string()));
-        data.entry("database")
-            .or_insert_with(|| Value::String(self.server.database.clone()));
+        if !self.server.database.is_empty() {
+            data.entry("database")
+                .or_insert_with(|| Value::String(self.server.database.clone()));
+        }
         Ok(data)
     }
 

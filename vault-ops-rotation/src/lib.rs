@@ -79,9 +79,8 @@
 //! - [`DatabaseCredentialRotator`] is a target over an engine seam (`database::engine`:
 //!   connect as the admin under the TLS policy and time limits, check a user exists, set a
 //!   password, log in with a password and tell "rejected" from other errors), implemented
-//!   for PostgreSQL and, with feature `mysql`, MariaDB (`ALTER USER` with a client-side hash;
-//!   see [Engines](database#engines)); plus its [`PasswordPolicy`], [`Strategy`] and TLS
-//!   settings.
+//!   for PostgreSQL and, with feature `mysql`, MariaDB (`ALTER USER`, see
+//!   [Engines](database#engines)); plus its [`PasswordPolicy`], [`Strategy`] and TLS settings.
 //! - [`ApiKeyRotator`] is a target whose apply step is the [`KeyIssuer`]'s `issue` (or
 //!   nothing, for a generated [`KeyFormat`](api_key::KeyFormat)); listing the replaced key for
 //!   revocation is its step after the commit, and revoking due keys a step after the close.

@@ -150,9 +150,9 @@
 //!
 //! ## Engines
 //!
-//! The protocol above is the rotator's; the server-specific part (connecting, looking a user
-//! up, setting a password, a test login) is an engine behind one internal trait, with no claim,
-//! commit or close logic in it:
+//! The protocol above is the driver's (one for every rotator); the server-specific part
+//! (connecting, looking a user up, setting a password, a test login) is an engine behind one
+//! internal trait, with no claim, commit or close logic in it:
 //!
 //! | | [`new`](DatabaseCredentialRotator::new): PostgreSQL | [`mariadb`](DatabaseCredentialRotator::mariadb) (feature `mysql`): MariaDB 10.4+ |
 //! |---|---|---|

@@ -1,10 +1,14 @@
-//! Rotates a PostgreSQL credential kept in Vault.
+//! Rotates a PostgreSQL or MariaDB credential kept in Vault.
 //!
 //! ```text
 //! VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=... \
 //! PGHOST=127.0.0.1 PGPORT=5432 PGDATABASE=postgres \
 //! PGADMIN_USER=postgres PGADMIN_PASSWORD=... \
 //!   cargo run -p vault-ops-rotation --example rotate_database -- main-db --user app
+//!
+//! VAULT_ADDR=... VAULT_TOKEN=... MARIADB_HOST=db.internal MARIADB_ADMIN_USER=vault_admin \
+//! MARIADB_ADMIN_PASSWORD=... MARIADB_SSL_CA=/etc/ssl/db-ca.pem \
+//!   cargo run -p vault-ops-rotation --example rotate_database -- main-db --engine mariadb --user app
 //! ```
 //!
 //! Arguments: `NAME` (the credential at `secret/database/NAME`), then one of `--user ROLE`
@@ -14,11 +18,16 @@
 //! session in plain text and also need `--allow-insecure-local-dev`, for a local test server
 //! only, which permits cleartext/MD5 password authentication too).
 //! Without `--user`/`--alternate`, the role named in the existing credential is rotated.
+//! `--engine postgres|mariadb` (default `postgres`) picks the server; with `mariadb`,
+//! `--account-host HOST` is the host part of the managed accounts (default `%`).
 //!
 //! Environment: Vault as for `VaultClient::from_env` (`VAULT_ADDR`/`BAO_ADDR`, `VAULT_TOKEN`,
 //! ...); PostgreSQL: `PGHOST` (default `127.0.0.1`), `PGPORT` (5432), `PGDATABASE`
 //! (`postgres`), `PGADMIN_USER` (or `PGUSER`, default `postgres`) and `PGADMIN_PASSWORD` (or
 //! `PGPASSWORD`, required), `PGSSLROOTCERT` (a CA certificate file to trust for TLS).
+//! MariaDB: `MARIADB_HOST` (default `127.0.0.1`), `MARIADB_PORT` (3306), `MARIADB_DATABASE`
+//! (none), `MARIADB_ADMIN_USER` (`root`), `MARIADB_ADMIN_PASSWORD` (required) and
+//! `MARIADB_SSL_CA` (a CA certificate file to trust for TLS).
 
 use std::time::Duration;
 
@@ -38,11 +47,59 @@ fn env_or(names: &[&str], default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Postgres,
+    MariaDb,
+}
+
+/// Where each engine's settings come from (environment variable names) and their defaults.
+struct ServerEnv {
+    host: &'static str,
+    port: &'static str,
+    default_port: &'static str,
+    database: &'static str,
+    default_database: &'static str,
+    admin_user: &'static [&'static str],
+    default_admin: &'static str,
+    admin_password: &'static [&'static str],
+    ca_file: &'static str,
+}
+
+impl Engine {
+    fn settings(self) -> ServerEnv {
+        match self {
+            Engine::Postgres => ServerEnv {
+                host: "PGHOST",
+                port: "PGPORT",
+                default_port: "5432",
+                database: "PGDATABASE",
+                default_database: "postgres",
+                admin_user: &["PGADMIN_USER", "PGUSER"],
+                default_admin: "postgres",
+                admin_password: &["PGADMIN_PASSWORD", "PGPASSWORD"],
+                ca_file: "PGSSLROOTCERT",
+            },
+            Engine::MariaDb => ServerEnv {
+                host: "MARIADB_HOST",
+                port: "MARIADB_PORT",
+                default_port: "3306",
+                database: "MARIADB_DATABASE",
+                default_database: "",
+                admin_user: &["MARIADB_ADMIN_USER"],
+                default_admin: "root",
+                admin_password: &["MARIADB_ADMIN_PASSWORD"],
+                ca_file: "MARIADB_SSL_CA",
+            },
+        }
+    }
+}
+
 fn usage(message: &str) -> Result<i32, CliError> {
     Err(CliError::Usage(format!(
         "{message}\nusage: rotate_database NAME [--user ROLE | --alternate ROLE_A ROLE_B] \
-         [--every-days N] [--mount MOUNT] [--tls require|prefer|disable] \
-         [--allow-insecure-local-dev]"
+         [--engine postgres|mariadb] [--account-host HOST] [--every-days N] [--mount MOUNT] \
+         [--tls require|prefer|disable] [--allow-insecure-local-dev]"
     )))
 }
 
@@ -64,6 +121,8 @@ async fn run() -> Result<i32, CliError> {
     let mut mount = None;
     let mut tls = TlsMode::Require;
     let mut insecure_local_dev = false;
+    let mut engine = Engine::Postgres;
+    let mut account_host = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--user" => match args.next() {
@@ -88,38 +147,60 @@ async fn run() -> Result<i32, CliError> {
                 Some("require") => tls = TlsMode::Require,
                 _ => return usage("--tls is require, prefer or disable"),
             },
+            "--engine" => match args.next().as_deref() {
+                Some("postgres") => engine = Engine::Postgres,
+                Some("mariadb") => engine = Engine::MariaDb,
+                _ => return usage("--engine is postgres or mariadb"),
+            },
+            "--account-host" => match args.next() {
+                Some(h) => account_host = Some(h),
+                None => return usage("--account-host needs a host (e.g. %)"),
+            },
             "--allow-insecure-local-dev" => insecure_local_dev = true,
             other => return usage(&format!("unknown argument {other:?}")),
         }
     }
 
+    if account_host.is_some() && engine != Engine::MariaDb {
+        return usage("--account-host needs --engine mariadb");
+    }
     let client = VaultClient::from_env()?;
-    let host = env_or(&["PGHOST"], "127.0.0.1");
-    let port = match env_or(&["PGPORT"], "5432").parse::<u16>() {
+    let server = engine.settings();
+    let host = env_or(&[server.host], "127.0.0.1");
+    let port = match env_or(&[server.port], server.default_port).parse::<u16>() {
         Ok(p) => p,
-        Err(_) => return usage("PGPORT is not a port number"),
+        Err(_) => return usage(&format!("{} is not a port number", server.port)),
     };
-    let database = env_or(&["PGDATABASE"], "postgres");
-    let admin = env_or(&["PGADMIN_USER", "PGUSER"], "postgres");
-    let admin_password = env_or(&["PGADMIN_PASSWORD", "PGPASSWORD"], "");
+    let database = env_or(&[server.database], server.default_database);
+    let admin = env_or(server.admin_user, server.default_admin);
+    let admin_password = env_or(server.admin_password, "");
     if admin_password.is_empty() {
-        return usage("set PGADMIN_PASSWORD (or PGPASSWORD) to the admin role's password");
+        let names = server.admin_password.join(" or ");
+        return usage(&format!("set {names} to the admin's password"));
     }
 
-    let mut rotator =
-        DatabaseCredentialRotator::new(client, host, admin, SecretString::from(admin_password))
-            .port(port)
-            .database(database)
-            .tls(tls);
+    let admin_password = SecretString::from(admin_password);
+    let mut rotator = match engine {
+        Engine::Postgres => DatabaseCredentialRotator::new(client, host, admin, admin_password),
+        Engine::MariaDb => DatabaseCredentialRotator::mariadb(client, host, admin, admin_password),
+    }
+    .port(port)
+    .database(database)
+    .tls(tls);
+    if let Some(h) = account_host {
+        rotator = rotator.account_host(h);
+    }
     if let Some(s) = strategy {
         rotator = rotator.strategy(s);
     }
     if insecure_local_dev {
         rotator = rotator.allow_insecure_local_dev();
     }
-    if let Ok(path) = std::env::var("PGSSLROOTCERT") {
-        let pem = std::fs::read(&path)
-            .map_err(CliError::local(format!("reading PGSSLROOTCERT {path}")))?;
+    if let Ok(path) = std::env::var(server.ca_file) {
+        let pem = std::fs::read(&path).map_err(CliError::local(format!(
+            "reading {} {path}",
+            server.ca_file
+        )))?;
         rotator = rotator.tls_ca_pem(pem);
     }
     if let Some(m) = mount {

@@ -57,22 +57,45 @@
 //! by reading back or probing, never by guessing; anything changed outside the protocol ends
 //! in a conflict for a human, never in an overwrite.
 //!
-//! What a run is lives in one place for every rotator (the crate-private `protocol` module):
-//! its step timings, the [`FaultPoint`]s, what is logged, the rules of the [`RotationResult`]
-//! (`version_after` is the version the run wrote, or found written by the rotation it resumed,
-//! else `version_before`; [`resumed`](RotationResult::resumed) says whether it took over a
-//! rotation a crashed run left pending) and the decision that a pending record in `S` which
-//! disagrees with the rotator's configuration is a [`Conflict`](RotationStatus::Conflict),
-//! noted in `S` and never acted on — each rotator only says *what* it expects. Every rotator
-//! reports errors as one [`RotationError`]. The database rotator is split into its protocol
-//! steps (`database`), its PostgreSQL side (connections, `ALTER ROLE`, probes), TLS and the
-//! [`PasswordPolicy`]; the API-key rotator into its steps (`api_key`), the
-//! [`KeyFormat`](api_key::KeyFormat), the
-//! [`KeyIssuer`] and the revocation list.
+//! ## One driver, many targets
+//!
+//! The protocol is written once. A crate-private driver (`protocol::driver`) owns the run: it
+//! loads `S`, stands back from another owner's live lease, checks a pending record before
+//! taking it over, claims, fires the [`FaultPoint`]s, records each step in `S`, commits `C`
+//! with check-and-set and reads back a write whose reply was lost, closes `S`, turns what it
+//! found into conflicts (a record that disagrees with the configuration, a `C` changed under
+//! a rotation, a credential changed out of band) and into the [`RotationResult`]
+//! (`version_after` is the version the run wrote, or found written by the rotation it
+//! resumed, else `version_before`; [`resumed`](RotationResult::resumed) says whether it took
+//! over a rotation a crashed run left pending). Every rotator reports errors as one
+//! [`RotationError`].
+//!
+//! Each rotator is a **target** of that driver (the shape of kube-runtime's
+//! `Controller`/`applier`: the framework owns the loop, the plug-in owns the side effects). A
+//! target answers questions and performs side effects — which paths, is this pending record
+//! one I could have claimed, the payload to claim, apply, verify, roll back, was it applied
+//! (after a crash), what the new version of `C` holds — and never writes `S` or `C` itself.
+//!
+//! - [`DatabaseCredentialRotator`] is a target over an engine seam (`database::engine`:
+//!   connect as the admin under the TLS policy and time limits, check a user exists, set a
+//!   password, log in with a password and tell "rejected" from other errors), implemented
+//!   for PostgreSQL and, with feature `mysql`, MariaDB (`ALTER USER`, see
+//!   [Engines](database#engines)); plus its [`PasswordPolicy`], [`Strategy`] and TLS settings.
+//! - [`ApiKeyRotator`] is a target whose apply step is the [`KeyIssuer`]'s `issue` (or
+//!   nothing, for a generated [`KeyFormat`](api_key::KeyFormat)); listing the replaced key for
+//!   revocation is its step after the commit, and revoking due keys a step after the close.
+//!
+//! To add a target inside the crate, implement the driver's `Target` trait and call its
+//! `drive` function from the rotator's `rotate`; the README's rotation section lists the
+//! methods. A target with no claim, commit or close logic of its own inherits every
+//! guarantee below — and is checked by the same fault-injection tests.
 //!
 //! ## The rotators
 //!
-//! - [`DatabaseCredentialRotator`] ([`database`]): PostgreSQL role passwords, as a
+//! - [`DatabaseCredentialRotator`] ([`database`]): PostgreSQL role passwords (and, with
+//!   feature `mysql`, MariaDB user passwords: `DatabaseCredentialRotator::mariadb`, the
+//!   `mysql_native_password` hash computed here so the plaintext reaches neither the general
+//!   nor the binary log), as a
 //!   [single user](Strategy::single_user) or [alternating users](Strategy::alternating_users)
 //!   (two roles with the same grants, so the previous credential keeps working for a whole
 //!   period); verified TLS and SCRAM-SHA-256 only, unless plain text is asked for explicitly

@@ -159,45 +159,6 @@ pub(crate) fn outcome_unknown(e: &vault_ops_core::Error) -> bool {
     e.is_cas_mismatch() || e.is_transport() || e.status().is_some_and(|s| s >= 500)
 }
 
-/// How many versions of a credential path `C` must be kept
-/// ([`ensure_credential_metadata`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct KeepVersions {
-    /// Fewer than this explicitly (`max_versions` > 0) is raised to `raise_to`.
-    pub(crate) at_least: u64,
-    /// What a too small `max_versions` becomes.
-    pub(crate) raise_to: u64,
-    /// What `max_versions` 0 (follow the mount's setting) or a missing `C` becomes.
-    pub(crate) when_unset: u64,
-}
-
-/// Makes `C` fit for the protocol: `cas_required`, and enough versions kept that the
-/// previous credential stays readable. Metadata writes create no version of `C`, so consumers
-/// see nothing; nothing is written when both are in place already.
-pub(crate) async fn ensure_credential_metadata(
-    client: &VaultClient,
-    mount: &str,
-    path: &str,
-    keep: KeepVersions,
-) -> Result<(), vault_ops_core::Error> {
-    let kv = client.kv2(mount);
-    let meta = kv.read_metadata(path).await?;
-    let versions = match &meta {
-        Some(m) if m.max_versions >= keep.at_least => None,
-        Some(m) if m.max_versions != 0 => Some(keep.raise_to),
-        _ => Some(keep.when_unset),
-    };
-    let need_cas = !matches!(&meta, Some(m) if m.cas_required);
-    if need_cas || versions.is_some() {
-        let mut update = MetadataUpdate::new().cas_required(true);
-        if let Some(n) = versions {
-            update = update.max_versions(n);
-        }
-        kv.write_metadata(path, &update).await?;
-    }
-    Ok(())
-}
-
 /// The state of one rotated credential, as stored at `S`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound(serialize = "P: Serialize", deserialize = "P: DeserializeOwned"))]

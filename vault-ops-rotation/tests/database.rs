@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postgres_protocol::escape::{escape_identifier, escape_literal};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use vault_ops_core::{SecretString, VaultClient};
 use vault_ops_rotation::state::{HistoryOutcome, RotationState, StateStore, Step};
 use vault_ops_rotation::{
@@ -15,9 +15,8 @@ use vault_ops_rotation::{
 use vault_ops_testkit::{BaoServer, PgCluster};
 
 mod common;
+use common::db::{self, assert_no_secret_in, assert_status, stop_at, Cred, DbFixture, MOUNT};
 use common::{Proxy, ProxyMode};
-
-const MOUNT: &str = "secret";
 
 struct Env {
     bao: BaoServer,
@@ -41,10 +40,6 @@ async fn env() -> Env {
 }
 
 impl Env {
-    fn rotator(&self, owner: &str) -> DatabaseCredentialRotator {
-        self.rotator_with(self.client.clone(), owner)
-    }
-
     fn rotator_with(&self, client: VaultClient, owner: &str) -> DatabaseCredentialRotator {
         DatabaseCredentialRotator::new(
             client,
@@ -90,49 +85,15 @@ impl Env {
     }
 
     async fn credential(&self, name: &str) -> Cred {
-        let secret = self
-            .client
-            .kv2(MOUNT)
-            .get_json(&format!("database/{name}"))
-            .await
-            .expect("read C");
-        Cred {
-            version: secret.metadata.version,
-            created_time: secret.metadata.created_time.clone(),
-            username: secret.data["username"]
-                .as_str()
-                .expect("username")
-                .to_string(),
-            password: secret.data["password"]
-                .as_str()
-                .expect("password")
-                .to_string(),
-            data: secret.data,
-        }
+        db::credential(&self.client, name).await
     }
 
     async fn credential_version(&self, name: &str) -> Option<u64> {
-        self.client
-            .kv2(MOUNT)
-            .read_metadata(&format!("database/{name}"))
-            .await
-            .expect("metadata")
-            .map(|m| m.current_version)
+        db::credential_version(&self.client, name).await
     }
 
     async fn state(&self, name: &str) -> (u64, RotationState<Value>) {
-        let snap = StateStore::new(self.client.clone(), MOUNT, "rotation-state/database")
-            .load::<Value>(name)
-            .await
-            .expect("load S");
-        (snap.version, snap.state)
-    }
-
-    async fn logs_in(&self, user: &str, password: &str) -> bool {
-        match connect(&self.pg, user, password).await {
-            Ok(c) => c.simple_query("SELECT 1").await.is_ok(),
-            Err(_) => false,
-        }
+        db::state(&self.client, name).await
     }
 
     async fn assert_logs_in(&self, cred: &Cred) {
@@ -166,12 +127,21 @@ impl Env {
     }
 }
 
-struct Cred {
-    version: u64,
-    created_time: String,
-    username: String,
-    password: String,
-    data: Map<String, Value>,
+impl DbFixture for Env {
+    fn client(&self) -> &VaultClient {
+        &self.client
+    }
+
+    fn rotator(&self, owner: &str) -> DatabaseCredentialRotator {
+        self.rotator_with(self.client.clone(), owner)
+    }
+
+    async fn logs_in(&self, user: &str, password: &str) -> bool {
+        match connect(&self.pg, user, password).await {
+            Ok(c) => c.simple_query("SELECT 1").await.is_ok(),
+            Err(_) => false,
+        }
+    }
 }
 
 async fn connect(
@@ -192,28 +162,6 @@ async fn connect(
         let _ = conn.await;
     });
     Ok(client)
-}
-
-fn stop_at(point: FaultPoint) -> FaultHook {
-    Arc::new(move |p| Box::pin(async move { p == point }))
-}
-
-fn assert_status(r: &RotationResult, status: RotationStatus) {
-    assert_eq!(r.status, status, "unexpected result: {r:?}");
-}
-
-/// Neither Display nor Debug of the result (and its error) contains any of the passwords.
-fn assert_no_secret_in(r: &RotationResult, passwords: &[String]) {
-    let text = format!(
-        "{r:?} {}",
-        r.error.as_ref().map(|e| e.to_string()).unwrap_or_default()
-    );
-    for p in passwords {
-        assert!(
-            !text.contains(p.as_str()),
-            "a password leaked into a result: {text}"
-        );
-    }
 }
 
 #[tokio::test]
@@ -914,128 +862,7 @@ async fn passwords_never_reach_pg_stat_activity_or_logs() {
 async fn crash_at_every_boundary_then_resume() {
     let env = env().await;
     env.create_role("app").await;
-    let base = env
-        .rotator("bootstrap")
-        .strategy(Strategy::single_user("app"));
-    assert_status(&base.rotate("crash-db").await, RotationStatus::Success);
-    let mut passwords = vec![env.credential("crash-db").await.password];
-
-    let points = [
-        FaultPoint::AfterClaim,
-        FaultPoint::AfterApply,
-        FaultPoint::AfterVerify,
-        FaultPoint::AfterCommit,
-        FaultPoint::AfterClose,
-    ];
-    for (i, point) in points.into_iter().enumerate() {
-        let before = env.credential("crash-db").await;
-        let (_, s_before) = env.state("crash-db").await;
-        // The crashing replica: same stable owner id as the one that resumes (a restarted
-        // process), so the resume does not wait for the lease.
-        let owner = format!("replica-{i}");
-        let crashing = env
-            .rotator(&owner)
-            .strategy(Strategy::single_user("app"))
-            .fault_hook(stop_at(point));
-        let r = crashing.rotate("crash-db").await;
-        assert_status(&r, RotationStatus::Failed);
-        assert!(
-            matches!(r.error, Some(RotationError::Interrupted(p)) if p == point),
-            "{:?}",
-            r.error
-        );
-
-        let (_, s_mid) = env.state("crash-db").await;
-        let c_mid = env.credential("crash-db").await;
-        if point == FaultPoint::AfterClose {
-            assert!(s_mid.pending().is_none());
-            assert_eq!(c_mid.version, before.version + 1);
-        } else {
-            let p = s_mid.pending().expect("pending after a crash");
-            assert_eq!(p.epoch, s_before.epoch + 1);
-            let expected_step = match point {
-                FaultPoint::AfterClaim | FaultPoint::AfterApply => Step::Claimed,
-                _ => Step::Applied,
-            };
-            assert_eq!(p.step, expected_step, "{point:?}");
-            let expected_c = if point == FaultPoint::AfterCommit {
-                before.version + 1
-            } else {
-                before.version
-            };
-            assert_eq!(c_mid.version, expected_c);
-        }
-        // The credential in C works at every boundary except between apply and commit,
-        // where the database already has the pending password (which S holds).
-        let pending_password = s_mid
-            .pending()
-            .map(|p| p.payload["password"].as_str().unwrap().to_string());
-        let c_works = env.logs_in(&c_mid.username, &c_mid.password).await;
-        match point {
-            FaultPoint::AfterClaim | FaultPoint::AfterCommit | FaultPoint::AfterClose => {
-                assert!(c_works, "{point:?}")
-            }
-            _ => {
-                assert!(!c_works, "{point:?}");
-                assert!(
-                    env.logs_in("app", pending_password.as_deref().unwrap())
-                        .await
-                );
-            }
-        }
-
-        let resumer = env.rotator(&owner).strategy(Strategy::single_user("app"));
-        let resumed = resumer
-            .rotate_if_due("crash-db", Duration::from_secs(3600))
-            .await;
-        let expected = if point == FaultPoint::AfterClose {
-            RotationStatus::SkippedNotDue
-        } else {
-            RotationStatus::Success
-        };
-        assert_status(&resumed, expected);
-        // Every boundary but the last leaves S pending: the next run says it resumed it.
-        assert_eq!(
-            resumed.resumed,
-            point != FaultPoint::AfterClose,
-            "{point:?}: {resumed:?}"
-        );
-
-        let after = env.credential("crash-db").await;
-        assert_eq!(
-            after.version,
-            before.version + 1,
-            "exactly one new version for {point:?}"
-        );
-        env.assert_logs_in(&after).await;
-        assert!(!env.logs_in("app", &before.password).await, "{point:?}");
-        if let Some(p) = pending_password {
-            assert_eq!(
-                after.password, p,
-                "the resume finishes the recorded rotation"
-            );
-        }
-        let (_, s_after) = env.state("crash-db").await;
-        assert!(s_after.pending().is_none());
-        assert_eq!(s_after.epoch, s_before.epoch + 1, "no new epoch on resume");
-        assert_eq!(s_after.rotations, s_before.rotations + 1);
-        assert_eq!(s_after.credential_version, Some(after.version));
-        assert_eq!(
-            s_after.last_rotated_at.as_deref(),
-            Some(after.created_time.as_str())
-        );
-        let last = s_after.history.last().unwrap();
-        assert_eq!(last.outcome, HistoryOutcome::Rotated);
-        assert_eq!(last.credential_version, Some(after.version));
-        assert_eq!(last.epoch, s_after.epoch);
-        passwords.push(after.password);
-    }
-    let (_, state) = env.state("crash-db").await;
-    assert_eq!(state.rotations, 6);
-    assert!(state
-        .history
-        .iter()
-        .all(|h| h.outcome == HistoryOutcome::Rotated));
+    let passwords = db::crash_at_every_boundary_then_resume(&env, "app", "crash-db").await;
     env.assert_not_in_pg_log(&passwords);
 }
 

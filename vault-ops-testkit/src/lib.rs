@@ -1,4 +1,5 @@
-//! Test support for vault-ops: throwaway OpenBao servers and PostgreSQL clusters on loopback.
+//! Test support for vault-ops: throwaway OpenBao servers, PostgreSQL clusters and MariaDB
+//! servers on loopback.
 //!
 //! Everything here is meant for tests and examples only:
 //!
@@ -7,6 +8,8 @@
 //! - [`BaoConfigServer`] runs `bao server -config=...` (non-dev, e.g. a raft node).
 //! - [`PgCluster`] runs a throwaway PostgreSQL cluster with SCRAM password authentication and
 //!   TLS (a certificate from [`make_tls_certificates`]).
+//! - [`MariaDb`] runs a throwaway MariaDB server with an admin account, TLS (same certificates)
+//!   and the general and binary logs on; [`mariadb_bin`] finds its programs.
 //! - [`PrometheusServer`] runs a throwaway Prometheus; [`promtool_bin`] finds `promtool`.
 //! - [`free_port_pair`] / [`free_port`] hand out free loopback ports.
 //!
@@ -15,12 +18,15 @@
 
 mod bao;
 pub mod k8s;
+mod mariadb;
 mod pg;
 mod ports;
 mod prom;
 mod util;
 
 pub use bao::{bao_bin, BaoConfigServer, BaoInit, BaoServer};
+pub use mariadb::{mariadb_bin, MariaDb, MariaDbOptions};
 pub use pg::{make_tls_certificates, pg_bin_dir, PgCluster};
 pub use ports::{free_port, free_port_pair};
 pub use prom::{prometheus_bin, promtool_bin, PrometheusServer};
+pub use util::process_gone;

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::ports::free_port;
-use crate::util::{find_on_path, is_executable, is_root, random_hex, read_log, tail};
+use crate::util::{
+    chown_recursive, find_on_path, is_executable, is_root, random_hex, read_log, server_tempdir,
+    tail,
+};
 
 /// How long to wait for the server to accept TCP connections.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -103,17 +106,7 @@ impl PgCluster {
     pub async fn start() -> PgCluster {
         let bin_dir = pg_bin_dir();
         let as_postgres = is_root();
-        // Under root, the `postgres` user must be able to reach the directory; /tmp is
-        // world-traversable where $TMPDIR may not be.
-        let base = if as_postgres && Path::new("/tmp").is_dir() {
-            PathBuf::from("/tmp")
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = tempfile::Builder::new()
-            .prefix("vault-ops-pg-")
-            .tempdir_in(base)
-            .expect("vault-ops-testkit: creating a temporary directory");
+        let dir = server_tempdir("vault-ops-pg-", as_postgres);
         let password = format!("Pg{}x", random_hex());
         let pwfile = dir.path().join("pwfile");
         std::fs::write(&pwfile, format!("{password}\n"))
@@ -121,17 +114,7 @@ impl PgCluster {
         let tls_dir = dir.path().join("tls");
         let ca_pem = make_tls_certificates(&tls_dir).await;
         if as_postgres {
-            let status = StdCommand::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(dir.path())
-                .status()
-                .expect("vault-ops-testkit: running chown");
-            assert!(
-                status.success(),
-                "vault-ops-testkit: `chown -R postgres: {}` failed ({status}); does the `postgres` user exist? \
-                 Run `./dev install`.",
-                dir.path().display()
-            );
+            chown_recursive("postgres", dir.path());
         }
         let mut cluster = PgCluster {
             bin_dir,
@@ -403,7 +386,8 @@ impl PgCluster {
 /// Makes, with `openssl`, a throwaway CA and a server certificate for `127.0.0.1` and
 /// `localhost` (P-256 keys, valid for a week) in the new directory `dir`: `server.crt` and
 /// `server.key` (mode 0600, PEM). Returns the CA's PEM certificate; the CA's key is deleted.
-/// [`PgCluster`] uses it for its own certificate; tests use it for fake TLS servers.
+/// [`PgCluster`] and [`MariaDb`](crate::MariaDb) use it for their own certificates; tests use it
+/// for fake TLS servers.
 ///
 /// # Panics
 ///
@@ -487,7 +471,7 @@ async fn openssl(dir: &Path, args: &[&str]) {
         .await
         .unwrap_or_else(|e| {
             panic!(
-                "vault-ops-testkit: running `openssl` (needed for PostgreSQL's TLS certificate): {e}. Install it (apt-get install openssl)."
+                "vault-ops-testkit: running `openssl` (needed for the test servers' TLS certificates): {e}. Install it (apt-get install openssl)."
             )
         });
     assert!(

@@ -56,6 +56,40 @@ pub(crate) fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// `chown -R user: dir`, so a server that drops to `user` can write its files.
+///
+/// # Panics
+///
+/// When `chown` fails (e.g. the user does not exist), telling the user to run `./dev install`.
+pub(crate) fn chown_recursive(user: &str, dir: &Path) {
+    let status = std::process::Command::new("chown")
+        .arg("-R")
+        .arg(format!("{user}:"))
+        .arg(dir)
+        .status()
+        .expect("vault-ops-testkit: running chown");
+    assert!(
+        status.success(),
+        "vault-ops-testkit: `chown -R {user}: {}` failed ({status}); does the `{user}` user exist? \
+         Run `./dev install`.",
+        dir.display()
+    );
+}
+
+/// A temporary directory named `prefix…`. When a server will run as another user (we are
+/// root), it is made under /tmp, which that user can traverse where `$TMPDIR` may not be.
+pub(crate) fn server_tempdir(prefix: &str, for_other_user: bool) -> tempfile::TempDir {
+    let base = if for_other_user && Path::new("/tmp").is_dir() {
+        PathBuf::from("/tmp")
+    } else {
+        std::env::temp_dir()
+    };
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(base)
+        .expect("vault-ops-testkit: creating a temporary directory")
+}
+
 /// A plain HTTP client for loopback health checks (no proxy).
 pub(crate) fn http_client(timeout: std::time::Duration) -> reqwest::Client {
     reqwest::Client::builder()
@@ -63,4 +97,16 @@ pub(crate) fn http_client(timeout: std::time::Duration) -> reqwest::Client {
         .timeout(timeout)
         .build()
         .expect("vault-ops-testkit: building an HTTP client")
+}
+
+/// Whether process `pid` is gone (or only a zombie waiting to be reaped): for tests that a
+/// server was stopped.
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+    }
 }

@@ -3,18 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use vault_ops_testkit::{bao_bin, BaoServer};
-
-/// Whether process `pid` is gone (or only a zombie waiting to be reaped).
-fn process_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-    }
-}
+use vault_ops_testkit::{bao_bin, process_gone, BaoServer};
 
 async fn wait_gone(pid: u32) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -1,7 +1,7 @@
 //! Tests for the throwaway PostgreSQL cluster.
 
 use tokio_postgres::{Client, NoTls};
-use vault_ops_testkit::PgCluster;
+use vault_ops_testkit::{process_gone, PgCluster};
 
 async fn connect(pg: &PgCluster, password: &str) -> Result<Client, tokio_postgres::Error> {
     let mut config = tokio_postgres::Config::new();
@@ -17,17 +17,6 @@ async fn connect(pg: &PgCluster, password: &str) -> Result<Client, tokio_postgre
         let _ = connection.await;
     });
     Ok(client)
-}
-
-/// Whether process `pid` is gone (or only a zombie waiting to be reaped).
-fn process_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-    }
 }
 
 #[tokio::test]

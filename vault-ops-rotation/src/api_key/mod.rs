@@ -51,7 +51,7 @@
 //! 2. Read `C` and its metadata (base version `b`).
 //! 3. **Claim** `S` with check-and-set: phase pending, owner, lease, `b`, and the new key. Of
 //!    several replicas racing, exactly one wins; the others report
-//!    [`SkippedNotDue`](RotationStatus::SkippedNotDue).
+//!    [`SkippedNotDue`](crate::RotationStatus::SkippedNotDue).
 //! 4. **Commit** `C` with check-and-set against `b`.
 //! 5. **Close** `S`: idle, `last_rotated_at` = Vault's `created_time` of the new version,
 //!    `next_due_at`.
@@ -60,7 +60,7 @@
 //! the same [`owner`](ApiKeyOptions::owner)) finishes it with **that** key. A lost reply at 4 is
 //! resolved by reading `C` back (is version `b + 1` our key?), never by guessing. If `C` moved
 //! on to something that is not our key, the rotation is marked as a
-//! [`Conflict`](RotationStatus::Conflict) in `S` and nothing is overwritten; runs report the
+//! [`Conflict`](crate::RotationStatus::Conflict) in `S` and nothing is overwritten; runs report the
 //! conflict until [`ApiKeyRotator::resolve_conflict`] is called.
 //!
 //! **Requests per rotation** (generated key): 6 to Vault: read `S`, read `C`, claim `S`, read
@@ -102,7 +102,7 @@
 //!   that key id, and the latest version does not. It is due at that version's
 //!   `created_time` plus [`grace_period`](ApiKeyOptions::grace_period), whatever the list says.
 //!   A list naming any key that cannot be tied (or longer than [`MAX_RETIRED_KEYS`]) is a
-//!   [`Conflict`](RotationStatus::Conflict) and nothing is revoked in that run.
+//!   [`Conflict`](crate::RotationStatus::Conflict) and nothing is revoked in that run.
 //! - A pending rotation is resumed only when it is one this rotator could have claimed:
 //!   without an issuer, a key of the configured [`KeyFormat`] and no key ids; with one, an
 //!   idempotency key of this rotator's form and, as the key to replace (and later revoke), the
@@ -119,6 +119,7 @@
 mod format;
 mod issuer;
 mod revocations;
+mod target;
 
 pub use format::{Alphabet, KeyFormat, MIN_KEY_BITS};
 pub use issuer::{IssueRequest, IssuedKey, IssuerError, KeyIssuer, RevokeRequest};
@@ -129,20 +130,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tracing::Instrument;
-use vault_ops_core::api::kv2::KvSecret;
 use vault_ops_core::VaultClient;
 
-use crate::protocol::{conflict, failed, reject_record, skipped, Outcome, RecordCheck, Run};
-use crate::rotator::{RotationResult, RotationStatus, Rotator};
-use crate::state::{
-    self, default_owner, Claim, ClaimOptions, Close, HistoryOutcome, Snapshot, StateError,
-    StateStore, Step,
-};
-use crate::{FaultHook, FaultPoint, RotationError};
+use crate::protocol::driver::drive;
+use crate::rotator::{RotationResult, Rotator};
+use crate::state::{self, default_owner, ClaimOptions, Close, HistoryOutcome, StateStore};
+use crate::{FaultHook, RotationError};
+
+use target::ApiKeyTarget;
 
 /// The default [`ApiKeyOptions::state_prefix`]: this rotator's own prefix for `S`, apart from
 /// the database rotator's (`rotation-state/database`).
@@ -247,7 +245,7 @@ impl ApiKeyOptions {
 
 /// The pending payload in `S`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct KeyPayload {
+pub(crate) struct KeyPayload {
     /// The new key: generated at claim time, or issued (recorded after the issue call).
     #[serde(
         default,
@@ -369,11 +367,11 @@ impl ApiKeyRotator {
     }
 
     /// Installs a fault-injection hook (for tests of crash recovery): it is called after `S`
-    /// and `C` were read for a fresh rotation ([`FaultPoint::AfterRead`]), after the
-    /// claim ([`FaultPoint::AfterClaim`]), after the provider issued a key and before that is
-    /// recorded ([`FaultPoint::AfterApply`], issuer mode), after the issued key was recorded in
-    /// `S` ([`FaultPoint::AfterVerify`], issuer mode), after `C` was written
-    /// ([`FaultPoint::AfterCommit`]) and after `S` was closed ([`FaultPoint::AfterClose`]).
+    /// and `C` were read for a fresh rotation ([`FaultPoint::AfterRead`](crate::FaultPoint::AfterRead)), after the
+    /// claim ([`FaultPoint::AfterClaim`](crate::FaultPoint::AfterClaim)), after the provider issued a key and before that is
+    /// recorded ([`FaultPoint::AfterApply`](crate::FaultPoint::AfterApply), issuer mode), after the issued key was recorded in
+    /// `S` ([`FaultPoint::AfterVerify`](crate::FaultPoint::AfterVerify), issuer mode), after `C` was written
+    /// ([`FaultPoint::AfterCommit`](crate::FaultPoint::AfterCommit)) and after `S` was closed ([`FaultPoint::AfterClose`](crate::FaultPoint::AfterClose)).
     pub fn with_fault_hook(mut self, hook: FaultHook) -> Self {
         self.fault_hook = Some(hook);
         self
@@ -457,517 +455,12 @@ impl ApiKeyRotator {
         every: Option<Duration>,
         issuer: Option<Arc<dyn KeyIssuer>>,
     ) -> RotationResult {
-        let mut run = Run::new("API key", name, every, self.fault_hook.clone(), ());
-        let span = tracing::info_span!("api_key_rotation", name, path, issuer = issuer.is_some());
-        let outcome = self
-            .run_inner(&mut run, name, path, every, issuer.as_ref())
-            .instrument(span.clone())
-            .await;
-        span.in_scope(|| run.finish(outcome))
-    }
-
-    async fn run_inner(
-        &self,
-        run: &mut Run,
-        name: &str,
-        path: &str,
-        every: Option<Duration>,
-        issuer: Option<&Arc<dyn KeyIssuer>>,
-    ) -> Outcome {
-        let path = path.trim_matches('/');
-        if path.is_empty() {
-            return Err(failed(RotationError::Config(
-                "the credential path is empty".into(),
-            )));
-        }
-        if path.ends_with(REVOCATIONS_SUFFIX) {
-            // Its `S` would be another credential's revocation list.
-            return Err(failed(RotationError::Config(format!(
-                "a credential path must not end with {REVOCATIONS_SUFFIX:?}"
-            ))));
-        }
-        if let Err(e) = self.options.validate() {
-            return Err(failed(e));
-        }
-        let snap = match run.timed("load", self.store.load::<KeyPayload>(path)).await {
-            Ok(s) => s,
-            Err(e) => return Err(failed(e)),
+        let target = ApiKeyTarget {
+            rotator: self,
+            path: path.to_string(),
+            issuer,
         };
-        run.version_before = snap.state.credential_version;
-
-        let now = snap.now();
-        let outcome = self
-            .rotate_phase(run, name, path, every, issuer, snap)
-            .await;
-        let Some(issuer) = issuer else {
-            return outcome;
-        };
-        if matches!(&outcome, Err((_, RotationError::Interrupted(_)))) {
-            // Stopped as if the process had died: no further step.
-            return outcome;
-        }
-        // Revocation, a step after the rotation (due by Vault's clock when `S` was read,
-        // independently of the rotation's own outcome).
-        match (
-            outcome,
-            self.revoke_due(run, name, path, now, issuer.as_ref()).await,
-        ) {
-            (outcome, Ok(next)) => {
-                run.next_due_at = min_time(run.next_due_at, next.map(ceil_second));
-                outcome
-            }
-            (Ok(RotationStatus::Success), Err(e)) => {
-                // The rotation itself worked; report it, the revocation is retried later.
-                tracing::warn!(error = %e, "revoking a replaced key failed; a later run retries");
-                Ok(RotationStatus::Success)
-            }
-            (Ok(RotationStatus::SkippedNotDue), Err(e)) if e.is_conflict() => {
-                Err((RotationStatus::Conflict, e))
-            }
-            (Ok(RotationStatus::SkippedNotDue), Err(e)) => Err(failed(e)),
-            (outcome, Err(e)) => {
-                tracing::warn!(error = %e, "revoking a replaced key failed; a later run retries");
-                outcome
-            }
-        }
-    }
-
-    async fn rotate_phase(
-        &self,
-        run: &mut Run,
-        name: &str,
-        path: &str,
-        every: Option<Duration>,
-        issuer: Option<&Arc<dyn KeyIssuer>>,
-        snap: Snapshot<KeyPayload>,
-    ) -> Outcome {
-        let opts = self.claim_options();
-
-        if let Some(p) = snap.pending() {
-            if let Some(reason) = &p.conflict {
-                return Err(conflict(
-                    path,
-                    format!("a pending rotation is in conflict: {reason}"),
-                ));
-            }
-            if !snap.can_take_over(&opts.owner) {
-                tracing::debug!(owner = %p.owner, epoch = p.epoch, "another run holds the rotation");
-                return skipped(run, snap.next_check_at(every).map(ceil_second));
-            }
-            // `S` is input, not truth: check the pending rotation before acting on it.
-            let check = self
-                .check_pending(run, name, path, issuer.is_some(), p)
-                .await;
-            reject_record(
-                run,
-                &self.store,
-                &snap,
-                &opts.owner,
-                path,
-                check,
-                "resolve_conflict drops it",
-            )
-            .await?;
-            let claim = match run.timed("claim", self.store.take_over(&snap, &opts)).await {
-                Ok(c) => c,
-                Err(e) if e.is_contended() => return self.contended(run, path, every).await,
-                Err(e) => return Err(failed(e)),
-            };
-            run.resuming(claim.pending());
-            return self
-                .finish(run, name, path, every, issuer, claim, None)
-                .await;
-        }
-
-        if let Some(every) = every {
-            if !snap.is_due(every) {
-                return skipped(run, snap.next_check_at(Some(every)).map(ceil_second));
-            }
-        }
-
-        // Read C: its version is the base of the check-and-set.
-        let kv = self.client.kv2(&self.options.mount);
-        let current = match run
-            .timed("read", kv.get_opt::<Map<String, Value>>(path))
-            .await
-        {
-            Ok(c) => c,
-            Err(e @ vault_ops_core::Error::SecretVersionDeleted { .. })
-            | Err(e @ vault_ops_core::Error::SecretVersionDestroyed { .. }) => {
-                let reason = format!("the latest version of the credential is not readable ({e}); not rotating over it");
-                if let Err(e) = self
-                    .store
-                    .note_conflict(&snap, &opts.owner, reason.clone())
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not record the conflict in the state record");
-                }
-                return Err(conflict(path, reason));
-            }
-            Err(e) => return Err(failed(e)),
-        };
-        let base = current.as_ref().map_or(0, |c| c.metadata.version);
-        run.version_before = Some(base).filter(|b| *b > 0);
-        run.fault(FaultPoint::AfterRead).await?;
-
-        let payload = match issuer {
-            None => KeyPayload {
-                key: Some(self.options.format.generate()),
-                key_id: None,
-                idempotency_key: None,
-                previous_key_id: None,
-            },
-            Some(_) => KeyPayload {
-                key: None,
-                key_id: None,
-                idempotency_key: Some(format!("{:032x}", rand::random::<u128>())),
-                previous_key_id: current
-                    .as_ref()
-                    .and_then(|c| field_str(&c.data, &self.options.key_id_field))
-                    .map(str::to_string),
-            },
-        };
-        let claim = match run
-            .timed("claim", self.store.claim(&snap, &opts, base, payload))
-            .await
-        {
-            Ok(c) => c,
-            Err(e) if e.is_contended() => return self.contended(run, path, every).await,
-            Err(StateError::Unfinished { .. }) => return self.contended(run, path, every).await,
-            Err(e) => return Err(failed(e)),
-        };
-        run.fault(FaultPoint::AfterClaim).await?;
-        self.finish(run, name, path, every, issuer, claim, current)
-            .await
-    }
-
-    /// Another run won the race or holds the rotation: report when to look again.
-    async fn contended(&self, run: &mut Run, path: &str, every: Option<Duration>) -> Outcome {
-        match run.timed("load", self.store.load::<KeyPayload>(path)).await {
-            Ok(s) => skipped(run, s.next_check_at(every).map(ceil_second)),
-            Err(_) => skipped(run, None),
-        }
-    }
-
-    /// Finishes a claimed rotation: issue (if needed), commit `C`, list the replaced key for
-    /// revocation, close `S`.
-    #[allow(clippy::too_many_arguments)]
-    async fn finish(
-        &self,
-        run: &mut Run,
-        name: &str,
-        path: &str,
-        every: Option<Duration>,
-        issuer: Option<&Arc<dyn KeyIssuer>>,
-        mut claim: Claim<KeyPayload>,
-        current: Option<KvSecret<Map<String, Value>>>,
-    ) -> Outcome {
-        let base = claim.pending().base_version;
-        run.version_before = Some(base).filter(|b| *b > 0);
-        let mut payload = claim.payload().clone();
-
-        // Issuer mode: get the key from the provider, with the recorded idempotency key.
-        if payload.key.is_none() {
-            let Some(issuer) = issuer else {
-                return Err(failed(no_issuer(name)));
-            };
-            let Some(idempotency_key) = payload.idempotency_key.clone() else {
-                return Err(failed(RotationError::Config(
-                    "the pending rotation has neither a key nor an idempotency key".into(),
-                )));
-            };
-            let request = IssueRequest {
-                name: name.to_string(),
-                path: path.to_string(),
-                idempotency_key,
-                previous_key_id: payload.previous_key_id.clone(),
-            };
-            let issued = match run.timed("issue", issuer.issue(&request)).await {
-                Ok(k) => k,
-                Err(source) => {
-                    // The claim stays pending: the next run retries with the same key.
-                    return Err(failed(RotationError::KeyIssuer {
-                        name: name.to_string(),
-                        source,
-                    }));
-                }
-            };
-            tracing::info!(key_id = %issued.key_id, "provider issued a key");
-            if payload.previous_key_id.as_deref() == Some(issued.key_id.as_str()) {
-                // A reused idempotency key: the provider answered with the key in use.
-                let reason = format!(
-                    "the provider answered the issue request with the key being replaced ({}); not committed",
-                    shown_id(&issued.key_id)
-                );
-                return self.conflict(run, &mut claim, path, reason).await;
-            }
-            run.fault(FaultPoint::AfterApply).await?;
-            payload.key = Some(issued.key);
-            payload.key_id = Some(issued.key_id);
-            claim.pending_mut().payload = payload.clone();
-            match run
-                .timed("record", self.store.advance(&mut claim, Step::Applied))
-                .await
-            {
-                Ok(()) => {}
-                Err(e) if e.is_contended() => return self.contended(run, path, every).await,
-                Err(e) => return Err(failed(e)),
-            }
-            run.fault(FaultPoint::AfterVerify).await?;
-        }
-        let Some(key) = payload.key.clone() else {
-            return Err(failed(RotationError::Config(
-                "the pending rotation has no key".into(),
-            )));
-        };
-
-        // Commit C with CAS against the base version (or find that it was committed already).
-        let kv = self.client.kv2(&self.options.mount);
-        let current = match current {
-            Some(c) if c.metadata.version == base => Some(c),
-            _ => match run
-                .timed("read", kv.get_opt::<Map<String, Value>>(path))
-                .await
-            {
-                Ok(c) => c,
-                Err(e @ vault_ops_core::Error::SecretVersionDeleted { .. })
-                | Err(e @ vault_ops_core::Error::SecretVersionDestroyed { .. }) => {
-                    return self
-                        .conflict(
-                            run,
-                            &mut claim,
-                            path,
-                            format!("the credential's latest version is not readable: {e}"),
-                        )
-                        .await;
-                }
-                Err(e) => return Err(failed(e)),
-            },
-        };
-        let current_version = current.as_ref().map_or(0, |c| c.metadata.version);
-        let committed = if current_version == base {
-            let mut data = current.map(|c| c.data).unwrap_or_default();
-            data.insert(
-                self.options.field.clone(),
-                Value::String(key.expose_secret().to_string()),
-            );
-            if let Some(id) = &payload.key_id {
-                data.insert(self.options.key_id_field.clone(), Value::String(id.clone()));
-            }
-            if let Err(e) = run.timed("metadata", self.ensure_metadata(path)).await {
-                return Err(failed(e));
-            }
-            match run.timed("commit", kv.put_cas(path, &data, base)).await {
-                Ok(meta) => Some((meta.version, meta.created_time)),
-                Err(e) if state::outcome_unknown(&e) => {
-                    // Did our write land (a lost reply, or a retried write that had landed)?
-                    match self.find_commit(run, path, base, &key).await {
-                        Ok(Some(found)) => Some(found),
-                        Ok(None) if !e.is_cas_mismatch() => return Err(failed(e)),
-                        Ok(None) => {
-                            return self
-                                .conflict(run, &mut claim, path, format!("the credential was changed concurrently (it is no longer at version {base}); not overwriting it"))
-                                .await
-                        }
-                        Err(e2) => return Err(failed(e2)),
-                    }
-                }
-                Err(e) => return Err(failed(e)),
-            }
-        } else if current_version > base {
-            match self.find_commit(run, path, base, &key).await {
-                Ok(Some(found)) => Some(found),
-                Ok(None) => {
-                    return self
-                        .conflict(
-                            run,
-                            &mut claim,
-                            path,
-                            format!("the credential moved from version {base} to {current_version} without this rotation"),
-                        )
-                        .await
-                }
-                Err(e) => return Err(failed(e)),
-            }
-        } else {
-            None
-        };
-        let Some((version, created_time)) = committed else {
-            return self
-                .conflict(
-                    run,
-                    &mut claim,
-                    path,
-                    format!("the credential is at version {current_version}, behind the rotation's base version {base} (deleted and re-created?)"),
-                )
-                .await;
-        };
-        run.version_after = Some(version);
-        run.fault(FaultPoint::AfterCommit).await?;
-
-        // Issuer mode: list the replaced key for revocation after the grace period.
-        if let Some(old) = payload.previous_key_id.as_deref() {
-            if let Err(e) = run
-                .timed("retire", self.retire(path, old, version, &created_time))
-                .await
-            {
-                // The claim stays pending; the next run resumes (C is committed) and retries.
-                return Err(failed(e));
-            }
-        }
-
-        let close = Close::rotated(version, created_time).every(every);
-        match run.timed("close", self.store.close(claim, close)).await {
-            Ok(closed) => {
-                run.fault(FaultPoint::AfterClose).await?;
-                run.next_due_at = closed.state.due_time(every).map(ceil_second);
-                Ok(RotationStatus::Success)
-            }
-            // Another run finished the same rotation (same key) after our lease ran out.
-            Err(e) if e.is_contended() => self.contended(run, path, every).await,
-            Err(e) => Err(failed(e)),
-        }
-    }
-
-    async fn conflict(
-        &self,
-        run: &mut Run,
-        claim: &mut Claim<KeyPayload>,
-        path: &str,
-        reason: String,
-    ) -> Outcome {
-        tracing::error!(reason = %reason, "API key rotation conflict");
-        if let Err(e) = run
-            .timed("conflict", self.store.mark_conflict(claim, reason.clone()))
-            .await
-        {
-            tracing::warn!(error = %e, "could not record the conflict in the state record");
-        }
-        Err(conflict(path, reason))
-    }
-
-    /// Looks for our key at version `base + 1`: `(version, created_time)` if it is there.
-    async fn find_commit(
-        &self,
-        run: &mut Run,
-        path: &str,
-        base: u64,
-        key: &SecretString,
-    ) -> Result<Option<(u64, String)>, vault_ops_core::Error> {
-        let kv = self.client.kv2(&self.options.mount);
-        let Some(next) = base.checked_add(1) else {
-            return Ok(None);
-        };
-        let read = run
-            .timed("probe", kv.get_version::<Map<String, Value>>(path, next))
-            .await;
-        match read {
-            Ok(v) => {
-                let ours = field_str(&v.data, &self.options.field) == Some(key.expose_secret());
-                Ok(ours.then_some((v.metadata.version, v.metadata.created_time)))
-            }
-            Err(e) if e.is_not_found() => Ok(None),
-            // Deleted or destroyed since: we cannot tell; a human must look.
-            Err(vault_ops_core::Error::SecretVersionDeleted { .. })
-            | Err(vault_ops_core::Error::SecretVersionDestroyed { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// `cas_required` and enough kept versions on `C`. A secret that follows the mount's
-    /// setting (`max_versions` 0) gets KV's default of 10 (or `min_versions` if larger) made
-    /// explicit, so a mount configured to keep a single version cannot drop the previous key.
-    async fn ensure_metadata(&self, path: &str) -> Result<(), RotationError> {
-        let min = self.options.min_versions.max(2);
-        let keep = state::KeepVersions {
-            at_least: min,
-            raise_to: min,
-            when_unset: min.max(10),
-        };
-        state::ensure_credential_metadata(&self.client, &self.options.mount, path, keep).await?;
-        Ok(())
-    }
-
-    /// Checks a pending rotation read from `S` against the options, the issuer registered for
-    /// the name and `C` before anything acts on it. What disagrees is reported to the protocol,
-    /// which makes it a conflict:
-    ///
-    /// - without an issuer, the pending key must have the configured [`KeyFormat`] and no key
-    ///   ids (a record of an issuer run fails: no issuer is registered);
-    /// - with one, an idempotency key of this rotator's form, and a recorded key with its id;
-    /// - the id of the key to be replaced (and revoked later) must be the one in `C` at the
-    ///   rotation's base version.
-    async fn check_pending(
-        &self,
-        run: &mut Run,
-        name: &str,
-        path: &str,
-        with_issuer: bool,
-        pending: &state::Pending<KeyPayload>,
-    ) -> RecordCheck {
-        let p = &pending.payload;
-        let mismatch = |what: &str| RecordCheck::Disagrees(what.to_string());
-        if !with_issuer {
-            if p.idempotency_key.is_some() {
-                return RecordCheck::Failed(failed(no_issuer(name)));
-            }
-            let generated = p
-                .key
-                .as_ref()
-                .is_some_and(|k| self.options.format.matches(k.expose_secret()));
-            if !generated {
-                return mismatch("its key does not have the configured key format");
-            }
-            if p.key_id.is_some() || p.previous_key_id.is_some() {
-                return mismatch("it records key ids, but no issuer is configured");
-            }
-            return RecordCheck::Matches;
-        }
-        let idempotency_ok = p.idempotency_key.as_deref().is_some_and(|k| {
-            k.len() == 32 && k.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
-        });
-        if !idempotency_ok {
-            return mismatch("it has no idempotency key of this rotator's form");
-        }
-        if p.key.is_some() != p.key_id.is_some() {
-            return mismatch("it records a key without its id, or an id without a key");
-        }
-        let base = pending.base_version;
-        let in_base = match base {
-            0 => None,
-            _ => match run.timed("check", self.read_version(path, base)).await {
-                Err(e) => return RecordCheck::Failed(failed(e)),
-                Ok(Some(c)) => field_str(&c.data, &self.options.key_id_field).map(str::to_string),
-                Ok(None) if p.previous_key_id.is_some() => {
-                    return mismatch(&format!(
-                    "version {base} of the credential, whose key it would revoke, is not readable"
-                ))
-                }
-                Ok(None) => None,
-            },
-        };
-        if p.previous_key_id != in_base {
-            return mismatch(&format!(
-                "the key it replaces is not the one in version {base} of the credential"
-            ));
-        }
-        RecordCheck::Matches
-    }
-
-    /// Version `version` of `C`; `None` when it does not exist or was deleted or destroyed.
-    async fn read_version(
-        &self,
-        path: &str,
-        version: u64,
-    ) -> Result<Option<KvSecret<Map<String, Value>>>, RotationError> {
-        let kv = self.client.kv2(&self.options.mount);
-        match kv.get_version::<Map<String, Value>>(path, version).await {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(vault_ops_core::Error::SecretVersionDeleted { .. })
-            | Err(vault_ops_core::Error::SecretVersionDestroyed { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        drive(&target, name, every).await
     }
 }
 

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use vault_ops_core::VaultClient;
 
+pub mod db;
+
 /// Waits (at most 10 s) until the dev server's KV v2 mount has finished its upgrade to
 /// versioned data (until then reads answer 400 "Upgrading from non-versioned to versioned
 /// data").

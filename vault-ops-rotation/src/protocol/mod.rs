@@ -1,11 +1,12 @@
-//! The run of the rotation protocol that every rotator shares: step timings, fault points,
-//! the "record disagrees with the configuration" decision, logging and the rules that turn a
-//! run into a [`RotationResult`].
+//! The rotation protocol, written once: the [`driver`] runs claim → apply → verify → commit →
+//! close (and the take-over and resume of a crashed run) for every [`driver::Target`]; this
+//! module holds what a run is — step timings, fault points, the "record disagrees with the
+//! configuration" decision, logging and the rules that turn a run into a [`RotationResult`].
 //!
-//! A rotator ([`DatabaseCredentialRotator`](crate::DatabaseCredentialRotator),
-//! [`ApiKeyRotator`](crate::ApiKeyRotator)) drives its steps through one [`Run`]; what a
-//! result says (its status, its versions, whether it resumed a crashed run, when the secret
-//! is next due) and what is logged about it is decided here, once, for all of them.
+//! The targets ([`DatabaseCredentialRotator`](crate::DatabaseCredentialRotator),
+//! [`ApiKeyRotator`](crate::ApiKeyRotator)) only perform side effects; what a result says (its
+//! status, its versions, whether it resumed a crashed run, when the secret is next due) and
+//! what is logged about it is decided here, once, for all of them.
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
@@ -16,6 +17,8 @@ use serde::Serialize;
 use crate::rotator::{RotationResult, RotationStatus, StepTiming};
 use crate::state::{Pending, Snapshot, StateStore};
 use crate::{fault_fires, FaultHook, FaultPoint, RotationError};
+
+pub(crate) mod driver;
 
 /// A run that did not succeed: how it ended and why.
 pub(crate) type Failure = (RotationStatus, RotationError);
@@ -212,13 +215,6 @@ where
         tracing::warn!(name = %run.name, error = %e, "could not record the conflict in the state record");
     }
     Err(failure)
-}
-
-/// The run stands back ([`RotationStatus::SkippedNotDue`]): not due, or another run holds or
-/// has just finished the rotation; `next` says when to look again.
-pub(crate) fn skipped<X>(run: &mut Run<X>, next: Option<SystemTime>) -> Outcome {
-    run.next_due_at = next;
-    Ok(RotationStatus::SkippedNotDue)
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 //! #14): ratio >= 0.9x, peak RSS < 64 MiB. Without `--bench` (under `cargo test
 //! --all-targets`) a smoke run uploads a 6 MiB file once per arm.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -24,6 +26,8 @@ use tokio::io::AsyncReadExt;
 use vault_ops_core::backup::remote::{RemoteStore, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE};
 use vault_ops_testkit::S3Server;
 
+use common::peak_rss_kib;
+
 const BUCKET: &str = "bench";
 /// Set in a child: the arm to run.
 const ARM_ENV: &str = "VAULT_OPS_OBJSTORE_ARM";
@@ -33,16 +37,6 @@ const RATIO_GOAL: f64 = 0.9;
 
 fn need(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
-}
-
-/// Peak resident set size of this process in KiB (`VmHWM`).
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn store() -> Arc<dyn ObjectStore> {

@@ -17,9 +17,7 @@ use sha2::{Digest, Sha256};
 use vault_ops_core::backup::remote::{split_object_url, RemoteStore};
 use vault_ops_core::backup::{BackupError, Backups, RestoreOptions};
 use vault_ops_core::VaultClient;
-use vault_ops_testkit::{
-    free_port, AzuriteServer, BaoConfigServer, S3Server, AZURITE_ACCOUNT, AZURITE_KEY,
-};
+use vault_ops_testkit::{free_port, AzuriteServer, S3Server, AZURITE_ACCOUNT, AZURITE_KEY};
 
 const BUCKET: &str = "vault-backups";
 
@@ -62,24 +60,16 @@ async fn s3_server() -> S3Server {
     s3
 }
 
-/// A raft node with a `kv` mount holding `kv/app` = `v`.
-async fn raft_node() -> (BaoConfigServer, VaultClient) {
-    let node = BaoConfigServer::start_raft_node("node1").await;
-    let init = node.init_and_unseal().await;
-    let c = common::client_at(&node.addr(), &init.root_token);
-    c.generic()
-        .write_raw("sys/mounts/kv", &json!({"type": "kv"}))
-        .await
-        .unwrap();
-    set_value(&c, "backed-up").await;
-    (node, c)
-}
-
 async fn set_value(c: &VaultClient, v: &str) {
     c.generic()
         .write_raw("kv/app", &json!({ "v": v }))
         .await
         .unwrap();
+}
+
+async fn read_object(store: &Arc<dyn ObjectStore>, key: &str) -> Vec<u8> {
+    let got = store.get(&ObjectPath::from(key)).await.unwrap();
+    got.bytes().await.unwrap().to_vec()
 }
 
 fn sha_hex(data: &[u8]) -> String {
@@ -105,7 +95,7 @@ fn fake_backup(dir: &Path, stamp: &str, content: &[u8]) -> std::path::PathBuf {
 /// Upload, verify, list, retention in the bucket and a restore from it, against `remote`
 /// (a prefix in S3 or Azurite); `other` puts an unrelated object that must be left alone.
 async fn round_trip(remote: RemoteStore, raw: Arc<dyn ObjectStore>, prefix: &str) {
-    let (_node, c) = raft_node().await;
+    let (_node, c) = common::raft_node_with_kv("backed-up").await;
     let dir = tempfile::tempdir().unwrap();
     let backups = Backups::new(dir.path().join("local"))
         .keep(10)
@@ -155,28 +145,10 @@ async fn round_trip(remote: RemoteStore, raw: Arc<dyn ObjectStore>, prefix: &str
         );
         // The bucket holds the same bytes and a sha256sum-format checksum object.
         let name = up.name.clone();
-        let stored = raw
-            .get(&ObjectPath::from(format!("{prefix}/{name}")))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        assert_eq!(
-            stored.as_ref(),
-            std::fs::read(&made.path).unwrap().as_slice()
-        );
-        let sum = raw
-            .get(&ObjectPath::from(format!("{prefix}/{name}.sha256")))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        assert_eq!(
-            sum.as_ref(),
-            format!("{}  {name}\n", made.info.sha256).as_bytes()
-        );
+        let stored = read_object(&raw, &format!("{prefix}/{name}")).await;
+        assert_eq!(stored, std::fs::read(&made.path).unwrap());
+        let sum = read_object(&raw, &format!("{prefix}/{name}.sha256")).await;
+        assert_eq!(sum, format!("{}  {name}\n", made.info.sha256).into_bytes());
         // Uploading the same backup again sends nothing and succeeds.
         assert!(remote.upload(&made.path).await.unwrap().already_there);
         uploaded.push(up);

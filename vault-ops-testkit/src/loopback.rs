@@ -45,6 +45,32 @@ pub(crate) fn find_bin(env_var: &str, local: &str, name: &str) -> PathBuf {
     );
 }
 
+/// Spawns `cmd` in `dir` (also its `HOME`), stdin closed, stdout and stderr appended to
+/// `log_path`, killed when the returned child is dropped. Panics when it cannot start.
+pub(crate) fn spawn_logged(cmd: &mut Command, dir: &Path, log_path: &Path) -> Child {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .unwrap_or_else(|e| panic!("vault-ops-testkit: opening {}: {e}", log_path.display()));
+    let log_err = log
+        .try_clone()
+        .expect("vault-ops-testkit: cloning the log file handle");
+    cmd.current_dir(dir)
+        .env("HOME", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "vault-ops-testkit: starting {}: {e}",
+                cmd.as_std().get_program().to_string_lossy()
+            )
+        })
+}
+
 /// A started server: killed when dropped.
 pub(crate) struct LoopbackProcess {
     child: Child,
@@ -64,20 +90,7 @@ impl LoopbackProcess {
         port: u16,
     ) -> LoopbackProcess {
         let log_path = dir.path().join("server.log");
-        let log = File::create(&log_path).expect("vault-ops-testkit: creating server.log");
-        let log_err = log
-            .try_clone()
-            .expect("vault-ops-testkit: cloning the log file handle");
-        let mut child = Command::new(bin)
-            .args(args)
-            .current_dir(dir.path())
-            .env("HOME", dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err))
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("vault-ops-testkit: starting {}: {e}", bin.display()));
+        let mut child = spawn_logged(Command::new(bin).args(args), dir.path(), &log_path);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(Some(status)) = child.try_wait() {

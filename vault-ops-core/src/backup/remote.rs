@@ -364,34 +364,25 @@ impl RemoteStore {
         };
         let (scheme, _, prefix) = split_url(url).map_err(invalid)?;
         let settings = options.client_settings();
+        // The same steps for each builder: environment, URL, retries, then the timeouts one
+        // key at a time (so what the environment set, such as AWS_ALLOW_HTTP, stays).
+        macro_rules! build {
+            ($builder:ty, $key:path) => {{
+                let mut b = <$builder>::from_env()
+                    .with_url(url)
+                    .with_retry(options.retry());
+                for (k, v) in settings {
+                    b = b.with_config($key(k), v);
+                }
+                b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+            }};
+        }
         let built: Result<Arc<dyn ObjectStore>, object_store::Error> =
             match scheme.to_ascii_lowercase().as_str() {
-                "s3" | "s3a" => {
-                    let mut b = AmazonS3Builder::from_env()
-                        .with_url(url)
-                        .with_retry(options.retry());
-                    for (k, v) in settings {
-                        b = b.with_config(AmazonS3ConfigKey::Client(k), v);
-                    }
-                    b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
-                }
-                "gs" => {
-                    let mut b = GoogleCloudStorageBuilder::from_env()
-                        .with_url(url)
-                        .with_retry(options.retry());
-                    for (k, v) in settings {
-                        b = b.with_config(GoogleConfigKey::Client(k), v);
-                    }
-                    b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
-                }
+                "s3" | "s3a" => build!(AmazonS3Builder, AmazonS3ConfigKey::Client),
+                "gs" => build!(GoogleCloudStorageBuilder, GoogleConfigKey::Client),
                 "az" | "abfs" | "abfss" | "adl" | "azure" => {
-                    let mut b = MicrosoftAzureBuilder::from_env()
-                        .with_url(url)
-                        .with_retry(options.retry());
-                    for (k, v) in settings {
-                        b = b.with_config(AzureConfigKey::Client(k), v);
-                    }
-                    b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+                    build!(MicrosoftAzureBuilder, AzureConfigKey::Client)
                 }
                 other => {
                     return Err(invalid(format!(

@@ -311,17 +311,19 @@ fn remote_hint(e: &BackupError, upload: Option<(&String, &std::path::PathBuf)>) 
                      AWS_ALLOW_HTTP=true (GOOGLE_ALLOW_HTTP, AZURE_ALLOW_HTTP)"
                         .into(),
                 )
-            } else if m.contains("nosuchbucket")
-                || m.contains("containernotfound")
-                || m.contains("bucket")
-            {
+            } else if m.contains("nosuchbucket") || m.contains("containernotfound") {
                 Some(format!(
                     "check that the bucket (container) exists and the URL names it{again}"
                 ))
             } else {
+                let what = if m.contains("connection refused") {
+                    "nothing answers at the store's endpoint"
+                } else {
+                    "the store did not answer as expected"
+                };
                 Some(format!(
-                    "check that the store answers at its endpoint (AWS_ENDPOINT, or the \
-                     network to it){again}"
+                    "{what}: check the endpoint (AWS_ENDPOINT for S3-compatible servers) and the \
+                     network to it{again}"
                 ))
             }
         }

@@ -228,6 +228,10 @@ async fn the_store_down_during_upload_keeps_the_local_backup_and_says_what_to_ru
     );
     assert!(err.contains(&format!("kept: {kept}")), "{err}");
     assert!(
+        err.contains("nothing answers at the store's endpoint"),
+        "{err}"
+    );
+    assert!(
         err.contains(&format!("vault-ops backup upload {kept} --to {url}")),
         "{err}"
     );

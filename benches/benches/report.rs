@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
 
-use common::{Arm, Client, Op, Placement, Target};
+use common::{peak_rss_kib, Arm, Client, Op, Placement, Target};
 
 const ROLE_CLIENT: &str = "client";
 const IN_FLIGHT: [usize; 2] = [1, 32];
@@ -58,16 +58,6 @@ fn process_cpu_ns() -> u64 {
         }
     }
     total
-}
-
-/// Peak resident set size of this process in KiB (`VmHWM`).
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// The child: one arm, one op, `n` requests after a warm-up; prints one line of JSON.

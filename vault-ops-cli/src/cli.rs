@@ -136,7 +136,8 @@ pub enum Command {
     #[command(subcommand)]
     Raft(RaftCommand),
     /// The guide's backup.sh: a timestamped raft snapshot in DIR, its sha256 checksum file,
-    /// and retention.
+    /// and retention; with --upload URL also to object storage (S3, GCS, Azure Blob).
+    /// `backup list` lists backups, locally or in a bucket.
     Backup(BackupArgs),
     /// The guide's restore.sh: checks FILE against its checksum and as a snapshot, then
     /// restores it (needs --force: it replaces all of Vault's data).
@@ -452,13 +453,66 @@ pub enum RaftCommand {
 
 /// `backup`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BackupArgs {
+    /// Lists or uploads existing backups instead of making one.
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
     /// The backup directory.
-    #[arg(long, value_name = "DIR")]
-    pub dir: PathBuf,
+    #[arg(long, value_name = "DIR", required = true)]
+    pub dir: Option<PathBuf>,
     /// Keeps the newest N backups (0 keeps all).
     #[arg(long, default_value_t = 7)]
     pub keep: usize,
+    /// Also uploads the new backup and its checksum to object storage: s3://BUCKET/PREFIX,
+    /// gs://BUCKET/PREFIX or az://CONTAINER/PREFIX (the guide's --upload-s3 --s3-bucket).
+    /// Credentials come from the environment only (AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT, ...; GOOGLE_*; AZURE_*). Plain http endpoints
+    /// need AWS_ALLOW_HTTP=true (GOOGLE_/AZURE_ALLOW_HTTP).
+    #[arg(long, value_name = "URL")]
+    pub upload: Option<String>,
+    /// Keeps the newest N backups in object storage (default: --keep; 0 keeps all).
+    #[arg(long, value_name = "N", requires = "upload")]
+    pub keep_remote: Option<usize>,
+}
+
+/// `backup` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Lists the backups in DIR (--dir) or in object storage (--remote URL), newest first.
+    List(BackupListArgs),
+    /// Uploads an existing backup FILE (its .sha256 file beside it) to object storage, e.g.
+    /// one kept locally when an upload failed.
+    Upload(BackupUploadArgs),
+}
+
+/// `backup list`.
+#[derive(Debug, Args)]
+pub struct BackupListArgs {
+    /// The backup directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "remote",
+        conflicts_with = "remote"
+    )]
+    pub dir: Option<PathBuf>,
+    /// The object storage prefix: s3://BUCKET/PREFIX, gs://..., az://...
+    #[arg(long, value_name = "URL")]
+    pub remote: Option<String>,
+}
+
+/// `backup upload`.
+#[derive(Debug, Args)]
+pub struct BackupUploadArgs {
+    /// The backup file (vault-backup-YYYYMMDD_HHMMSS.snap).
+    pub file: PathBuf,
+    /// Where to: s3://BUCKET/PREFIX, gs://..., az://...
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Keeps the newest N backups in object storage (0 keeps all).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_remote: usize,
 }
 
 /// `rotate` subcommands.
@@ -638,7 +692,10 @@ pub struct DebugArgs {
 /// `restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The backup file (its `.sha256` file must be beside it).
+    /// The backup file (its `.sha256` file must be beside it), or a backup in object storage:
+    /// s3://BUCKET/PREFIX/vault-backup-YYYYMMDD_HHMMSS.snap (gs://, az:// too), downloaded to
+    /// a private temporary file and checked against its .sha256 object before anything is
+    /// sent to Vault.
     pub file: PathBuf,
     /// Confirms replacing all of Vault's data.
     #[arg(long)]

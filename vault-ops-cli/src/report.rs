@@ -13,6 +13,7 @@
 
 use std::fmt;
 
+use vault_ops_core::backup::remote::split_object_url;
 use vault_ops_core::backup::BackupError;
 use vault_ops_core::config::DEFAULT_ADDR;
 use vault_ops_core::{ConfigError, Error};
@@ -114,6 +115,15 @@ pub enum CliError {
     Config(ConfigError),
     /// A backup or restore failed.
     Backup(BackupError),
+    /// A backup was made but its upload to object storage failed; the local backup is kept.
+    Upload {
+        /// The object storage prefix URL.
+        url: String,
+        /// The local backup, kept.
+        kept: std::path::PathBuf,
+        /// Why the upload failed.
+        source: Box<BackupError>,
+    },
     /// A bad argument, or a confirmation that was not given.
     Usage(String),
     /// Nothing at the path asked for.
@@ -183,6 +193,9 @@ impl fmt::Display for CliError {
             CliError::Vault(e) => f.write_str(&core_message(e)),
             CliError::Config(e) => write!(f, "{e}"),
             CliError::Backup(e) => write!(f, "{e}"),
+            CliError::Upload { url, kept, source } => {
+                write!(f, "uploading {} to {url} failed: {source}", kept.display())
+            }
             CliError::Usage(m)
             | CliError::NotFound(m)
             | CliError::Sealed(m)
@@ -226,6 +239,12 @@ pub fn render(err: &CliError, target: &Target) -> String {
     if involves_server {
         out.push_str(&format!("  address: {}\n", target.describe()));
     }
+    if let CliError::Upload { kept, .. } = err {
+        out.push_str(&format!(
+            "  kept: {} and its checksum file stay in the backup directory\n",
+            kept.display()
+        ));
+    }
     let hint = match err {
         CliError::Vault(e) => hint_for(e, target),
         CliError::Login(e) if e.is_login_refused() => Some(
@@ -238,14 +257,87 @@ pub fn render(err: &CliError, target: &Target) -> String {
         CliError::Sealed(_) => Some(SEALED_HINT.to_string()),
         CliError::NotInitialized(_) => Some(INIT_HINT.to_string()),
         CliError::Backup(
-            BackupError::ChecksumMismatch { .. } | BackupError::InvalidSnapshot { .. },
-        ) => Some("restore another backup: `ls` the backup directory for older ones".into()),
+            BackupError::ChecksumMismatch { file, .. } | BackupError::InvalidSnapshot { file, .. },
+        ) => match file.to_str().and_then(|f| split_object_url(f).ok()) {
+            Some((prefix, _)) => Some(format!(
+                "the object in the store is damaged; nothing was sent to Vault. Restore another \
+                 backup: `vault-ops backup list --remote {prefix}` lists them"
+            )),
+            None => Some("restore another backup: `ls` the backup directory for older ones".into()),
+        },
+        CliError::Backup(e) => remote_hint(e, None),
+        CliError::Upload {
+            url, kept, source, ..
+        } => remote_hint(source, Some((url, kept))),
         _ => None,
     };
     if let Some(h) = hint {
         out.push_str(&format!("  hint: {h}\n"));
     }
     out
+}
+
+/// The hint for an object storage failure; `upload` is the prefix URL and the kept file of
+/// a failed upload.
+fn remote_hint(e: &BackupError, upload: Option<(&String, &std::path::PathBuf)>) -> Option<String> {
+    let again = upload.map(|(url, kept)| {
+        format!(
+            "; then upload the kept backup: `vault-ops backup upload {} --to {url}`",
+            kept.display()
+        )
+    });
+    let again = again.as_deref().unwrap_or("");
+    match e {
+        BackupError::Remote { message, .. } => {
+            let m = message.to_ascii_lowercase();
+            let refused = [
+                "signaturedoesnotmatch",
+                "invalidaccesskeyid",
+                "accessdenied",
+                "authenticationfailed",
+                "authorizationfailure",
+                "403 forbidden",
+                "401 unauthorized",
+            ];
+            if refused.iter().any(|r| m.contains(r)) {
+                Some(format!(
+                    "the store refused the credentials: check AWS_ACCESS_KEY_ID and \
+                     AWS_SECRET_ACCESS_KEY (GOOGLE_APPLICATION_CREDENTIALS, \
+                     AZURE_STORAGE_ACCOUNT_KEY for gs://, az://){again}"
+                ))
+            } else if m.contains("scheme is not allowed") {
+                Some(
+                    "the endpoint is plain http: use https, or allow it explicitly with \
+                     AWS_ALLOW_HTTP=true (GOOGLE_ALLOW_HTTP, AZURE_ALLOW_HTTP)"
+                        .into(),
+                )
+            } else if m.contains("nosuchbucket") || m.contains("containernotfound") {
+                Some(format!(
+                    "check that the bucket (container) exists and the URL names it{again}"
+                ))
+            } else {
+                let what = if m.contains("connection refused") {
+                    "nothing answers at the store's endpoint"
+                } else {
+                    "the store did not answer as expected"
+                };
+                Some(format!(
+                    "{what}: check the endpoint (AWS_ENDPOINT for S3-compatible servers) and the \
+                     network to it{again}"
+                ))
+            }
+        }
+        BackupError::RemoteInvalid { .. } if upload.is_none() => {
+            Some("restore another backup: `vault-ops backup list --remote URL` lists them".into())
+        }
+        BackupError::RemoteConflict { .. } => Some(
+            "a different backup of that name is in the store: compare them, or upload to \
+             another prefix"
+                .into(),
+        ),
+        _ if !again.is_empty() => Some(again.trim_start_matches("; then ").to_string()),
+        _ => None,
+    }
 }
 
 /// Ends a program built on this reporter (every example program does): on `Err`, prints

@@ -46,8 +46,10 @@
 //! with [`RestoreOptions::no_checksum`] (`--no-checksum` in the `restore` example), which
 //! still checks the archive's own `SHA256SUMS`.
 //!
-//! Uploading to object storage (S3 and the like) is not part of this crate: copy the
-//! directory with your storage tool of choice, or point the directory at a mounted volume.
+//! With the cargo feature `object-store`, [`remote`] uploads backups to object storage (S3 and
+//! S3-compatible servers, Google Cloud Storage, Azure Blob) as multipart uploads with bounded
+//! memory, verifies them, applies retention in the bucket, lists them, and
+//! [`Backups::restore_remote`] restores from a checked download.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -60,6 +62,9 @@ use crate::api::raft::{hex, OnProgress, RestoreMode, SnapshotInfo, SnapshotVerif
 use crate::client::VaultClient;
 use crate::error::Error;
 use crate::files::{self, Published};
+
+#[cfg(feature = "object-store")]
+pub mod remote;
 
 /// The file name prefix of backups.
 pub const BACKUP_PREFIX: &str = "vault-backup-";
@@ -126,6 +131,40 @@ pub enum BackupError {
         /// The checksum file.
         file: PathBuf,
         /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A call to the object store failed (feature `object-store`).
+    #[error("{context} at {url} failed: {message}")]
+    Remote {
+        /// The object or prefix URL.
+        url: String,
+        /// What was being done.
+        context: String,
+        /// The store's error with its causes (bounded).
+        message: String,
+        /// The store's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// An object-store URL, object or answer is not acceptable: a bad URL or prefix, a name
+    /// that is not a backup's, a size or checksum object that does not match.
+    #[error("{url}: {reason}")]
+    RemoteInvalid {
+        /// The object or prefix URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An object in the store disagrees with the local backup of the same name; it was left
+    /// as it is.
+    #[error("{url}: {reason}")]
+    RemoteConflict {
+        /// The object's URL.
+        url: String,
+        /// How they differ.
         reason: String,
     },
 
@@ -405,8 +444,43 @@ impl Backups {
     ) -> Result<SnapshotInfo, BackupError> {
         let path = self.resolve(name.as_ref());
         let info = verify_backup(&path, !options.no_checksum).await?;
+        self.restore_checked(client, &path, &path, info, options)
+            .await
+    }
+
+    /// `restore.sh` from object storage: downloads the backup `name` from `remote` into a new
+    /// private temporary file (0600, random name) in the system's temporary directory, checks
+    /// it there (checksum object, size, complete archive) before anything is sent to Vault,
+    /// then restores it like [`restore`](Self::restore) (needs [`RestoreOptions::force`]).
+    /// The temporary file is removed afterwards.
+    #[cfg(feature = "object-store")]
+    pub async fn restore_remote(
+        &self,
+        client: &VaultClient,
+        remote: &remote::RemoteStore,
+        name: &str,
+        options: RestoreOptions,
+    ) -> Result<SnapshotInfo, BackupError> {
+        let download = remote.download(name, &std::env::temp_dir()).await?;
+        let shown = PathBuf::from(&download.url);
+        self.restore_checked(client, &download.path, &shown, download.info, options)
+            .await
+    }
+
+    /// Restores `path`, already checked to hold `info`; `shown` names it in errors.
+    async fn restore_checked(
+        &self,
+        client: &VaultClient,
+        path: &Path,
+        shown: &Path,
+        info: SnapshotInfo,
+        options: RestoreOptions,
+    ) -> Result<SnapshotInfo, BackupError> {
         if !options.force {
-            return Err(BackupError::ForceRequired { file: path, info });
+            return Err(BackupError::ForceRequired {
+                file: shown.to_path_buf(),
+                info,
+            });
         }
         let mode = if options.from_another_cluster {
             RestoreMode::Force
@@ -420,7 +494,7 @@ impl Backups {
         if let Some(p) = &self.progress {
             raft = raft.on_progress(p.clone());
         }
-        raft.restore_checked_file(&path, &info, mode).await?;
+        raft.restore_checked_file(path, &info, mode).await?;
         Ok(info)
     }
 }

@@ -53,6 +53,11 @@
 //! [`ClientBuilder::max_call_duration`], and a reply that lacks the fields it always carries
 //! is an [`Error::Decode`], not a value made of defaults.
 //!
+//! **Cargo features.** `rustls` (default): TLS through rustls; `native-tls`: the platform's
+//! TLS stack; `object-store` (off by default): backups in S3, Google Cloud Storage and Azure
+//! Blob through the `object_store` crate ([`backup::remote`]: multipart uploads with bounded
+//! memory, verification, retention in the bucket, checked restores).
+//!
 //! Secrets (tokens, passwords, private keys, secret values in typed replies) are
 //! [`secrecy::SecretString`]s or redacting types: no `Debug`, `Display`, error or trace
 //! contains them.

@@ -39,14 +39,7 @@ fn names(dir: &std::path::Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_retention_checksum_and_restore_on_a_raft_node() {
-    let node = BaoConfigServer::start_raft_node("node1").await;
-    let init = node.init_and_unseal().await;
-    let c = common::client_at(&node.addr(), &init.root_token);
-    c.generic()
-        .write_raw("sys/mounts/kv", &json!({"type": "kv"}))
-        .await
-        .unwrap();
-    set_value(&c, "backed-up").await;
+    let (_node, c) = common::raft_node_with_kv("backed-up").await;
 
     let dir = tempfile::tempdir().unwrap();
     let backup_dir = dir.path().join("backups"); // created by the first backup

@@ -1,13 +1,12 @@
 //! Throwaway OpenBao servers.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
+use crate::loopback::spawn_logged;
 use crate::ports::free_port_pair;
 use crate::util::{
     find_on_path, http_client, is_executable, random_hex, read_log, tail, workspace_root,
@@ -66,29 +65,16 @@ struct Spawned {
 
 /// Spawns `bao` with `args`, `HOME` = `dir`, stdout and stderr appended to `log_path`.
 fn spawn_bao(args: &[String], dir: &Path, log_path: &Path) -> Spawned {
-    let log = File::options()
-        .create(true)
-        .append(true)
-        .open(log_path)
-        .unwrap_or_else(|e| panic!("vault-ops-testkit: opening {}: {e}", log_path.display()));
-    let log_err = log
-        .try_clone()
-        .expect("vault-ops-testkit: cloning the log file handle");
-    let bin = bao_bin();
-    let child = Command::new(&bin)
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("VAULT_ADDR")
-        .env_remove("VAULT_TOKEN")
-        .env_remove("BAO_ADDR")
-        .env_remove("BAO_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log_err))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("vault-ops-testkit: starting {}: {e}", bin.display()));
+    let child = spawn_logged(
+        Command::new(bao_bin())
+            .args(args)
+            .env_remove("VAULT_ADDR")
+            .env_remove("VAULT_TOKEN")
+            .env_remove("BAO_ADDR")
+            .env_remove("BAO_TOKEN"),
+        dir,
+        log_path,
+    );
     let pid = child
         .id()
         .expect("vault-ops-testkit: a just-spawned child has a pid");

@@ -1,16 +1,14 @@
 //! Throwaway Prometheus servers and `promtool` (Debian's `prometheus` package, installed by
 //! `./dev install`).
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use tokio::process::{Child, Command};
 
+use crate::loopback::LoopbackProcess;
 use crate::ports::free_port;
-use crate::util::{find_on_path, http_client, is_executable, read_log, tail};
+use crate::util::{find_on_path, http_client, is_executable, tail};
 
 /// How long to wait for `/-/ready`.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -62,10 +60,7 @@ pub fn promtool_bin() -> PathBuf {
 /// The configuration is a template in which `{{DIR}}` is replaced by that directory (for rule
 /// files or a token file written there). Dropping the value kills the process.
 pub struct PrometheusServer {
-    child: Child,
-    port: u16,
-    log_path: PathBuf,
-    dir: TempDir,
+    process: LoopbackProcess,
     http: reqwest::Client,
 }
 
@@ -81,75 +76,49 @@ impl PrometheusServer {
         let config = config_template.replace("{{DIR}}", &dir.path().display().to_string());
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("vault-ops-testkit: writing prometheus.yml");
-        let log_path = dir.path().join("prometheus.log");
-        let log = File::create(&log_path).expect("vault-ops-testkit: creating prometheus.log");
-        let log_err = log
-            .try_clone()
-            .expect("vault-ops-testkit: cloning the log file handle");
         let port = free_port();
-        let bin = prometheus_bin();
-        let mut child = Command::new(&bin)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .current_dir(dir.path())
-            .env("HOME", dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err))
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("vault-ops-testkit: starting {}: {e}", bin.display()));
+        let args = vec![
+            format!("--config.file={}", config_path.display()),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ];
+        let mut process =
+            LoopbackProcess::start("Prometheus", &prometheus_bin(), &args, dir, port).await;
         let http = http_client(Duration::from_secs(10));
         let url = format!("http://127.0.0.1:{port}/-/ready");
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "vault-ops-testkit: Prometheus exited early ({status}). Log tail:\n{}",
-                    tail(&read_log(&log_path), LOG_TAIL)
-                );
-            }
             if let Ok(resp) = http.get(&url).send().await {
                 if resp.status().as_u16() == 200 {
                     break;
                 }
             }
             if Instant::now() >= deadline {
-                let _ = child.start_kill();
+                let log = tail(&process.log(), LOG_TAIL);
+                process.kill().await;
                 panic!(
-                    "vault-ops-testkit: Prometheus was not ready within {}s. Log tail:\n{}",
+                    "vault-ops-testkit: Prometheus was not ready within {}s. Log tail:\n{log}",
                     START_TIMEOUT.as_secs(),
-                    tail(&read_log(&log_path), LOG_TAIL)
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        PrometheusServer {
-            child,
-            port,
-            log_path,
-            dir,
-            http,
-        }
+        PrometheusServer { process, http }
     }
 
     /// The server address, `http://127.0.0.1:P`.
     pub fn addr(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.process.port)
     }
 
     /// The server's temporary directory.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.process.dir.path()
     }
 
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
-        read_log(&self.log_path)
+        self.process.log()
     }
 
     /// `GET /api/v1/{path}` with `query` parameters: Prometheus's JSON answer (`status`,
@@ -175,14 +144,7 @@ impl PrometheusServer {
 
     /// Kills the server and waits until the process is gone.
     pub async fn stop(mut self) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
-    }
-}
-
-impl Drop for PrometheusServer {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
+        self.process.kill().await;
     }
 }
 
@@ -190,7 +152,7 @@ impl std::fmt::Debug for PrometheusServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PrometheusServer")
             .field("addr", &self.addr())
-            .field("dir", &self.dir.path())
+            .field("dir", &self.dir())
             .finish_non_exhaustive()
     }
 }

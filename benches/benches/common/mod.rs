@@ -910,3 +910,13 @@ pub fn client_runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap_or_else(|e| panic!("tokio runtime: {e}"))
 }
+
+/// Peak resident set size of this process in KiB (`VmHWM`).
+pub fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}

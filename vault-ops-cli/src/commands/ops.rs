@@ -8,12 +8,16 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use vault_ops_core::api::raft::JoinRequest;
 use vault_ops_core::api::sys::{HealthState, InitRequest};
+use vault_ops_core::backup::remote::{is_remote_url, split_object_url, RemoteBackup, RemoteStore};
 use vault_ops_core::backup::{Backups, RestoreOptions};
 use vault_ops_core::config::parse_duration;
 use vault_ops_core::health_report::Thresholds;
 
 use super::{read_file, read_stdin, Ctx};
-use crate::cli::{BackupArgs, HealthArgs, InitArgs, Probe, RaftCommand, RestoreArgs, UnsealArgs};
+use crate::cli::{
+    BackupArgs, BackupCommand, BackupListArgs, HealthArgs, InitArgs, Probe, RaftCommand,
+    RestoreArgs, UnsealArgs,
+};
 use crate::exit;
 use crate::output::{bytes_text, println_out, rfc3339_date};
 use crate::report::{render, CliError};
@@ -472,9 +476,31 @@ pub(crate) async fn raft(ctx: &Ctx, cmd: RaftCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `backup --dir DIR --keep N`.
+/// `backup --dir DIR --keep N [--upload URL --keep-remote N]`, `backup list`, `backup upload`.
 pub(crate) async fn backup(ctx: &Ctx, a: BackupArgs) -> Result<(), CliError> {
-    let mut backups = Backups::new(&a.dir).keep(a.keep);
+    match a.command {
+        Some(BackupCommand::List(l)) => return backup_list(ctx, l).await,
+        Some(BackupCommand::Upload(u)) => {
+            let remote = remote_store(&u.to)?.keep(u.keep_remote);
+            let (up, removed) = upload_and_prune(&remote, &u.file).await?;
+            ctx.out.key_values(
+                &upload_rows(&up, &removed),
+                &json!({"uploaded": up.url, "bytes": up.bytes, "sha256": up.sha256,
+                        "already_there": up.already_there, "removed_remote": removed}),
+            );
+            return Ok(());
+        }
+        None => {}
+    }
+    let dir = a
+        .dir
+        .ok_or_else(|| CliError::Usage("backup needs --dir DIR".into()))?;
+    // The store first: a bad URL or configuration fails before a snapshot is taken.
+    let remote = match &a.upload {
+        Some(url) => Some(remote_store(url)?.keep(a.keep_remote.unwrap_or(a.keep))),
+        None => None,
+    };
+    let mut backups = Backups::new(&dir).keep(a.keep);
     let bar = crate::progress::transfer("snapshot save").map(|(bar, hook)| {
         backups = backups.clone().on_progress(hook);
         bar
@@ -484,69 +510,207 @@ pub(crate) async fn backup(ctx: &Ctx, a: BackupArgs) -> Result<(), CliError> {
         bar.finish_and_clear();
     }
     let made = made?;
+    let uploaded = match &remote {
+        Some(remote) => Some(upload_and_prune(remote, &made.path).await?),
+        None => None,
+    };
     let removed: Vec<String> = made
         .removed
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    let rows = vec![
+    let mut rows = vec![
         ("Backup", made.path.display().to_string()),
         ("Checksum File", made.checksum_path.display().to_string()),
         ("Size", bytes_text(made.info.bytes)),
         ("Raft Index", made.info.index.to_string()),
-        (
-            "Removed (retention)",
-            if removed.is_empty() {
-                "-".into()
-            } else {
-                removed.join(", ")
-            },
-        ),
+        ("Removed (retention)", list_text(&removed)),
     ];
+    if let Some((up, removed_remote)) = &uploaded {
+        rows.extend(upload_rows(up, removed_remote));
+    }
     ctx.out.key_values(
         &rows,
         &json!({
             "path": made.path.display().to_string(),
             "checksum_path": made.checksum_path.display().to_string(),
             "bytes": made.info.bytes, "index": made.info.index, "removed": removed,
+            "uploaded": uploaded.as_ref().map(|(u, _)| u.url.clone()),
+            "removed_remote": uploaded.as_ref().map(|(_, r)| r.clone()).unwrap_or_default(),
         }),
     );
     Ok(())
 }
 
-/// `restore FILE --force`.
+/// The object store at `url` (credentials from the environment).
+fn remote_store(url: &str) -> Result<RemoteStore, CliError> {
+    if !is_remote_url(url) {
+        return Err(CliError::Usage(format!(
+            "{url} is not an object storage URL: use s3://BUCKET/PREFIX, gs://BUCKET/PREFIX \
+             or az://CONTAINER/PREFIX"
+        )));
+    }
+    Ok(RemoteStore::from_url(url)?)
+}
+
+/// Uploads `path`, then applies the bucket's retention. A failed upload keeps the local
+/// backup and says so.
+async fn upload_and_prune(
+    remote: &RemoteStore,
+    path: &Path,
+) -> Result<(RemoteBackup, Vec<String>), CliError> {
+    let upload_failed = |source| CliError::Upload {
+        url: remote.url().to_string(),
+        kept: path.to_path_buf(),
+        source: Box::new(source),
+    };
+    let up = remote.upload(path).await.map_err(upload_failed)?;
+    let removed = remote.prune().await?;
+    Ok((up, removed))
+}
+
+fn upload_rows(up: &RemoteBackup, removed: &[String]) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "Uploaded",
+            if up.already_there {
+                format!("{} (already there, identical)", up.url)
+            } else {
+                up.url.clone()
+            },
+        ),
+        (
+            "Verified",
+            format!("{}, sha256 {}", bytes_text(up.bytes), up.sha256),
+        ),
+        ("Removed from Store (retention)", list_text(removed)),
+    ]
+}
+
+fn list_text(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// `backup list --dir DIR | --remote URL`.
+async fn backup_list(ctx: &Ctx, l: BackupListArgs) -> Result<(), CliError> {
+    let headers = ["Backup", "Size", "Taken (UTC)"];
+    if let Some(url) = &l.remote {
+        let found = remote_store(url)?.list().await?;
+        let rows = found
+            .iter()
+            .map(|o| vec![o.url.clone(), bytes_text(o.bytes), stamp_text(&o.timestamp)])
+            .collect();
+        let json: Vec<Value> = found
+            .iter()
+            .map(|o| json!({"name": o.name, "url": o.url, "bytes": o.bytes, "timestamp": o.timestamp}))
+            .collect();
+        if found.is_empty() && !ctx.out.json() {
+            println_out(&format!("No backups under {url}."));
+            return Ok(());
+        }
+        ctx.out.rows(&headers, rows, &Value::Array(json));
+        return Ok(());
+    }
+    let dir = l
+        .dir
+        .ok_or_else(|| CliError::Usage("backup list needs --dir DIR or --remote URL".into()))?;
+    let found = Backups::new(&dir).list().await?;
+    let mut rows = Vec::new();
+    let mut json = Vec::new();
+    for b in &found {
+        let bytes = std::fs::metadata(&b.path).map(|m| m.len()).unwrap_or(0);
+        rows.push(vec![
+            b.path.display().to_string(),
+            bytes_text(bytes),
+            stamp_text(&b.timestamp),
+        ]);
+        json.push(
+            json!({"path": b.path.display().to_string(), "bytes": bytes, "timestamp": b.timestamp}),
+        );
+    }
+    if found.is_empty() && !ctx.out.json() {
+        println_out(&format!("No backups in {}.", dir.display()));
+        return Ok(());
+    }
+    ctx.out.rows(&headers, rows, &Value::Array(json));
+    Ok(())
+}
+
+/// `20250101_020000` → `2025-01-01 02:00:00`.
+fn stamp_text(stamp: &str) -> String {
+    let b = stamp.as_bytes();
+    if b.len() != 15 {
+        return stamp.to_string();
+    }
+    format!(
+        "{}-{}-{} {}:{}:{}",
+        &stamp[0..4],
+        &stamp[4..6],
+        &stamp[6..8],
+        &stamp[9..11],
+        &stamp[11..13],
+        &stamp[13..15]
+    )
+}
+
+/// `restore FILE --force` (FILE may be an object storage URL).
 pub(crate) async fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<(), CliError> {
-    let dir = a
-        .file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let name = a
-        .file
-        .file_name()
-        .map(PathBuf::from)
-        .ok_or_else(|| CliError::Usage(format!("{} is not a file name", a.file.display())))?;
     let options = RestoreOptions::new()
         .force(a.force)
         .from_another_cluster(a.from_another_cluster);
-    let mut backups = Backups::new(dir);
+    let shown = a.file.display().to_string();
+    let remote = match a.file.to_str().filter(|f| is_remote_url(f)) {
+        Some(url) => {
+            let (base, name) = split_object_url(url)?;
+            Some((remote_store(base)?, name.to_string()))
+        }
+        None => None,
+    };
+    let mut backups = match &remote {
+        Some(_) => Backups::new(std::env::temp_dir()),
+        None => {
+            let dir = a
+                .file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            Backups::new(dir)
+        }
+    };
     let bar = crate::progress::transfer("snapshot restore").map(|(bar, hook)| {
         backups = backups.clone().on_progress(hook);
         bar
     });
-    let info = backups.restore(&ctx.client, &name, options).await;
+    let info = match &remote {
+        Some((store, name)) => {
+            backups
+                .restore_remote(&ctx.client, store, name, options)
+                .await
+        }
+        None => {
+            let name = a
+                .file
+                .file_name()
+                .map(PathBuf::from)
+                .ok_or_else(|| CliError::Usage(format!("{shown} is not a file name")))?;
+            backups.restore(&ctx.client, &name, options).await
+        }
+    };
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     let info = info?;
     ctx.out.done(
         &format!(
-            "Success! {} restored ({}, raft index {}).",
-            a.file.display(),
+            "Success! {shown} restored ({}, raft index {}).",
             bytes_text(info.bytes),
             info.index
         ),
-        &json!({"restored": a.file.display().to_string(), "bytes": info.bytes, "index": info.index}),
+        &json!({"restored": shown, "bytes": info.bytes, "index": info.index}),
     );
     Ok(())
 }

@@ -452,7 +452,8 @@ fn manifests_use_only_what_the_built_binary_has() {
 fn an_unknown_flag_or_subcommand_is_caught() {
     let h = home();
     for bad in [
-        vec!["vault-ops", "backup", "--dir", "/b", "--upload", "s3://x"],
+        // The guide's backup.sh flag; vault-ops spells it `--upload s3://BUCKET/PREFIX`.
+        vec!["vault-ops", "backup", "--dir", "/b", "--upload-s3"],
         vec!["vault-ops", "scheduler", "start", "--config", "/c"],
     ] {
         let argv: Vec<String> = bad.iter().map(|s| s.to_string()).collect();

@@ -2,6 +2,7 @@
 //! raft node started by the testkit) and loopback fakes for misbehaving peers.
 
 mod alerts;
+mod backup_remote;
 mod certs;
 mod daily;
 mod deploy;

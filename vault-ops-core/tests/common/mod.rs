@@ -31,6 +31,23 @@ pub fn client_at(addr: &str, token: &str) -> VaultClient {
         .unwrap_or_else(|e| panic!("building a client for {addr}: {e}"))
 }
 
+/// A new raft node, initialised and unsealed, with a `kv` (v1) mount holding `kv/app` =
+/// `{"v": v}`, and a root client for it.
+pub async fn raft_node_with_kv(v: &str) -> (vault_ops_testkit::BaoConfigServer, VaultClient) {
+    let node = vault_ops_testkit::BaoConfigServer::start_raft_node("node1").await;
+    let init = node.init_and_unseal().await;
+    let c = client_at(&node.addr(), &init.root_token);
+    c.generic()
+        .write_raw("sys/mounts/kv", &json!({"type": "kv"}))
+        .await
+        .unwrap();
+    c.generic()
+        .write_raw("kv/app", &json!({ "v": v }))
+        .await
+        .unwrap();
+    (node, c)
+}
+
 /// A client for a dev server, with its root token.
 pub fn root_client(bao: &BaoServer) -> VaultClient {
     client_at(&bao.addr(), bao.root_token())

@@ -69,7 +69,9 @@ pub mod error;
 mod files;
 pub mod health_report;
 pub mod http;
+pub mod prometheus;
 pub mod response;
+pub mod snapshot;
 pub mod time;
 
 pub use client::VaultClient;

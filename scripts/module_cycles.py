@@ -5,7 +5,7 @@ Usage: scripts/module_cycles.py [SRC_DIR ...]   (default: vault-ops-core/src)
 
 The graph: one node per source file (`a/b.rs` or `a/b/mod.rs` is module `a::b`). File F
 depends on file G when F names a path into G: `use crate::g::...`, an inline
-`crate::g::item`, `super::...` or `self::...` (resolved from F's module), including every
+`crate::g::item`, `super::...`, `self::...` or `use child::...` (resolved from F's module), including every
 path inside `use` groups (`use crate::{a::X, b::{Y, Z}}`). A path is resolved to the longest
 module prefix that has a file; `crate::Item` re-exported by `lib.rs` (`pub use m::Item`)
 resolves to the file it comes from, so `lib.rs` (the facade) is not a node. `mod x;`
@@ -141,9 +141,14 @@ def main(src):
                 j += 1
             inline.append((m.end(), j, m.group(1)))
         uses = []
-        for m in re.finditer(r"\buse\s+((?:crate|super|self)\b[^;]*);", text):
+        for m in re.finditer(r"\buse\s+([^;]*);", text):
             for p in expand_use(m.group(1)):
-                uses.append((p, m.start()))
+                first = p.split("::")[0]
+                if first in ("crate", "super", "self"):
+                    uses.append((p, m.start()))
+                elif tuple(mod) + (first,) in files:
+                    # `use child::Item` (2018 paths): relative to this module.
+                    uses.append(("self::" + p, m.start()))
         for m in path_re.finditer(text):
             uses.append((m.group(1) + m.group(2), m.start()))
         for path, pos in uses:

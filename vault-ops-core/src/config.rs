@@ -469,11 +469,6 @@ impl ClientBuilder {
         b
     }
 
-    /// Builds the client. Fails with a [`ConfigError`] naming every problem found.
-    pub fn build(self) -> Result<crate::VaultClient, ConfigError> {
-        crate::client::VaultClient::from_builder(self)
-    }
-
     /// Every configured address, parsed, the primary first, duplicates removed; or the
     /// error of each bad one.
     pub(crate) fn parsed_addresses(&self) -> Result<Vec<Url>, Vec<ConfigError>> {

@@ -225,7 +225,7 @@ async fn backup_of_a_server_without_raft_fails_and_leaves_nothing() {
     assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
 
     // A token without access: Vault's 403 is kept.
-    let no_access = c.with_token("s.not-a-token".to_string().into());
+    let no_access = c.with_token("s.not-a-token");
     let e = Backups::new(dir.path())
         .create(&no_access)
         .await

@@ -275,7 +275,9 @@ async fn a_slow_reply_times_out_and_is_retried() {
         }) => {
             assert_eq!(method, "GET");
             assert_eq!(path, "sys/slow");
-            assert_eq!(timeout, ms(200));
+            // The last attempt gets what is left of the call's deadline: a little under the
+            // client's 200 ms when the machine is busy.
+            assert!(timeout <= ms(200) && timeout >= ms(100), "{timeout:?}");
         }
         other => panic!("expected Error::Timeout, got {other:?}"),
     }
@@ -596,11 +598,9 @@ async fn headers_sent() {
         .await
         .unwrap();
     client(&server)
-        .execute(
-            Request::get("h/explicit").token(TokenChoice::Explicit(SecretString::from(
-                "s.FAILMODETOKEN-explicit",
-            ))),
-        )
+        .execute(Request::get("h/explicit").token(TokenChoice::Explicit(
+            vault_ops_core::VaultToken::from("s.FAILMODETOKEN-explicit"),
+        )))
         .await
         .unwrap();
     client(&server)
@@ -788,4 +788,65 @@ async fn tracing_records_method_path_status_but_never_the_token() {
         "a token or body reached the logs:\n{text}"
     );
     assert!(!text.contains("x-vault-token: s."), "{text}");
+}
+
+/// Per-call options reach every handler through one handle: `no_retry` sends a renewal
+/// answered with 503 once (the client's policy would send it three times), and the call
+/// timeout ends a slow call after one short attempt, whatever the client's own timeout.
+#[tokio::test]
+async fn call_options_apply_to_any_handler() {
+    use vault_ops_core::CallOptions;
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        "POST",
+        "/v1/auth/token/renew-self",
+        common::sealed_reply(),
+    )
+    .await;
+    let c = client(&server);
+    let once = c.with_options(CallOptions::new().no_retry());
+    assert!(once.call_options().is_no_retry());
+    let e = api_err(once.tokens().renew_self(None).await);
+    assert_eq!(e.status, 503);
+    assert_eq!(hits(&server, "/v1/auth/token/renew-self").await, 1);
+    // The handle the options were taken from keeps the client's policy (2 retries).
+    assert_eq!(c.call_options(), CallOptions::new());
+    assert!(c.tokens().renew_self(None).await.is_err());
+    assert_eq!(hits(&server, "/v1/auth/token/renew-self").await, 1 + 3);
+
+    // A slow lookup: the client allows 60 s per attempt; the call is given 300 ms in all.
+    mount(
+        &server,
+        "GET",
+        "/v1/auth/token/lookup-self",
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"data": {"ttl": 0}}))
+            .set_delay(ms(5000)),
+    )
+    .await;
+    let slow = fast(&server.uri())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    assert_eq!(slow.timeout(), Duration::from_secs(60));
+    let limited = slow.with_options(CallOptions::new().timeout(ms(300)));
+    let started = Instant::now();
+    let r = limited.tokens().lookup_self().await;
+    let elapsed = started.elapsed();
+    match r {
+        Err(Error::Timeout { path, timeout, .. }) => {
+            assert_eq!(path, "auth/token/lookup-self");
+            assert!(timeout <= ms(300), "{timeout:?}");
+        }
+        other => panic!("expected Error::Timeout, got {other:?}"),
+    }
+    assert!(elapsed >= ms(250), "{elapsed:?}");
+    assert!(elapsed < ms(3000), "{elapsed:?}");
+    // One attempt: the call's time ran out before a retry could start.
+    assert_eq!(hits(&server, "/v1/auth/token/lookup-self").await, 1);
+    // Debug shows the options (and still no token).
+    let shown = format!("{limited:?}");
+    assert!(shown.contains("call_options"), "{shown}");
+    assert!(!shown.contains(MARK), "{shown}");
 }

@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 use vault_ops_core::api::sys::HealthState;
 use vault_ops_core::config::{DEFAULT_MAX_RESPONSE_BYTES, MAX_ERROR_BODY_BYTES};
 use vault_ops_core::{
-    ApiError, ClientBuilder, Error, ExposeSecret, Request, Response, SecretString, TokenChoice,
-    VaultClient, VaultResponse,
+    ApiError, ClientBuilder, Error, ExposeSecret, Request, Response, TokenChoice, VaultClient,
+    VaultResponse,
 };
 use vault_ops_testkit::BaoConfigServer;
 use wiremock::{MockServer, ResponseTemplate};
@@ -681,8 +681,9 @@ async fn the_envelope_debug_hides_data_and_tokens_on_a_real_server() {
 
     let unwrapped = c
         .execute(
-            Request::post("sys/wrapping/unwrap")
-                .token(TokenChoice::Explicit(SecretString::from(wrap_token))),
+            Request::post("sys/wrapping/unwrap").token(TokenChoice::Explicit(
+                vault_ops_core::VaultToken::from(wrap_token),
+            )),
         )
         .await
         .unwrap()

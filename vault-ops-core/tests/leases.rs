@@ -7,7 +7,7 @@ mod common;
 
 use serde_json::json;
 use vault_ops_core::api::tokens::TokenCreateRequest;
-use vault_ops_core::{Error, SecretString, VaultClient};
+use vault_ops_core::{Error, VaultClient, VaultToken};
 use vault_ops_testkit::{BaoServer, PgCluster};
 
 /// A PostgreSQL and a dev server with `database/` mounted, pointed at it, and role `app`
@@ -176,7 +176,7 @@ async fn database_revoke_prefix() {
 }
 
 /// Enables AppRole with role `r1` (token TTL 1 h) and logs in; returns the token.
-async fn approle_login(c: &VaultClient, enable: bool) -> SecretString {
+async fn approle_login(c: &VaultClient, enable: bool) -> VaultToken {
     if enable {
         c.generic()
             .write_raw("sys/auth/approle", &json!({"type": "approle"}))

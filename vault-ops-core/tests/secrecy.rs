@@ -93,10 +93,10 @@ fn client_and_builder_debug_redact_the_token() {
 
 #[test]
 fn token_choice_and_request_debug_redact() {
-    let choice = TokenChoice::Explicit(SecretString::from(TOKEN));
+    let choice = TokenChoice::Explicit(vault_ops_core::VaultToken::from(TOKEN));
     let shown = format!("{choice:?}");
     assert_hidden("TokenChoice", &shown);
-    assert_eq!(shown, "Explicit([REDACTED])");
+    assert_eq!(shown, "Explicit(VaultToken([REDACTED]))");
 
     let req = Request::post("auth/userpass/login/alice")
         .json(&json!({"password": "SEKRITMARK-password"}))
@@ -394,4 +394,56 @@ async fn request_errors_do_not_show_secrets() {
     // Nothing above was answered with the token or a body echoed back to the server log either.
     let reqs = server.received_requests().await.unwrap();
     assert!(reqs.iter().all(|r| r.url.as_str().find(MARK).is_none()));
+}
+
+/// Each kind of secret: `Debug` names the kind and shows `[REDACTED]`, also inside a struct
+/// that derives `Debug` and inside an `Option` or a `Vec`; the secret is still there for
+/// `expose_secret`, and a reply field of that kind decodes from a JSON string.
+#[test]
+fn every_secret_kind_redacts_its_debug() {
+    use vault_ops_core::{
+        ApiKey, ExposeSecret, Password, PrivateKey, SecretId, UnsealKey, VaultToken,
+    };
+    fn check<T: std::fmt::Debug + ExposeSecret<str>>(kind: &str, value: T) {
+        let secret = format!("{MARK}-{kind}");
+        assert_eq!(value.expose_secret(), secret, "{kind}");
+        assert_eq!(format!("{value:?}"), format!("{kind}([REDACTED])"));
+        assert_eq!(format!("{value:#?}"), format!("{kind}([REDACTED])"));
+        let wrapped = format!("{:?}", (Some(&value), vec![&value]));
+        assert_hidden(kind, &wrapped);
+        assert_eq!(wrapped.matches("[REDACTED]").count(), 2, "{wrapped}");
+    }
+    let s = |kind: &str| format!("{MARK}-{kind}");
+    check("VaultToken", VaultToken::new(s("VaultToken")));
+    check("UnsealKey", UnsealKey::from(s("UnsealKey")));
+    check("SecretId", SecretId::from(s("SecretId").as_str()));
+    check(
+        "Password",
+        Password::from(SecretString::from(s("Password"))),
+    );
+    check("ApiKey", ApiKey::new(s("ApiKey")));
+    check("PrivateKey", PrivateKey::new(s("PrivateKey")));
+
+    // Containers derive Debug now: the auth block and init reply still hide every secret.
+    let auth: AuthInfo = serde_json::from_value(json!({
+        "client_token": s("auth"), "accessor": "acc-1", "lease_duration": 60
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(auth.client_token.expose_secret(), s("auth"));
+    let shown = format!("{auth:?}");
+    assert_hidden("AuthInfo", &shown);
+    assert!(
+        shown.contains("client_token: VaultToken([REDACTED])"),
+        "{shown}"
+    );
+    let init: InitResponse = serde_json::from_value(json!({
+        "keys": [s("k1"), s("k2")], "keys_base64": [s("b1")], "root_token": s("root")
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(init.keys[1].expose_secret(), s("k2"));
+    let shown = format!("{init:#?}");
+    assert_hidden("InitResponse", &shown);
+    assert_eq!(shown.matches("UnsealKey([REDACTED])").count(), 3, "{shown}");
+    // A token that is not a string is a decode error, not a default.
+    assert!(serde_json::from_value::<AuthInfo>(json!({"client_token": 7})).is_err());
 }

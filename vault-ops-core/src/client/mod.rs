@@ -17,14 +17,15 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use url::Url;
 
 use self::ha::HaState;
 use self::settings::Settings;
 use crate::config::{ClientBuilder, RetryPolicy};
 use crate::error::{ConfigError, Result};
-use crate::http::request::{encoded_path_len, push_encoded_path, INDEX_HEADER};
+use crate::http::request::{encoded_path_len, push_encoded_path, CallOptions, INDEX_HEADER};
+use crate::secret::VaultToken;
 
 impl ClientBuilder {
     /// Builds the client: checks every setting (one [`ConfigError`] names every problem
@@ -60,6 +61,8 @@ impl ClientBuilder {
 #[derive(Clone)]
 pub struct VaultClient {
     inner: Arc<Inner>,
+    /// Per-call options of this handle (see [`with_options`](Self::with_options)).
+    options: CallOptions,
 }
 
 struct Inner {
@@ -104,6 +107,7 @@ impl std::fmt::Debug for VaultClient {
             .field("timeout", &self.inner.timeout)
             .field("max_response_bytes", &self.inner.max_body)
             .field("max_call_duration", &self.inner.max_call)
+            .field("call_options", &self.options)
             .finish()
     }
 }
@@ -135,6 +139,7 @@ impl VaultClient {
     fn from_settings(settings: Settings, http: reqwest::Client) -> VaultClient {
         let (namespace, namespace_text) = settings.namespace.unzip();
         VaultClient {
+            options: CallOptions::default(),
             inner: Arc::new(Inner {
                 http,
                 bases: settings.request_bases.iter().map(url_template).collect(),
@@ -185,7 +190,7 @@ impl VaultClient {
     }
 
     /// The current token, if any (a clone of the secret).
-    pub fn token(&self) -> Option<SecretString> {
+    pub fn token(&self) -> Option<VaultToken> {
         self.inner
             .token
             .read()
@@ -216,12 +221,13 @@ impl VaultClient {
     }
 
     /// Replaces the token for this client and every clone of it.
-    pub fn set_token(&self, token: SecretString) {
+    pub fn set_token(&self, token: impl Into<VaultToken>) {
         *self
             .inner
             .token
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(TokenCell::new(token));
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(TokenCell::new(token.into()));
     }
 
     /// Removes the token (requests that need one then fail with
@@ -237,17 +243,34 @@ impl VaultClient {
     /// A new client with the same settings and connection pool but its own token cell
     /// (for acting as another identity without touching this client's token). It shares
     /// the node in use and the read-your-writes index with this client.
-    pub fn with_token(&self, token: SecretString) -> VaultClient {
+    pub fn with_token(&self, token: impl Into<VaultToken>) -> VaultClient {
+        let namespace = self
+            .inner
+            .namespace
+            .clone()
+            .zip(self.inner.namespace_text.clone());
+        self.derived(Some(TokenCell::new(token.into())), namespace)
+    }
+
+    /// A client sharing this one's settings, pool, node in use and index, with its own token
+    /// cell and namespace.
+    fn derived(
+        &self,
+        token: Option<TokenCell>,
+        namespace: Option<(HeaderValue, String)>,
+    ) -> VaultClient {
+        let (namespace, namespace_text) = namespace.unzip();
         VaultClient {
+            options: self.options,
             inner: Arc::new(Inner {
                 http: self.inner.http.clone(),
                 bases: self.inner.bases.clone(),
                 addresses: self.inner.addresses.clone(),
                 ha: self.inner.ha.clone(),
                 read_your_writes: self.inner.read_your_writes,
-                token: RwLock::new(Some(TokenCell::new(token))),
-                namespace: self.inner.namespace.clone(),
-                namespace_text: self.inner.namespace_text.clone(),
+                token: RwLock::new(token),
+                namespace,
+                namespace_text,
                 retry: self.inner.retry.clone(),
                 timeout: self.inner.timeout,
                 max_body: self.inner.max_body,
@@ -271,28 +294,13 @@ impl VaultClient {
                 })?,
             )
         };
-        Ok(VaultClient {
-            inner: Arc::new(Inner {
-                http: self.inner.http.clone(),
-                bases: self.inner.bases.clone(),
-                addresses: self.inner.addresses.clone(),
-                ha: self.inner.ha.clone(),
-                read_your_writes: self.inner.read_your_writes,
-                token: RwLock::new(
-                    self.inner
-                        .token
-                        .read()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .clone(),
-                ),
-                namespace: header,
-                namespace_text: (!ns.is_empty()).then_some(ns),
-                retry: self.inner.retry.clone(),
-                timeout: self.inner.timeout,
-                max_body: self.inner.max_body,
-                max_call: self.inner.max_call,
-            }),
-        })
+        let token = self
+            .inner
+            .token
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        Ok(self.derived(token, header.map(|h| (h, ns))))
     }
 
     /// The newest `X-Vault-Index` remembered for read-your-writes (shared by clones), for
@@ -328,6 +336,23 @@ impl VaultClient {
         headers.insert(INDEX_HEADER, value);
         self.record_index(&headers);
         Ok(())
+    }
+
+    /// A handle on the same client (token, connection pool, node in use: all shared) whose
+    /// calls use `options`, through any API handler: e.g. a renewal sent once within 5 s,
+    /// `client.with_options(CallOptions::new().no_retry().timeout(d)).tokens().renew_self(None)`.
+    /// Replaces the options of this handle; cheap (no new connection pool).
+    pub fn with_options(&self, options: CallOptions) -> VaultClient {
+        VaultClient {
+            inner: self.inner.clone(),
+            options,
+        }
+    }
+
+    /// The per-call options of this handle (none unless made by
+    /// [`with_options`](Self::with_options)).
+    pub fn call_options(&self) -> CallOptions {
+        self.options
     }
 
     /// The retry policy.
@@ -483,17 +508,18 @@ fn url_template(base: &Url) -> Url {
 }
 
 /// The token and its `X-Vault-Token` header value, built once when the token is set so
-/// requests neither clone the secret nor validate it again. `Debug` shows neither.
-#[derive(Clone)]
+/// requests neither clone the secret nor validate it again. `Debug` shows neither: the
+/// token's is redacted, the header value is marked sensitive.
+#[derive(Clone, Debug)]
 struct TokenCell {
-    secret: SecretString,
+    secret: VaultToken,
     /// `None` when the token cannot be sent in a header (requests needing it then fail
     /// with [`Error::InvalidInput`](crate::Error::InvalidInput)).
     header: Option<HeaderValue>,
 }
 
 impl TokenCell {
-    fn new(secret: SecretString) -> TokenCell {
+    fn new(secret: VaultToken) -> TokenCell {
         let header = HeaderValue::from_str(secret.expose_secret())
             .ok()
             .map(|mut value| {
@@ -501,12 +527,6 @@ impl TokenCell {
                 value
             });
         TokenCell { secret, header }
-    }
-}
-
-impl std::fmt::Debug for TokenCell {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenCell([REDACTED])")
     }
 }
 
@@ -518,7 +538,7 @@ mod tests {
     fn token_cell_keeps_a_sensitive_header_and_redacts() {
         let c = VaultClient::new("http://127.0.0.1:1").unwrap_or_else(|e| panic!("{e}"));
         assert!(c.token_header().is_none());
-        c.set_token(SecretString::from("s.CELLTOKEN"));
+        c.set_token(VaultToken::from("s.CELLTOKEN"));
         let header = c.token_header().flatten();
         let header = header.unwrap_or_else(|| panic!("no header"));
         assert!(header.is_sensitive());
@@ -537,12 +557,12 @@ mod tests {
         assert!(!shown.contains("CELLTOKEN"), "{shown}");
 
         // A token that cannot be a header value is kept, but has no header.
-        c.set_token(SecretString::from("s.bad\ntoken"));
+        c.set_token(VaultToken::from("s.bad\ntoken"));
         assert!(matches!(c.token_header(), Some(None)));
         assert!(c.has_token());
 
         // with_token builds its own cell; with_namespace copies the current one.
-        let other = c.with_token(SecretString::from("s.OTHER"));
+        let other = c.with_token(VaultToken::from("s.OTHER"));
         assert_eq!(
             other
                 .token_header()

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use reqwest::header::HeaderValue;
-use secrecy::SecretString;
 use url::Url;
 
 use super::tls::TlsMaterial;
@@ -13,6 +12,7 @@ use crate::config::{
     default_call_limit, ClientBuilder, RetryPolicy, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
 };
 use crate::error::ConfigError;
+use crate::secret::VaultToken;
 
 /// A client's settings, checked.
 pub(crate) struct Settings {
@@ -23,7 +23,7 @@ pub(crate) struct Settings {
     pub(crate) addresses: Vec<String>,
     pub(crate) tls: TlsMaterial,
     pub(crate) read_your_writes: bool,
-    pub(crate) token: Option<SecretString>,
+    pub(crate) token: Option<VaultToken>,
     /// The namespace as a header value, and as text.
     pub(crate) namespace: Option<(HeaderValue, String)>,
     pub(crate) retry: RetryPolicy,

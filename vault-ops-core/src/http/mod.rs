@@ -10,7 +10,7 @@ pub(crate) mod request;
 mod send;
 
 pub use request::{
-    decode_reply, join_path, Request, Response, TokenChoice, FORWARD_ACTIVE_NODE,
+    decode_reply, join_path, CallOptions, Request, Response, TokenChoice, FORWARD_ACTIVE_NODE,
     INCONSISTENT_HEADER, INDEX_HEADER, NAMESPACE_HEADER, REQUEST_HEADER, TOKEN_HEADER,
 };
 pub(crate) use request::{parse_error_body, redirect_target};

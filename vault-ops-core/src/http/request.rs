@@ -8,12 +8,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::Method;
-use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::MAX_ERROR_BODY_BYTES;
 use crate::error::{ApiError, Error, Result};
+use crate::secret::VaultToken;
 
 /// The header that carries the token.
 pub const TOKEN_HEADER: &str = "x-vault-token";
@@ -40,7 +40,7 @@ pub(crate) const INCONSISTENT_HEADER_NAME: HeaderName =
     HeaderName::from_static(INCONSISTENT_HEADER);
 
 /// Which token a request carries.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub enum TokenChoice {
     /// The client's current token (the default). Fails with [`Error::MissingToken`] when unset.
     #[default]
@@ -50,17 +50,64 @@ pub enum TokenChoice {
     /// No token (login endpoints, `sys/health`, `sys/seal-status`, unseal, init).
     None,
     /// This token instead of the client's.
-    Explicit(SecretString),
+    Explicit(VaultToken),
 }
 
-impl std::fmt::Debug for TokenChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TokenChoice::Client => f.write_str("Client"),
-            TokenChoice::ClientIfSet => f.write_str("ClientIfSet"),
-            TokenChoice::None => f.write_str("None"),
-            TokenChoice::Explicit(_) => f.write_str("Explicit([REDACTED])"),
-        }
+/// Options for the calls made through one client handle, whatever the API area: get a handle
+/// with them from [`VaultClient::with_options`](crate::VaultClient::with_options), then use
+/// any handler on it. The send path applies them to every request, on top of the request's
+/// own settings (a request that is never retried stays so).
+///
+/// ```no_run
+/// # async fn run(client: vault_ops_core::VaultClient) -> Result<(), vault_ops_core::Error> {
+/// use std::time::Duration;
+/// use vault_ops_core::CallOptions;
+///
+/// // Sent once, and the whole call (connecting included) ends within 5 s.
+/// let once = CallOptions::new().no_retry().timeout(Duration::from_secs(5));
+/// let auth = client.with_options(once).tokens().renew_self(None).await?;
+/// println!("renewed for {} s", auth.lease_duration);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use]
+pub struct CallOptions {
+    pub(crate) no_retry: bool,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl CallOptions {
+    /// No options: the client's settings apply.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sends each request once: no retry after an error status, a timeout or a lost
+    /// connection (moving on to another node when none could be reached still happens,
+    /// since nothing was sent).
+    pub fn no_retry(mut self) -> Self {
+        self.no_retry = true;
+        self
+    }
+
+    /// The longest each call may take, every attempt and wait included (at most the
+    /// client's [`max_call_duration`](crate::ClientBuilder::max_call_duration)); each
+    /// attempt gets at most this too. A call that runs out fails with
+    /// [`Error::Timeout`]. For a streamed raft snapshot it replaces the client's timeout
+    /// unless [`Raft::timeout`](crate::api::raft::Raft::timeout) sets one.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Whether [`no_retry`](Self::no_retry) is set.
+    pub fn is_no_retry(&self) -> bool {
+        self.no_retry
+    }
+
+    /// The call timeout, when set.
+    pub fn call_timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 }
 

@@ -111,10 +111,17 @@ impl VaultClient {
             // which refuses a path that would leave the configured server or `/v1/` before
             // anything is sent (so a bad path fails on the first address, as before).
             let retry = self.retry_policy();
-            let max_retries = if req.retry { retry.max_retries } else { 0 };
+            let options = self.call_options();
+            let max_retries = if req.retry && !options.no_retry {
+                retry.max_retries
+            } else {
+                0
+            };
             // The whole call, waits included, ends by this deadline (one clock read per
             // call; `None` when it is too far away to represent, i.e. never).
-            let max_call = self.max_call_duration();
+            let max_call = options.timeout.map_or(self.max_call_duration(), |t| {
+                t.min(self.max_call_duration())
+            });
             let deadline = Instant::now().checked_add(max_call);
             let mut limit = self.timeout().min(max_call);
             let mut attempt: u32 = 0;
@@ -309,7 +316,11 @@ impl VaultClient {
                 *request.body_mut() = Some(body);
             }
             // reqwest's own per-request timer here: the body is streamed by the caller.
-            *request.timeout_mut() = Some(timeout.unwrap_or_else(|| self.timeout()));
+            *request.timeout_mut() = Some(
+                timeout
+                    .or(self.call_options().timeout)
+                    .unwrap_or_else(|| self.timeout()),
+            );
             match self.http().execute(request).await {
                 Ok(resp) => {
                     self.stick_to(index);
@@ -635,7 +646,6 @@ fn is_unavailable(error: &Error) -> bool {
 mod tests {
     use super::*;
     use reqwest::header::RETRY_AFTER;
-    use secrecy::SecretString;
 
     #[test]
     fn retryable_statuses() {
@@ -652,7 +662,7 @@ mod tests {
         let c = VaultClient::new("http://127.0.0.1:1").unwrap_or_else(|e| panic!("{e}"));
         let e = c.execute(Request::get("sys/mounts")).await;
         assert!(matches!(e, Err(Error::MissingToken)), "{e:?}");
-        c.set_token(SecretString::from("s.bad\ntoken"));
+        c.set_token(crate::VaultToken::from("s.bad\ntoken"));
         for choice in [TokenChoice::Client, TokenChoice::ClientIfSet] {
             let e = c.execute(Request::get("sys/mounts").token(choice)).await;
             assert!(
@@ -660,13 +670,13 @@ mod tests {
                 "{e:?}"
             );
         }
-        let explicit = TokenChoice::Explicit(SecretString::from("s.bad\rx"));
+        let explicit = TokenChoice::Explicit(crate::VaultToken::from("s.bad\rx"));
         let e = c.execute(Request::get("sys/mounts").token(explicit)).await;
         assert!(
             matches!(&e, Err(Error::InvalidInput(m)) if m.contains("token")),
             "{e:?}"
         );
-        c.set_token(SecretString::from("s.good"));
+        c.set_token(crate::VaultToken::from("s.good"));
         for hostile in [
             "secret/../sys/seal",
             "../sys/seal",

@@ -1,7 +1,7 @@
 //! Token operations against a real OpenBao dev server: `vault token lookup/create/renew/revoke/
 //! capabilities`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! KV v2 against a real OpenBao dev server.
 
-mod common;
+use crate::common;
 
 use serde::Deserialize;
 use serde_json::json;

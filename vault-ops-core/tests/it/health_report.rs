@@ -1,7 +1,7 @@
 //! The health report and the guide's alert rules: on a real OpenBao dev server, and with
 //! wiremock for what a fresh server cannot show (slow requests, many leases, no leader).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

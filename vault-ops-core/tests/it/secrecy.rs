@@ -2,7 +2,7 @@
 //! `{:?}` and `Display` of every error this crate can produce, must not contain the token,
 //! password, key or secret value involved.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

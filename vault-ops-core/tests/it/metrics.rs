@@ -1,6 +1,6 @@
 //! `sys/metrics` against a real OpenBao dev server (Prometheus retention is on in dev mode).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! ACL policies against a real OpenBao dev server.
 
-mod common;
+use crate::common;
 
 use serde_json::json;
 use vault_ops_core::api::tokens::TokenCreateRequest;

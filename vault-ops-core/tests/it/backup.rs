@@ -1,6 +1,6 @@
 //! Backups and restores (the guide's backup.sh / restore.sh) on a real raft node.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! is not failed over, which headers go out); the second half against real 3-node OpenBao raft
 //! clusters on loopback (one cluster per test function).
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! `from_env`) and address checks: precedence, the `~/.vault-token` fallback, and a
 //! [`ConfigError`] naming each bad variable, file or address.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

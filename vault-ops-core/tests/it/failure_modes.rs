@@ -3,7 +3,7 @@
 //! undecodable replies, redirects, the headers every request carries, the shared token cell,
 //! and tracing that records method, path and status but never the token.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! The testkit's `BaoServer` polls over plain http, so the server is started here with
 //! [`vault_ops_testkit::bao_bin`] and killed on drop.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

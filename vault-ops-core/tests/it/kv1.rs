@@ -1,6 +1,6 @@
 //! KV v1 against a real OpenBao dev server (a `kv` mount with `version = 1` at `kv1/`).
 
-mod common;
+use crate::common;
 
 use serde::Deserialize;
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! Kubernetes login and admin against OpenBao's real `kubernetes` auth method, with a loopback
 //! TokenReview stand-in and RS256 JWTs made here (no Kubernetes).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

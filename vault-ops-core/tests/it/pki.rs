@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-mod common;
+use crate::common;
 
 use common::api_error;
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! AppRole and userpass logins against a real OpenBao server, and the lifecycle driving them
 //! (the same guarantees for services outside Kubernetes).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

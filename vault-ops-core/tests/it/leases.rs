@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-mod common;
+use crate::common;
 
 use serde_json::json;
 use vault_ops_core::api::tokens::TokenCreateRequest;

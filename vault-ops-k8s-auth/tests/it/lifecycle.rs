@@ -2,7 +2,7 @@
 //! before expiry, re-login at max TTL, rotated token files, a TokenReview outage, the 403 retry
 //! and shutdown.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

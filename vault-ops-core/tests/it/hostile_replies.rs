@@ -4,7 +4,7 @@
 //! that is not followed says where it pointed, `sys` replies missing their fields are decode
 //! errors rather than defaults, and the reply envelope's `Debug` hides its data.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

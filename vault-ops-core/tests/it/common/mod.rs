@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: each test file says `mod common;` and uses the
-//! part it needs (so some helpers are unused in any one test binary).
+//! Helpers shared by the integration tests: each test module says `use crate::common;` and
+//! uses the part it needs.
 #![allow(dead_code)]
 
 use std::future::Future;

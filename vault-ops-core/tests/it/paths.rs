@@ -4,7 +4,7 @@
 //! prefix. Against a real OpenBao dev server and its CLI, and a loopback server that records the
 //! request lines both send.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::process::Output;

@@ -1,7 +1,7 @@
 //! Raft API on a real 3-node OpenBao cluster on loopback: peers, join, autopilot, snapshots,
 //! restore, step-down, remove-peer and re-join.
 
-mod common;
+use crate::common;
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};

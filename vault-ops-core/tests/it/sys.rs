@@ -1,7 +1,7 @@
 //! `sys/` against real OpenBao servers: health, seal/unseal, init, leader, step-down, connect,
 //! secret engines, auth methods, audit devices, the sanitized configuration, and error paths.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -58,10 +58,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::api::raft::{hex, OnProgress, RestoreMode, SnapshotInfo, SnapshotVerifier};
+use crate::api::raft::{OnProgress, RestoreMode};
 use crate::client::VaultClient;
 use crate::error::Error;
 use crate::files::{self, Published};
+use crate::snapshot::{hex, SnapshotInfo, SnapshotVerifier};
 
 #[cfg(feature = "object-store")]
 pub mod remote;

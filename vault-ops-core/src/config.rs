@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use url::Url;
 
 use crate::error::ConfigError;
+use crate::secret::{PrivateKey, VaultToken};
 
 /// Environment variable names read by [`ClientBuilder::from_env`], without their prefix.
 ///
@@ -144,12 +145,12 @@ pub struct ClientBuilder {
     /// Further node addresses after `address` (see [`ClientBuilder::addresses`]).
     pub(crate) more_addresses: Vec<String>,
     pub(crate) read_your_writes: bool,
-    pub(crate) token: Option<SecretString>,
+    pub(crate) token: Option<VaultToken>,
     pub(crate) namespace: Option<String>,
     pub(crate) ca: Vec<CaSource>,
     pub(crate) client_cert: Option<PathBuf>,
     pub(crate) client_key: Option<PathBuf>,
-    pub(crate) client_identity_pem: Option<SecretString>,
+    pub(crate) client_identity_pem: Option<PrivateKey>,
     pub(crate) skip_verify: bool,
     pub(crate) tls_server_name: Option<String>,
     pub(crate) timeout: Option<Duration>,
@@ -255,13 +256,13 @@ impl ClientBuilder {
 
     /// The token to send. It can be replaced later with [`VaultClient::set_token`](crate::VaultClient::set_token).
     pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(SecretString::from(token.into()));
+        self.token = Some(VaultToken::new(token));
         self
     }
 
     /// The token, already wrapped as a secret.
-    pub fn secret_token(mut self, token: SecretString) -> Self {
-        self.token = Some(token);
+    pub fn secret_token(mut self, token: impl Into<VaultToken>) -> Self {
+        self.token = Some(token.into());
         self
     }
 
@@ -299,8 +300,8 @@ impl ClientBuilder {
     }
 
     /// Present this client certificate and key, given as PEM text (certificate then key).
-    pub fn client_cert_pem(mut self, cert_and_key_pem: SecretString) -> Self {
-        self.client_identity_pem = Some(cert_and_key_pem);
+    pub fn client_cert_pem(mut self, cert_and_key_pem: impl Into<PrivateKey>) -> Self {
+        self.client_identity_pem = Some(cert_and_key_pem.into());
         self
     }
 
@@ -395,15 +396,13 @@ impl ClientBuilder {
                 .unwrap_or_else(|| DEFAULT_ADDR.to_string()),
         );
         match get(env::TOKEN) {
-            Some((_, v)) => b.token = Some(SecretString::from(v.trim().to_string())),
+            Some((_, v)) => b.token = Some(VaultToken::new(v.trim())),
             None => {
                 let home = lookup("HOME");
                 if let Some(home) = home {
                     let path = Path::new(&home).join(".vault-token");
                     match std::fs::read_to_string(&path) {
-                        Ok(t) if !t.trim().is_empty() => {
-                            b.token = Some(SecretString::from(t.trim().to_string()))
-                        }
+                        Ok(t) if !t.trim().is_empty() => b.token = Some(VaultToken::new(t.trim())),
                         Ok(_) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(e) => b.errors.push(ConfigError::File {
@@ -467,11 +466,6 @@ impl ClientBuilder {
             }
         }
         b
-    }
-
-    /// Builds the client. Fails with a [`ConfigError`] naming every problem found.
-    pub fn build(self) -> Result<crate::VaultClient, ConfigError> {
-        crate::client::VaultClient::from_builder(self)
     }
 
     /// Every configured address, parsed, the primary first, duplicates removed; or the

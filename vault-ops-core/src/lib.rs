@@ -58,9 +58,22 @@
 //! Blob through the `object_store` crate ([`backup::remote`]: multipart uploads with bounded
 //! memory, verification, retention in the bucket, checked restores).
 //!
-//! Secrets (tokens, passwords, private keys, secret values in typed replies) are
-//! [`secrecy::SecretString`]s or redacting types: no `Debug`, `Display`, error or trace
-//! contains them.
+//! **Secrets** have a type per kind ([`VaultToken`], [`UnsealKey`], [`SecretId`], [`Password`],
+//! [`ApiKey`], [`PrivateKey`]; see [`secret`] and the exported [`secret_type!`] macro): no
+//! `Debug`, `Display`, error or trace contains them, and one kind does not compile where
+//! another is expected. Secret values in typed replies are redacted too.
+//!
+//! **Per-call options.** [`VaultClient::with_options`] gives a handle whose calls, through any
+//! handler, follow [`CallOptions`] (sent once, a time limit for the whole call).
+//!
+//! **Layout.** Dependencies among the files flow one way, from settings to the client:
+//! [`config`] (the [`ClientBuilder`]) → `client/settings.rs` (checked settings, with the TLS
+//! material of `client/tls.rs`) → `client/transport.rs` (the HTTP client and the redirect
+//! policy of `client/redirect.rs`) → [`client`] (the handle; `client/ha.rs` holds the node in
+//! use and the read-your-writes index). [`http`] holds the request data (`http/request.rs`,
+//! no IO) and the one send loop (`http/send.rs`); [`api`] one handler per API area;
+//! [`prometheus`] and [`snapshot`] the parsers and checkers of server data that need no IO.
+//! `./dev cycles` checks that no import cycle comes back.
 
 #[macro_use]
 mod macros;
@@ -74,12 +87,24 @@ pub mod error;
 mod files;
 pub mod health_report;
 pub mod http;
+pub mod prometheus;
 pub mod response;
+pub mod secret;
+pub mod snapshot;
 pub mod time;
 
 pub use client::VaultClient;
 pub use config::{ClientBuilder, RetryPolicy};
 pub use error::{ApiError, ConfigError, Error, Result};
-pub use http::{Request, Response, TokenChoice};
+pub use http::{CallOptions, Request, Response, TokenChoice};
 pub use response::{AuthInfo, VaultResponse, WrapInfo};
 pub use secrecy::{ExposeSecret, SecretString};
+pub use secret::{
+    ApiKey, Password, PrivateKey, SecretId, TokenSecret, UnsealKey, UnsealKeySecret, VaultToken,
+};
+
+/// Not public API: what the exported macros expand to.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+}

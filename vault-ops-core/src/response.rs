@@ -2,8 +2,9 @@
 
 use std::collections::HashMap;
 
-use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
+
+use crate::secret::VaultToken;
 
 /// Vault's reply envelope: `data` plus lease, auth, wrapping and warning fields.
 ///
@@ -58,11 +59,11 @@ impl<T> std::fmt::Debug for VaultResponse<T> {
 }
 
 /// The `wrap_info` block of a response-wrapped reply.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[non_exhaustive]
 pub struct WrapInfo {
     /// The wrapping token (unwraps the reply once). Never printed by `Debug`.
-    pub token: SecretString,
+    pub token: VaultToken,
     /// The wrapping token's accessor.
     #[serde(default)]
     pub accessor: String,
@@ -80,25 +81,12 @@ pub struct WrapInfo {
     pub wrapped_accessor: String,
 }
 
-impl std::fmt::Debug for WrapInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WrapInfo")
-            .field("token", &"[REDACTED]")
-            .field("accessor", &self.accessor)
-            .field("ttl", &self.ttl)
-            .field("creation_time", &self.creation_time)
-            .field("creation_path", &self.creation_path)
-            .field("wrapped_accessor", &self.wrapped_accessor)
-            .finish()
-    }
-}
-
 /// The `auth` block of a login, token create or renew reply.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[non_exhaustive]
 pub struct AuthInfo {
     /// The token. Never printed by `Debug`.
-    pub client_token: SecretString,
+    pub client_token: VaultToken,
     /// The token's accessor (not a secret: it can look up and revoke, not use, the token).
     #[serde(default)]
     pub accessor: String,
@@ -132,25 +120,6 @@ pub struct AuthInfo {
     /// Remaining uses, 0 for unlimited.
     #[serde(default)]
     pub num_uses: u64,
-}
-
-impl std::fmt::Debug for AuthInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthInfo")
-            .field("client_token", &"[REDACTED]")
-            .field("accessor", &self.accessor)
-            .field("policies", &self.policies)
-            .field("token_policies", &self.token_policies)
-            .field("identity_policies", &self.identity_policies)
-            .field("metadata", &self.metadata)
-            .field("lease_duration", &self.lease_duration)
-            .field("renewable", &self.renewable)
-            .field("entity_id", &self.entity_id)
-            .field("token_type", &self.token_type)
-            .field("orphan", &self.orphan)
-            .field("num_uses", &self.num_uses)
-            .finish()
-    }
 }
 
 /// Deserializes `null` as the type's default (Vault often sends `null` for empty lists and maps).

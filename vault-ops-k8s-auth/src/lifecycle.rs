@@ -49,7 +49,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
-use vault_ops_core::VaultClient;
+use vault_ops_core::{CallOptions, VaultClient};
 
 use crate::error::{Error, LoginFailure, Result};
 use crate::login::{ttl_from_secs, AuthMethod};
@@ -765,7 +765,14 @@ impl Shared {
         let _ops = self.token_ops.lock().await;
         let generation = self.generation();
         let sent = Instant::now();
-        let result = renew_self(&self.client, self.config.renew_increment).await;
+        // Sent once: the lifecycle does its own retries, and a blind retry would miss the
+        // moment to log in (OpenBao answers a renewal at the max TTL with a 500).
+        let result = self
+            .client
+            .with_options(CallOptions::new().no_retry())
+            .tokens()
+            .renew_self(self.config.renew_increment)
+            .await;
         match result {
             Ok(auth) => {
                 let ttl = ttl_from_secs(auth.lease_duration);
@@ -1033,25 +1040,6 @@ async fn supervise(shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
         }
         Err(_) => shared.fail(CANCELLED.into()),
     }
-}
-
-/// `POST auth/token/renew-self`, sent once: the lifecycle does its own retries, and a blind
-/// retry would miss the moment to log in (OpenBao answers a renewal at the max TTL with a 500).
-async fn renew_self(
-    client: &VaultClient,
-    increment: Option<Duration>,
-) -> vault_ops_core::Result<vault_ops_core::AuthInfo> {
-    let body = match increment {
-        Some(i) => serde_json::json!({"increment": format!("{}s", i.as_secs().max(1))}),
-        None => serde_json::json!({}),
-    };
-    let req = vault_ops_core::Request::post("auth/token/renew-self")
-        .json(&body)?
-        .no_retry();
-    let resp = client.execute(req).await?;
-    resp.json::<vault_ops_core::VaultResponse<serde_json::Value>>()?
-        .auth
-        .ok_or_else(|| resp.decode_error("the renewal reply has no auth block"))
 }
 
 /// OpenBao and Vault answer a renewal at (or within a second of) the max TTL with HTTP 500

@@ -6,18 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use vault_ops_core::{AuthInfo, Request, VaultClient, VaultResponse};
+use vault_ops_core::{AuthInfo, Request, VaultClient, VaultResponse, VaultToken};
 
 use crate::error::{Error, Result};
 
 /// A successful login: the Vault token and what Vault said about it.
 ///
 /// `Debug` never shows the token.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Login {
     /// The Vault token.
-    pub token: SecretString,
+    pub token: VaultToken,
     /// The token's accessor (not a secret: it can look up and revoke the token, not use it).
     pub accessor: String,
     /// All policies of the token.
@@ -43,25 +43,6 @@ pub struct Login {
     pub orphan: bool,
     /// Warnings Vault attached to the reply.
     pub warnings: Vec<String>,
-}
-
-impl std::fmt::Debug for Login {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Login")
-            .field("token", &"[REDACTED]")
-            .field("accessor", &self.accessor)
-            .field("policies", &self.policies)
-            .field("token_policies", &self.token_policies)
-            .field("identity_policies", &self.identity_policies)
-            .field("metadata", &self.metadata)
-            .field("lease_duration", &self.lease_duration)
-            .field("renewable", &self.renewable)
-            .field("entity_id", &self.entity_id)
-            .field("token_type", &self.token_type)
-            .field("orphan", &self.orphan)
-            .field("warnings", &self.warnings)
-            .finish()
-    }
 }
 
 impl Login {

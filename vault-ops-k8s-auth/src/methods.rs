@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::json;
 use vault_ops_core::http::join_path;
-use vault_ops_core::VaultClient;
+use vault_ops_core::{Password, SecretId, VaultClient};
 
 use crate::error::{Error, Result};
 use crate::login::{clean_mount, login_request, read_secret_file, AuthMethod, Login};
@@ -22,35 +22,20 @@ use crate::login::{clean_mount, login_request, read_secret_file, AuthMethod, Log
 /// AppRoleAuth::new("0f4c-role-id", secret_id).login_and_set(&client).await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct AppRoleAuth {
     mount: String,
     role_id: String,
-    secret_id: SecretId,
+    secret_id: SecretIdSource,
 }
 
 /// Where the secret ID comes from.
-#[derive(Clone)]
-enum SecretId {
+#[derive(Debug, Clone)]
+enum SecretIdSource {
     None,
-    Fixed(SecretString),
+    Fixed(SecretId),
     /// Read at every login, so a rotated secret ID is picked up.
     File(PathBuf),
-}
-
-impl std::fmt::Debug for AppRoleAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secret_id = match &self.secret_id {
-            SecretId::None => "None".to_string(),
-            SecretId::Fixed(_) => "[REDACTED]".to_string(),
-            SecretId::File(path) => format!("file {}", path.display()),
-        };
-        f.debug_struct("AppRoleAuth")
-            .field("mount", &self.mount)
-            .field("role_id", &self.role_id)
-            .field("secret_id", &format_args!("{secret_id}"))
-            .finish()
-    }
 }
 
 impl AppRoleAuth {
@@ -58,11 +43,11 @@ impl AppRoleAuth {
     pub const DEFAULT_MOUNT: &'static str = "approle";
 
     /// Logs in with this role id and secret id on the `approle` mount.
-    pub fn new(role_id: impl Into<String>, secret_id: SecretString) -> Self {
+    pub fn new(role_id: impl Into<String>, secret_id: impl Into<SecretId>) -> Self {
         AppRoleAuth {
             mount: Self::DEFAULT_MOUNT.into(),
             role_id: role_id.into(),
-            secret_id: SecretId::Fixed(secret_id),
+            secret_id: SecretIdSource::Fixed(secret_id.into()),
         }
     }
 
@@ -76,7 +61,7 @@ impl AppRoleAuth {
         AppRoleAuth {
             mount: Self::DEFAULT_MOUNT.into(),
             role_id: role_id.into(),
-            secret_id: SecretId::File(path.into()),
+            secret_id: SecretIdSource::File(path.into()),
         }
     }
 
@@ -85,7 +70,7 @@ impl AppRoleAuth {
         AppRoleAuth {
             mount: Self::DEFAULT_MOUNT.into(),
             role_id: role_id.into(),
-            secret_id: SecretId::None,
+            secret_id: SecretIdSource::None,
         }
     }
 
@@ -112,11 +97,12 @@ impl AuthMethod for AppRoleAuth {
         let path = join_path(&["auth", &self.mount, "login"]);
         let from_file;
         let secret_id = match &self.secret_id {
-            SecretId::None => None,
-            SecretId::Fixed(s) => Some(s),
-            SecretId::File(path) => {
+            SecretIdSource::None => None,
+            SecretIdSource::Fixed(s) => Some(s),
+            SecretIdSource::File(path) => {
                 from_file = read_secret_file(path)
                     .await
+                    .map(SecretId::from)
                     .map_err(|source| Error::SecretIdFile {
                         path: path.clone(),
                         source,
@@ -137,21 +123,11 @@ impl AuthMethod for AppRoleAuth {
 }
 
 /// Userpass auth: logs in to `auth/<mount>/login/<username>` with a password.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct UserpassAuth {
     mount: String,
     username: String,
-    password: SecretString,
-}
-
-impl std::fmt::Debug for UserpassAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserpassAuth")
-            .field("mount", &self.mount)
-            .field("username", &self.username)
-            .field("password", &"[REDACTED]")
-            .finish()
-    }
+    password: Password,
 }
 
 impl UserpassAuth {
@@ -159,11 +135,11 @@ impl UserpassAuth {
     pub const DEFAULT_MOUNT: &'static str = "userpass";
 
     /// Logs in as `username` with `password` on the `userpass` mount.
-    pub fn new(username: impl Into<String>, password: SecretString) -> Self {
+    pub fn new(username: impl Into<String>, password: impl Into<Password>) -> Self {
         UserpassAuth {
             mount: Self::DEFAULT_MOUNT.into(),
             username: username.into(),
-            password,
+            password: password.into(),
         }
     }
 
@@ -218,11 +194,14 @@ mod tests {
 
     #[test]
     fn debug_hides_secrets() {
-        let a = AppRoleAuth::new("rid", SecretString::from("sid-very-secret"));
-        let u = UserpassAuth::new("alice", SecretString::from("pw-very-secret"));
-        for text in [format!("{a:?}"), format!("{u:?}")] {
+        let a = AppRoleAuth::new("rid", vault_ops_core::SecretString::from("sid-very-secret"));
+        let u = UserpassAuth::new("alice", "pw-very-secret");
+        for (text, kind) in [
+            (format!("{a:?}"), "SecretId([REDACTED])"),
+            (format!("{u:?}"), "Password([REDACTED])"),
+        ] {
             assert!(!text.contains("very-secret"), "{text}");
-            assert!(text.contains("REDACTED"), "{text}");
+            assert!(text.contains(kind), "{text}");
         }
         assert!(format!("{:?}", AppRoleAuth::without_secret_id("r")).contains("secret_id: None"));
     }

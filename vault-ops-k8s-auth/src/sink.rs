@@ -3,7 +3,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
+use vault_ops_core::VaultToken;
 
 use crate::error::{Error, Result};
 
@@ -13,7 +14,7 @@ pub const TOKEN_FILE_MODE: u32 = 0o600;
 /// Writes `token` to `path` atomically: into a new temporary file in the same directory with mode
 /// `0600`, flushed to disk, then renamed over `path`. A reader sees the old or the new token,
 /// never a partial one.
-pub async fn write_token_file(path: &Path, token: &SecretString) -> Result<()> {
+pub async fn write_token_file(path: &Path, token: &VaultToken) -> Result<()> {
     let path = path.to_path_buf();
     let token = token.clone();
     let target = path.clone();
@@ -26,7 +27,7 @@ pub async fn write_token_file(path: &Path, token: &SecretString) -> Result<()> {
         .map_err(|source| Error::TokenSink { path, source })
 }
 
-fn write_blocking(path: &Path, token: &SecretString) -> std::io::Result<()> {
+fn write_blocking(path: &Path, token: &VaultToken) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -76,10 +77,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vo-k8s-sink-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("vault-token");
-        write_token_file(&path, &SecretString::from("s.first"))
+        write_token_file(&path, &VaultToken::from("s.first"))
             .await
             .unwrap();
-        write_token_file(&path, &SecretString::from("s.second"))
+        write_token_file(&path, &VaultToken::from("s.second"))
             .await
             .unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "s.second");
@@ -97,7 +98,7 @@ mod tests {
         assert_eq!(names.len(), 1, "{names:?}");
 
         let bad = dir.join("no-such-dir").join("token");
-        let e = write_token_file(&bad, &SecretString::from("s.x"))
+        let e = write_token_file(&bad, &VaultToken::from("s.x"))
             .await
             .unwrap_err();
         assert!(
@@ -116,7 +117,7 @@ mod tests {
         std::fs::write(&victim, "untouched").unwrap();
         let path = dir.join("vault-token");
         std::os::unix::fs::symlink(&victim, &path).unwrap();
-        write_token_file(&path, &SecretString::from("s.new"))
+        write_token_file(&path, &VaultToken::from("s.new"))
             .await
             .unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");

@@ -21,8 +21,8 @@
 mod azurite;
 mod bao;
 pub mod k8s;
-mod mariadb;
 mod loopback;
+mod mariadb;
 mod pg;
 mod ports;
 mod prom;
@@ -35,5 +35,5 @@ pub use mariadb::{mariadb_bin, MariaDb, MariaDbOptions};
 pub use pg::{make_tls_certificates, pg_bin_dir, PgCluster};
 pub use ports::{free_port, free_port_pair};
 pub use prom::{prometheus_bin, promtool_bin, PrometheusServer};
-pub use util::process_gone;
 pub use s3::{s3s_fs_bin, S3Server};
+pub use util::process_gone;

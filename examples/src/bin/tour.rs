@@ -31,7 +31,7 @@ use vault_ops_core::api::sys::mounts::EnableMount;
 use vault_ops_core::api::tokens::TokenCreateRequest;
 use vault_ops_core::backup::{Backups, RestoreOptions};
 use vault_ops_core::health_report::Thresholds;
-use vault_ops_core::{ExposeSecret, SecretString, VaultClient};
+use vault_ops_core::{ExposeSecret, SecretString, UnsealKey, VaultClient};
 use vault_ops_k8s_auth::{
     AuthMethod, KubernetesAuth, KubernetesAuthExt, KubernetesConfig, KubernetesRole,
 };
@@ -244,7 +244,7 @@ async fn raft_half() -> Result<(), Box<dyn std::error::Error>> {
     client.sys().seal().await?;
     let sealed = client.sys().seal_status().await?;
     println!("sealed: {}", sealed.sealed);
-    let key = SecretString::from(init.keys_base64.first().cloned().unwrap_or_default());
+    let key = UnsealKey::new(init.keys_base64.first().cloned().unwrap_or_default());
     let status = client.sys().unseal(&key).await?;
     node.wait_for_health(&[200], Duration::from_secs(30)).await;
     println!(

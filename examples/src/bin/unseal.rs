@@ -7,7 +7,7 @@ use std::io::BufRead;
 
 use vault_ops_cli::report::exit_on_error;
 use vault_ops_cli::CliError;
-use vault_ops_core::{SecretString, VaultClient};
+use vault_ops_core::{UnsealKey, VaultClient};
 
 #[tokio::main]
 async fn main() {
@@ -23,7 +23,7 @@ async fn run() -> Result<(), CliError> {
     }
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(CliError::local("reading key shares from stdin"))?;
-        let key = SecretString::from(line.trim().to_string());
+        let key = UnsealKey::new(line.trim());
         status = client.sys().unseal(&key).await?;
         println!(
             "Unseal progress {}/{}, sealed: {}",

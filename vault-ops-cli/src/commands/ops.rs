@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use vault_ops_core::api::raft::JoinRequest;
 use vault_ops_core::api::sys::{HealthState, InitRequest};
@@ -12,6 +12,7 @@ use vault_ops_core::backup::remote::{is_remote_url, split_object_url, RemoteBack
 use vault_ops_core::backup::{Backups, RestoreOptions};
 use vault_ops_core::config::parse_duration;
 use vault_ops_core::health_report::Thresholds;
+use vault_ops_core::UnsealKey;
 
 use super::{read_file, read_stdin, Ctx};
 use crate::cli::{
@@ -145,7 +146,7 @@ pub(crate) async fn init(ctx: &Ctx, a: InitArgs) -> Result<(), CliError> {
             return Err(e.into());
         }
     };
-    let expose = |v: &[SecretString]| -> Vec<String> {
+    let expose = |v: &[UnsealKey]| -> Vec<String> {
         v.iter().map(|k| k.expose_secret().to_string()).collect()
     };
     let doc = json!({
@@ -205,7 +206,7 @@ pub(crate) async fn seal(ctx: &Ctx, yes: bool) -> Result<(), CliError> {
 }
 
 /// Unseal keys from `text`: the JSON `init --output` writes, or one key per line.
-fn parse_keys(text: &str) -> Result<Vec<SecretString>, CliError> {
+fn parse_keys(text: &str) -> Result<Vec<UnsealKey>, CliError> {
     let keys: Vec<String> = match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(m)) => {
             let list = ["unseal_keys_b64", "unseal_keys_hex", "keys_base64", "keys"]
@@ -234,7 +235,7 @@ fn parse_keys(text: &str) -> Result<Vec<SecretString>, CliError> {
             "at most {MAX_KEYS} keys of at most {MAX_KEY_LEN} characters"
         )));
     }
-    Ok(keys.into_iter().map(SecretString::from).collect())
+    Ok(keys.into_iter().map(UnsealKey::new).collect())
 }
 
 /// `unseal`: keys from stdin or `--key-file`, submitted until the server is unsealed. Exit 5

@@ -39,18 +39,17 @@
 //!     .issue("example-dot-com", &IssueRequest::new("app.example.com").ttl("24h"))
 //!     .await?;
 //! println!("serial {} expires at {}", issued.serial_number, issued.expiration);
-//! // issued.private_key is a SecretString: use `ExposeSecret` to write it to a file.
+//! // issued.private_key is a PrivateKey: use `ExposeSecret` to write it to a file.
 //! # let _ = root;
 //! # Ok(()) }
 //! ```
 //!
-//! Private keys are [`SecretString`]s and never appear in `Debug` output. Durations are sent as
+//! Private keys are [`PrivateKey`](crate::PrivateKey)s and never appear in `Debug` output. Durations are sent as
 //! Vault duration strings (`"72h"`, `"3600s"`); Vault reports durations in seconds, which reads of
 //! roles turn into strings such as `"259200s"`, so a role read and written back is unchanged.
 
 use std::collections::HashMap;
 
-use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -60,6 +59,7 @@ use crate::client::VaultClient;
 use crate::error::Result;
 use crate::http::{join_path, Request};
 use crate::response::{null_default, VaultResponse};
+use crate::secret::PrivateKey;
 
 /// The PKI engine at one mount. Get it with [`VaultClient::pki`].
 #[derive(Debug, Clone)]
@@ -235,7 +235,7 @@ pub struct GeneratedRoot {
     pub key_name: Option<String>,
     /// The private key: only with [`GenerateKind::Exported`]. Never printed by `Debug`.
     #[serde(default, deserialize_with = "opt_secret")]
-    pub private_key: Option<SecretString>,
+    pub private_key: Option<PrivateKey>,
     /// The private key's type (`rsa`, `ec`, ...), with the key.
     #[serde(default)]
     pub private_key_type: Option<String>,
@@ -326,7 +326,7 @@ pub struct IntermediateCsr {
     pub key_id: Option<String>,
     /// The private key: only with [`GenerateKind::Exported`]. Never printed by `Debug`.
     #[serde(default, deserialize_with = "opt_secret")]
-    pub private_key: Option<SecretString>,
+    pub private_key: Option<PrivateKey>,
     /// The private key's type, with the key.
     #[serde(default)]
     pub private_key_type: Option<String>,
@@ -695,7 +695,7 @@ impl SignRequest {
 /// A certificate with its private key (`issue/:role`).
 ///
 /// `Debug` shows everything but the key.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[non_exhaustive]
 pub struct IssuedCertificate {
     /// The certificate.
@@ -707,7 +707,7 @@ pub struct IssuedCertificate {
     #[serde(default, deserialize_with = "null_default")]
     pub ca_chain: Vec<String>,
     /// The private key. Never printed by `Debug`.
-    pub private_key: SecretString,
+    pub private_key: PrivateKey,
     /// `rsa`, `ec` or `ed25519`.
     #[serde(default)]
     pub private_key_type: String,
@@ -720,21 +720,6 @@ pub struct IssuedCertificate {
     /// Start of validity as Unix seconds, when Vault reports it.
     #[serde(default)]
     pub not_before: Option<i64>,
-}
-
-impl std::fmt::Debug for IssuedCertificate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedCertificate")
-            .field("certificate", &self.certificate)
-            .field("issuing_ca", &self.issuing_ca)
-            .field("ca_chain", &self.ca_chain)
-            .field("private_key", &"[REDACTED]")
-            .field("private_key_type", &self.private_key_type)
-            .field("serial_number", &self.serial_number)
-            .field("expiration", &self.expiration)
-            .field("not_before", &self.not_before)
-            .finish()
-    }
 }
 
 /// The result of `revoke`.
@@ -1009,9 +994,9 @@ fn comma<S: serde::Serializer>(values: &[String], s: S) -> Result<S::Ok, S::Erro
 }
 
 /// An optional secret where Vault may send `null` or `""` for "none".
-fn opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+fn opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PrivateKey>, D::Error> {
     let s: Option<String> = Option::deserialize(d)?;
-    Ok(s.filter(|s| !s.is_empty()).map(SecretString::from))
+    Ok(s.filter(|s| !s.is_empty()).map(PrivateKey::new))
 }
 
 /// A duration Vault may report as seconds (a number) or as a string.

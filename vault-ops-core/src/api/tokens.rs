@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -12,6 +11,7 @@ use crate::client::VaultClient;
 use crate::error::Result;
 use crate::http::Request;
 use crate::response::{null_default, AuthInfo, VaultResponse};
+use crate::secret::TokenSecret;
 
 /// Token operations. Get it with [`VaultClient::tokens`].
 #[derive(Debug, Clone)]
@@ -201,10 +201,9 @@ impl Tokens<'_> {
     /// `vault token lookup TOKEN`.
     ///
     /// An empty token is refused locally: Vault would answer with the *caller's* token instead.
-    pub async fn lookup(&self, token: &SecretString) -> Result<TokenInfo> {
-        non_empty("token", token.expose_secret())?;
-        let req =
-            Request::post(self.path("lookup")).json(&json!({"token": token.expose_secret()}))?;
+    pub async fn lookup(&self, token: &impl TokenSecret) -> Result<TokenInfo> {
+        non_empty("token", token.token_text())?;
+        let req = Request::post(self.path("lookup")).json(&json!({"token": token.token_text()}))?;
         read_data(self.client, req).await
     }
 
@@ -239,11 +238,11 @@ impl Tokens<'_> {
     /// `vault token renew TOKEN`.
     pub async fn renew(
         &self,
-        token: &SecretString,
+        token: &impl TokenSecret,
         increment: Option<std::time::Duration>,
     ) -> Result<AuthInfo> {
-        non_empty("token", token.expose_secret())?;
-        let body = increment_body(increment, Some(token));
+        non_empty("token", token.token_text())?;
+        let body = increment_body(increment, Some(token.token_text()));
         self.auth_of(Request::post(self.path("renew")).json(&body)?)
             .await
     }
@@ -254,10 +253,9 @@ impl Tokens<'_> {
     }
 
     /// `vault token revoke TOKEN` (with its children).
-    pub async fn revoke(&self, token: &SecretString) -> Result<()> {
-        non_empty("token", token.expose_secret())?;
-        let req =
-            Request::post(self.path("revoke")).json(&json!({"token": token.expose_secret()}))?;
+    pub async fn revoke(&self, token: &impl TokenSecret) -> Result<()> {
+        non_empty("token", token.token_text())?;
+        let req = Request::post(self.path("revoke")).json(&json!({"token": token.token_text()}))?;
         send(self.client, req).await
     }
 
@@ -273,11 +271,11 @@ impl Tokens<'_> {
     /// (e.g. `["read"]`, `["deny"]`, `["root"]`).
     ///
     /// An empty token is refused locally (Vault would answer HTTP 500, which is retried).
-    pub async fn capabilities(&self, token: &SecretString, path: &str) -> Result<Vec<String>> {
-        non_empty("token", token.expose_secret())?;
+    pub async fn capabilities(&self, token: &impl TokenSecret, path: &str) -> Result<Vec<String>> {
+        non_empty("token", token.token_text())?;
         non_empty("path", path)?;
         let req = Request::post("sys/capabilities")
-            .json(&json!({"token": token.expose_secret(), "paths": [path]}))?;
+            .json(&json!({"token": token.token_text(), "paths": [path]}))?;
         capabilities_of(self.client, req, path).await
     }
 
@@ -301,7 +299,7 @@ impl Tokens<'_> {
 
 fn increment_body(
     increment: Option<std::time::Duration>,
-    token: Option<&SecretString>,
+    token: Option<&str>,
 ) -> serde_json::Value {
     let mut body = serde_json::Map::new();
     if let Some(i) = increment {
@@ -311,7 +309,7 @@ fn increment_body(
         );
     }
     if let Some(t) = token {
-        body.insert("token".into(), json!(t.expose_secret()));
+        body.insert("token".into(), json!(t));
     }
     serde_json::Value::Object(body)
 }

@@ -93,8 +93,8 @@ use super::{
     io_err, parse_backup_name, parse_checksum, read_checksum_file, BackupError, CHECKSUM_EXTENSION,
     CHECKSUM_FILE_MAX,
 };
-use crate::api::raft::{hex, SnapshotInfo, SnapshotVerifier};
 use crate::files;
+use crate::snapshot::{hex, SnapshotInfo, SnapshotVerifier};
 
 /// The default size of one part of a multipart upload.
 pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;

@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -13,6 +12,7 @@ use crate::client::VaultClient;
 use crate::error::{ApiError, Error, Result};
 use crate::http::Request;
 use crate::response::null_default;
+use crate::secret::{UnsealKey, UnsealKeySecret, VaultToken};
 
 pub mod mounts;
 
@@ -241,26 +241,17 @@ impl InitRequest {
 }
 
 /// The result of `vault operator init`: unseal keys and the root token, all secret.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[non_exhaustive]
 pub struct InitResponse {
     /// Unseal key shares (hex).
     #[serde(default, deserialize_with = "null_default")]
-    pub keys: Vec<SecretString>,
+    pub keys: Vec<UnsealKey>,
     /// Unseal key shares (base64).
     #[serde(default, deserialize_with = "null_default")]
-    pub keys_base64: Vec<SecretString>,
+    pub keys_base64: Vec<UnsealKey>,
     /// The initial root token.
-    pub root_token: SecretString,
-}
-
-impl fmt::Debug for InitResponse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InitResponse")
-            .field("keys", &format!("[{} REDACTED]", self.keys.len()))
-            .field("root_token", &"[REDACTED]")
-            .finish()
-    }
+    pub root_token: VaultToken,
 }
 
 /// What [`VaultClient::connect`] found: the server's state and the token's.
@@ -416,10 +407,10 @@ impl Sys<'_> {
     }
 
     /// `vault operator unseal KEY`: enters one key share, returns the progress.
-    pub async fn unseal(&self, key: &SecretString) -> Result<SealStatus> {
+    pub async fn unseal(&self, key: &impl UnsealKeySecret) -> Result<SealStatus> {
         let req = Request::post("sys/unseal")
             .without_token()
-            .json(&json!({"key": key.expose_secret()}))?;
+            .json(&json!({"key": key.key_text()}))?;
         self.client.execute(req).await?.json()
     }
 

@@ -209,6 +209,10 @@ fn known_env() -> BTreeSet<String> {
     env::PREFIXES
         .iter()
         .flat_map(|p| names.iter().map(move |n| format!("{p}{n}")))
+        .chain(
+            // object_store's S3 settings, read by `backup --upload s3://...`.
+            ["AWS_REGION", "AWS_ENDPOINT", "AWS_ALLOW_HTTP"].map(String::from),
+        )
         .collect()
 }
 
@@ -583,11 +587,19 @@ async fn backup_policy_lets_the_cronjob_back_up_and_nothing_else() {
                 jwt_file.display().to_string(),
             ),
             ("/backups/vault", dir.display().to_string()),
+            (
+                "s3://my-vault-backups/vault",
+                "s3://vault-backups/vault".into(),
+            ),
         ],
     );
     assert!(argv.contains(&"--k8s-role".to_string()));
+    // The upload goes to a loopback S3 server that checks signatures (credentials by env).
+    let s3 = vault_ops_testkit::S3Server::start().await;
+    s3.create_bucket("vault-backups");
     let a = vault_ops(h.path())
         .env("VAULT_ADDR", &addr)
+        .envs(s3.env())
         .args(&argv)
         .assert();
     let out = a.get_output();
@@ -609,6 +621,12 @@ async fn backup_policy_lets_the_cronjob_back_up_and_nothing_else() {
     assert!(
         reviews.review_count() >= 1,
         "the login went through a TokenReview"
+    );
+    let snap = names.iter().find(|n| n.ends_with(".snap")).expect("snap");
+    assert!(
+        s3.object_file("vault-backups", &format!("vault/{snap}"))
+            .is_file(),
+        "the CronJob's backup was uploaded"
     );
 
     // Nothing else: the login token reads the snapshot and may not restore, read secrets

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use vault_ops_cli::output::rotation_status_text;
 use vault_ops_core::{ClientBuilder, SecretString, VaultClient};
 use vault_ops_rotation::pool::{bb8, deadpool_postgres, WatchedManager, WatchedPoolBuilder};
 use vault_ops_rotation::watcher::{CredentialWatcher, WatcherOptions};
@@ -124,8 +125,14 @@ async fn main() -> Result<(), BoxError> {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let r = rotator.rotate("demo").await;
         match r.version_after {
-            Some(v) => println!("rotation: {:?}, now version {v}", r.status),
-            None => println!("rotation: {:?}, version unchanged", r.status),
+            Some(v) => println!(
+                "rotation: {}, now version {v}",
+                rotation_status_text(r.status)
+            ),
+            None => println!(
+                "rotation: {}, version unchanged",
+                rotation_status_text(r.status)
+            ),
         }
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -17,10 +17,12 @@
 //! // PostgreSQL, verified with a fresh login, then written to Vault.
 //! let rotator = DatabaseCredentialRotator::new(client.clone(), "db.example", "admin", password);
 //! let result = rotator.rotate("main-db").await;
-//! match result.status {
-//!     RotationStatus::Success => println!("main-db is at version {:?}", result.version_after),
-//!     RotationStatus::Conflict => eprintln!("a human must look: {:?}", result.error),
-//!     other => eprintln!("{other:?}: {:?}", result.error),
+//! let why = result.error.as_ref().map(ToString::to_string).unwrap_or_default();
+//! match (result.status, result.version_after) {
+//!     (RotationStatus::Success, Some(v)) => println!("main-db is at version {v}"),
+//!     (RotationStatus::Conflict, _) => eprintln!("main-db: a human must look: {why}"),
+//!     (RotationStatus::SkippedNotDue, _) => println!("main-db is not due"),
+//!     _ => eprintln!("main-db was not rotated: {why}"),
 //! }
 //!
 //! // Or every 30 days (and an API key every 7), in every replica of a service:

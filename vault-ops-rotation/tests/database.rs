@@ -7,7 +7,7 @@ use std::time::Duration;
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use serde_json::{json, Value};
 use vault_ops_core::{SecretString, VaultClient};
-use vault_ops_rotation::state::{HistoryOutcome, RotationState, StateStore, Step};
+use vault_ops_rotation::state::{HistoryOutcome, StateStore, Step};
 use vault_ops_rotation::{
     DatabaseCredentialRotator, FaultHook, FaultPoint, PasswordPolicy, RotationError,
     RotationResult, RotationStatus, Rotator, Strategy, TlsMode,
@@ -15,7 +15,7 @@ use vault_ops_rotation::{
 use vault_ops_testkit::{BaoServer, PgCluster};
 
 mod common;
-use common::db::{self, assert_no_secret_in, assert_status, stop_at, Cred, DbFixture, MOUNT};
+use common::db::{self, assert_no_secret_in, assert_status, stop_at, DbFixture, MOUNT};
 use common::{Proxy, ProxyMode};
 
 struct Env {
@@ -82,18 +82,6 @@ impl Env {
             escape_literal(&verifier)
         ))
         .await;
-    }
-
-    async fn credential(&self, name: &str) -> Cred {
-        db::credential(&self.client, name).await
-    }
-
-    async fn credential_version(&self, name: &str) -> Option<u64> {
-        db::credential_version(&self.client, name).await
-    }
-
-    async fn state(&self, name: &str) -> (u64, RotationState<Value>) {
-        db::state(&self.client, name).await
     }
 
     /// No password in the server log; `pg.log()` is non-empty and shows the ALTER ROLE

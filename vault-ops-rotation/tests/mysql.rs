@@ -6,16 +6,15 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, SslOpts};
-use serde_json::{json, Value};
+use serde_json::json;
 use vault_ops_core::{SecretString, VaultClient};
-use vault_ops_rotation::state::RotationState;
 use vault_ops_rotation::{
     DatabaseCredentialRotator, RotationError, RotationStatus, Strategy, TlsMode,
 };
 use vault_ops_testkit::{BaoServer, MariaDb};
 
 mod common;
-use common::db::{self, assert_no_secret_in, assert_status, Cred, DbFixture};
+use common::db::{self, assert_no_secret_in, assert_status, DbFixture};
 
 /// The password every test user starts with (nobody keeps it; it must stop working).
 const INITIAL: &str = "initial-unknown-password";
@@ -61,18 +60,6 @@ impl Env {
                 literal(INITIAL)
             ))
             .await;
-    }
-
-    async fn credential(&self, name: &str) -> Cred {
-        db::credential(&self.client, name).await
-    }
-
-    async fn credential_version(&self, name: &str) -> Option<u64> {
-        db::credential_version(&self.client, name).await
-    }
-
-    async fn state(&self, name: &str) -> (u64, RotationState<Value>) {
-        db::state(&self.client, name).await
     }
 
     /// A TCP + verified TLS session as `user`.

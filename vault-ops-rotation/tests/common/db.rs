@@ -97,6 +97,21 @@ pub trait DbFixture {
     /// Whether a fresh login as `user` with `password` works (`false`: rejected).
     async fn logs_in(&self, user: &str, password: &str) -> bool;
 
+    /// `C` of `name`.
+    async fn credential(&self, name: &str) -> Cred {
+        credential(self.client(), name).await
+    }
+
+    /// `C`'s current version.
+    async fn credential_version(&self, name: &str) -> Option<u64> {
+        credential_version(self.client(), name).await
+    }
+
+    /// `S` of `name` and its version.
+    async fn state(&self, name: &str) -> (u64, RotationState<Value>) {
+        state(self.client(), name).await
+    }
+
     async fn assert_logs_in(&self, cred: &Cred) {
         assert!(
             self.logs_in(&cred.username, &cred.password).await,

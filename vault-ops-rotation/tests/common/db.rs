@@ -96,6 +96,65 @@ pub trait DbFixture {
     fn rotator(&self, owner: &str) -> DatabaseCredentialRotator;
     /// Whether a fresh login as `user` with `password` works (`false`: rejected).
     async fn logs_in(&self, user: &str, password: &str) -> bool;
+
+    /// `C` of `name`.
+    async fn credential(&self, name: &str) -> Cred {
+        credential(self.client(), name).await
+    }
+
+    /// `C`'s current version.
+    async fn credential_version(&self, name: &str) -> Option<u64> {
+        credential_version(self.client(), name).await
+    }
+
+    /// `S` of `name` and its version.
+    async fn state(&self, name: &str) -> (u64, RotationState<Value>) {
+        state(self.client(), name).await
+    }
+
+    async fn assert_logs_in(&self, cred: &Cred) {
+        assert!(
+            self.logs_in(&cred.username, &cred.password).await,
+            "the credential in C (version {}) must log in as {:?}",
+            cred.version,
+            cred.username
+        );
+    }
+}
+
+/// One rotation of [alternating users](Strategy::alternating_users) of `name`, after the
+/// credentials in `creds` (oldest first; the new one is pushed): the user alternates, the new
+/// credential logs in, the previous one still does (a whole period), and the one from two
+/// rotations ago — the same user — no longer does.
+pub async fn alternating_round(
+    fx: &impl DbFixture,
+    rotator: &DatabaseCredentialRotator,
+    name: &str,
+    creds: &mut Vec<Cred>,
+) {
+    let round = creds.len();
+    let r = rotator.rotate(name).await;
+    assert_status(&r, RotationStatus::Success);
+    let cur = credential(fx.client(), name).await;
+    let prev = creds.last().expect("a first credential");
+    assert_ne!(
+        cur.username, prev.username,
+        "round {round}: the user alternates"
+    );
+    fx.assert_logs_in(&cur).await;
+    assert!(
+        fx.logs_in(&prev.username, &prev.password).await,
+        "round {round}: the previous credential stays valid for a whole period"
+    );
+    if creds.len() >= 2 {
+        let old = &creds[creds.len() - 2];
+        assert_eq!(old.username, cur.username);
+        assert!(
+            !fx.logs_in(&old.username, &old.password).await,
+            "round {round}: the password of two rotations ago is gone"
+        );
+    }
+    creds.push(cur);
 }
 
 /// The kill-and-resume guarantee: a run stopped at every step boundary (the same stable

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytes::Bytes;
 use secrecy::ExposeSecret;
 use url::Url;
 
@@ -118,7 +119,8 @@ pub(crate) fn default_call_limit(timeout: Duration, retry: &RetryPolicy) -> Dura
 pub(crate) enum CaSource {
     File(PathBuf),
     Dir(PathBuf),
-    Pem(Vec<u8>),
+    /// `Bytes`, so `Debug` shows the PEM text, not a list of numbers.
+    Pem(Bytes),
 }
 
 /// Builds a [`VaultClient`](crate::VaultClient).
@@ -138,7 +140,9 @@ pub(crate) enum CaSource {
 /// println!("{status}");
 /// # Ok(()) }
 /// ```
-#[derive(Default)]
+///
+/// Derives `Debug`: the token and the client key are secret types that never show.
+#[derive(Debug, Default)]
 #[must_use]
 pub struct ClientBuilder {
     pub(crate) address: Option<String>,
@@ -158,26 +162,6 @@ pub struct ClientBuilder {
     pub(crate) max_response_bytes: Option<usize>,
     pub(crate) max_call_duration: Option<Duration>,
     pub(crate) errors: Vec<ConfigError>,
-}
-
-impl std::fmt::Debug for ClientBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientBuilder")
-            .field("address", &self.address)
-            .field("more_addresses", &self.more_addresses)
-            .field("read_your_writes", &self.read_your_writes)
-            .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
-            .field("namespace", &self.namespace)
-            .field("ca", &self.ca.len())
-            .field("client_cert", &self.client_cert)
-            .field("skip_verify", &self.skip_verify)
-            .field("tls_server_name", &self.tls_server_name)
-            .field("timeout", &self.timeout)
-            .field("retry", &self.retry)
-            .field("max_response_bytes", &self.max_response_bytes)
-            .field("max_call_duration", &self.max_call_duration)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ClientBuilder {
@@ -288,7 +272,7 @@ impl ClientBuilder {
 
     /// Trust the CA certificates in this PEM text.
     pub fn ca_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.ca.push(CaSource::Pem(pem.into()));
+        self.ca.push(CaSource::Pem(Bytes::from(pem.into())));
         self
     }
 

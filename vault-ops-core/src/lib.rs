@@ -59,7 +59,7 @@
 //! memory, verification, retention in the bucket, checked restores).
 //!
 //! **Secrets** have a type per kind ([`VaultToken`], [`UnsealKey`], [`SecretId`], [`Password`],
-//! [`ApiKey`], [`PrivateKey`]; see [`secret`] and the exported [`secret_type!`] macro): no
+//! [`ApiKey`], [`PrivateKey`], [`Jwt`]; see [`secret`] and the exported [`secret_type!`] macro): no
 //! `Debug`, `Display`, error or trace contains them, and one kind does not compile where
 //! another is expected. Secret values in typed replies are redacted too.
 //!
@@ -97,10 +97,11 @@ pub use client::VaultClient;
 pub use config::{ClientBuilder, RetryPolicy};
 pub use error::{ApiError, ConfigError, Error, Result};
 pub use http::{CallOptions, Request, Response, TokenChoice};
-pub use response::{AuthInfo, VaultResponse, WrapInfo};
+pub use response::{AuthInfo, VaultResponse, WrapInfo, MAX_TTL};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use secret::{
-    ApiKey, Password, PrivateKey, SecretId, TokenSecret, UnsealKey, UnsealKeySecret, VaultToken,
+    ApiKey, Jwt, Password, PrivateKey, SecretId, TokenSecret, UnsealKey, UnsealKeySecret,
+    VaultToken,
 };
 
 /// Not public API: what the exported macros expand to.

@@ -1,5 +1,5 @@
 //! One type per kind of secret (the oauth2-rs pattern): [`VaultToken`], [`UnsealKey`],
-//! [`SecretId`], [`Password`], [`ApiKey`], [`PrivateKey`], each a newtype over
+//! [`SecretId`], [`Password`], [`ApiKey`], [`PrivateKey`], [`Jwt`], each a newtype over
 //! [`SecretString`] made by [`secret_type!`](crate::secret_type).
 //!
 //! Each one's `Debug` prints its type name and `[REDACTED]`, so a struct holding one can
@@ -133,6 +133,9 @@ secret_type! {
     pub struct ApiKey;
     /// A private key in PEM form (a TLS client key, a key PKI issued).
     pub struct PrivateKey;
+    /// A JSON Web Token presented to log in or to call an API: a Kubernetes service-account
+    /// token, the Kubernetes auth method's `token_reviewer_jwt`.
+    pub struct Jwt;
 }
 
 /// What a token argument accepts: a [`VaultToken`], or a plain [`SecretString`] for callers

@@ -3,16 +3,16 @@
 
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use vault_ops_core::api::sys::mounts::EnableAuth;
 use vault_ops_core::http::join_path;
 use vault_ops_core::response::null_default;
-use vault_ops_core::{Request, VaultClient, VaultResponse};
+use vault_ops_core::{AuthInfo, Jwt, Request, VaultClient, VaultResponse};
 
 use crate::error::Result as LoginResult;
 use crate::kubernetes::kubernetes_login;
-use crate::login::{clean_mount, Login};
+use crate::login::clean_mount;
 
 /// `auth/<mount>/config` of a Kubernetes auth mount.
 ///
@@ -38,7 +38,7 @@ pub struct KubernetesConfig {
         skip_serializing_if = "Option::is_none",
         serialize_with = "expose_opt"
     )]
-    pub token_reviewer_jwt: Option<SecretString>,
+    pub token_reviewer_jwt: Option<Jwt>,
     /// Whether a reviewer JWT is configured (read-only).
     #[serde(default, skip_serializing)]
     pub token_reviewer_jwt_set: bool,
@@ -62,7 +62,7 @@ fn yes() -> bool {
     true
 }
 
-fn expose_opt<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+fn expose_opt<S: Serializer>(v: &Option<Jwt>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(secret) => s.serialize_str(secret.expose_secret()),
         None => s.serialize_none(),
@@ -99,9 +99,10 @@ impl KubernetesConfig {
         self
     }
 
-    /// Sets the JWT Vault uses for its TokenReview calls.
-    pub fn token_reviewer_jwt(mut self, jwt: SecretString) -> Self {
-        self.token_reviewer_jwt = Some(jwt);
+    /// Sets the JWT Vault uses for its TokenReview calls (a [`Jwt`], or a `SecretString` or
+    /// `String` made into one).
+    pub fn token_reviewer_jwt(mut self, jwt: impl Into<Jwt>) -> Self {
+        self.token_reviewer_jwt = Some(jwt.into());
         self
     }
 
@@ -429,7 +430,7 @@ impl<'a> KubernetesAdmin<'a> {
 
     /// Tests a login as `role` with this JWT (the guide's `curl .../auth/kubernetes/login`).
     /// Does not change the client's token.
-    pub async fn login(&self, role: &str, jwt: &SecretString) -> LoginResult<Login> {
+    pub async fn login(&self, role: &str, jwt: &Jwt) -> LoginResult<AuthInfo> {
         kubernetes_login(self.client, &self.mount, role, jwt).await
     }
 }
@@ -504,7 +505,7 @@ mod tests {
     #[test]
     fn config_never_shows_or_reads_the_reviewer_jwt() {
         let cfg = KubernetesConfig::new("https://k8s:443")
-            .token_reviewer_jwt(SecretString::from("reviewer-jwt-secret"));
+            .token_reviewer_jwt(vault_ops_core::SecretString::from("reviewer-jwt-secret"));
         assert!(!format!("{cfg:?}").contains("reviewer-jwt-secret"));
         let out = serde_json::to_value(&cfg).unwrap();
         assert_eq!(out["token_reviewer_jwt"], "reviewer-jwt-secret");

@@ -2,30 +2,22 @@
 
 use std::path::{Path, PathBuf};
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::json;
 use vault_ops_core::http::join_path;
-use vault_ops_core::VaultClient;
+use vault_ops_core::{AuthInfo, Jwt, VaultClient};
 
 use crate::error::{Error, Result};
-use crate::login::{clean_mount, login_request, read_secret_file, AuthMethod, Login};
+use crate::login::{clean_mount, login_request, read_secret_file, AuthMethod};
 
-/// Where the service-account JWT comes from.
-#[derive(Clone)]
+/// Where the service-account JWT comes from. Derives `Debug`: a fixed JWT is a [`Jwt`],
+/// which never shows.
+#[derive(Debug, Clone)]
 pub enum JwtSource {
     /// A file, read again at every login (projected tokens are rotated by the kubelet).
     File(PathBuf),
     /// A fixed JWT.
-    Jwt(SecretString),
-}
-
-impl std::fmt::Debug for JwtSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            JwtSource::File(p) => f.debug_tuple("File").field(p).finish(),
-            JwtSource::Jwt(_) => f.write_str("Jwt([REDACTED])"),
-        }
-    }
+    Jwt(Jwt),
 }
 
 /// Kubernetes auth: logs in to `auth/<mount>/login` as `role` with the pod's service-account
@@ -42,7 +34,8 @@ impl std::fmt::Debug for JwtSource {
 /// let client = VaultClient::from_env()?;
 /// let auth = KubernetesAuth::new("payments").with_mount("k8s-prod");
 /// let login = auth.login_and_set(&client).await?;
-/// println!("{:?}", login.metadata.get("service_account_name"));
+/// let account = login.metadata.get("service_account_name");
+/// println!("logged in as {}", account.map_or("(unknown)", String::as_str));
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -80,9 +73,10 @@ impl KubernetesAuth {
         self
     }
 
-    /// Uses this JWT instead of a file.
-    pub fn with_jwt(mut self, jwt: SecretString) -> Self {
-        self.source = JwtSource::Jwt(jwt);
+    /// Uses this JWT instead of a file (a [`Jwt`], or a `SecretString` or `String` made
+    /// into one).
+    pub fn with_jwt(mut self, jwt: impl Into<Jwt>) -> Self {
+        self.source = JwtSource::Jwt(jwt.into());
         self
     }
 
@@ -105,7 +99,7 @@ impl KubernetesAuth {
     ///
     /// A file that cannot be read, is not UTF-8 or is empty gives [`Error::TokenFile`] with the
     /// path and the reason.
-    pub async fn read_jwt(&self) -> Result<SecretString> {
+    pub async fn read_jwt(&self) -> Result<Jwt> {
         match &self.source {
             JwtSource::Jwt(jwt) => Ok(jwt.clone()),
             JwtSource::File(path) => read_jwt_file(path).await,
@@ -114,9 +108,10 @@ impl KubernetesAuth {
 }
 
 /// Reads a JWT file: trimmed, non-empty UTF-8.
-pub(crate) async fn read_jwt_file(path: &Path) -> Result<SecretString> {
+pub(crate) async fn read_jwt_file(path: &Path) -> Result<Jwt> {
     read_secret_file(path)
         .await
+        .map(Jwt::from)
         .map_err(|source| Error::TokenFile {
             path: path.to_path_buf(),
             source,
@@ -125,7 +120,7 @@ pub(crate) async fn read_jwt_file(path: &Path) -> Result<SecretString> {
 
 #[async_trait::async_trait]
 impl AuthMethod for KubernetesAuth {
-    async fn login(&self, client: &VaultClient) -> Result<Login> {
+    async fn login(&self, client: &VaultClient) -> Result<AuthInfo> {
         let jwt = self.read_jwt().await?;
         kubernetes_login(client, &self.mount, &self.role, &jwt).await
     }
@@ -141,8 +136,8 @@ pub(crate) async fn kubernetes_login(
     client: &VaultClient,
     mount: &str,
     role: &str,
-    jwt: &SecretString,
-) -> Result<Login> {
+    jwt: &Jwt,
+) -> Result<AuthInfo> {
     let path = join_path(&["auth", mount, "login"]);
     let body = json!({"role": role, "jwt": jwt.expose_secret()});
     login_request(client, "kubernetes", mount, Some(role), &path, &body).await
@@ -151,14 +146,15 @@ pub(crate) async fn kubernetes_login(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vault_ops_core::SecretString;
 
     #[test]
     fn debug_hides_the_jwt() {
         let auth =
             KubernetesAuth::new("app").with_jwt(SecretString::from("eyJhbGciOi.secret-jwt.sig"));
-        let text = format!("{auth:?}");
+        let text = format!("{auth:?} {auth:#?}");
         assert!(!text.contains("secret-jwt"), "{text}");
-        assert!(text.contains("REDACTED"), "{text}");
+        assert!(text.contains("Jwt(Jwt([REDACTED]))"), "{text}");
         assert_eq!(auth.mount(), "kubernetes");
         assert_eq!(
             KubernetesAuth::new("x").with_mount("/k8s/prod/").mount(),

@@ -6,14 +6,17 @@
 //! - **Login** ([`AuthMethod`]): [`KubernetesAuth`] logs in with the pod's service-account token
 //!   (re-read at every login, since projected tokens rotate); [`AppRoleAuth`] (with a fixed
 //!   secret ID or one re-read from a file at every login) and [`UserpassAuth`] give services
-//!   outside Kubernetes the same shape. A [`Login`] holds the token
-//!   (a [`SecretString`](vault_ops_core::SecretString), never printed), policies, metadata, TTL,
-//!   renewable flag, accessor and entity. A refused login is [`Error::LoginRefused`] with a
+//!   outside Kubernetes the same shape. A login returns an [`AuthInfo`], the one type core
+//!   also returns from `tokens().create()` and `renew_self()`: the token
+//!   (a [`VaultToken`](vault_ops_core::VaultToken), never printed), policies, metadata, TTL as
+//!   a `Duration`, renewable flag, accessor, entity and the reply's warnings. (Until 0.1 this
+//!   crate had its own `Login` type with the same fields; it is gone, and its `token` field
+//!   is `AuthInfo::client_token`, Vault's own name.) A refused login is [`Error::LoginRefused`] with a
 //!   [`LoginFailure`] (`NamespaceNotAuthorized`, `ServiceAccountNotAuthorized`, `InvalidRole`,
 //!   `JwtExpired`, `PermissionDenied`, ...) and Vault's own messages. A login is never re-sent
 //!   after Vault may have processed it (a 500, a timeout, a connection lost after sending): it
 //!   creates a token and may use up a single-use secret ID. A `lease_duration` above
-//!   [`MAX_TTL`] is clamped to it.
+//!   [`MAX_TTL`] is clamped to it when the reply is read.
 //! - **Lifecycle** ([`TokenLifecycle`]): renews at about 2/3 of the remaining TTL with jitter,
 //!   logs in again when the token is not renewable, reaches its max TTL or a renewal is refused,
 //!   backs off exponentially with jitter on failures, swaps the token for every clone of the
@@ -80,6 +83,8 @@ pub use lifecycle::{
     LifecycleConfig, LifecycleEvent, LifecyclePhase, LifecycleStatus, LoginReason, NextAction,
     TokenLifecycle,
 };
-pub use login::{login_request, AuthMethod, Login, MAX_TTL};
+pub use login::{login_request, AuthMethod};
 pub use methods::{AppRoleAuth, UserpassAuth};
 pub use sink::{write_token_file, TOKEN_FILE_MODE};
+/// What a login returns (core's type, re-exported) and the longest TTL it carries.
+pub use vault_ops_core::{AuthInfo, MAX_TTL};

@@ -52,7 +52,7 @@ use tokio::task::JoinHandle;
 use vault_ops_core::{CallOptions, VaultClient};
 
 use crate::error::{Error, LoginFailure, Result};
-use crate::login::{ttl_from_secs, AuthMethod};
+use crate::login::AuthMethod;
 use crate::sink::write_token_file;
 
 /// How far ahead an idle lifecycle (a token that never expires) looks.
@@ -648,7 +648,7 @@ impl Shared {
         let sent = Instant::now();
         match self.method.login(&self.client).await {
             Ok(login) => {
-                self.client.set_token(login.token.clone());
+                self.client.set_token(login.client_token.clone());
                 let ttl = login.lease_duration;
                 {
                     let mut st = self.state();
@@ -696,7 +696,7 @@ impl Shared {
                     renewable: login.renewable,
                 });
                 if let Some(path) = &self.config.token_file {
-                    match write_token_file(path, &login.token).await {
+                    match write_token_file(path, &login.client_token).await {
                         Ok(()) => {
                             self.emit(LifecycleEvent::TokenFileWritten { path: path.clone() })
                         }
@@ -775,7 +775,7 @@ impl Shared {
             .await;
         match result {
             Ok(auth) => {
-                let ttl = ttl_from_secs(auth.lease_duration);
+                let ttl = auth.lease_duration;
                 let at_max_ttl = {
                     let mut st = self.state();
                     if st.generation != generation {
@@ -1344,8 +1344,6 @@ mod tests {
         let far = expiry(now, crate::MAX_TTL);
         assert!(far > SystemTime::now() + crate::MAX_TTL - Duration::from_secs(60));
         assert!(expiry(now, Duration::MAX) <= SystemTime::now() + Duration::from_secs(1));
-        assert_eq!(ttl_from_secs(u64::MAX), crate::MAX_TTL);
-        assert_eq!(ttl_from_secs(7), Duration::from_secs(7));
     }
 
     #[test]

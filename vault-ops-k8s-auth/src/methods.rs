@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use secrecy::ExposeSecret;
 use serde_json::json;
 use vault_ops_core::http::join_path;
-use vault_ops_core::{Password, SecretId, VaultClient};
+use vault_ops_core::{AuthInfo, Password, SecretId, VaultClient};
 
 use crate::error::{Error, Result};
-use crate::login::{clean_mount, login_request, read_secret_file, AuthMethod, Login};
+use crate::login::{clean_mount, login_request, read_secret_file, AuthMethod};
 
 /// AppRole auth: logs in to `auth/<mount>/login` with a role id and (usually) a secret id.
 ///
@@ -93,7 +93,7 @@ impl AppRoleAuth {
 
 #[async_trait::async_trait]
 impl AuthMethod for AppRoleAuth {
-    async fn login(&self, client: &VaultClient) -> Result<Login> {
+    async fn login(&self, client: &VaultClient) -> Result<AuthInfo> {
         let path = join_path(&["auth", &self.mount, "login"]);
         let from_file;
         let secret_id = match &self.secret_id {
@@ -162,7 +162,7 @@ impl UserpassAuth {
 
 #[async_trait::async_trait]
 impl AuthMethod for UserpassAuth {
-    async fn login(&self, client: &VaultClient) -> Result<Login> {
+    async fn login(&self, client: &VaultClient) -> Result<AuthInfo> {
         if self.username.is_empty() || self.username.contains('/') {
             return Err(vault_ops_core::Error::InvalidInput(format!(
                 "the userpass user name {:?} is empty or has a '/'",

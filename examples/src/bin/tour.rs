@@ -462,7 +462,7 @@ async fn tour(client: &VaultClient) -> Result<(), Box<dyn std::error::Error>> {
         "token created: accessor {}, policies {}, ttl {} (the token itself is never printed)",
         auth.accessor,
         auth.policies.join(", "),
-        human_duration(auth.lease_duration as i64)
+        human_duration(auth.lease_duration.as_secs() as i64)
     );
     for path in [
         "secret/data/vault-ops-tour/app-config",

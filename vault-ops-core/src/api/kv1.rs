@@ -67,6 +67,7 @@ pub struct Kv1Secret<T> {
     pub warnings: Vec<String>,
 }
 
+// Hand-written: `data` is KV data, which holds secret values a derive would print.
 impl<T> fmt::Debug for Kv1Secret<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Kv1Secret")

@@ -62,6 +62,7 @@ pub struct KvSecret<T> {
     pub metadata: VersionMetadata,
 }
 
+// Hand-written: `data` is KV data, which holds secret values a derive would print.
 impl<T> std::fmt::Debug for KvSecret<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KvSecret")

@@ -72,14 +72,13 @@
 //! [`Raft::timeout`] sets another (large stores may need minutes).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, CONTENT_LENGTH, LOCATION};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -92,6 +91,7 @@ use crate::error::{ApiError, Error, Result};
 use crate::files;
 use crate::http::Request;
 use crate::response::null_default;
+use crate::secret::PrivateKey;
 use crate::snapshot::{hex, CHUNK};
 pub use crate::snapshot::{
     verify_snapshot_file, verify_snapshot_reader, SnapshotInfo, SnapshotVerifier,
@@ -131,9 +131,10 @@ impl OnProgress {
     }
 }
 
+// Hand-written: a closure has no `Debug`.
 impl std::fmt::Debug for OnProgress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OnProgress(..)")
+        f.debug_struct("OnProgress").finish_non_exhaustive()
     }
 }
 
@@ -202,8 +203,9 @@ pub struct RaftPeer {
 
 /// Options for [`Raft::join`] (`vault operator raft join`).
 ///
-/// The client key is a secret: `Debug` redacts it.
-#[derive(Clone)]
+/// Derives `Debug`: the client key is a [`PrivateKey`], which never shows; the certificates
+/// are public.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct JoinRequest {
     /// The API address of a node of the cluster to join, e.g. `https://vault-0.vault-internal:8200`.
@@ -213,33 +215,11 @@ pub struct JoinRequest {
     /// PEM client certificate for TLS client authentication to the leader.
     pub leader_client_cert: Option<String>,
     /// PEM private key of the client certificate.
-    pub leader_client_key: Option<SecretString>,
+    pub leader_client_key: Option<PrivateKey>,
     /// Keep retrying the join in the background until it succeeds.
     pub retry: bool,
     /// Join as a permanent non-voter.
     pub non_voter: bool,
-}
-
-impl fmt::Debug for JoinRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinRequest")
-            .field("leader_api_addr", &self.leader_api_addr)
-            .field(
-                "leader_ca_cert",
-                &self.leader_ca_cert.as_ref().map(|_| "(PEM)"),
-            )
-            .field(
-                "leader_client_cert",
-                &self.leader_client_cert.as_ref().map(|_| "(PEM)"),
-            )
-            .field(
-                "leader_client_key",
-                &self.leader_client_key.as_ref().map(|_| "[REDACTED]"),
-            )
-            .field("retry", &self.retry)
-            .field("non_voter", &self.non_voter)
-            .finish()
-    }
 }
 
 impl JoinRequest {
@@ -262,9 +242,13 @@ impl JoinRequest {
     }
 
     /// A PEM client certificate and its key, for a leader that asks for one.
-    pub fn client_cert(mut self, cert_pem: impl Into<String>, key_pem: SecretString) -> Self {
+    pub fn client_cert(
+        mut self,
+        cert_pem: impl Into<String>,
+        key_pem: impl Into<PrivateKey>,
+    ) -> Self {
         self.leader_client_cert = Some(cert_pem.into());
-        self.leader_client_key = Some(key_pem);
+        self.leader_client_key = Some(key_pem.into());
         self
     }
 
@@ -999,11 +983,12 @@ mod tests {
     fn join_request_debug_redacts_the_key() {
         let r = JoinRequest::new("http://a:8200").client_cert(
             "CERT",
-            SecretString::from("-----BEGIN PRIVATE KEY----- s3cr3t"),
+            crate::SecretString::from("-----BEGIN PRIVATE KEY----- s3cr3t"),
         );
-        let d = format!("{r:?}");
+        let d = format!("{r:?} {r:#?}");
         assert!(!d.contains("s3cr3t"), "{d}");
-        assert!(d.contains("[REDACTED]"));
+        assert!(d.contains("PrivateKey([REDACTED])"), "{d}");
+        assert!(d.contains("CERT"), "{d}");
     }
 
     #[test]

@@ -215,7 +215,8 @@ impl Tokens<'_> {
         read_data(self.client, req).await
     }
 
-    /// `vault token create`; the new token is in the returned [`AuthInfo`].
+    /// `vault token create`; the new token is in the returned [`AuthInfo`] (with the reply's
+    /// warnings, e.g. a TTL cut to the mount's maximum).
     pub async fn create(&self, request: &TokenCreateRequest) -> Result<AuthInfo> {
         let op = if request.orphan {
             "create-orphan"

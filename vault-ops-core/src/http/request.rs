@@ -66,7 +66,7 @@ pub enum TokenChoice {
 /// // Sent once, and the whole call (connecting included) ends within 5 s.
 /// let once = CallOptions::new().no_retry().timeout(Duration::from_secs(5));
 /// let auth = client.with_options(once).tokens().renew_self(None).await?;
-/// println!("renewed for {} s", auth.lease_duration);
+/// println!("renewed for {} s", auth.lease_duration.as_secs());
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -150,6 +150,8 @@ pub struct Request {
     pub(crate) node_local: bool,
 }
 
+// Hand-written: the body may hold passwords, keys or tokens, and header values may hold a
+// token; only their size and names are shown.
 impl std::fmt::Debug for Request {
     /// Shows the method, path, query and header names; never the body or header values,
     /// which may hold passwords, keys or tokens.
@@ -338,6 +340,7 @@ pub struct Response {
     pub(crate) body: Bytes,
 }
 
+// Hand-written: the body may hold secrets (a login's token, KV data); only its size shows.
 impl std::fmt::Debug for Response {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Response")
@@ -542,6 +545,7 @@ impl StatusSet {
     }
 }
 
+// Hand-written for reading, not for secrecy: the statuses as a list, not the bit words.
 impl std::fmt::Debug for StatusSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()

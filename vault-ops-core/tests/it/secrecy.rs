@@ -67,7 +67,7 @@ fn client_and_builder_debug_redact_the_token() {
         .unwrap();
     let shown = format!("{client:?} {client:#?}");
     assert_hidden("VaultClient", &shown);
-    assert!(shown.contains("[REDACTED]"), "{shown}");
+    assert!(shown.contains("has_token: true"), "{shown}");
     // And after set_token / with_token.
     client.set_token(SecretString::from("s.SEKRITMARK-second"));
     assert_hidden("VaultClient", &format!("{client:?}"));
@@ -423,6 +423,7 @@ fn every_secret_kind_redacts_its_debug() {
     );
     check("ApiKey", ApiKey::new(s("ApiKey")));
     check("PrivateKey", PrivateKey::new(s("PrivateKey")));
+    check("Jwt", vault_ops_core::Jwt::new(s("Jwt")));
 
     // Containers derive Debug now: the auth block and init reply still hide every secret.
     let auth: AuthInfo = serde_json::from_value(json!({
@@ -446,4 +447,143 @@ fn every_secret_kind_redacts_its_debug() {
     assert_eq!(shown.matches("UnsealKey([REDACTED])").count(), 3, "{shown}");
     // A token that is not a string is a decode error, not a default.
     assert!(serde_json::from_value::<AuthInfo>(json!({"client_token": 7})).is_err());
+}
+
+/// Shows `value` with `{:?}` and `{:#?}` and fails when either contains the marker or lacks
+/// one of the `expected` (non-secret) texts.
+fn debug_both(what: &str, value: &impl std::fmt::Debug, expected: &[&str]) {
+    let shown = format!("{value:?}\n{value:#?}");
+    assert_hidden(what, &shown);
+    for text in expected {
+        assert!(shown.contains(text), "{what} lacks {text:?}: {shown}");
+    }
+}
+
+/// Every public type that holds a secret, built with a known secret (each contains `MARK`),
+/// formatted with `{:?}` and `{:#?}`: the secret never shows, and the non-secret fields still
+/// do (so the test cannot pass by printing nothing).
+#[tokio::test]
+async fn every_public_type_holding_a_secret_hides_it() {
+    use vault_ops_core::api::kv2::KvSecret;
+    use vault_ops_core::api::pki::{GeneratedRoot, IntermediateCsr, IssuedCertificate};
+    use vault_ops_core::api::raft::JoinRequest;
+    use vault_ops_core::{ExposeSecret, Jwt, Response, WrapInfo};
+    let s = |what: &str| format!("{MARK}-{what}");
+
+    // The reply envelope with data, an auth block, a wrapping token and warnings.
+    let reply: VaultResponse<serde_json::Value> = serde_json::from_value(json!({
+        "request_id": "req-1",
+        "data": {"password": s("data")},
+        "warnings": ["a warning"],
+        "auth": {"client_token": s("auth"), "accessor": "acc-1", "lease_duration": 60,
+                 "policies": ["default"]},
+        "wrap_info": {"token": s("wrap"), "accessor": "wacc-1", "ttl": 30},
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    debug_both("VaultResponse", &reply, &["req-1", "wacc-1", "[REDACTED]"]);
+    let auth: AuthInfo = reply.auth.clone().expect("auth");
+    assert_eq!(auth.client_token.expose_secret(), s("auth"));
+    assert_eq!(auth.warnings, ["a warning"]);
+    debug_both(
+        "AuthInfo",
+        &auth,
+        &["acc-1", "lease_duration: 60s", "a warning"],
+    );
+    let wrap: WrapInfo = reply.wrap_info.clone().expect("wrap_info");
+    assert_eq!(wrap.token.expose_secret(), s("wrap"));
+    debug_both("WrapInfo", &wrap, &["wacc-1"]);
+
+    let kv: KvSecret<serde_json::Value> = serde_json::from_value(json!({
+        "data": {"password": s("kv2")},
+        "metadata": {"version": 4, "created_time": "2024-01-01T00:00:00Z"},
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    debug_both("KvSecret", &kv, &["version: 4"]);
+
+    let init: InitResponse = serde_json::from_value(json!({
+        "keys": [s("k1")], "keys_base64": [s("b1")], "root_token": s("root")
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    debug_both("InitResponse", &init, &["UnsealKey([REDACTED])"]);
+
+    let pem_key = s("-----BEGIN PRIVATE KEY-----");
+    let root: GeneratedRoot = serde_json::from_value(json!({
+        "certificate": "ROOT-CERT", "private_key": pem_key, "private_key_type": "rsa",
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    debug_both("GeneratedRoot", &root, &["ROOT-CERT"]);
+    let csr: IntermediateCsr =
+        serde_json::from_value(json!({"csr": "THE-CSR", "private_key": pem_key}))
+            .unwrap_or_else(|e| panic!("{e}"));
+    debug_both("IntermediateCsr", &csr, &["THE-CSR"]);
+    let issued: IssuedCertificate = serde_json::from_value(json!({
+        "certificate": "LEAF-CERT", "private_key": pem_key, "private_key_type": "ec",
+        "serial_number": "01:02",
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    debug_both("IssuedCertificate", &issued, &["LEAF-CERT"]);
+
+    let join = JoinRequest::new("http://127.0.0.1:8200").client_cert("CLIENT-CERT", s("key"));
+    debug_both(
+        "JoinRequest",
+        &join,
+        &["CLIENT-CERT", "PrivateKey([REDACTED])"],
+    );
+
+    // The builder derives Debug now: token, client key and CA PEM side by side.
+    let builder = VaultClient::builder()
+        .address("http://127.0.0.1:8200")
+        .token(s("builder-token"))
+        .ca_cert_pem("-----BEGIN CERTIFICATE-----\nPUBLIC\n-----END CERTIFICATE-----\n")
+        .client_cert_pem(SecretString::from(s("client-pem")));
+    debug_both(
+        "ClientBuilder",
+        &builder,
+        &[
+            "VaultToken([REDACTED])",
+            "PrivateKey([REDACTED])",
+            "BEGIN CERTIFICATE",
+        ],
+    );
+
+    let choice = TokenChoice::Explicit(s("choice").into());
+    debug_both(
+        "TokenChoice",
+        &choice,
+        &["Explicit(VaultToken([REDACTED]))"],
+    );
+    let req = Request::post("auth/jwt/login")
+        .json(&json!({"jwt": s("jwt")}))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .token(choice);
+    debug_both("Request", &req, &["auth/jwt/login"]);
+    let jwt = Jwt::new(s("Jwt"));
+    debug_both("Jwt", &jwt, &["Jwt([REDACTED])"]);
+
+    // A client and a raw reply from a loopback server whose body is a login reply.
+    let server = MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": {"password": s("reply-data")}, "auth": {"client_token": s("reply")}
+        })))
+        .mount(&server)
+        .await;
+    let client = VaultClient::builder()
+        .address(server.uri())
+        .token(s("client-token"))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    debug_both("VaultClient", &client, &["has_token: true"]);
+    let resp: Response = client
+        .execute(Request::post("auth/userpass/login/alice"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    debug_both("Response", &resp, &["auth/userpass/login/alice"]);
+    let kv1 = client
+        .kv1("kv")
+        .read::<serde_json::Value>("app")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("a secret");
+    debug_both("Kv1Secret", &kv1, &["[REDACTED]"]);
 }

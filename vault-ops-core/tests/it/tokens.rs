@@ -70,7 +70,7 @@ async fn create_lookup_and_accessor() {
     assert!(token.starts_with("s."), "unexpected token shape");
     assert_eq!(auth.policies, vec!["app-read", "default"]);
     assert_eq!(auth.token_policies, vec!["app-read", "default"]);
-    assert_eq!(auth.lease_duration, 3600);
+    assert_eq!(auth.lease_duration, Duration::from_secs(3600));
     assert!(auth.renewable);
     assert!(!auth.orphan);
     assert_eq!(auth.token_type, "service");
@@ -79,6 +79,7 @@ async fn create_lookup_and_accessor() {
     assert!(!debug.contains(&token), "token leaked into Debug: {debug}");
     assert!(debug.contains("[REDACTED]"));
     assert!(debug.contains(&auth.accessor));
+    assert!(auth.warnings.is_empty(), "{:?}", auth.warnings);
 
     let info = c.tokens().lookup(&auth.client_token).await.unwrap();
     assert_eq!(info.accessor, auth.accessor);
@@ -152,7 +153,7 @@ async fn renew_grows_the_ttl_and_non_renewable_fails() {
     assert!(before.ttl < 3600, "ttl {}", before.ttl);
 
     let renewed = me.tokens().renew_self(None).await.unwrap();
-    assert_eq!(renewed.lease_duration, 3600);
+    assert_eq!(renewed.lease_duration, Duration::from_secs(3600));
     assert_eq!(renewed.accessor, auth.accessor);
     assert_eq!(
         renewed.client_token.expose_secret(),
@@ -167,7 +168,7 @@ async fn renew_grows_the_ttl_and_non_renewable_fails() {
         .renew_self(Some(Duration::from_secs(7200)))
         .await
         .unwrap();
-    assert_eq!(longer.lease_duration, 7200);
+    assert_eq!(longer.lease_duration, Duration::from_secs(7200));
     let info = c.tokens().lookup(&auth.client_token).await.unwrap();
     assert!((7100..=7200).contains(&info.ttl), "ttl {}", info.ttl);
 
@@ -177,7 +178,7 @@ async fn renew_grows_the_ttl_and_non_renewable_fails() {
         .renew(&auth.client_token, Some(Duration::from_secs(10800)))
         .await
         .unwrap();
-    assert_eq!(by_root.lease_duration, 10800);
+    assert_eq!(by_root.lease_duration, Duration::from_secs(10800));
     let info = c.tokens().lookup(&auth.client_token).await.unwrap();
     assert!((10700..=10800).contains(&info.ttl), "ttl {}", info.ttl);
 
@@ -443,7 +444,7 @@ async fn create_options() {
         .await
         .unwrap();
     assert_eq!(periodic.policies, vec!["app-read"]);
-    assert_eq!(periodic.lease_duration, 1800);
+    assert_eq!(periodic.lease_duration, Duration::from_secs(1800));
     assert_eq!(periodic.num_uses, 5);
     assert_eq!(
         periodic.metadata.get("team").map(String::as_str),
@@ -478,4 +479,21 @@ async fn create_options() {
         .unwrap_err();
     assert_eq!(err.status(), Some(400), "{err}");
     assert!(!api_error(&err).errors.is_empty(), "{err}");
+}
+
+/// A TTL above the mount's maximum is cut by the server, which says so in the reply's
+/// `warnings`: they reach the returned `AuthInfo`, with the cut TTL as a `Duration`.
+#[tokio::test]
+async fn create_keeps_the_replys_warnings() {
+    let (_bao, c) = common::dev_server().await;
+    let auth = c
+        .tokens()
+        .create(&TokenCreateRequest::with_policies(["default"]).ttl("100000h"))
+        .await
+        .unwrap();
+    // OpenBao 2.7.2: `TTL of "100000h" exceeded the effective max_ttl of "768h"; TTL value
+    // is capped accordingly`.
+    assert_eq!(auth.warnings.len(), 1, "{:?}", auth.warnings);
+    assert!(auth.warnings[0].contains("capped"), "{:?}", auth.warnings);
+    assert_eq!(auth.lease_duration, Duration::from_secs(768 * 3600));
 }

@@ -7,7 +7,7 @@
 use vault_ops_cli::output::duration_text;
 use vault_ops_cli::CliError;
 use vault_ops_core::VaultClient;
-use vault_ops_k8s_auth::{AuthMethod, LifecycleEvent, Login, LoginReason};
+use vault_ops_k8s_auth::{AuthInfo, AuthMethod, LifecycleEvent, LoginReason};
 
 /// A login error for the reporter: a request failure keeps its address and hint; anything else
 /// (a refused login, an unreadable token file) is reported with its readable message.
@@ -19,7 +19,7 @@ pub fn cli_error(e: vault_ops_k8s_auth::Error) -> CliError {
 }
 
 /// Logs in with `auth`.
-pub async fn login(auth: &impl AuthMethod, client: &VaultClient) -> Result<Login, CliError> {
+pub async fn login(auth: &impl AuthMethod, client: &VaultClient) -> Result<AuthInfo, CliError> {
     println!(
         "logging in to {} with {}",
         client.address(),
@@ -34,7 +34,7 @@ pub fn dur(d: std::time::Duration) -> String {
 }
 
 /// Prints the login's policies, TTL, accessor, entity and metadata (sorted).
-pub fn print_login(login: &Login) {
+pub fn print_login(login: &AuthInfo) {
     println!("policies:       {}", login.policies.join(", "));
     println!(
         "ttl:            {} (renewable: {})",
@@ -43,6 +43,9 @@ pub fn print_login(login: &Login) {
     );
     println!("accessor:       {}", login.accessor);
     println!("entity:         {}", login.entity_id);
+    for w in &login.warnings {
+        println!("vault warning:  {w}");
+    }
     let mut meta: Vec<_> = login.metadata.iter().collect();
     meta.sort();
     for (k, v) in meta {

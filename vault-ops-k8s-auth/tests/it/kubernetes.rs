@@ -59,9 +59,12 @@ async fn login_returns_the_token_policies_and_metadata() {
         meta.get("service_account_secret_name"),
         Some(&sa.secret_name)
     );
-    assert!(login.token.expose_secret().starts_with("s."));
+    assert!(login.client_token.expose_secret().starts_with("s."));
     let debug = format!("{login:?}");
-    assert!(!debug.contains(login.token.expose_secret()), "{debug}");
+    assert!(
+        !debug.contains(login.client_token.expose_secret()),
+        "{debug}"
+    );
 
     // OpenBao asked the stand-in about exactly this JWT, authenticating with it.
     let reviews = env.reviews.reviews();
@@ -74,7 +77,7 @@ async fn login_returns_the_token_policies_and_metadata() {
     let login = auth.login_and_set(&client).await.expect("login and set");
     assert_eq!(
         client.token().map(|t| t.expose_secret().to_string()),
-        Some(login.token.expose_secret().to_string())
+        Some(login.client_token.expose_secret().to_string())
     );
     assert_eq!(read_secret(&client).await.expect("read"), "blue");
     let denied = client
@@ -88,7 +91,7 @@ async fn login_returns_the_token_policies_and_metadata() {
     let again = env
         .root
         .kubernetes_auth("kubernetes")
-        .login("app", &SecretString::from(jwt))
+        .login("app", &vault_ops_core::Jwt::from(jwt))
         .await
         .expect("admin login");
     assert!(again.has_policy("app-read"));

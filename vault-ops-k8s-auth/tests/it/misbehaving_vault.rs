@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
-use vault_ops_core::{SecretString, VaultClient};
+use vault_ops_core::{ExposeSecret, SecretString, VaultClient};
 use vault_ops_k8s_auth::{
-    AppRoleAuth, AuthMethod, Error, KubernetesAuth, LifecycleConfig, LifecycleEvent,
-    LifecyclePhase, LifecycleStatus, Login, NextAction, TokenLifecycle, UserpassAuth, MAX_TTL,
+    AppRoleAuth, AuthInfo, AuthMethod, Error, KubernetesAuth, LifecycleConfig, LifecycleEvent,
+    LifecyclePhase, LifecycleStatus, NextAction, TokenLifecycle, UserpassAuth, MAX_TTL,
 };
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
@@ -236,7 +236,7 @@ struct PanicsOnRelogin {
 
 #[async_trait::async_trait]
 impl AuthMethod for PanicsOnRelogin {
-    async fn login(&self, client: &VaultClient) -> vault_ops_k8s_auth::Result<Login> {
+    async fn login(&self, client: &VaultClient) -> vault_ops_k8s_auth::Result<AuthInfo> {
         if self.logins.fetch_add(1, Ordering::SeqCst) > 0 {
             panic!("auth method exploded on purpose");
         }
@@ -456,4 +456,76 @@ async fn a_login_that_may_have_been_processed_is_sent_once() {
         assert_eq!(login.lease_duration, Duration::from_secs(60));
         assert_eq!(hits(&server).await, 2, "{name}");
     }
+}
+
+/// Every public type of this crate that holds a secret, and the one login type it returns,
+/// built with known secrets (each contains `MARK`) and shown with `{:?}` and `{:#?}`: no
+/// secret shows, the other fields do. The login goes through the real login path, so the
+/// reply's warnings arrive in `AuthInfo::warnings` and the TTL as a clamped `Duration`.
+#[tokio::test]
+async fn no_public_type_shows_a_secret_and_a_login_keeps_its_warnings() {
+    const MARK: &str = "SEKRITMARK";
+    fn shown(what: &str, value: &impl std::fmt::Debug) -> String {
+        let text = format!("{value:?}\n{value:#?}");
+        assert!(!text.contains(MARK), "{what} shows a secret: {text}");
+        text
+    }
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        LOGIN,
+        ResponseTemplate::new(200).set_body_json(json!({
+            "data": null,
+            "warnings": ["role has a token_ttl above the mount's max"],
+            "auth": {
+                "client_token": format!("s.{MARK}-login"),
+                "accessor": "accessor-7",
+                "policies": ["default", "app"],
+                "lease_duration": u64::MAX,
+                "renewable": true,
+                "metadata": {"role_name": "app"},
+            }
+        })),
+    )
+    .await;
+    let auth = AppRoleAuth::new("role-id-7", SecretString::from(format!("{MARK}-secret-id")));
+    let login: AuthInfo = auth
+        .login(&client(&server.uri()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        login.client_token.expose_secret(),
+        format!("s.{MARK}-login")
+    );
+    assert_eq!(login.lease_duration, MAX_TTL);
+    assert_eq!(
+        login.warnings,
+        ["role has a token_ttl above the mount's max"]
+    );
+    assert!(login.has_policy("app"));
+    let text = shown("AuthInfo", &login);
+    assert!(
+        text.contains("accessor-7") && text.contains("client_token: VaultToken([REDACTED])"),
+        "{text}"
+    );
+    assert!(shown("AppRoleAuth", &auth).contains("role-id-7"));
+    let userpass = UserpassAuth::new("alice", format!("{MARK}-password"));
+    assert!(shown("UserpassAuth", &userpass).contains("alice"));
+    let k8s = KubernetesAuth::new("payments").with_jwt(format!("{MARK}-jwt"));
+    let text = shown("KubernetesAuth", &k8s);
+    assert!(
+        text.contains("payments") && text.contains("Jwt([REDACTED])"),
+        "{text}"
+    );
+    shown("JwtSource", k8s.jwt_source());
+    let config = vault_ops_k8s_auth::KubernetesConfig::new("https://k8s.example:443")
+        .token_reviewer_jwt(format!("{MARK}-reviewer"));
+    assert!(shown("KubernetesConfig", &config).contains("k8s.example"));
+
+    // A lifecycle that logged in with that reply.
+    let lifecycle = TokenLifecycle::start(client(&server.uri()), auth, fast_config())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(shown("TokenLifecycle", &lifecycle).contains("approle"));
+    lifecycle.shutdown().await;
 }

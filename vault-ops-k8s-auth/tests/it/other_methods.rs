@@ -132,7 +132,7 @@ async fn approle_login_errors_and_lifecycle() {
     );
     assert_eq!(login.lease_duration, Duration::from_secs(2));
     assert!(login.renewable);
-    assert!(!format!("{login:?}").contains(login.token.expose_secret()));
+    assert!(!format!("{login:?}").contains(login.client_token.expose_secret()));
 
     let e = AppRoleAuth::new(&rid, SecretString::from("wrong-secret-id"))
         .login(&client)

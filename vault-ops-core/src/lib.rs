@@ -63,6 +63,11 @@
 //! `Debug`, `Display`, error or trace contains them, and one kind does not compile where
 //! another is expected. Secret values in typed replies are redacted too.
 //!
+//! **Tokens and logins.** Every reply that makes or renews a token comes back as one type,
+//! [`AuthInfo`] (`tokens().create()`, `renew_self()`, and every login of
+//! `vault-ops-k8s-auth`): the token as a [`VaultToken`], policies, metadata, the TTL as a
+//! `Duration` clamped to [`MAX_TTL`] when the reply is read, and the reply's warnings.
+//!
 //! **Per-call options.** [`VaultClient::with_options`] gives a handle whose calls, through any
 //! handler, follow [`CallOptions`] (sent once, a time limit for the whole call).
 //!

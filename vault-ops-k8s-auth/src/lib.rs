@@ -54,9 +54,9 @@
 //! println!("{}", config.data);
 //!
 //! let status = lifecycle.status();
+//! let remaining = status.remaining().map_or(0, |d| d.as_secs());
 //! println!(
-//!     "token expires in {:?}; {} renewals, {} logins, {} failures in a row",
-//!     status.remaining(),
+//!     "token expires in {remaining} s; {} renewals, {} logins, {} failures in a row",
 //!     status.renewals,
 //!     status.logins,
 //!     status.consecutive_failures

@@ -1,4 +1,8 @@
 //! The command line: global flags and every subcommand (clap derive).
+//!
+//! The doc comments below are the `--help` text, written for a terminal (`DIR/name-<time>`,
+//! bare addresses), not rustdoc markup.
+#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -5,7 +5,7 @@
 //! Both parsers take any string a server or a state record can hold: they work on bytes (no
 //! slicing inside a character), accept four-digit years only and compute with bounded values,
 //! so they answer `None` for anything malformed and never panic. Times computed from them
-//! ([`later`](later)) saturate at [`max_time`](max_time) instead of
+//! ([`later`]) saturate at [`max_time`] instead of
 //! overflowing.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -44,7 +44,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Private keys are [`PrivateKey`](crate::PrivateKey)s and never appear in `Debug` output. Durations are sent as
+//! Private keys are [`PrivateKey`]s and never appear in `Debug` output. Durations are sent as
 //! Vault duration strings (`"72h"`, `"3600s"`); Vault reports durations in seconds, which reads of
 //! roles turn into strings such as `"259200s"`, so a role read and written back is unchanged.
 

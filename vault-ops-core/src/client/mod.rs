@@ -1,7 +1,7 @@
 //! [`VaultClient`]: cheap to clone, every clone shares the connection pool and the token.
 //!
 //! One direction, as kube-client's `Config` → `ClientBuilder` → `Client`: the
-//! [`ClientBuilder`](crate::ClientBuilder) (`config.rs`, plain settings) is checked into
+//! [`ClientBuilder`] (`config.rs`, plain settings) is checked into
 //! `Settings` (`settings.rs`, with the TLS material `tls.rs` loads), the transport is built
 //! from those (`transport.rs`, with the redirect policy of `redirect.rs`), and the client
 //! holds the result plus the state its clones share (`ha.rs`: the node in use, the newest

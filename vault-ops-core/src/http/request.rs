@@ -111,7 +111,7 @@ impl CallOptions {
     }
 }
 
-/// One request to Vault, as plain data. Build it, then send it with [`VaultClient::execute`].
+/// One request to Vault, as plain data. Build it, then send it with [`VaultClient::execute`](crate::VaultClient::execute).
 ///
 /// **Paths.** The path is plain text below `/v1/`, as the `vault` CLI takes it (a name
 /// returned by a LIST is used as it is, never escaped by the caller). When the request is

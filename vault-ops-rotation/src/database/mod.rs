@@ -174,7 +174,7 @@
 //! the `auth_ed25519` plugin on the server and a client driver that speaks it, which many
 //! application drivers do not. Setting it makes the account a `mysql_native_password` one.
 //! MySQL (no `IDENTIFIED BY PASSWORD` since 8.0, no `max_statement_time`) is refused
-//! with a [`RotationError::Config`] naming the server.
+//! with a [`RotationError::Config`](crate::RotationError::Config) naming the server.
 //!
 //! **Accounts.** A MariaDB account is `'user'@'host'`: the [`Strategy`]'s user names (and
 //! `C`'s `username`) are the user part, the host part is
@@ -420,7 +420,7 @@ impl DatabaseCredentialRotator {
 
     /// MariaDB: the host part of every managed account, `'user'@'<host>'` (default
     /// [`DEFAULT_ACCOUNT_HOST`], `%`). PostgreSQL has no account hosts: on a rotator made with
-    /// [`new`](Self::new) every run fails with [`RotationError::Config`].
+    /// [`new`](Self::new) every run fails with [`RotationError::Config`](crate::RotationError::Config).
     #[cfg(feature = "mysql")]
     pub fn account_host(mut self, host: impl Into<String>) -> Self {
         self.engine = mysql::with_account_host(self.engine.name(), host.into());

@@ -14,7 +14,7 @@ use vault_ops_rotation::{
 };
 use vault_ops_testkit::{BaoServer, PgCluster};
 
-mod common;
+use crate::common;
 use common::db::{self, assert_no_secret_in, assert_status, stop_at, DbFixture, MOUNT};
 use common::{Proxy, ProxyMode};
 

@@ -1,21 +1,16 @@
 //! Integration tests of vault-ops-rotation against real OpenBao, PostgreSQL and MariaDB servers
 //! (started by the testkit) and wiremock for what a real server cannot do on demand.
 //!
-//! One test binary: each module is one area's tests (the files were one binary each).
-//! Transitional step of the move: `#[path]` makes each file's own `mod common;` resolve to
-//! `tests/it/common` (the next commit shares one `common`).
+//! One test binary: each module is one area's tests (the files were one binary each); the
+//! shared helpers in `common` compile and link once. libtest runs the modules' tests in
+//! parallel (as many at once as there are CPUs): tests that must not overlap share a lock
+//! (`pool::SERIAL`), never process-wide state.
 
-#[path = "api_key.rs"]
 mod api_key;
-#[path = "database.rs"]
+mod common;
 mod database;
-#[path = "mysql.rs"]
 mod mysql;
-#[path = "pool.rs"]
 mod pool;
-#[path = "scheduler.rs"]
 mod scheduler;
-#[path = "state.rs"]
 mod state;
-#[path = "watcher.rs"]
 mod watcher;

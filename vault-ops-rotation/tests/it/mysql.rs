@@ -13,7 +13,7 @@ use vault_ops_rotation::{
 };
 use vault_ops_testkit::{BaoServer, MariaDb};
 
-mod common;
+use crate::common;
 use common::db::{self, assert_no_secret_in, assert_status, DbFixture};
 
 /// The password every test user starts with (nobody keeps it; it must stop working).

@@ -20,7 +20,7 @@ use vault_ops_rotation::{
 };
 use vault_ops_testkit::{BaoServer, PgCluster};
 
-mod common;
+use crate::common;
 
 const ROTATIONS: usize = 20;
 const TASKS: usize = 8;

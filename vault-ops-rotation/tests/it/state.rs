@@ -9,7 +9,7 @@ use vault_ops_rotation::state::{
 };
 use vault_ops_testkit::BaoServer;
 
-mod common;
+use crate::common;
 use common::{Proxy, ProxyMode};
 
 fn client(bao: &BaoServer) -> VaultClient {

@@ -10,7 +10,7 @@ use vault_ops_testkit::BaoServer;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-mod common;
+use crate::common;
 
 fn fast() -> WatcherOptions {
     let mut o = WatcherOptions::default().with_poll_interval(Duration::from_millis(100));

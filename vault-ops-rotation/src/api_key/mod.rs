@@ -112,7 +112,7 @@
 //!
 //! # Secrets
 //!
-//! Keys are [`ApiKey`](vault_ops_core::ApiKey)s (a password does not compile where one is
+//! Keys are [`ApiKey`]s (a password does not compile where one is
 //! expected); no `Debug` output, error, tracing event or [`RotationResult`] contains one. The
 //! pending key is stored in `S` in clear (that is the point of `S`), which is why consumers
 //! must not be able to read `S`.

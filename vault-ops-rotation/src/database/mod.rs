@@ -142,7 +142,7 @@
 //!
 //! Plain text is for a local test server only and must be asked for explicitly:
 //! [`TlsMode::Disable`] or [`TlsMode::Prefer`] (which an on-path attacker downgrades to plain
-//! text by answering "no TLS") are refused with [`RotationError::Config`](crate::RotationError::Config) unless
+//! text by answering "no TLS") are refused with [`RotationError::Config`](crate::RotationError::Config)(crate::RotationError::Config) unless
 //! [`allow_insecure_local_dev`](DatabaseCredentialRotator::allow_insecure_local_dev) is set,
 //! which also permits cleartext and MD5 authentication. The one exception is a Unix-domain
 //! socket (a host that is an absolute path, where TLS does not exist and nothing crosses a
@@ -174,7 +174,7 @@
 //! the `auth_ed25519` plugin on the server and a client driver that speaks it, which many
 //! application drivers do not. Setting it makes the account a `mysql_native_password` one.
 //! MySQL (no `IDENTIFIED BY PASSWORD` since 8.0, no `max_statement_time`) is refused
-//! with a [`RotationError::Config`] naming the server.
+//! with a [`RotationError::Config`](crate::RotationError::Config) naming the server.
 //!
 //! **Accounts.** A MariaDB account is `'user'@'host'`: the [`Strategy`]'s user names (and
 //! `C`'s `username`) are the user part, the host part is
@@ -360,7 +360,9 @@ impl std::fmt::Debug for DatabaseCredentialRotator {
 impl DatabaseCredentialRotator {
     /// A rotator for roles on the PostgreSQL server at `db_host` (port 5432, database
     /// `postgres`), changing passwords as `admin_username` (a superuser, or a role with
-    /// `CREATEROLE` that may alter the managed roles).
+    /// `CREATEROLE` that may alter the managed roles). `admin_password` is a
+    /// [`Password`] (a `SecretString` or `String` converts; another
+    /// kind of secret, such as an [`ApiKey`](vault_ops_core::ApiKey), does not compile).
     pub fn new(
         client: VaultClient,
         db_host: impl Into<String>,
@@ -420,7 +422,7 @@ impl DatabaseCredentialRotator {
 
     /// MariaDB: the host part of every managed account, `'user'@'<host>'` (default
     /// [`DEFAULT_ACCOUNT_HOST`], `%`). PostgreSQL has no account hosts: on a rotator made with
-    /// [`new`](Self::new) every run fails with [`RotationError::Config`].
+    /// [`new`](Self::new) every run fails with [`RotationError::Config`](crate::RotationError::Config).
     #[cfg(feature = "mysql")]
     pub fn account_host(mut self, host: impl Into<String>) -> Self {
         self.engine = mysql::with_account_host(self.engine.name(), host.into());

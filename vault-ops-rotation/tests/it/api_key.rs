@@ -17,15 +17,13 @@ use vault_ops_rotation::api_key::{
 use vault_ops_rotation::{FaultHook, FaultPoint, RotationError, RotationStatus, Rotator};
 use vault_ops_testkit::BaoServer;
 
+use crate::common;
+
 type Res = Result<(), Box<dyn std::error::Error>>;
 
 async fn server() -> (BaoServer, VaultClient) {
     let bao = BaoServer::start().await;
-    let client = VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client");
+    let client = common::root_client(&bao);
     (bao, client)
 }
 

@@ -27,12 +27,7 @@ struct Env {
 
 async fn env_with(db: MariaDb) -> Env {
     let bao = BaoServer::start().await;
-    let client = VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client");
-    common::wait_for_kv(&client).await;
+    let client = common::ready_client(&bao).await;
     Env {
         _bao: bao,
         db,

@@ -136,9 +136,7 @@ async fn handover(
 ) -> Outcome {
     let _serial = SERIAL.lock().await;
     let (bao, pg) = tokio::join!(BaoServer::start(), PgCluster::start());
-    let client = VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
+    let client = common::root_builder(&bao)
         .read_your_writes(true)
         .build()
         .unwrap();

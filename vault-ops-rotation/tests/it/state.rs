@@ -13,11 +13,7 @@ use crate::common;
 use common::{Proxy, ProxyMode};
 
 fn client(bao: &BaoServer) -> VaultClient {
-    VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client")
+    common::root_client(bao)
 }
 
 fn store(client: &VaultClient) -> StateStore {

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use common::{Arm, Client, Op};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use vault_ops_core::{SecretString, VaultClient};
+use vault_ops_core::{Password, VaultClient};
 use vault_ops_rotation::watcher::WatcherOptions;
 use vault_ops_rotation::{
     ApiKeyRotator, DatabaseCredentialRotator, RotationScheduler, RotationStatus, Rotator,
@@ -406,7 +406,7 @@ async fn bench_database(bao: &BaoServer, pg: &PgCluster, sizes: &Sizes) -> DbNum
         client.clone(),
         pg.host(),
         pg.superuser(),
-        SecretString::from(pg.superuser_password().to_string()),
+        Password::new(pg.superuser_password()),
     )
     .port(pg.port())
     // Plain text as in the recorded numbers: this measures the protocol, not TLS.

@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use vault_ops_cli::output::rotation_status_text;
 use vault_ops_cli::report::exit_on_error;
 use vault_ops_cli::CliError;
-use vault_ops_core::{SecretString, VaultClient};
+use vault_ops_core::{ApiKey, VaultClient};
 use vault_ops_rotation::api_key::{
     Alphabet, ApiKeyOptions, ApiKeyRotator, IssueRequest, IssuedKey, IssuerError, KeyFormat,
     KeyIssuer, RevokeRequest,
@@ -58,7 +58,7 @@ impl KeyIssuer for DemoProvider {
             "  provider: issue (idempotency key {}) -> {id}",
             req.idempotency_key
         );
-        Ok(IssuedKey::new(id, SecretString::from(key)))
+        Ok(IssuedKey::new(id, ApiKey::new(key)))
     }
 
     async fn revoke(&self, req: &RevokeRequest) -> Result<(), IssuerError> {

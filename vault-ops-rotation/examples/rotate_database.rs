@@ -34,7 +34,7 @@ use std::time::Duration;
 use vault_ops_cli::output::{rotation_status_text, unix_date};
 use vault_ops_cli::report::exit_on_error;
 use vault_ops_cli::CliError;
-use vault_ops_core::{SecretString, VaultClient};
+use vault_ops_core::{Password, VaultClient};
 use vault_ops_rotation::state::StateError;
 use vault_ops_rotation::{
     DatabaseCredentialRotator, RotationError, RotationStatus, Strategy, TlsMode,
@@ -179,7 +179,7 @@ async fn run() -> Result<i32, CliError> {
         return usage(&format!("set {names} to the admin's password"));
     }
 
-    let admin_password = SecretString::from(admin_password);
+    let admin_password = Password::new(admin_password);
     let mut rotator = match engine {
         Engine::Postgres => DatabaseCredentialRotator::new(client, host, admin, admin_password),
         Engine::MariaDb => DatabaseCredentialRotator::mariadb(client, host, admin, admin_password),

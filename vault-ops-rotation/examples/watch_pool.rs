@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vault_ops_cli::output::rotation_status_text;
-use vault_ops_core::{ClientBuilder, SecretString, VaultClient};
+use vault_ops_core::{ClientBuilder, Password, VaultClient};
 use vault_ops_rotation::pool::{bb8, deadpool_postgres, WatchedManager, WatchedPoolBuilder};
 use vault_ops_rotation::watcher::{CredentialWatcher, WatcherOptions};
 use vault_ops_rotation::{DatabaseCredentialRotator, RotationStatus, Strategy};
@@ -102,7 +102,7 @@ async fn main() -> Result<(), BoxError> {
         client.clone(),
         pg.host(),
         pg.superuser(),
-        SecretString::from(pg.superuser_password().to_string()),
+        Password::new(pg.superuser_password()),
     )
     .port(pg.port())
     .tls_ca_pem(pg.ca_pem())

@@ -6,12 +6,12 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use vault_ops_core::{SecretString, VaultClient};
+//! use vault_ops_core::{Password, VaultClient};
 //! use vault_ops_rotation::{DatabaseCredentialRotator, RotationScheduler, RotationStatus};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = VaultClient::from_env()?;
-//! let password = SecretString::from(std::env::var("PGADMIN_PASSWORD")?);
+//! let password = Password::new(std::env::var("PGADMIN_PASSWORD")?);
 //!
 //! // Once, now: a new password for the role named in secret/database/main-db, set in
 //! // PostgreSQL, verified with a fresh login, then written to Vault.
@@ -138,7 +138,7 @@
 //!
 //! A service need not restart (as with Vault Secrets Operator) or re-read the secret itself:
 //! [`CredentialWatcher`] ([`watcher`]) polls `C`'s KV v2 metadata with jitter, publishes each new
-//! version as a [`WatchedCredential`] (the password a `SecretString`, redacted in `Debug`) and
+//! version as a [`WatchedCredential`] (the password a `vault_ops_core::Password`, redacted in `Debug`) and
 //! never goes back to an older version; failed polls back off and stay visible in
 //! [`last_error`](CredentialWatcher::last_error). With the `deadpool` or `bb8` feature, `pool`
 //! builds a `deadpool-postgres` or a `bb8` pool on a watcher (`pool::WatchedPoolBuilder`,
@@ -205,6 +205,51 @@
 //! - Times and durations read from `S` or from Vault's replies never panic: unreadable
 //!   timestamps are errors, leases count as at most [`state::MAX_LEASE`], due times saturate
 //!   at the year 9999.
+//! - **Each kind of secret is its own type**: passwords are [`vault_ops_core::Password`]
+//!   (the admin password, [`PasswordPolicy::generate`], [`database::DbPending`],
+//!   [`WatchedCredential::password`]), API keys are [`vault_ops_core::ApiKey`]
+//!   ([`api_key::KeyFormat::generate`], [`api_key::IssuedKey`]). Their `Debug` prints
+//!   `Password([REDACTED])` / `ApiKey([REDACTED])`, so the structs holding them derive `Debug`,
+//!   and one kind does not compile where the other is expected:
+//!
+//! ```compile_fail,E0277
+//! use vault_ops_core::{ApiKey, VaultClient};
+//! use vault_ops_rotation::DatabaseCredentialRotator;
+//! let client = VaultClient::new("http://127.0.0.1:8200").unwrap();
+//! // error: `Password: From<ApiKey>` is not satisfied.
+//! DatabaseCredentialRotator::new(client, "db.example", "admin", ApiKey::new("sk_live_1"));
+//! ```
+//!
+//! ```compile_fail,E0277
+//! use vault_ops_rotation::api_key::IssuedKey;
+//! use vault_ops_rotation::PasswordPolicy;
+//! let password = PasswordPolicy::default().generate().unwrap();
+//! // error: `ApiKey: From<Password>` is not satisfied.
+//! let issued = IssuedKey::new("key-1", password);
+//! ```
+//!
+//! ```compile_fail,E0308
+//! use vault_ops_core::ApiKey;
+//! use vault_ops_rotation::watcher::WatchedCredential;
+//! fn api_key_of(credential: &WatchedCredential) -> &ApiKey {
+//!     credential.password() // error: expected `&ApiKey`, found `&Password`.
+//! }
+//! ```
+//!
+//! The same with the right kinds compiles:
+//!
+//! ```no_run
+//! use vault_ops_core::{ApiKey, ExposeSecret, Password, VaultClient};
+//! use vault_ops_rotation::api_key::IssuedKey;
+//! use vault_ops_rotation::{DatabaseCredentialRotator, PasswordPolicy};
+//! let client = VaultClient::new("http://127.0.0.1:8200")?;
+//! let rotator = DatabaseCredentialRotator::new(client, "db.example", "admin", Password::new("pw"));
+//! let issued = IssuedKey::new("key-1", ApiKey::new("sk_live_1"));
+//! let password: Password = PasswordPolicy::default().generate()?;
+//! assert!(!format!("{rotator:?} {issued:?} {password:?}").contains("sk_live_1"));
+//! assert_eq!(password.expose_secret().len(), 32);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod api_key;
 pub mod database;

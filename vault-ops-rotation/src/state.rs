@@ -104,40 +104,58 @@ pub const MAX_LEASE: Duration = Duration::from_secs(24 * 60 * 60);
 /// read from `S` counts as this long.
 pub const MAX_PERIOD: Duration = Duration::from_secs(100 * 366 * 24 * 60 * 60);
 
-/// `serde(with = ...)` for a `SecretString` that must be stored in Vault: the one place a
-/// pending secret is exposed for serialization.
+/// `serde(with = ...)` for a secret that must be stored in Vault: the one place a pending
+/// secret is exposed for serialization. Works for every secret kind of `vault_ops_core`
+/// ([`Password`](vault_ops_core::Password), [`ApiKey`](vault_ops_core::ApiKey), ...) and for a
+/// plain `SecretString`.
 pub mod secret_serde {
-    use secrecy::{ExposeSecret, SecretString};
+    use secrecy::ExposeSecret;
     use serde::{Deserialize, Deserializer, Serializer};
 
     /// Serializes the secret's text.
-    pub fn serialize<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<T, S>(secret: &T, s: S) -> Result<S::Ok, S::Error>
+    where
+        T: ExposeSecret<str>,
+        S: Serializer,
+    {
         s.serialize_str(secret.expose_secret())
     }
 
-    /// Deserializes a string into a `SecretString`.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
-        String::deserialize(d).map(SecretString::from)
+    /// Deserializes a string into the secret kind `T`.
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: From<String>,
+        D: Deserializer<'de>,
+    {
+        String::deserialize(d).map(T::from)
     }
 }
 
-/// `serde(with = ...)` for an optional `SecretString` stored in Vault (`null` or absent:
-/// `None`).
+/// `serde(with = ...)` for an optional secret stored in Vault (`null` or absent: `None`); the
+/// same kinds as [`secret_serde`].
 pub mod opt_secret_serde {
-    use secrecy::{ExposeSecret, SecretString};
+    use secrecy::ExposeSecret;
     use serde::{Deserialize, Deserializer, Serializer};
 
     /// Serializes the secret's text, or `null`.
-    pub fn serialize<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<T, S>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error>
+    where
+        T: ExposeSecret<str>,
+        S: Serializer,
+    {
         match v {
             Some(secret) => s.serialize_some(secret.expose_secret()),
             None => s.serialize_none(),
         }
     }
 
-    /// Deserializes an optional string into an optional `SecretString`.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
-        Ok(Option::<String>::deserialize(d)?.map(SecretString::from))
+    /// Deserializes an optional string into an optional secret of kind `T`.
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: From<String>,
+        D: Deserializer<'de>,
+    {
+        Ok(Option::<String>::deserialize(d)?.map(T::from))
     }
 }
 

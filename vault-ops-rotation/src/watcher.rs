@@ -5,7 +5,7 @@
 //! keeps a watcher on it. The watcher polls `C`'s KV v2 metadata (`current_version`, no secret
 //! in the reply) every [`poll_interval`](WatcherOptions::poll_interval) with jitter, reads the
 //! data only when the version moved, and publishes each new version as a
-//! [`WatchedCredential`] (username plus a [`SecretString`] password; `Debug` redacts it).
+//! [`WatchedCredential`] (username plus a [`Password`] password; `Debug` redacts it).
 //!
 //! ```no_run
 //! use vault_ops_core::ClientBuilder;
@@ -56,7 +56,7 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
-use vault_ops_core::{SecretString, VaultClient};
+use vault_ops_core::{Password, VaultClient};
 
 /// The shortest poll interval accepted (shorter ones are raised to it).
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -121,27 +121,14 @@ impl WatcherOptions {
 
 /// One version of a credential read from `C`. `Debug` does not print the password; there is
 /// no `PartialEq`.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct WatchedCredential {
     version: u64,
     username: String,
-    password: SecretString,
+    password: Password,
     host: Option<String>,
     port: Option<u16>,
     database: Option<String>,
-}
-
-impl std::fmt::Debug for WatchedCredential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatchedCredential")
-            .field("version", &self.version)
-            .field("username", &self.username)
-            .field("password", &"[REDACTED]")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("database", &self.database)
-            .finish()
-    }
 }
 
 impl WatchedCredential {
@@ -156,7 +143,7 @@ impl WatchedCredential {
     }
 
     /// The password.
-    pub fn password(&self) -> &SecretString {
+    pub fn password(&self) -> &Password {
         &self.password
     }
 
@@ -192,7 +179,7 @@ impl WatchedCredential {
         Ok(WatchedCredential {
             version,
             username: username.to_string(),
-            password: SecretString::from(password.to_string()),
+            password: Password::new(password),
             host: text("host").map(str::to_string),
             port,
             database: text("database").map(str::to_string),

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vault_ops_core::SecretString;
+use vault_ops_core::Password;
 use vault_ops_rotation::pool::{bb8, deadpool_postgres, ConnectEvent, WatchedPoolBuilder};
 use vault_ops_rotation::watcher::{CredentialWatcher, WatcherOptions};
 use vault_ops_rotation::{
@@ -137,7 +137,7 @@ pub async fn bench_handover(
         client.clone(),
         pg.host(),
         pg.superuser(),
-        SecretString::from(pg.superuser_password().to_string()),
+        Password::new(pg.superuser_password()),
     )
     .port(pg.port())
     .tls(TlsMode::Disable)

@@ -31,7 +31,7 @@ use vault_ops_core::api::sys::mounts::EnableMount;
 use vault_ops_core::api::tokens::TokenCreateRequest;
 use vault_ops_core::backup::{Backups, RestoreOptions};
 use vault_ops_core::health_report::Thresholds;
-use vault_ops_core::{ExposeSecret, SecretString, UnsealKey, VaultClient};
+use vault_ops_core::{ExposeSecret, Password, SecretString, UnsealKey, VaultClient};
 use vault_ops_k8s_auth::{
     AuthMethod, KubernetesAuth, KubernetesAuthExt, KubernetesConfig, KubernetesRole,
 };
@@ -664,7 +664,7 @@ async fn local_only(client: &VaultClient) -> Result<(), Box<dyn std::error::Erro
         client.clone(),
         pg.host(),
         pg.superuser(),
-        SecretString::from(pg.superuser_password().to_string()),
+        Password::new(pg.superuser_password()),
     )
     .port(pg.port())
     // TLS is required and verified by default: trust the throwaway cluster's CA.

@@ -91,7 +91,7 @@ pub(crate) fn database_rotator(
         ctx.client.clone(),
         s.host,
         s.admin_user,
-        secrecy::SecretString::from(password),
+        vault_ops_core::Password::new(password),
     )
     .port(s.port)
     .database(s.database)

@@ -1,7 +1,7 @@
 //! The format of generated keys: [`KeyFormat`] and its [`Alphabet`].
 
 use rand::Rng;
-use secrecy::SecretString;
+use vault_ops_core::ApiKey;
 
 use crate::RotationError;
 
@@ -142,7 +142,7 @@ impl KeyFormat {
     }
 
     /// A new random key.
-    pub fn generate(&self) -> SecretString {
+    pub fn generate(&self) -> ApiKey {
         let mut rng = rand::rng();
         let n = self.alphabet.0.len();
         let mut key = String::with_capacity(self.prefix.len() + self.length * 4);
@@ -150,7 +150,7 @@ impl KeyFormat {
         for _ in 0..self.length {
             key.push(self.alphabet.0[rng.random_range(0..n)]);
         }
-        SecretString::from(key)
+        ApiKey::new(key)
     }
 
     /// `true` when `key` has this format.
@@ -162,5 +162,19 @@ impl KeyFormat {
             }
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vault_ops_core::ExposeSecret;
+
+    #[test]
+    fn generated_keys_have_the_format_and_debug_redacts_them() {
+        let format = KeyFormat::new(32, Alphabet::hex_lower()).prefix("sk_test_");
+        let key = format.generate();
+        assert!(format.matches(key.expose_secret()));
+        assert_eq!(format!("{key:?}"), "ApiKey([REDACTED])");
     }
 }

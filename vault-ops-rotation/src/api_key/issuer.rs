@@ -1,7 +1,7 @@
 //! Keys issued and revoked by a provider: [`KeyIssuer`] and what it is asked and answers.
 
 use async_trait::async_trait;
-use secrecy::SecretString;
+use vault_ops_core::ApiKey;
 
 /// An error from a [`KeyIssuer`]. Its message must not contain a key.
 #[derive(Debug, thiserror::Error)]
@@ -73,15 +73,15 @@ pub struct IssuedKey {
     /// The provider's id of the key (not a secret; used to revoke it later).
     pub key_id: String,
     /// The key.
-    pub key: SecretString,
+    pub key: ApiKey,
 }
 
 impl IssuedKey {
     /// A key with its id.
-    pub fn new(key_id: impl Into<String>, key: SecretString) -> Self {
+    pub fn new(key_id: impl Into<String>, key: impl Into<ApiKey>) -> Self {
         IssuedKey {
             key_id: key_id.into(),
-            key,
+            key: key.into(),
         }
     }
 }
@@ -89,6 +89,7 @@ impl IssuedKey {
 /// A provider that issues and revokes API keys itself (a payment API, a SaaS admin API).
 ///
 /// ```no_run
+/// use vault_ops_core::ApiKey;
 /// use vault_ops_rotation::api_key::{IssueRequest, IssuedKey, IssuerError, KeyIssuer, RevokeRequest};
 ///
 /// struct MyProvider;
@@ -98,7 +99,7 @@ impl IssuedKey {
 ///     async fn issue(&self, req: &IssueRequest) -> Result<IssuedKey, IssuerError> {
 ///         // POST /v1/keys with header `Idempotency-Key: {req.idempotency_key}` ...
 ///         # let _ = req;
-///         Ok(IssuedKey::new("key_123", "sk_live_...".to_string().into()))
+///         Ok(IssuedKey::new("key_123", ApiKey::new("sk_live_...")))
 ///     }
 ///     async fn revoke(&self, req: &RevokeRequest) -> Result<(), IssuerError> {
 ///         // DELETE /v1/keys/{req.key_id}; an already revoked key is fine.
@@ -115,4 +116,22 @@ pub trait KeyIssuer: Send + Sync {
 
     /// Revokes a key. Must succeed for a key that is already revoked (a retry after a crash).
     async fn revoke(&self, request: &RevokeRequest) -> Result<(), IssuerError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vault_ops_core::ExposeSecret;
+
+    #[test]
+    fn issued_key_debug_shows_the_id_not_the_key() {
+        let issued = IssuedKey::new("key_7", ApiKey::new("sk_live_Zq9-issued"));
+        assert_eq!(issued.key.expose_secret(), "sk_live_Zq9-issued");
+        let shown = format!("{issued:?}");
+        assert!(!shown.contains("Zq9"), "{shown}");
+        assert!(
+            shown.contains("key_7") && shown.contains("ApiKey([REDACTED])"),
+            "{shown}"
+        );
+    }
 }

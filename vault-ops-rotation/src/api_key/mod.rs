@@ -112,9 +112,10 @@
 //!
 //! # Secrets
 //!
-//! Keys are [`SecretString`]s; no `Debug` output, error, tracing event or [`RotationResult`]
-//! contains one. The pending key is stored in `S` in clear (that is the point of `S`), which is
-//! why consumers must not be able to read `S`.
+//! Keys are [`ApiKey`]s (a password does not compile where one is
+//! expected); no `Debug` output, error, tracing event or [`RotationResult`] contains one. The
+//! pending key is stored in `S` in clear (that is the point of `S`), which is why consumers
+//! must not be able to read `S`.
 
 mod format;
 mod issuer;
@@ -130,9 +131,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use vault_ops_core::ApiKey;
 use vault_ops_core::VaultClient;
 
 use crate::protocol::driver::drive;
@@ -252,7 +253,7 @@ pub(crate) struct KeyPayload {
         with = "state::opt_secret_serde",
         skip_serializing_if = "Option::is_none"
     )]
-    key: Option<SecretString>,
+    key: Option<ApiKey>,
     /// The provider's id of the new key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     key_id: Option<String>,
@@ -279,7 +280,7 @@ impl std::fmt::Debug for ApiKeyRotator {
         f.debug_struct("ApiKeyRotator")
             .field("options", &self.options)
             .field("issuers", &self.issuers.keys().collect::<Vec<_>>())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

@@ -12,14 +12,14 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secrecy::SecretString;
+use vault_ops_core::Password;
 
 use super::TlsMode;
 use crate::RotationError;
 
 /// How to reach the database server and the limits of every session: the settings every
 /// engine reads (set with the rotator's builder).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct ServerSettings {
     /// Host name, IP address, or an absolute path (a Unix-domain socket).
     pub(crate) host: String,
@@ -32,27 +32,13 @@ pub(crate) struct ServerSettings {
     /// Plain text and weak password authentication allowed (a local test server).
     pub(crate) insecure_local_dev: bool,
     pub(crate) admin_username: String,
-    pub(crate) admin_password: SecretString,
+    pub(crate) admin_password: Password,
     /// Bound of each connection attempt (TCP, TLS, authentication, session settings).
     pub(crate) connect_timeout: Duration,
     /// The server-side limit of one statement.
     pub(crate) statement_timeout: Duration,
     /// The server-side limit of waiting for a lock (at most `statement_timeout`).
     pub(crate) lock_timeout: Duration,
-}
-
-impl fmt::Debug for ServerSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerSettings")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("database", &self.database)
-            .field("tls", &self.tls)
-            .field("insecure_local_dev", &self.insecure_local_dev)
-            .field("admin_username", &self.admin_username)
-            .field("admin_password", &"[REDACTED]")
-            .finish_non_exhaustive()
-    }
 }
 
 /// How much longer than the statement timeout a client waits for a statement's reply
@@ -184,7 +170,7 @@ pub(crate) trait Engine: Send + Sync + fmt::Debug {
         &self,
         settings: &ServerSettings,
         username: &str,
-        password: &SecretString,
+        password: &Password,
         query: Option<&str>,
     ) -> Probe;
 }
@@ -208,11 +194,8 @@ pub(crate) trait AdminSession: Send + Sync {
     ///   the statement was never sent);
     /// - [`SqlFailure::Unknown`]: the connection broke after sending: it may have;
     /// - [`SqlFailure::TimedOut`]: no reply in time: it may not have yet, and may still land.
-    async fn set_password(
-        &mut self,
-        username: &str,
-        password: &SecretString,
-    ) -> Result<(), SqlFailure>;
+    async fn set_password(&mut self, username: &str, password: &Password)
+        -> Result<(), SqlFailure>;
 }
 
 /// A statement that failed, by what is known about its effect.

@@ -4,7 +4,7 @@
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! use vault_ops_core::{SecretString, VaultClient};
+//! use vault_ops_core::{Password, VaultClient};
 //! use vault_ops_rotation::{DatabaseCredentialRotator, Rotator, Strategy, TlsMode};
 //!
 //! let client = VaultClient::from_env()?;
@@ -12,7 +12,7 @@
 //!     client,
 //!     "db.internal",
 //!     "vault_admin",
-//!     SecretString::from("admin-password".to_string()),
+//!     Password::new("admin-password"),
 //! )
 //! .port(5432)
 //! .database("app")
@@ -142,7 +142,7 @@
 //!
 //! Plain text is for a local test server only and must be asked for explicitly:
 //! [`TlsMode::Disable`] or [`TlsMode::Prefer`] (which an on-path attacker downgrades to plain
-//! text by answering "no TLS") are refused with [`RotationError::Config`](crate::RotationError::Config) unless
+//! text by answering "no TLS") are refused with [`RotationError::Config`](crate::RotationError::Config)(crate::RotationError::Config) unless
 //! [`allow_insecure_local_dev`](DatabaseCredentialRotator::allow_insecure_local_dev) is set,
 //! which also permits cleartext and MD5 authentication. The one exception is a Unix-domain
 //! socket (a host that is an absolute path, where TLS does not exist and nothing crosses a
@@ -221,8 +221,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use vault_ops_core::Password;
 use vault_ops_core::VaultClient;
 
 use crate::protocol::driver::drive;
@@ -315,10 +315,10 @@ pub struct DbPending {
     pub username: String,
     /// The new password.
     #[serde(with = "state::secret_serde")]
-    pub password: SecretString,
+    pub password: Password,
     /// The password to set back if verification fails (the role's password in `C`), when known.
     #[serde(default, with = "state::opt_secret_serde")]
-    pub rollback_password: Option<SecretString>,
+    pub rollback_password: Option<Password>,
 }
 
 /// Rotates PostgreSQL role passwords kept in Vault KV v2; see the [module docs](self).
@@ -360,12 +360,14 @@ impl std::fmt::Debug for DatabaseCredentialRotator {
 impl DatabaseCredentialRotator {
     /// A rotator for roles on the PostgreSQL server at `db_host` (port 5432, database
     /// `postgres`), changing passwords as `admin_username` (a superuser, or a role with
-    /// `CREATEROLE` that may alter the managed roles).
+    /// `CREATEROLE` that may alter the managed roles). `admin_password` is a
+    /// [`Password`] (a `SecretString` or `String` converts; another
+    /// kind of secret, such as an [`ApiKey`](vault_ops_core::ApiKey), does not compile).
     pub fn new(
         client: VaultClient,
         db_host: impl Into<String>,
         admin_username: impl Into<String>,
-        admin_password: SecretString,
+        admin_password: impl Into<Password>,
     ) -> Self {
         DatabaseCredentialRotator {
             client,
@@ -377,7 +379,7 @@ impl DatabaseCredentialRotator {
                 tls: TlsMode::default(),
                 tls_ca_pem: None,
                 admin_username: admin_username.into(),
-                admin_password,
+                admin_password: admin_password.into(),
                 insecure_local_dev: false,
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
@@ -408,7 +410,7 @@ impl DatabaseCredentialRotator {
         client: VaultClient,
         db_host: impl Into<String>,
         admin_username: impl Into<String>,
-        admin_password: SecretString,
+        admin_password: impl Into<Password>,
     ) -> Self {
         let mut rotator =
             DatabaseCredentialRotator::new(client, db_host, admin_username, admin_password);
@@ -606,8 +608,8 @@ mod tests {
     fn pending_payload_stores_the_password_but_debug_redacts() {
         let p = DbPending {
             username: "app".into(),
-            password: SecretString::from("Zq9-pending-secret".to_string()),
-            rollback_password: Some(SecretString::from("Zq9-old-secret".to_string())),
+            password: Password::new("Zq9-pending-secret"),
+            rollback_password: Some(Password::new("Zq9-old-secret")),
         };
         let v = serde_json::to_value(&p).unwrap();
         assert_eq!(v["password"], "Zq9-pending-secret");
@@ -624,15 +626,16 @@ mod tests {
     #[test]
     fn rotator_debug_redacts_the_admin_password() {
         let client = VaultClient::new("http://127.0.0.1:1").unwrap();
-        let r = DatabaseCredentialRotator::new(
-            client,
-            "db",
-            "admin",
-            SecretString::from("Adm1n-Secret".to_string()),
-        );
+        let r =
+            DatabaseCredentialRotator::new(client, "db", "admin", Password::new("Adm1n-Secret"));
         let debug = format!("{r:?}");
         assert!(!debug.contains("Adm1n-Secret"), "{debug}");
         assert!(debug.contains("admin"));
+        // The settings derive Debug; the password's own Debug redacts it.
+        assert!(
+            debug.contains("admin_password: Password([REDACTED])"),
+            "{debug}"
+        );
         assert_eq!(r.credential_path("/main-db/"), "database/main-db");
         assert_eq!(
             r.state_store().path("main-db"),

@@ -29,8 +29,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, OptsBuilder, SslOpts};
-use secrecy::{ExposeSecret, SecretString};
 use sha1::{Digest, Sha1};
+use vault_ops_core::{ExposeSecret, Password};
 
 use super::engine::{
     error_chain_text, AdminSession, ConnectError, Engine, Probe, ProbeError, ServerSettings,
@@ -107,7 +107,7 @@ impl Engine for Refused {
         &self,
         _settings: &ServerSettings,
         _username: &str,
-        _password: &SecretString,
+        _password: &Password,
         _query: Option<&str>,
     ) -> Probe {
         Probe::Error(ProbeError::config(&RotationError::Config(
@@ -151,7 +151,7 @@ impl Engine for MariaDb {
         &self,
         settings: &ServerSettings,
         username: &str,
-        password: &SecretString,
+        password: &Password,
         query: Option<&str>,
     ) -> Probe {
         let mut conn = match settings
@@ -238,7 +238,7 @@ impl AdminSession for MariaDbAdmin {
     async fn set_password(
         &mut self,
         username: &str,
-        password: &SecretString,
+        password: &Password,
     ) -> Result<(), SqlFailure> {
         const OPERATION: &str = "alter user";
         let account = account(username, &self.account_host).map_err(SqlFailure::Definite)?;
@@ -351,7 +351,7 @@ type MyConnectError = ConnectError<mysql_async::Error>;
 async fn open(
     settings: &ServerSettings,
     user: &str,
-    password: &SecretString,
+    password: &Password,
 ) -> Result<Conn, MyConnectError> {
     let unix_socket = settings.host.starts_with('/');
     let conn = match settings.tls {
@@ -397,7 +397,7 @@ async fn open(
 fn opts(
     settings: &ServerSettings,
     user: &str,
-    password: &SecretString,
+    password: &Password,
     ssl: Option<SslOpts>,
 ) -> OptsBuilder {
     let builder = OptsBuilder::default()
@@ -505,7 +505,7 @@ mod tests {
             tls_ca_pem: None,
             insecure_local_dev: false,
             admin_username: "admin".into(),
-            admin_password: SecretString::from("Adm1n-Secret".to_string()),
+            admin_password: Password::new("Adm1n-Secret"),
             connect_timeout: Duration::from_secs(10),
             statement_timeout: statement,
             lock_timeout: lock,
@@ -549,7 +549,7 @@ mod tests {
             Err(other) => panic!("expected a configuration error, got {other}"),
             Ok(_) => panic!("expected a configuration error, got a session"),
         }
-        let password = SecretString::from("Zq9-pw".to_string());
+        let password = Password::new("Zq9-pw");
         assert!(matches!(
             refused.login(&s, "app", &password, None).await,
             Probe::Error(ProbeError {

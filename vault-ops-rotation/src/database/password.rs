@@ -1,6 +1,6 @@
 //! How new database passwords are made: [`PasswordPolicy`].
 
-use secrecy::{ExposeSecret, SecretString};
+use vault_ops_core::{ExposeSecret, Password};
 
 use crate::RotationError;
 
@@ -100,20 +100,20 @@ impl PasswordPolicy {
     }
 
     /// A new password.
-    pub fn generate(&self) -> Result<SecretString, RotationError> {
+    pub fn generate(&self) -> Result<Password, RotationError> {
         use rand::Rng;
         self.validate()?;
         let mut rng = rand::rng();
         let password: String = (0..self.length)
             .map(|_| self.alphabet[rng.random_range(0..self.alphabet.len())])
             .collect();
-        Ok(SecretString::from(password))
+        Ok(Password::from(password))
     }
 }
 
 /// `true` when `password` could have been made by `policy`: its length, and only characters
 /// of its alphabet.
-pub(super) fn policy_allows(policy: &PasswordPolicy, password: &SecretString) -> bool {
+pub(super) fn policy_allows(policy: &PasswordPolicy, password: &Password) -> bool {
     let password = password.expose_secret();
     password.chars().count() == policy.length
         && password.chars().all(|c| policy.alphabet.contains(&c))

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use postgres_protocol::escape::{escape_identifier, escape_literal};
-use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
+use vault_ops_core::{ExposeSecret, Password};
 
 use async_trait::async_trait;
 
@@ -50,7 +50,7 @@ impl Engine for Postgres {
         &self,
         settings: &ServerSettings,
         user: &str,
-        password: &SecretString,
+        password: &Password,
         query: Option<&str>,
     ) -> Probe {
         let session = match connect(settings, user, password).await {
@@ -110,7 +110,7 @@ impl AdminSession for PgAdmin {
     async fn set_password(
         &mut self,
         username: &str,
-        password: &SecretString,
+        password: &Password,
     ) -> Result<(), SqlFailure> {
         let verifier =
             postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
@@ -140,11 +140,7 @@ impl AdminSession for PgAdmin {
     }
 }
 
-fn pg_config(
-    settings: &ServerSettings,
-    user: &str,
-    password: &SecretString,
-) -> tokio_postgres::Config {
+fn pg_config(settings: &ServerSettings, user: &str, password: &Password) -> tokio_postgres::Config {
     let ssl_mode = match settings.tls {
         TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
         TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
@@ -190,7 +186,7 @@ async fn bounded<T>(
 async fn connect(
     settings: &ServerSettings,
     user: &str,
-    password: &SecretString,
+    password: &Password,
 ) -> Result<Session, PgConnectError> {
     settings
         .connect_bounded(connect_unbounded(settings, user, password))
@@ -200,7 +196,7 @@ async fn connect(
 async fn connect_unbounded(
     settings: &ServerSettings,
     user: &str,
-    password: &SecretString,
+    password: &Password,
 ) -> Result<Session, PgConnectError> {
     let config = pg_config(settings, user, password);
     let session = if settings.tls == TlsMode::Disable {

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use vault_ops_core::VaultClient;
+use vault_ops_core::{ExposeSecret, Password};
 
 use super::engine::{AdminSession, Probe, ProbeError, SqlFailure};
 use super::password::policy_allows;
@@ -32,7 +32,7 @@ type DbRun = Run<DbCx>;
 struct Current {
     version: u64,
     username: String,
-    password: SecretString,
+    password: Password,
 }
 
 impl Current {
@@ -40,7 +40,7 @@ impl Current {
         Some(Current {
             version: c.version,
             username: nonempty(&c.data, "username")?.to_string(),
-            password: SecretString::from(nonempty(&c.data, "password")?.to_string()),
+            password: Password::new(nonempty(&c.data, "password")?),
         })
     }
 }
@@ -488,7 +488,7 @@ impl DatabaseCredentialRotator {
         subject: &Subject,
         username: &str,
         current: Option<&Current>,
-    ) -> Option<SecretString> {
+    ) -> Option<Password> {
         let c = current?;
         if c.username == username {
             return Some(c.password.clone());
@@ -506,18 +506,18 @@ impl DatabaseCredentialRotator {
             nonempty(&prev.data, "username"),
             nonempty(&prev.data, "password"),
         ) {
-            (Some(u), Some(p)) if u == username => Some(SecretString::from(p.to_string())),
+            (Some(u), Some(p)) if u == username => Some(Password::new(p)),
             _ => None,
         }
     }
 
     /// Logs in as `user` with `password` (see [`Engine::login`](super::engine::Engine::login)).
-    async fn probe(&self, user: &str, password: &SecretString, query: Option<&str>) -> Probe {
+    async fn probe(&self, user: &str, password: &Password, query: Option<&str>) -> Probe {
         self.engine.login(&self.server, user, password, query).await
     }
 
     /// [`probe`](Self::probe) with the default query, timed as the step `probe`.
-    async fn timed_probe(&self, run: &mut DbRun, user: &str, password: &SecretString) -> Probe {
+    async fn timed_probe(&self, run: &mut DbRun, user: &str, password: &Password) -> Probe {
         run.timed("probe", self.probe(user, password, None)).await
     }
 
@@ -542,7 +542,7 @@ impl DatabaseCredentialRotator {
         &self,
         run: &mut DbRun,
         username: &str,
-        password: &SecretString,
+        password: &Password,
     ) -> Result<(), SqlFailure> {
         let admin = self.admin(run).await.map_err(SqlFailure::Definite)?;
         let set = admin.set_password(username, password).await;

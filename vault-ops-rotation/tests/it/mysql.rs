@@ -13,7 +13,7 @@ use vault_ops_rotation::{
 };
 use vault_ops_testkit::{BaoServer, MariaDb};
 
-mod common;
+use crate::common;
 use common::db::{self, assert_no_secret_in, assert_status, DbFixture};
 
 /// The password every test user starts with (nobody keeps it; it must stop working).
@@ -27,12 +27,7 @@ struct Env {
 
 async fn env_with(db: MariaDb) -> Env {
     let bao = BaoServer::start().await;
-    let client = VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client");
-    common::wait_for_kv(&client).await;
+    let client = common::ready_client(&bao).await;
     Env {
         _bao: bao,
         db,

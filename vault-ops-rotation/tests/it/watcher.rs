@@ -10,7 +10,7 @@ use vault_ops_testkit::BaoServer;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-mod common;
+use crate::common;
 
 fn fast() -> WatcherOptions {
     let mut o = WatcherOptions::default().with_poll_interval(Duration::from_millis(100));
@@ -31,9 +31,7 @@ async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool
 #[tokio::test]
 async fn follows_new_versions_on_openbao_and_redacts() {
     let bao = BaoServer::start().await;
-    let client = VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
+    let client = common::root_builder(&bao)
         .read_your_writes(true)
         .build()
         .unwrap();
@@ -129,12 +127,7 @@ async fn follows_new_versions_on_openbao_and_redacts() {
 #[tokio::test]
 async fn a_missing_or_broken_credential_does_not_start() {
     let bao = BaoServer::start().await;
-    let client = VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .unwrap();
-    common::wait_for_kv(&client).await;
+    let client = common::ready_client(&bao).await;
     let err = CredentialWatcher::start(client.clone(), "secret", "database/none", fast())
         .await
         .unwrap_err();

@@ -1,5 +1,5 @@
-//! What the database rotator's tests share across engines (tests/database.rs for PostgreSQL,
-//! tests/mysql.rs for MariaDB): reading `C` and `S`, the fault hook, result assertions, and
+//! What the database rotator's tests share across engines (tests/it/database.rs for PostgreSQL,
+//! tests/it/mysql.rs for MariaDB): reading `C` and `S`, the fault hook, result assertions, and
 //! the kill-and-resume guarantee written once.
 
 use std::sync::Arc;

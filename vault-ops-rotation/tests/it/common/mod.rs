@@ -1,12 +1,34 @@
-//! Test helpers shared by the integration tests.
+//! Helpers shared by the test modules of the one test binary: each says `use crate::common;`.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vault_ops_core::VaultClient;
+use vault_ops_core::{ClientBuilder, VaultClient};
+use vault_ops_testkit::BaoServer;
 
 pub mod db;
+
+/// A client builder for the dev server `bao` with its root token.
+pub fn root_builder(bao: &BaoServer) -> ClientBuilder {
+    VaultClient::builder()
+        .address(bao.addr())
+        .token(bao.root_token())
+}
+
+/// A client for the dev server `bao` with its root token.
+pub fn root_client(bao: &BaoServer) -> VaultClient {
+    root_builder(bao)
+        .build()
+        .unwrap_or_else(|e| panic!("a client for {}: {e}", bao.addr()))
+}
+
+/// [`root_client`], once the dev server's KV v2 mount is usable ([`wait_for_kv`]).
+pub async fn ready_client(bao: &BaoServer) -> VaultClient {
+    let client = root_client(bao);
+    wait_for_kv(&client).await;
+    client
+}
 
 /// Waits (at most 10 s) until the dev server's KV v2 mount has finished its upgrade to
 /// versioned data (until then reads answer 400 "Upgrading from non-versioned to versioned

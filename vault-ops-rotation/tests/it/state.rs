@@ -9,15 +9,11 @@ use vault_ops_rotation::state::{
 };
 use vault_ops_testkit::BaoServer;
 
-mod common;
+use crate::common;
 use common::{Proxy, ProxyMode};
 
 fn client(bao: &BaoServer) -> VaultClient {
-    VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client")
+    common::root_client(bao)
 }
 
 fn store(client: &VaultClient) -> StateStore {

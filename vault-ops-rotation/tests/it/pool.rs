@@ -20,7 +20,7 @@ use vault_ops_rotation::{
 };
 use vault_ops_testkit::{BaoServer, PgCluster};
 
-mod common;
+use crate::common;
 
 const ROTATIONS: usize = 20;
 const TASKS: usize = 8;
@@ -136,9 +136,7 @@ async fn handover(
 ) -> Outcome {
     let _serial = SERIAL.lock().await;
     let (bao, pg) = tokio::join!(BaoServer::start(), PgCluster::start());
-    let client = VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
+    let client = common::root_builder(&bao)
         .read_your_writes(true)
         .build()
         .unwrap();

@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
 use vault_ops_core::api::kv2::MetadataUpdate;
 use vault_ops_core::api::tokens::TokenCreateRequest;
-use vault_ops_core::VaultClient;
+use vault_ops_core::{ApiKey, VaultClient};
 use vault_ops_rotation::api_key::{
     Alphabet, ApiKeyOptions, ApiKeyRotator, IssueRequest, IssuedKey, IssuerError, KeyFormat,
     KeyIssuer, RevokeRequest,
@@ -17,15 +17,13 @@ use vault_ops_rotation::api_key::{
 use vault_ops_rotation::{FaultHook, FaultPoint, RotationError, RotationStatus, Rotator};
 use vault_ops_testkit::BaoServer;
 
+use crate::common;
+
 type Res = Result<(), Box<dyn std::error::Error>>;
 
 async fn server() -> (BaoServer, VaultClient) {
     let bao = BaoServer::start().await;
-    let client = VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client");
+    let client = common::root_client(&bao);
     (bao, client)
 }
 
@@ -146,7 +144,7 @@ async fn key_format_follows_the_options() -> Res {
     assert!(data.get("api_key").is_none());
 
     let custom = KeyFormat::new(60, Alphabet::custom("abcdefgh234567XY")?);
-    let keys: Vec<SecretString> = (0..300).map(|_| custom.generate()).collect();
+    let keys: Vec<ApiKey> = (0..300).map(|_| custom.generate()).collect();
     let distinct: HashSet<&str> = keys.iter().map(|k| k.expose_secret()).collect();
     assert_eq!(distinct.len(), 300);
     let used: HashSet<char> = keys
@@ -553,7 +551,7 @@ impl KeyIssuer for FakeProvider {
                 )
             })
             .clone();
-        Ok(IssuedKey::new(id, SecretString::from(key)))
+        Ok(IssuedKey::new(id, ApiKey::new(key)))
     }
 
     async fn revoke(&self, req: &RevokeRequest) -> Result<(), IssuerError> {

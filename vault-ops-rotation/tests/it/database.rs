@@ -14,7 +14,7 @@ use vault_ops_rotation::{
 };
 use vault_ops_testkit::{BaoServer, PgCluster};
 
-mod common;
+use crate::common;
 use common::db::{self, assert_no_secret_in, assert_status, stop_at, DbFixture, MOUNT};
 use common::{Proxy, ProxyMode};
 
@@ -26,12 +26,7 @@ struct Env {
 
 async fn env() -> Env {
     let (bao, pg) = tokio::join!(BaoServer::start(), PgCluster::start());
-    let client = VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client");
-    common::wait_for_kv(&client).await;
+    let client = common::ready_client(&bao).await;
     Env {
         bao,
         pg: Arc::new(pg),
@@ -905,9 +900,7 @@ async fn vault_sealed_mid_rotation_then_resume() {
     env.create_role("app").await;
     let key = unseal_key(&env.bao).await;
     // No retries: a sealed Vault fails at once.
-    let quick = VaultClient::builder()
-        .address(env.bao.addr())
-        .token(env.bao.root_token())
+    let quick = common::root_builder(&env.bao)
         .max_retries(0)
         .build()
         .unwrap();
@@ -1820,12 +1813,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// A Vault dev server only (the PostgreSQL side is a fake).
 async fn vault_only() -> (BaoServer, VaultClient) {
     let bao = BaoServer::start().await;
-    let client = VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client");
-    common::wait_for_kv(&client).await;
+    let client = common::ready_client(&bao).await;
     (bao, client)
 }
 

@@ -142,7 +142,7 @@
 //!
 //! Plain text is for a local test server only and must be asked for explicitly:
 //! [`TlsMode::Disable`] or [`TlsMode::Prefer`] (which an on-path attacker downgrades to plain
-//! text by answering "no TLS") are refused with [`RotationError::Config`](crate::RotationError::Config)(crate::RotationError::Config) unless
+//! text by answering "no TLS") are refused with [`RotationError::Config`](crate::RotationError::Config) unless
 //! [`allow_insecure_local_dev`](DatabaseCredentialRotator::allow_insecure_local_dev) is set,
 //! which also permits cleartext and MD5 authentication. The one exception is a Unix-domain
 //! socket (a host that is an absolute path, where TLS does not exist and nothing crosses a

@@ -8,8 +8,8 @@
 //! Each run is a fresh child process (this binary re-executed), so its peak RSS (`VmHWM`) is
 //! the upload's alone. The arms alternate, `VAULT_OPS_BENCH_ROUNDS` rounds (default 3); the
 //! report gives the median throughput of each arm, the ratio and the peak RSS. Goals (issue
-//! #14): ratio >= 0.9x, peak RSS < 64 MiB. Without `--bench` (under `cargo test
-//! --all-targets`) a smoke run uploads a 6 MiB file once per arm.
+//! #14): ratio >= 0.9x, peak RSS < 64 MiB. Without `--bench` (under `cargo test`,
+//! as `./dev test` runs it) a smoke run uploads a 6 MiB file once per arm.
 
 mod common;
 

@@ -21,7 +21,7 @@ use vault_ops_testkit::{bao_bin, BaoServer};
 const GOAL: Duration = Duration::from_millis(10);
 
 /// The binary measured: `VAULT_OPS_BIN`, else the release build (the debug build in a smoke
-/// run, which `cargo test --all-targets` has just built).
+/// run, which `cargo test` has just built for the CLI's tests).
 fn vault_ops_bin(smoke: bool) -> PathBuf {
     let profile = if smoke { "debug" } else { "release" };
     let path = std::env::var_os("VAULT_OPS_BIN").map_or_else(
@@ -85,7 +85,7 @@ fn mib(path: &Path) -> String {
 }
 
 fn main() {
-    // `cargo test --all-targets` runs benches without `--bench`: a smoke run (one sample per
+    // `cargo test` (as `./dev test` runs it) runs benches without `--bench`: a smoke run (one sample per
     // arm, the debug binary) that only checks every arm works.
     let smoke = !std::env::args().any(|a| a == "--bench");
     let rounds: usize = if smoke {

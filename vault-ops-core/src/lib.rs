@@ -96,6 +96,8 @@ pub mod prometheus;
 pub mod response;
 pub mod secret;
 pub mod snapshot;
+#[cfg(test)]
+mod test_support;
 pub mod time;
 
 pub use client::VaultClient;

@@ -640,26 +640,6 @@ mod tests {
         );
     }
 
-    /// Percent-decodes `s` (as the server does, once).
-    fn decode(s: &str) -> Vec<u8> {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'%' && i + 2 < b.len() {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz");
-                if let Ok(v) = u8::from_str_radix(hex, 16) {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-            }
-            out.push(b[i]);
-            i += 1;
-        }
-        out
-    }
-
     proptest::proptest! {
         /// Any path without dot or empty segments becomes a URL on the configured server whose
         /// path decodes (once, as the server does) to exactly `/v1/` and that path: nothing
@@ -681,7 +661,7 @@ mod tests {
                     proptest::prop_assert_eq!(url.fragment(), None);
                     let mut want = b"/v1/".to_vec();
                     want.extend_from_slice(path.as_bytes());
-                    proptest::prop_assert_eq!(decode(url.path()), want);
+                    proptest::prop_assert_eq!(crate::test_support::percent_decode(url.path()), want);
                 }
                 Err(e) => {
                     // Only a dot segment is refused here (empty ones are refused by the send

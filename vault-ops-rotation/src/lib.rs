@@ -223,10 +223,11 @@ use std::sync::Arc;
 
 pub use api_key::{ApiKeyRotator, KeyIssuer};
 pub use database::{DatabaseCredentialRotator, PasswordPolicy, Strategy, TlsMode};
-pub use rotator::{RotationResult, RotationStatus, Rotator, StepTiming};
+pub use rotator::{KnownState, RotationResult, RotationStatus, Rotator, StepTiming};
 pub use schedule::{CronSchedule, RotationPolicy, Schedule};
 pub use scheduler::{
-    RotationScheduler, SchedulerHandle, SchedulerOptions, SchedulerStats, SecretStats,
+    RotationScheduler, SchedulerHandle, SchedulerOptions, SchedulerProgress, SchedulerStats,
+    SecretStats,
 };
 pub use watcher::{CredentialWatcher, WatchedCredential, WatcherOptions};
 

@@ -548,6 +548,18 @@ pub struct Snapshot<P> {
 }
 
 impl<P> Snapshot<P> {
+    /// What [`StateStore::load`] returns for a record that does not exist: version 0, the
+    /// idle default record, Vault's clock `vault_now`.
+    pub(crate) fn absent(name: &str, vault_now: Option<SystemTime>) -> Self {
+        Snapshot {
+            name: name.to_string(),
+            version: 0,
+            state: RotationState::default(),
+            created_time: String::new(),
+            vault_now,
+        }
+    }
+
     /// The pending rotation, if any.
     pub fn pending(&self) -> Option<&Pending<P>> {
         self.state.pending()
@@ -828,13 +840,7 @@ impl StateStore {
             None => (None, None),
         };
         let Some(metadata) = metadata else {
-            return Ok(Snapshot {
-                name: name.to_string(),
-                version: 0,
-                state: RotationState::default(),
-                created_time: String::new(),
-                vault_now,
-            });
+            return Ok(Snapshot::absent(name, vault_now));
         };
         let corrupt = |message: String| StateError::Corrupt {
             name: name.to_string(),
@@ -1174,6 +1180,94 @@ impl StateStore {
         }
     }
 
+    /// The prefix of the records inside the mount.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Lists the records directly in `folder` (a path below the prefix, `""` for the prefix
+    /// itself) with KV v2 LIST, [`LIST_PAGE`] keys a page (OpenBao's `limit` and `after`), and
+    /// keeps the keys `wanted` accepts.
+    ///
+    /// The reply is untrusted and only ever used to skip reads: keys longer than
+    /// [`MAX_LISTED_KEY`], folders (`x/`) and keys `wanted` refuses are dropped, at most
+    /// `max_keys` keys are looked at, and a page that does not go on from the last one (a key
+    /// not after the previous page's last, as a server that ignores `after` would send) ends
+    /// the listing. Any of these leaves the listing incomplete ([`Listing::complete`]):
+    /// absent keys then prove nothing. A server that ignores `limit` (Vault) answers
+    /// everything at once, which is complete. An empty or missing folder (a bare 404) is a
+    /// complete, empty listing; a refused LIST (no `list` capability) is an error.
+    pub(crate) async fn list_folder(
+        &self,
+        folder: &str,
+        wanted: &(dyn Fn(&str) -> bool + Sync),
+        max_keys: usize,
+    ) -> Result<Listing, StateError> {
+        #[derive(Deserialize)]
+        struct Keys {
+            #[serde(default)]
+            keys: Vec<String>,
+        }
+        let path = join_path(&[&self.mount, "metadata", &join_name(&self.prefix, folder)]);
+        let mut listing = Listing::default();
+        let mut after: Option<String> = None;
+        let mut seen = 0usize;
+        loop {
+            let mut req = Request::list(format!("{path}/"))
+                .query("limit", LIST_PAGE.to_string())
+                .accept_statuses(&[404]);
+            if let Some(a) = &after {
+                req = req.query("after", a);
+            }
+            let resp = self.client.execute(req).await?;
+            listing.pages += 1;
+            if listing.pages == 1 {
+                listing.vault_now = resp.header("date").and_then(vault_time::parse_http_date);
+            }
+            if resp.status() == 404 {
+                // `{"errors":[]}`: nothing there. A 404 with messages (an unknown mount) is not.
+                let body: vault_ops_core::Result<ErrorsOnly> = resp.json();
+                match body {
+                    Ok(b) if b.errors.is_empty() => {
+                        listing.complete = true;
+                        return Ok(listing);
+                    }
+                    _ => {
+                        return Err(resp
+                            .decode_error("the LIST of the rotation state records failed")
+                            .into())
+                    }
+                }
+            }
+            let keys = resp.json::<VaultResponse<Keys>>()?.data.keys;
+            let n = keys.len();
+            if let Some(a) = &after {
+                if keys.iter().any(|k| k.as_str() <= a.as_str()) {
+                    tracing::debug!(path = %path, "the LIST did not go on after the last page; reading each record instead");
+                    return Ok(listing);
+                }
+            }
+            let room = max_keys.saturating_sub(seen);
+            for key in keys.iter().take(room) {
+                if key.len() <= MAX_LISTED_KEY && !key.ends_with('/') && wanted(key) {
+                    listing.keys.insert(key.clone());
+                }
+            }
+            seen = seen.saturating_add(n);
+            if seen > max_keys || (n == LIST_PAGE && seen >= max_keys) {
+                tracing::debug!(path = %path, keys = seen, "too many keys to list; reading each record instead");
+                return Ok(listing);
+            }
+            if n != LIST_PAGE {
+                // The last page; or, from a server that ignores `limit` (Vault), every key at
+                // once, which is complete only as the first page.
+                listing.complete = n < LIST_PAGE || after.is_none();
+                return Ok(listing);
+            }
+            after = keys.into_iter().next_back();
+        }
+    }
+
     async fn ensure_metadata(&self, name: &str) -> Result<(), StateError> {
         let update = MetadataUpdate::new()
             .cas_required(true)
@@ -1263,6 +1357,32 @@ impl StateStore {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Keys a page of [`StateStore::list_folder`] asks for.
+pub(crate) const LIST_PAGE: usize = 1000;
+
+/// The longest listed key [`StateStore::list_folder`] looks at (longer ones are skipped).
+pub(crate) const MAX_LISTED_KEY: usize = 512;
+
+/// What [`StateStore::list_folder`] found.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    /// The keys found that the caller wanted.
+    pub(crate) keys: std::collections::HashSet<String>,
+    /// `true` when every key of the folder was seen: a wanted key that is not in
+    /// [`keys`](Self::keys) has no record.
+    pub(crate) complete: bool,
+    /// LIST requests sent.
+    pub(crate) pages: u32,
+    /// Vault's clock at the first page (its `Date` header).
+    pub(crate) vault_now: Option<SystemTime>,
+}
+
+#[derive(Deserialize)]
+struct ErrorsOnly {
+    #[serde(default)]
+    errors: Vec<String>,
 }
 
 fn held<P>(snapshot: &Snapshot<P>, p: &Pending<P>) -> StateError {

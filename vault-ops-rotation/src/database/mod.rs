@@ -225,8 +225,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use vault_ops_core::VaultClient;
 
-use crate::protocol::driver::drive;
-use crate::rotator::{RotationResult, Rotator};
+use crate::protocol::driver::{drive, drive_known};
+use crate::rotator::{KnownState, RotationResult, Rotator};
 use crate::state::{self, default_owner, StateStore};
 use crate::FaultHook;
 
@@ -565,6 +565,10 @@ impl DatabaseCredentialRotator {
     async fn run(&self, name: &str, every: Option<Duration>) -> RotationResult {
         drive(self, name, every).await
     }
+
+    async fn run_known(&self, name: &str, every: Duration, known: KnownState) -> RotationResult {
+        drive_known(self, name, Some(every), known).await
+    }
 }
 
 #[async_trait]
@@ -575,6 +579,17 @@ impl Rotator for DatabaseCredentialRotator {
 
     async fn rotate_if_due(&self, name: &str, every: Duration) -> RotationResult {
         self.run(name, Some(every)).await
+    }
+
+    /// [`rotate_if_due`](Rotator::rotate_if_due), without the first read of the state record
+    /// when `known` says it is absent (the scheduler's start LIST).
+    async fn rotate_if_due_known(
+        &self,
+        name: &str,
+        every: Duration,
+        known: KnownState,
+    ) -> RotationResult {
+        self.run_known(name, every, known).await
     }
 
     fn schedule_state(&self, name: &str) -> Option<(StateStore, String)> {

@@ -47,7 +47,7 @@ use vault_ops_core::{SecretString, VaultClient};
 use vault_ops_rotation::watcher::WatcherOptions;
 use vault_ops_rotation::{
     ApiKeyRotator, DatabaseCredentialRotator, RotationScheduler, RotationStatus, Rotator,
-    SchedulerOptions, Strategy, TlsMode,
+    SchedulerHandle, SchedulerOptions, SchedulerProgress, Strategy, TlsMode,
 };
 use vault_ops_testkit::{BaoServer, PgCluster};
 
@@ -123,6 +123,28 @@ impl Sizes {
             watch_period: Duration::from_secs(20),
             handovers: 20,
             handover_poll: Duration::from_millis(250),
+        }
+    }
+}
+
+/// The parts to run: `VAULT_OPS_BENCH_ROTATION_PARTS`, a comma-separated list of `api`, `db`,
+/// `watch`, `scheduler` (default: all).
+struct Parts {
+    api: bool,
+    db: bool,
+    watch: bool,
+    scheduler: bool,
+}
+
+impl Parts {
+    fn from_env() -> Parts {
+        let list = std::env::var("VAULT_OPS_BENCH_ROTATION_PARTS").unwrap_or_default();
+        let on = |part: &str| list.trim().is_empty() || list.split(',').any(|p| p.trim() == part);
+        Parts {
+            api: on("api"),
+            db: on("db"),
+            watch: on("watch"),
+            scheduler: on("scheduler"),
         }
     }
 }
@@ -454,11 +476,33 @@ async fn bench_database(bao: &BaoServer, pg: &PgCluster, sizes: &Sizes) -> DbNum
     }
 }
 
+/// One scheduler start over `secrets` names.
+struct StartRun {
+    /// Start → [`SchedulerHandle::ready`]: every due time known, every due secret started.
+    ready: Duration,
+    /// Start → every secret's first run ended with the expected status (cold: all rotated).
+    pass: Duration,
+    /// Requests OpenBao handled from start to `pass` (`vault_core_handle_request_count`).
+    requests: f64,
+    /// What the start reported: LIST requests, reads, secrets found never rotated.
+    progress: SchedulerProgress,
+}
+
 /// Part 3.
 struct SchedNumbers {
     secrets: usize,
-    cold_start: Duration,
-    warm_start: Duration,
+    /// Raw reqwest, [`SCHED_IN_FLIGHT`] in flight, same server: the limits of a pass.
+    raw_writes_per_sec: f64,
+    raw_reads_per_sec: f64,
+    /// `SchedulerOptions::start_list(false)`: each secret's first run reads its record (the
+    /// start before issue 12).
+    cold_per_secret: StartRun,
+    cold_list: StartRun,
+    warm_per_secret: StartRun,
+    warm_list: StartRun,
+    /// Cost of one `SchedulerHandle::stats()` and one `progress()` with every secret scheduled.
+    stats_call: Duration,
+    progress_call: Duration,
     idle: Duration,
     idle_cpu_ms: f64,
     idle_bao_cpu_ms: f64,
@@ -469,67 +513,171 @@ struct SchedNumbers {
     fds_idle: usize,
 }
 
-fn scheduler(client: &VaultClient, rotator: &Arc<dyn Rotator>, n: usize) -> RotationScheduler {
-    let mut s = RotationScheduler::new(client.clone())
-        .with_options(SchedulerOptions::new().jitter(Duration::ZERO));
+/// The scheduler's default bound on rotations (and start reads) in flight.
+const SCHED_IN_FLIGHT: usize = 16;
+
+fn scheduler(
+    client: &VaultClient,
+    rotator: &Arc<dyn Rotator>,
+    set: &str,
+    n: usize,
+    start_list: bool,
+) -> RotationScheduler {
+    let mut s = RotationScheduler::new(client.clone()).with_options(
+        SchedulerOptions::new()
+            .jitter(Duration::ZERO)
+            .max_concurrent(SCHED_IN_FLIGHT)
+            .start_list(start_list),
+    );
     for i in 0..n {
-        s.schedule(format!("sched-{i}"), 30 * DAY, rotator.clone())
+        s.schedule(format!("sched-{set}-{i}"), 30 * DAY, rotator.clone())
             .unwrap_or_else(|e| panic!("schedule: {e}"));
     }
     s
 }
 
-/// Waits (bounded by `limit`) until every secret has had a run with `status`.
-async fn wait_all(
-    handle: &vault_ops_rotation::SchedulerHandle,
-    status: RotationStatus,
-    n: usize,
+/// Waits (bounded by `limit`, polling the cheap [`SchedulerHandle::progress`] every 10 ms)
+/// until `done` holds; panics on any failed run.
+async fn wait_for(
+    handle: &SchedulerHandle,
+    what: &str,
     limit: Duration,
+    done: impl Fn(&SchedulerProgress) -> bool,
 ) -> Duration {
     let started = Instant::now();
     loop {
-        let stats = handle.stats();
-        let done = stats
-            .secrets
-            .iter()
-            .filter(|s| s.last_status == Some(status))
-            .count();
-        let failed = stats.total_failures();
-        assert_eq!(failed, 0, "scheduler failures: {:?}", {
-            stats.secrets.iter().find_map(|s| s.last_error.clone())
-        });
-        if done == n {
+        let p = handle.progress();
+        if p.failures > 0 {
+            let stats = handle.stats();
+            panic!(
+                "scheduler failures: {}",
+                stats
+                    .secrets
+                    .iter()
+                    .find_map(|s| s.last_error.clone())
+                    .unwrap_or_default()
+            );
+        }
+        if done(&p) {
             return started.elapsed();
         }
         assert!(
             started.elapsed() < limit,
-            "only {done} of {n} secrets reached {status:?} within {limit:?}"
+            "{what}: not within {limit:?} ({p:?})"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Starts `scheduler` and measures [`StartRun`]; returns the running handle.
+async fn start_run(
+    client: &VaultClient,
+    scheduler: RotationScheduler,
+    status: RotationStatus,
+    limit: Duration,
+) -> (StartRun, SchedulerHandle) {
+    let n = scheduler.scheduled().len();
+    let before = server_requests(client).await;
+    let started = Instant::now();
+    let handle = scheduler.start().unwrap_or_else(|e| panic!("start: {e}"));
+    tokio::time::timeout(limit, handle.ready())
+        .await
+        .unwrap_or_else(|_| panic!("not ready within {limit:?}: {:?}", handle.progress()));
+    let ready = started.elapsed();
+    wait_for(&handle, "first pass", limit, |p| match status {
+        RotationStatus::Success => p.last_success == n,
+        _ => p.last_skipped == n,
+    })
+    .await;
+    let pass = started.elapsed();
+    let requests = server_requests(client).await - before;
+    let progress = handle.progress();
+    (
+        StartRun {
+            ready,
+            pass,
+            requests,
+            progress,
+        },
+        handle,
+    )
+}
+
+/// The mean cost of `f` over `n` calls.
+fn per_call<T>(n: u32, mut f: impl FnMut() -> T) -> Duration {
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(f());
+    }
+    t.elapsed() / n
 }
 
 async fn bench_scheduler(bao: &BaoServer, sizes: &Sizes) -> SchedNumbers {
     let client = vault_client(bao);
     let rotator: Arc<dyn Rotator> = Arc::new(ApiKeyRotator::new(client.clone()));
     let n = sizes.sched_secrets;
-    let limit = Duration::from_secs(600);
+    let limit = Duration::from_secs(900);
     let rss_before_mib = rss_mib();
     let fds_before = open_fds();
 
-    let cold = scheduler(&client, &rotator, n);
-    let started = Instant::now();
-    let handle = cold.start().unwrap_or_else(|e| panic!("start: {e}"));
-    wait_all(&handle, RotationStatus::Success, n, limit).await;
-    let cold_start = started.elapsed();
-    let stats = handle.shutdown().await;
-    assert_eq!(stats.total_rotations(), n as u64);
+    // The limits: raw reqwest KV v2 writes and reads, as many in flight as the scheduler.
+    let raw = Arc::new(Client::new(Arm::Raw, &bao.addr(), bao.root_token()));
+    raw.check(Op::Write).await;
+    let raw_n = (n as u64 / 2).max(200);
+    let raw_writes_per_sec = raw_n as f64
+        / common::run(&raw, Op::Write, raw_n, SCHED_IN_FLIGHT)
+            .await
+            .as_secs_f64();
+    let raw_reads_per_sec = raw_n as f64
+        / common::run(&raw, Op::Read, raw_n, SCHED_IN_FLIGHT)
+            .await
+            .as_secs_f64();
+    eprintln!(
+        "scheduler limits, {SCHED_IN_FLIGHT} in flight: {} raw writes, {} raw reads",
+        fmt_rate(raw_writes_per_sec),
+        fmt_rate(raw_reads_per_sec)
+    );
 
-    let warm = scheduler(&client, &rotator, n);
-    let started = Instant::now();
-    let handle = warm.start().unwrap_or_else(|e| panic!("start: {e}"));
-    wait_all(&handle, RotationStatus::SkippedNotDue, n, limit).await;
-    let warm_start = started.elapsed();
+    // Cold starts: two sets of never-rotated names, the start before issue 12 first.
+    let mut cold = Vec::new();
+    for (set, start_list) in [("a", false), ("b", true)] {
+        let s = scheduler(&client, &rotator, set, n, start_list);
+        let (run, handle) = start_run(&client, s, RotationStatus::Success, limit).await;
+        let stats = handle.shutdown().await;
+        assert_eq!(stats.total_rotations(), n as u64);
+        eprintln!(
+            "cold start, set {set}, start_list {start_list}: ready {:.2} s, all rotated {:.2} s, {:.2} requests per secret",
+            run.ready.as_secs_f64(),
+            run.pass.as_secs_f64(),
+            run.requests / n as f64
+        );
+        cold.push(run);
+    }
+    let cold_list = cold.pop().expect("cold run");
+    let cold_per_secret = cold.pop().expect("cold run");
+
+    // Warm starts (restarts): every record exists and nothing is due.
+    let s = scheduler(&client, &rotator, "a", n, false);
+    let (warm_per_secret, handle) =
+        start_run(&client, s, RotationStatus::SkippedNotDue, limit).await;
+    let stats = handle.shutdown().await;
+    assert_eq!(
+        stats.total_rotations(),
+        0,
+        "nothing was due after a restart"
+    );
+    let s = scheduler(&client, &rotator, "b", n, true);
+    let (warm_list, handle) = start_run(&client, s, RotationStatus::SkippedNotDue, limit).await;
+    for (what, run) in [("per secret", &warm_per_secret), ("LIST", &warm_list)] {
+        eprintln!(
+            "warm start ({what}): ready {:.2} s, all skipped {:.2} s, {:.2} requests per secret",
+            run.ready.as_secs_f64(),
+            run.pass.as_secs_f64(),
+            run.requests / n as f64
+        );
+    }
+    let stats_call = per_call(20, || handle.stats());
+    let progress_call = per_call(10_000, || handle.progress());
 
     // Idle: nothing is due for 30 days.
     let me = std::process::id().to_string();
@@ -555,8 +703,14 @@ async fn bench_scheduler(bao: &BaoServer, sizes: &Sizes) -> SchedNumbers {
     let tick_ms = 1e3 / clock_ticks_per_sec();
     SchedNumbers {
         secrets: n,
-        cold_start,
-        warm_start,
+        raw_writes_per_sec,
+        raw_reads_per_sec,
+        cold_per_secret,
+        cold_list,
+        warm_per_secret,
+        warm_list,
+        stats_call,
+        progress_call,
         idle,
         idle_cpu_ms: (cpu1 - cpu0) as f64 * tick_ms,
         idle_bao_cpu_ms: (bao1 - bao0) as f64 * tick_ms,
@@ -567,7 +721,7 @@ async fn bench_scheduler(bao: &BaoServer, sizes: &Sizes) -> SchedNumbers {
     }
 }
 
-fn report(api: &ApiKeyNumbers, db: &DbNumbers, sched: &SchedNumbers) -> String {
+fn api_report(api: &ApiKeyNumbers) -> String {
     let mut out = String::new();
     let bound = api.raw_writes_per_sec / api.requests_per_rotation;
     let ratio = api.rotations_per_sec / bound;
@@ -586,6 +740,11 @@ fn report(api: &ApiKeyNumbers, db: &DbNumbers, sched: &SchedNumbers) -> String {
         mark(ratio >= 0.8, format!("{ratio:.2}×")),
         api.requests_per_check,
     ));
+    out
+}
+
+fn db_report(db: &DbNumbers) -> String {
+    let mut out = String::new();
     out.push_str(&format!(
         "\nDatabase rotation (single user, SCRAM, loopback), median of {} sequential rotations; {:.1} Vault requests per rotation:\n\n\
          | step | median | in runs |\n|---|---:|---:|\n",
@@ -599,17 +758,71 @@ fn report(api: &ApiKeyNumbers, db: &DbNumbers, sched: &SchedNumbers) -> String {
         ms(db.total),
         db.rotations
     ));
+    out
+}
+
+fn sched_report(sched: &SchedNumbers) -> String {
+    let n = sched.secrets as f64;
     let secs = sched.idle.as_secs_f64();
-    out.push_str(&format!(
-        "\nScheduler, {} API-key secrets every 30 days (real `ApiKeyRotator`, jitter 0):\n\n\
-         | cold start (first pass rotates each once) | warm start (restart: every due time loaded, all skipped) | idle CPU, this process | idle CPU, OpenBao | RSS before → idle with all scheduled | open fds before → idle |\n\
-         |---:|---:|---:|---:|---:|---:|\n\
-         | {:.2} s ({}) | {:.2} s ({}) | {:.0} ms over {secs:.1} s ({:.2} %) | {:.0} ms ({:.2} %) | {:.1} → {:.1} MiB | {} → {} |\n",
+    let mut out = format!(
+        "\nScheduler start, {} API-key secrets every 30 days (real `ApiKeyRotator`, jitter 0, {SCHED_IN_FLIGHT} in flight). \
+         *Ready* = start → every due time known and every due secret's first attempt started (`SchedulerHandle::ready`); \
+         *first pass* = start → every secret's first run ended (cold: rotated; warm: skipped). \
+         Limit: raw reqwest KV v2 writes {} and reads {} ({SCHED_IN_FLIGHT} in flight, same server, same run).\n\n\
+         | start | how due states are learnt | ready | first pass | Vault requests per secret | LIST requests | start reads | limit of the first pass |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|\n",
         sched.secrets,
-        sched.cold_start.as_secs_f64(),
-        fmt_rate(sched.secrets as f64 / sched.cold_start.as_secs_f64()),
-        sched.warm_start.as_secs_f64(),
-        fmt_rate(sched.secrets as f64 / sched.warm_start.as_secs_f64()),
+        fmt_rate(sched.raw_writes_per_sec),
+        fmt_rate(sched.raw_reads_per_sec),
+    );
+    for (start, how, run, limit_rate) in [
+        (
+            "cold",
+            "each secret's first run reads `S` (before)",
+            &sched.cold_per_secret,
+            sched.raw_writes_per_sec,
+        ),
+        (
+            "cold",
+            "one LIST, no read of absent records (after)",
+            &sched.cold_list,
+            sched.raw_writes_per_sec,
+        ),
+        (
+            "warm",
+            "each secret's first run reads `S` (before)",
+            &sched.warm_per_secret,
+            sched.raw_reads_per_sec,
+        ),
+        (
+            "warm",
+            "one LIST + a read of each listed record (after)",
+            &sched.warm_list,
+            sched.raw_reads_per_sec,
+        ),
+    ] {
+        let per_secret = run.requests / n;
+        // Every request priced at the raw rate of its kind (cold: as a write).
+        let floor = run.requests / limit_rate;
+        out.push_str(&format!(
+            "| {start} | {how} | {:.2} s | {:.2} s ({}) | {per_secret:.2} | {} | {} | {floor:.2} s |\n",
+            run.ready.as_secs_f64(),
+            run.pass.as_secs_f64(),
+            fmt_rate(n / run.pass.as_secs_f64()),
+            run.progress.start_list_requests,
+            run.progress.start_reads,
+        ));
+    }
+    out.push_str(&format!(
+        "\nPolling cost with {} secrets: `stats()` {:.2} ms per call (a copy of every `SecretStats`), `progress()` {:.0} ns.\n",
+        sched.secrets,
+        sched.stats_call.as_secs_f64() * 1e3,
+        sched.progress_call.as_secs_f64() * 1e9,
+    ));
+    out.push_str(&format!(
+        "\n| idle CPU, this process | idle CPU, OpenBao | RSS before → idle with all scheduled | open fds before → idle |\n\
+         |---:|---:|---:|---:|\n\
+         | {:.0} ms over {secs:.1} s ({:.2} %) | {:.0} ms ({:.2} %) | {:.1} → {:.1} MiB | {} → {} |\n",
         sched.idle_cpu_ms,
         sched.idle_cpu_ms / 10.0 / secs,
         sched.idle_bao_cpu_ms,
@@ -632,32 +845,45 @@ fn main() {
     rt.block_on(wait_for_kv(&vault_client(&bao)));
     rt.block_on(common::seed_real_server(&bao.addr(), bao.root_token()));
 
+    let parts = Parts::from_env();
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .without_plots()
         .configure_from_args();
-    let api = bench_api_keys(&mut c, &rt, &bao, &sizes);
-    c.final_summary();
-    let db = rt.block_on(bench_database(&bao, &pg, &sizes));
+    let mut out = String::new();
+    if parts.api {
+        let api = bench_api_keys(&mut c, &rt, &bao, &sizes);
+        c.final_summary();
+        out.push_str(&api_report(&api));
+    }
+    if parts.db {
+        let db = rt.block_on(bench_database(&bao, &pg, &sizes));
+        out.push_str(&db_report(&db));
+    }
     // The idle watchers before the scheduler: afterwards their memory would come out of what
     // the allocator kept from 10,000 scheduler tasks, and RSS would not show it.
-    let idle = rt.block_on(watch::bench_idle(
-        &bao,
-        sizes.watchers,
-        sizes.watch_poll,
-        sizes.watch_period,
-    ));
-    let sched = rt.block_on(bench_scheduler(&bao, &sizes));
-    let handover = rt.block_on(watch::bench_handover(
-        &bao,
-        &pg,
-        sizes.handovers,
-        sizes.handover_poll,
-    ));
-
-    let mut out = report(&api, &db, &sched);
-    out.push_str(&watch::report(&idle, &handover));
+    let idle = parts.watch.then(|| {
+        rt.block_on(watch::bench_idle(
+            &bao,
+            sizes.watchers,
+            sizes.watch_poll,
+            sizes.watch_period,
+        ))
+    });
+    if parts.scheduler {
+        let sched = rt.block_on(bench_scheduler(&bao, &sizes));
+        out.push_str(&sched_report(&sched));
+    }
+    if let Some(idle) = idle {
+        let handover = rt.block_on(watch::bench_handover(
+            &bao,
+            &pg,
+            sizes.handovers,
+            sizes.handover_poll,
+        ));
+        out.push_str(&watch::report(&idle, &handover));
+    }
     println!("\n{out}");
     if smoke {
         eprintln!("smoke run done (run with `cargo bench` or `./dev bench` to measure)");

@@ -187,6 +187,12 @@ pub struct SchedulerOptions {
     /// How long [`SchedulerHandle::shutdown`] waits for attempts in flight (default 60 s).
     /// Those still running then are aborted (and resumed from Vault's state by a later run).
     pub shutdown_timeout: Duration,
+    /// Learn every secret's due state at start with one LIST per folder of state records and a
+    /// read of each listed one (default `true`; see [How it starts](self#how-it-starts)).
+    /// `false`: each secret's first run reads its record itself, one at a time per secret
+    /// (for a token without `list` on the state records, to avoid the refused LIST and its
+    /// log line at every start).
+    pub start_list: bool,
 }
 
 impl Default for SchedulerOptions {
@@ -202,6 +208,7 @@ impl Default for SchedulerOptions {
             max_concurrent: 16,
             attempt_timeout: Duration::from_secs(5 * 60),
             shutdown_timeout: Duration::from_secs(60),
+            start_list: true,
         }
     }
 }
@@ -222,6 +229,8 @@ impl SchedulerOptions {
         fn max_sleep(Duration);
         /// Sets [`shutdown_timeout`](Self::shutdown_timeout).
         fn shutdown_timeout(Duration);
+        /// Sets [`start_list`](Self::start_list).
+        fn start_list(bool);
     }
     /// Sets [`attempt_timeout`](Self::attempt_timeout) (at least 1 ms).
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {

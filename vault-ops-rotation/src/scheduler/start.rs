@@ -36,7 +36,7 @@ pub(super) enum Start {
     },
     /// Its record, read at start.
     Loaded {
-        snapshot: Snapshot<Value>,
+        snapshot: Box<Snapshot<Value>>,
         /// When it was read (to age Vault's clock of the read).
         at: Instant,
     },
@@ -67,7 +67,7 @@ impl Start {
         match self {
             Start::Loaded { mut snapshot, at } => {
                 snapshot.vault_now = snapshot.vault_now.map(|t| t + at.elapsed());
-                Some(snapshot)
+                Some(*snapshot)
             }
             Start::Absent { listed_at } => Some(Snapshot::absent(key, listed_at)),
             Start::Unknown => None,
@@ -162,6 +162,9 @@ pub(super) async fn survey(
 
 async fn learn(entries: &[Arc<Entry>], board: &Board, options: &SchedulerOptions) -> StartCounts {
     let mut counts = StartCounts::default();
+    if !options.start_list {
+        return counts;
+    }
     // Group by rotator (its client), store and folder.
     let mut folders: BTreeMap<(usize, String, String, String), Folder> = BTreeMap::new();
     for (i, entry) in entries.iter().enumerate() {
@@ -240,7 +243,7 @@ async fn learn(entries: &[Arc<Entry>], board: &Board, options: &SchedulerOptions
         .map(|(i, store, key)| async move {
             let start = match store.load::<Value>(&key).await {
                 Ok(snapshot) => Start::Loaded {
-                    snapshot,
+                    snapshot: Box::new(snapshot),
                     at: Instant::now(),
                 },
                 // The first run reads it again and reports what is wrong.

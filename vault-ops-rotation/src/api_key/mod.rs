@@ -489,8 +489,6 @@ impl Rotator for ApiKeyRotator {
             .await
     }
 
-    /// [`rotate_if_due`](Rotator::rotate_if_due), without the first read of the state record
-    /// when `known` says it is absent (the scheduler's start LIST).
     async fn rotate_if_due_known(
         &self,
         name: &str,

@@ -581,8 +581,6 @@ impl Rotator for DatabaseCredentialRotator {
         self.run(name, Some(every)).await
     }
 
-    /// [`rotate_if_due`](Rotator::rotate_if_due), without the first read of the state record
-    /// when `known` says it is absent (the scheduler's start LIST).
     async fn rotate_if_due_known(
         &self,
         name: &str,

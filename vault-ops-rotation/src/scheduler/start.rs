@@ -12,12 +12,15 @@
 //! record (due, as it is).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::{Entry, SchedulerOptions};
 use crate::rotator::KnownState;
@@ -150,7 +153,7 @@ fn split_key(key: &str) -> Option<(&str, &str)> {
 /// Learns what it can about every entry and puts it on `board`; returns the counts.
 pub(super) async fn survey(
     entries: &[Arc<Entry>],
-    board: &Board,
+    board: &Arc<Board>,
     options: &SchedulerOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> StartCounts {
@@ -160,7 +163,11 @@ pub(super) async fn survey(
     }
 }
 
-async fn learn(entries: &[Arc<Entry>], board: &Board, options: &SchedulerOptions) -> StartCounts {
+async fn learn(
+    entries: &[Arc<Entry>],
+    board: &Arc<Board>,
+    options: &SchedulerOptions,
+) -> StartCounts {
     let mut counts = StartCounts::default();
     if !options.start_list {
         return counts;
@@ -198,9 +205,10 @@ async fn learn(entries: &[Arc<Entry>], board: &Board, options: &SchedulerOptions
             .map(|f| async move {
                 let wanted: HashSet<&str> = f.members.iter().map(|m| m.2.as_str()).collect();
                 let max_keys = LIST_KEY_BASE.saturating_add(f.members.len().saturating_mul(10));
+                // One page for all the keys looked at (see `list_folder` on OpenBao's cost).
                 let listed = f
                     .store
-                    .list_folder(&f.folder, &|k| wanted.contains(k), max_keys)
+                    .list_folder(&f.folder, &|k| wanted.contains(k), max_keys, max_keys)
                     .await;
                 let listing = match listed {
                     Ok(l) => Some(l),
@@ -239,24 +247,31 @@ async fn learn(entries: &[Arc<Entry>], board: &Board, options: &SchedulerOptions
         }
     }
     counts.reads = reads.len() as u64;
-    futures_util::stream::iter(reads)
-        .map(|(i, store, key)| async move {
-            let start = match store.load::<Value>(&key).await {
-                Ok(snapshot) => Start::Loaded {
-                    snapshot: Box::new(snapshot),
-                    at: Instant::now(),
-                },
-                // The first run reads it again and reports what is wrong.
-                Err(_) => Start::Unknown,
-            };
-            (i, start)
-        })
-        .buffer_unordered(limit)
-        .for_each(|(i, start)| {
-            board.put(i, start);
-            std::future::ready(())
-        })
-        .await;
+    // Each worker its own task, so the reads (and the decoding of their replies) spread over
+    // the runtime's threads; dropping the set (shutdown) aborts them.
+    let reads = Arc::new(reads);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = JoinSet::new();
+    for _ in 0..limit.min(reads.len()) {
+        let (reads, next, board) = (reads.clone(), next.clone(), board.clone());
+        workers.spawn(
+            async move {
+                while let Some((i, store, key)) = reads.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let start = match store.load::<Value>(key).await {
+                        Ok(snapshot) => Start::Loaded {
+                            snapshot: Box::new(snapshot),
+                            at: Instant::now(),
+                        },
+                        // The first run reads it again and reports what is wrong.
+                        Err(_) => Start::Unknown,
+                    };
+                    board.put(*i, start);
+                }
+            }
+            .in_current_span(),
+        );
+    }
+    while workers.join_next().await.is_some() {}
     counts
 }
 

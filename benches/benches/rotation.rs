@@ -84,6 +84,9 @@ struct Sizes {
     counted: u64,
     db_rotations: usize,
     sched_secrets: usize,
+    /// Rounds of the cold starts (two starts each) and of the warm ones (three each).
+    cold_rounds: usize,
+    warm_rounds: usize,
     idle: Duration,
     /// Part 4: idle watchers, their poll interval, the measured period.
     watchers: usize,
@@ -106,6 +109,8 @@ impl Sizes {
                 counted: 4,
                 db_rotations: 3,
                 sched_secrets: 100,
+                cold_rounds: 1,
+                warm_rounds: 1,
                 idle: Duration::from_secs(1),
                 watchers: 10,
                 watch_poll: Duration::from_millis(200),
@@ -126,6 +131,8 @@ impl Sizes {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(10_000),
+            cold_rounds: 2,
+            warm_rounds: 3,
             idle: Duration::from_secs(5),
             watchers: 1_000,
             // The default poll interval, as a service would run it.
@@ -496,6 +503,31 @@ struct StartRun {
     requests: f64,
     /// What the start reported: LIST requests, reads, secrets found never rotated.
     progress: SchedulerProgress,
+    /// Over the rounds: (fewest, most) seconds to ready and to the first pass, and how many.
+    ready_range: (f64, f64),
+    pass_range: (f64, f64),
+    rounds: usize,
+}
+
+/// The rounds of one kind of start: the medians, the ranges, the last run's progress.
+fn combine(runs: Vec<StartRun>) -> StartRun {
+    let range = |f: &dyn Fn(&StartRun) -> f64| {
+        runs.iter()
+            .map(f)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+                (lo.min(x), hi.max(x))
+            })
+    };
+    let med = |f: &dyn Fn(&StartRun) -> f64| median(runs.iter().map(f).collect());
+    StartRun {
+        ready: Duration::from_secs_f64(med(&|r| r.ready.as_secs_f64())),
+        pass: Duration::from_secs_f64(med(&|r| r.pass.as_secs_f64())),
+        requests: med(&|r| r.requests),
+        progress: runs.last().map(|r| r.progress).unwrap_or_default(),
+        ready_range: range(&|r| r.ready.as_secs_f64()),
+        pass_range: range(&|r| r.pass.as_secs_f64()),
+        rounds: runs.len(),
+    }
 }
 
 /// Part 3.
@@ -623,12 +655,16 @@ async fn start_run(
     let pass = started.elapsed();
     let requests = server_requests(client).await - before;
     let progress = handle.progress();
+    let (r, p) = (ready.as_secs_f64(), pass.as_secs_f64());
     (
         StartRun {
             ready,
             pass,
             requests,
             progress,
+            ready_range: (r, r),
+            pass_range: (p, p),
+            rounds: 1,
         },
         handle,
     )
@@ -669,46 +705,61 @@ async fn bench_scheduler(bao: &BaoServer, sizes: &Sizes) -> SchedNumbers {
         fmt_rate(raw_reads_per_sec)
     );
 
-    // Cold starts: two sets of never-rotated names, the start before issue 12 first.
-    let mut cold = Vec::new();
-    for (set, start_list) in [("a", false), ("b", true)] {
-        let s = scheduler(&client, &rotator, set, n, start_list);
-        let (run, handle) = start_run(&client, s, RotationStatus::Success, limit, false).await;
-        let stats = handle.shutdown().await;
-        assert_eq!(stats.total_rotations(), n as u64);
-        eprintln!(
-            "cold start, set {set}, start_list {start_list}: ready {:.2} s, all rotated {:.2} s, {:.2} requests per secret",
-            run.ready.as_secs_f64(),
-            run.pass.as_secs_f64(),
-            run.requests / n as f64
-        );
-        cold.push(run);
+    // Cold starts: rounds of two sets of never-rotated names each, the two starts taking
+    // turns at going first (the store grows with every set, so order matters).
+    let mut cold: [Vec<StartRun>; 2] = [Vec::new(), Vec::new()];
+    let mut sets = Vec::new();
+    for round in 0..sizes.cold_rounds {
+        for k in 0..2 {
+            let arm = (k + round) % 2;
+            let set = format!("c{round}{arm}");
+            let s = scheduler(&client, &rotator, &set, n, arm == 1);
+            let (run, handle) = start_run(&client, s, RotationStatus::Success, limit, false).await;
+            let stats = handle.shutdown().await;
+            assert_eq!(stats.total_rotations(), n as u64);
+            eprintln!(
+                "cold start, set {set}, start_list {}: ready {:.2} s, all rotated {:.2} s, {:.2} requests per secret",
+                arm == 1,
+                run.ready.as_secs_f64(),
+                run.pass.as_secs_f64(),
+                run.requests / n as f64
+            );
+            cold[arm].push(run);
+            sets.push(set);
+        }
     }
-    let cold_list = cold.pop().expect("cold run");
-    let cold_per_secret = cold.pop().expect("cold run");
+    let [cold_per_secret, cold_list] = cold.map(combine);
 
-    // Warm starts (restarts): every record exists and nothing is due. First as the bench
-    // measured it before issue 12 (start_list off, `stats()` polled), then the two starts.
-    let mut warm = Vec::new();
-    for (set, start_list, poll_stats) in
-        [("a", false, true), ("b", false, false), ("a", true, false)]
-    {
-        let s = scheduler(&client, &rotator, set, n, start_list);
-        let (run, handle) =
-            start_run(&client, s, RotationStatus::SkippedNotDue, limit, poll_stats).await;
-        let stats = handle.shutdown().await;
-        assert_eq!(
-            stats.total_rotations(),
-            0,
-            "nothing was due after a restart"
-        );
-        warm.push(run);
+    // Warm starts (restarts over those sets): every record exists and nothing is due. As the
+    // bench measured it before issue 12 (start_list off, `stats()` polled), per secret, and
+    // with the LIST; rounds, the order rotating.
+    let mut warm: [Vec<StartRun>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for round in 0..sizes.warm_rounds {
+        for k in 0..3 {
+            let arm = (k + round) % 3;
+            let set = &sets[(round * 3 + k) % sets.len()];
+            let s = scheduler(&client, &rotator, set, n, arm == 2);
+            let (run, handle) =
+                start_run(&client, s, RotationStatus::SkippedNotDue, limit, arm == 0).await;
+            let stats = handle.shutdown().await;
+            assert_eq!(
+                stats.total_rotations(),
+                0,
+                "nothing was due after a restart"
+            );
+            eprintln!(
+                "warm start, set {set}, {}: ready {:.2} s, all skipped {:.2} s, {:.2} requests per secret",
+                ["per secret, stats() polled", "per secret", "LIST"][arm],
+                run.ready.as_secs_f64(),
+                run.pass.as_secs_f64(),
+                run.requests / n as f64
+            );
+            warm[arm].push(run);
+        }
     }
-    let warm_list = warm.pop().expect("warm run");
-    let warm_per_secret = warm.pop().expect("warm run");
-    let warm_polled = warm.pop().expect("warm run");
+    let [warm_polled, warm_per_secret, warm_list] = warm.map(combine);
     // A last start to keep running for the idle measurement.
-    let s = scheduler(&client, &rotator, "b", n, true);
+    let s = scheduler(&client, &rotator, &sets[0], n, true);
     let (_, handle) = start_run(&client, s, RotationStatus::SkippedNotDue, limit, false).await;
     // The limits again, after the starts: the machine's load moves (the larger is reported).
     let raw_writes_per_sec = raw_writes_per_sec.max(
@@ -723,18 +774,6 @@ async fn bench_scheduler(bao: &BaoServer, sizes: &Sizes) -> SchedNumbers {
                 .await
                 .as_secs_f64(),
     );
-    for (what, run) in [
-        ("per secret, stats() polled", &warm_polled),
-        ("per secret", &warm_per_secret),
-        ("LIST", &warm_list),
-    ] {
-        eprintln!(
-            "warm start ({what}): ready {:.2} s, all skipped {:.2} s, {:.2} requests per secret",
-            run.ready.as_secs_f64(),
-            run.pass.as_secs_f64(),
-            run.requests / n as f64
-        );
-    }
     let stats_call = per_call(20, || handle.stats());
     let progress_call = per_call(10_000, || handle.progress());
 
@@ -828,10 +867,13 @@ fn sched_report(sched: &SchedNumbers) -> String {
         "\nScheduler start, {} API-key secrets every 30 days (real `ApiKeyRotator`, jitter 0, {SCHED_IN_FLIGHT} in flight). \
          *Ready* = start → every due time known and every due secret's first attempt started (`SchedulerHandle::ready`); \
          *first pass* = start → every secret's first run ended (cold: rotated; warm: skipped). \
+         Medians of the rounds ({} cold, {} warm; the range in brackets), the starts taking turns at going first. \
          Limit: raw reqwest KV v2 writes {} and reads {} ({SCHED_IN_FLIGHT} in flight, same server, the better of before and after the starts).\n\n\
          | start | how due states are learnt | ready | first pass | Vault requests per secret | LIST requests | start reads | limit of the first pass |\n\
          |---|---|---:|---:|---:|---:|---:|---:|\n",
         sched.secrets,
+        sched.cold_list.rounds,
+        sched.warm_list.rounds,
         fmt_rate(sched.raw_writes_per_sec),
         fmt_rate(sched.raw_reads_per_sec),
     );
@@ -870,10 +912,19 @@ fn sched_report(sched: &SchedNumbers) -> String {
         let per_secret = run.requests / n;
         // Every request priced at the raw rate of its kind (cold: as a write).
         let floor = run.requests / limit_rate;
+        let range = |(lo, hi): (f64, f64)| {
+            if run.rounds > 1 {
+                format!(" ({lo:.2}–{hi:.2})")
+            } else {
+                String::new()
+            }
+        };
         out.push_str(&format!(
-            "| {start} | {how} | {:.2} s | {:.2} s ({}) | {per_secret:.2} | {} | {} | {floor:.2} s |\n",
+            "| {start} | {how} | {:.2} s{} | {:.2} s{} ({}) | {per_secret:.2} | {} | {} | {floor:.2} s |\n",
             run.ready.as_secs_f64(),
+            range(run.ready_range),
             run.pass.as_secs_f64(),
+            range(run.pass_range),
             fmt_rate(n / run.pass.as_secs_f64()),
             run.progress.start_list_requests,
             run.progress.start_reads,

@@ -329,12 +329,13 @@ pub struct SecretStats {
     /// Its period (for a cron schedule: the spacing of its first slots; see
     /// [`schedule`](Self::schedule)).
     pub every: Duration,
-    /// Calls to `rotate_if_due` (retries included).
+    /// Calls to `rotate_if_due` (retries included), and the start's read of the record when it
+    /// found the secret not due (see [How it starts](self#how-it-starts)).
     pub attempts: u64,
     /// Rotations this scheduler performed ([`RotationStatus::Success`]).
     pub rotations: u64,
     /// Runs that found nothing to do ([`RotationStatus::SkippedNotDue`]), including the ones
-    /// where another replica had just rotated.
+    /// where another replica had just rotated and the start's check of a secret not due.
     pub skipped: u64,
     /// Runs that did not succeed: `Failed`, `RolledBack` and `Conflict` (each attempt counts).
     pub failures: u64,

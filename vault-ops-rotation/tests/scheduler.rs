@@ -1294,17 +1294,16 @@ enum HostileList {
 
 impl wiremock::Respond for HostileList {
     fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
-        let param = |name: &str| {
-            req.url
-                .query_pairs()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        };
-        let limit: u64 = param("limit").and_then(|l| l.parse().ok()).unwrap_or(1000);
+        let query: std::collections::HashMap<_, _> = req.url.query_pairs().collect();
+        let limit: u64 = query
+            .get("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(1000);
         let keys: Vec<String> = match self {
             HostileList::IgnoresLimit => (0..2 * limit).map(|i| format!("k{i:09}")).collect(),
             HostileList::Endless => {
-                let base = param("after").map_or(0, |a| a[1..].parse::<u64>().unwrap_or(0) + 1);
+                let after = query.get("after");
+                let base = after.map_or(0, |a| a[1..].parse::<u64>().unwrap_or(0) + 1);
                 (base..base + limit).map(|i| format!("k{i:09}")).collect()
             }
             HostileList::Garbage => {

@@ -502,7 +502,8 @@ pub struct SchedulerProgress {
     pub last_skipped: usize,
     /// Secrets whose last run did not succeed.
     pub last_failed: usize,
-    /// LIST requests the start sent (one per page and folder of state records).
+    /// LIST pages the start read (one per page and folder of state records; a refused LIST
+    /// is not counted).
     pub start_list_requests: u64,
     /// State records the start read (the ones the LIST showed).
     pub start_reads: u64,

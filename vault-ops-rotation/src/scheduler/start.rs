@@ -69,7 +69,8 @@ impl Start {
     pub(super) fn snapshot(self, key: &str) -> Option<Snapshot<Value>> {
         match self {
             Start::Loaded { mut snapshot, at } => {
-                snapshot.vault_now = snapshot.vault_now.map(|t| t + at.elapsed());
+                let aged = |t| crate::state::vault_time::later(t, at.elapsed());
+                snapshot.vault_now = snapshot.vault_now.map(aged);
                 Some(*snapshot)
             }
             Start::Absent { listed_at } => Some(Snapshot::absent(key, listed_at)),

@@ -1418,3 +1418,46 @@ async fn a_hostile_list_reply_is_bounded_and_ignored() -> Res {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_token_without_list_starts_as_before_reading_each_record() -> Res {
+    let (_bao, root) = server().await;
+    let names: Vec<String> = (0..5).map(|i| format!("nolist-{i}")).collect();
+    // The policy of deployments set up before the LIST: no `list` on the state records.
+    let hcl = r#"path "secret/data/api-keys/*" { capabilities = ["create", "read", "update"] }
+path "secret/metadata/api-keys/*" { capabilities = ["create", "read", "update"] }
+path "secret/data/rotation-state/*" { capabilities = ["create", "read", "update"] }
+path "secret/metadata/rotation-state/*" { capabilities = ["create", "read", "update"] }"#;
+    root.policies().write("scheduler-no-list", hcl).await?;
+    let auth = root
+        .tokens()
+        .create(
+            &vault_ops_core::api::tokens::TokenCreateRequest::with_policies(["scheduler-no-list"]),
+        )
+        .await?;
+    let client = root.with_token(auth.client_token.clone());
+    for (round, status) in [
+        (0, RotationStatus::Success),
+        (1, RotationStatus::SkippedNotDue),
+    ] {
+        let handle = start_scheduler(&client, &names, "replica-1")?.start()?;
+        tokio::time::timeout(Duration::from_secs(30), handle.ready()).await?;
+        wait_progress(&handle, Duration::from_secs(30), |p| match status {
+            RotationStatus::Success => p.last_success == 5,
+            _ => p.last_skipped == 5,
+        })
+        .await;
+        let p = handle.progress();
+        let stats = handle.shutdown().await;
+        // The LIST was refused: nothing learnt at start, every first run read its record.
+        assert_eq!(
+            (p.start_list_requests, p.start_reads, p.start_absent),
+            (0, 0, 0),
+            "round {round}"
+        );
+        assert_eq!(stats.total_failures(), 0, "round {round}");
+        let rotated = if round == 0 { 5 } else { 0 };
+        assert_eq!(stats.total_rotations(), rotated, "round {round}");
+    }
+    Ok(())
+}

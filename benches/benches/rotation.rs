@@ -14,22 +14,32 @@
 //! 2. **Database rotation**: `DatabaseCredentialRotator::rotate` (single user, SCRAM, TLS off on
 //!    loopback) run sequentially; the median of each step's duration (`RotationResult::steps`) and
 //!    of the whole rotation, and its requests to Vault.
-//! 3. **Scheduler**: 10,000 API-key secrets scheduled with `RotationScheduler::schedule(.., 30
-//!    days, ApiKeyRotator)`, jitter 0. The real rotator, no stub: the first start rotates every
-//!    secret once (never rotated before): *cold start* = time until every secret has had its first
-//!    run. Then that scheduler is shut down and a second one started over the same secrets (a
-//!    restart): *warm start* = time until every secret has reported `SkippedNotDue` (its due time
-//!    loaded from Vault). Then this process's CPU (`utime + stime` of `/proc/self/stat`, clock
-//!    ticks) and OpenBao's over ~5 s of idling, and this process's `VmRSS` with 10,000 sleeping
-//!    tasks (and before the scheduler started).
+//! 3. **Scheduler start** (issue 12): 10,000 API-key secrets scheduled with
+//!    `RotationScheduler::schedule(.., 30 days, ApiKeyRotator)`, jitter 0, 16 in flight (the
+//!    default `max_concurrent`). The real rotator, no stub. Four starts, each over its own
+//!    scheduler: a *cold* start (never rotated) and a *warm* start (a restart: every record
+//!    exists, nothing is due), each with `SchedulerOptions::start_list(false)` (every secret's
+//!    first run reads its record: the start before issue 12) and with the default start (one
+//!    LIST per folder of state records, a read of each listed record, no read of an absent
+//!    one). Per start: *ready* = start → `SchedulerHandle::ready()` (every due time known,
+//!    every due secret's first attempt started); *first pass* = start → every secret's first
+//!    run ended (cold: rotated, warm: skipped), polled with the cheap
+//!    `SchedulerHandle::progress()` every 10 ms; Vault requests counted by the server
+//!    (`vault_core_handle_request_count`). Next to them the limit: raw reqwest KV v2 writes and
+//!    reads, 16 in flight, same server, same run; the first pass's floor prices every request
+//!    of a cold start as a write and of a warm start as a read. Then the cost of one `stats()`
+//!    and one `progress()` call with 10,000 secrets; this process's CPU (`utime + stime` of
+//!    `/proc/self/stat`, clock ticks) and OpenBao's over ~5 s of idling, and this process's
+//!    `VmRSS` with 10,000 sleeping tasks (and before the scheduler started).
 //!
 //! 4. and 5. **Credential watcher** (issue 15): idle cost per watched secret and the handover
 //!    delay from a commit to the first pool connection with the new credential, for the
 //!    deadpool-postgres and bb8 pools; see [`watch`].
 //!
 //! Run with `./dev bench` or `cargo bench -p vault-ops-benches --bench rotation`; the table is
-//! printed and written to `target/criterion/vault-ops-rotation-report.md`. Knob:
-//! `VAULT_OPS_BENCH_SCHED_SECRETS` (default 10,000). Under `cargo test` (no `--bench` argument)
+//! printed and written to `target/criterion/vault-ops-rotation-report.md`. Knobs:
+//! `VAULT_OPS_BENCH_SCHED_SECRETS` (default 10,000), `VAULT_OPS_BENCH_ROTATION_PARTS` (a
+//! comma-separated list of `api`, `db`, `watch`, `scheduler`; default all). Under `cargo test` (no `--bench` argument)
 //! everything runs once with tiny counts (100 scheduled secrets, 1 s of idling, 10 watchers,
 //! 2 handovers per pool) as a smoke test.
 
@@ -47,7 +57,7 @@ use vault_ops_core::{Password, VaultClient};
 use vault_ops_rotation::watcher::WatcherOptions;
 use vault_ops_rotation::{
     ApiKeyRotator, DatabaseCredentialRotator, RotationScheduler, RotationStatus, Rotator,
-    SchedulerOptions, Strategy, TlsMode,
+    SchedulerHandle, SchedulerOptions, SchedulerProgress, Strategy, TlsMode,
 };
 use vault_ops_testkit::{BaoServer, PgCluster};
 
@@ -74,6 +84,9 @@ struct Sizes {
     counted: u64,
     db_rotations: usize,
     sched_secrets: usize,
+    /// Rounds of the cold starts (two starts each) and of the warm ones (three each).
+    cold_rounds: usize,
+    warm_rounds: usize,
     idle: Duration,
     /// Part 4: idle watchers, their poll interval, the measured period.
     watchers: usize,
@@ -96,6 +109,8 @@ impl Sizes {
                 counted: 4,
                 db_rotations: 3,
                 sched_secrets: 100,
+                cold_rounds: 1,
+                warm_rounds: 1,
                 idle: Duration::from_secs(1),
                 watchers: 10,
                 watch_poll: Duration::from_millis(200),
@@ -116,6 +131,8 @@ impl Sizes {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(10_000),
+            cold_rounds: 2,
+            warm_rounds: 3,
             idle: Duration::from_secs(5),
             watchers: 1_000,
             // The default poll interval, as a service would run it.
@@ -123,6 +140,28 @@ impl Sizes {
             watch_period: Duration::from_secs(20),
             handovers: 20,
             handover_poll: Duration::from_millis(250),
+        }
+    }
+}
+
+/// The parts to run: `VAULT_OPS_BENCH_ROTATION_PARTS`, a comma-separated list of `api`, `db`,
+/// `watch`, `scheduler` (default: all).
+struct Parts {
+    api: bool,
+    db: bool,
+    watch: bool,
+    scheduler: bool,
+}
+
+impl Parts {
+    fn from_env() -> Parts {
+        let list = std::env::var("VAULT_OPS_BENCH_ROTATION_PARTS").unwrap_or_default();
+        let on = |part: &str| list.trim().is_empty() || list.split(',').any(|p| p.trim() == part);
+        Parts {
+            api: on("api"),
+            db: on("db"),
+            watch: on("watch"),
+            scheduler: on("scheduler"),
         }
     }
 }
@@ -454,11 +493,60 @@ async fn bench_database(bao: &BaoServer, pg: &PgCluster, sizes: &Sizes) -> DbNum
     }
 }
 
+/// One scheduler start over `secrets` names.
+struct StartRun {
+    /// Start → [`SchedulerHandle::ready`]: every due time known, every due secret started.
+    ready: Duration,
+    /// Start → every secret's first run ended with the expected status (cold: all rotated).
+    pass: Duration,
+    /// Requests OpenBao handled from start to `pass` (`vault_core_handle_request_count`).
+    requests: f64,
+    /// What the start reported: LIST requests, reads, secrets found never rotated.
+    progress: SchedulerProgress,
+    /// Over the rounds: (fewest, most) seconds to ready and to the first pass, and how many.
+    ready_range: (f64, f64),
+    pass_range: (f64, f64),
+    rounds: usize,
+}
+
+/// The rounds of one kind of start: the medians, the ranges, the last run's progress.
+fn combine(runs: Vec<StartRun>) -> StartRun {
+    let range = |f: &dyn Fn(&StartRun) -> f64| {
+        runs.iter()
+            .map(f)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+                (lo.min(x), hi.max(x))
+            })
+    };
+    let med = |f: &dyn Fn(&StartRun) -> f64| median(runs.iter().map(f).collect());
+    StartRun {
+        ready: Duration::from_secs_f64(med(&|r| r.ready.as_secs_f64())),
+        pass: Duration::from_secs_f64(med(&|r| r.pass.as_secs_f64())),
+        requests: med(&|r| r.requests),
+        progress: runs.last().map(|r| r.progress).unwrap_or_default(),
+        ready_range: range(&|r| r.ready.as_secs_f64()),
+        pass_range: range(&|r| r.pass.as_secs_f64()),
+        rounds: runs.len(),
+    }
+}
+
 /// Part 3.
 struct SchedNumbers {
     secrets: usize,
-    cold_start: Duration,
-    warm_start: Duration,
+    /// Raw reqwest, [`SCHED_IN_FLIGHT`] in flight, same server: the limits of a pass.
+    raw_writes_per_sec: f64,
+    raw_reads_per_sec: f64,
+    /// `SchedulerOptions::start_list(false)`: each secret's first run reads its record (the
+    /// start before issue 12).
+    cold_per_secret: StartRun,
+    cold_list: StartRun,
+    /// The warm start as the bench measured it before issue 12: per secret, `stats()` polled.
+    warm_polled: StartRun,
+    warm_per_secret: StartRun,
+    warm_list: StartRun,
+    /// Cost of one `SchedulerHandle::stats()` and one `progress()` with every secret scheduled.
+    stats_call: Duration,
+    progress_call: Duration,
     idle: Duration,
     idle_cpu_ms: f64,
     idle_bao_cpu_ms: f64,
@@ -469,67 +557,225 @@ struct SchedNumbers {
     fds_idle: usize,
 }
 
-fn scheduler(client: &VaultClient, rotator: &Arc<dyn Rotator>, n: usize) -> RotationScheduler {
-    let mut s = RotationScheduler::new(client.clone())
-        .with_options(SchedulerOptions::new().jitter(Duration::ZERO));
+/// The scheduler's default bound on rotations (and start reads) in flight.
+const SCHED_IN_FLIGHT: usize = 16;
+
+fn scheduler(
+    client: &VaultClient,
+    rotator: &Arc<dyn Rotator>,
+    set: &str,
+    n: usize,
+    start_list: bool,
+) -> RotationScheduler {
+    let mut s = RotationScheduler::new(client.clone()).with_options(
+        SchedulerOptions::new()
+            .jitter(Duration::ZERO)
+            .max_concurrent(SCHED_IN_FLIGHT)
+            .start_list(start_list),
+    );
     for i in 0..n {
-        s.schedule(format!("sched-{i}"), 30 * DAY, rotator.clone())
+        s.schedule(format!("sched-{set}-{i}"), 30 * DAY, rotator.clone())
             .unwrap_or_else(|e| panic!("schedule: {e}"));
     }
     s
 }
 
-/// Waits (bounded by `limit`) until every secret has had a run with `status`.
-async fn wait_all(
-    handle: &vault_ops_rotation::SchedulerHandle,
-    status: RotationStatus,
-    n: usize,
+/// Waits (bounded by `limit`, polling the cheap [`SchedulerHandle::progress`] every 10 ms)
+/// until `done` holds; panics on any failed run.
+async fn wait_for(
+    handle: &SchedulerHandle,
+    what: &str,
     limit: Duration,
+    done: impl Fn(&SchedulerProgress) -> bool,
 ) -> Duration {
     let started = Instant::now();
     loop {
-        let stats = handle.stats();
-        let done = stats
-            .secrets
-            .iter()
-            .filter(|s| s.last_status == Some(status))
-            .count();
-        let failed = stats.total_failures();
-        assert_eq!(failed, 0, "scheduler failures: {:?}", {
-            stats.secrets.iter().find_map(|s| s.last_error.clone())
-        });
-        if done == n {
+        let p = handle.progress();
+        if p.failures > 0 {
+            let stats = handle.stats();
+            panic!(
+                "scheduler failures: {}",
+                stats
+                    .secrets
+                    .iter()
+                    .find_map(|s| s.last_error.clone())
+                    .unwrap_or_default()
+            );
+        }
+        if done(&p) {
             return started.elapsed();
         }
         assert!(
             started.elapsed() < limit,
-            "only {done} of {n} secrets reached {status:?} within {limit:?}"
+            "{what}: not within {limit:?} ({p:?})"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Starts `scheduler` and measures [`StartRun`]; returns the running handle.
+async fn start_run(
+    client: &VaultClient,
+    scheduler: RotationScheduler,
+    status: RotationStatus,
+    limit: Duration,
+    poll_stats: bool,
+) -> (StartRun, SchedulerHandle) {
+    let n = scheduler.scheduled().len();
+    let before = server_requests(client).await;
+    let started = Instant::now();
+    let handle = scheduler.start().unwrap_or_else(|e| panic!("start: {e}"));
+    if poll_stats {
+        // The bench before issue 12: `stats()` (a copy of every secret's counters) every
+        // 10 ms until every secret reports `status`.
+        loop {
+            let stats = handle.stats();
+            let done = stats
+                .secrets
+                .iter()
+                .filter(|s| s.last_status == Some(status))
+                .count();
+            assert_eq!(stats.total_failures(), 0);
+            if done == n {
+                break;
+            }
+            assert!(started.elapsed() < limit, "{done} of {n} within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    tokio::time::timeout(limit, handle.ready())
+        .await
+        .unwrap_or_else(|_| panic!("not ready within {limit:?}: {:?}", handle.progress()));
+    let ready = started.elapsed();
+    wait_for(&handle, "first pass", limit, |p| match status {
+        RotationStatus::Success => p.last_success == n,
+        _ => p.last_skipped == n,
+    })
+    .await;
+    let pass = started.elapsed();
+    let requests = server_requests(client).await - before;
+    let progress = handle.progress();
+    let (r, p) = (ready.as_secs_f64(), pass.as_secs_f64());
+    (
+        StartRun {
+            ready,
+            pass,
+            requests,
+            progress,
+            ready_range: (r, r),
+            pass_range: (p, p),
+            rounds: 1,
+        },
+        handle,
+    )
+}
+
+/// The mean cost of `f` over `n` calls.
+fn per_call<T>(n: u32, mut f: impl FnMut() -> T) -> Duration {
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(f());
+    }
+    t.elapsed() / n
 }
 
 async fn bench_scheduler(bao: &BaoServer, sizes: &Sizes) -> SchedNumbers {
     let client = vault_client(bao);
     let rotator: Arc<dyn Rotator> = Arc::new(ApiKeyRotator::new(client.clone()));
     let n = sizes.sched_secrets;
-    let limit = Duration::from_secs(600);
+    let limit = Duration::from_secs(900);
     let rss_before_mib = rss_mib();
     let fds_before = open_fds();
 
-    let cold = scheduler(&client, &rotator, n);
-    let started = Instant::now();
-    let handle = cold.start().unwrap_or_else(|e| panic!("start: {e}"));
-    wait_all(&handle, RotationStatus::Success, n, limit).await;
-    let cold_start = started.elapsed();
-    let stats = handle.shutdown().await;
-    assert_eq!(stats.total_rotations(), n as u64);
+    // The limits: raw reqwest KV v2 writes and reads, as many in flight as the scheduler.
+    let raw = Arc::new(Client::new(Arm::Raw, &bao.addr(), bao.root_token()));
+    raw.check(Op::Write).await;
+    let raw_n = (n as u64 / 2).max(200);
+    let raw_writes_per_sec = raw_n as f64
+        / common::run(&raw, Op::Write, raw_n, SCHED_IN_FLIGHT)
+            .await
+            .as_secs_f64();
+    let raw_reads_per_sec = raw_n as f64
+        / common::run(&raw, Op::Read, raw_n, SCHED_IN_FLIGHT)
+            .await
+            .as_secs_f64();
+    eprintln!(
+        "scheduler limits, {SCHED_IN_FLIGHT} in flight: {} raw writes, {} raw reads",
+        fmt_rate(raw_writes_per_sec),
+        fmt_rate(raw_reads_per_sec)
+    );
 
-    let warm = scheduler(&client, &rotator, n);
-    let started = Instant::now();
-    let handle = warm.start().unwrap_or_else(|e| panic!("start: {e}"));
-    wait_all(&handle, RotationStatus::SkippedNotDue, n, limit).await;
-    let warm_start = started.elapsed();
+    // Cold starts: rounds of two sets of never-rotated names each, the two starts taking
+    // turns at going first (the store grows with every set, so order matters).
+    let mut cold: [Vec<StartRun>; 2] = [Vec::new(), Vec::new()];
+    let mut sets = Vec::new();
+    for round in 0..sizes.cold_rounds {
+        for k in 0..2 {
+            let arm = (k + round) % 2;
+            let set = format!("c{round}{arm}");
+            let s = scheduler(&client, &rotator, &set, n, arm == 1);
+            let (run, handle) = start_run(&client, s, RotationStatus::Success, limit, false).await;
+            let stats = handle.shutdown().await;
+            assert_eq!(stats.total_rotations(), n as u64);
+            eprintln!(
+                "cold start, set {set}, start_list {}: ready {:.2} s, all rotated {:.2} s, {:.2} requests per secret",
+                arm == 1,
+                run.ready.as_secs_f64(),
+                run.pass.as_secs_f64(),
+                run.requests / n as f64
+            );
+            cold[arm].push(run);
+            sets.push(set);
+        }
+    }
+    let [cold_per_secret, cold_list] = cold.map(combine);
+
+    // Warm starts (restarts over those sets): every record exists and nothing is due. As the
+    // bench measured it before issue 12 (start_list off, `stats()` polled), per secret, and
+    // with the LIST; rounds, the order rotating.
+    let mut warm: [Vec<StartRun>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for round in 0..sizes.warm_rounds {
+        for k in 0..3 {
+            let arm = (k + round) % 3;
+            let set = &sets[(round * 3 + k) % sets.len()];
+            let s = scheduler(&client, &rotator, set, n, arm == 2);
+            let (run, handle) =
+                start_run(&client, s, RotationStatus::SkippedNotDue, limit, arm == 0).await;
+            let stats = handle.shutdown().await;
+            assert_eq!(
+                stats.total_rotations(),
+                0,
+                "nothing was due after a restart"
+            );
+            eprintln!(
+                "warm start, set {set}, {}: ready {:.2} s, all skipped {:.2} s, {:.2} requests per secret",
+                ["per secret, stats() polled", "per secret", "LIST"][arm],
+                run.ready.as_secs_f64(),
+                run.pass.as_secs_f64(),
+                run.requests / n as f64
+            );
+            warm[arm].push(run);
+        }
+    }
+    let [warm_polled, warm_per_secret, warm_list] = warm.map(combine);
+    // A last start to keep running for the idle measurement.
+    let s = scheduler(&client, &rotator, &sets[0], n, true);
+    let (_, handle) = start_run(&client, s, RotationStatus::SkippedNotDue, limit, false).await;
+    // The limits again, after the starts: the machine's load moves (the larger is reported).
+    let raw_writes_per_sec = raw_writes_per_sec.max(
+        raw_n as f64
+            / common::run(&raw, Op::Write, raw_n, SCHED_IN_FLIGHT)
+                .await
+                .as_secs_f64(),
+    );
+    let raw_reads_per_sec = raw_reads_per_sec.max(
+        raw_n as f64
+            / common::run(&raw, Op::Read, raw_n, SCHED_IN_FLIGHT)
+                .await
+                .as_secs_f64(),
+    );
+    let stats_call = per_call(20, || handle.stats());
+    let progress_call = per_call(10_000, || handle.progress());
 
     // Idle: nothing is due for 30 days.
     let me = std::process::id().to_string();
@@ -555,8 +801,15 @@ async fn bench_scheduler(bao: &BaoServer, sizes: &Sizes) -> SchedNumbers {
     let tick_ms = 1e3 / clock_ticks_per_sec();
     SchedNumbers {
         secrets: n,
-        cold_start,
-        warm_start,
+        raw_writes_per_sec,
+        raw_reads_per_sec,
+        cold_per_secret,
+        cold_list,
+        warm_polled,
+        warm_per_secret,
+        warm_list,
+        stats_call,
+        progress_call,
         idle,
         idle_cpu_ms: (cpu1 - cpu0) as f64 * tick_ms,
         idle_bao_cpu_ms: (bao1 - bao0) as f64 * tick_ms,
@@ -567,7 +820,7 @@ async fn bench_scheduler(bao: &BaoServer, sizes: &Sizes) -> SchedNumbers {
     }
 }
 
-fn report(api: &ApiKeyNumbers, db: &DbNumbers, sched: &SchedNumbers) -> String {
+fn api_report(api: &ApiKeyNumbers) -> String {
     let mut out = String::new();
     let bound = api.raw_writes_per_sec / api.requests_per_rotation;
     let ratio = api.rotations_per_sec / bound;
@@ -586,6 +839,11 @@ fn report(api: &ApiKeyNumbers, db: &DbNumbers, sched: &SchedNumbers) -> String {
         mark(ratio >= 0.8, format!("{ratio:.2}×")),
         api.requests_per_check,
     ));
+    out
+}
+
+fn db_report(db: &DbNumbers) -> String {
+    let mut out = String::new();
     out.push_str(&format!(
         "\nDatabase rotation (single user, SCRAM, loopback), median of {} sequential rotations; {:.1} Vault requests per rotation:\n\n\
          | step | median | in runs |\n|---|---:|---:|\n",
@@ -599,17 +857,89 @@ fn report(api: &ApiKeyNumbers, db: &DbNumbers, sched: &SchedNumbers) -> String {
         ms(db.total),
         db.rotations
     ));
+    out
+}
+
+fn sched_report(sched: &SchedNumbers) -> String {
+    let n = sched.secrets as f64;
     let secs = sched.idle.as_secs_f64();
-    out.push_str(&format!(
-        "\nScheduler, {} API-key secrets every 30 days (real `ApiKeyRotator`, jitter 0):\n\n\
-         | cold start (first pass rotates each once) | warm start (restart: every due time loaded, all skipped) | idle CPU, this process | idle CPU, OpenBao | RSS before → idle with all scheduled | open fds before → idle |\n\
-         |---:|---:|---:|---:|---:|---:|\n\
-         | {:.2} s ({}) | {:.2} s ({}) | {:.0} ms over {secs:.1} s ({:.2} %) | {:.0} ms ({:.2} %) | {:.1} → {:.1} MiB | {} → {} |\n",
+    let mut out = format!(
+        "\nScheduler start, {} API-key secrets every 30 days (real `ApiKeyRotator`, jitter 0, {SCHED_IN_FLIGHT} in flight). \
+         *Ready* = start → every due time known and every due secret's first attempt started (`SchedulerHandle::ready`); \
+         *first pass* = start → every secret's first run ended (cold: rotated; warm: skipped). \
+         Medians of the rounds ({} cold, {} warm; the range in brackets), the starts taking turns at going first. \
+         Limit: raw reqwest KV v2 writes {} and reads {} ({SCHED_IN_FLIGHT} in flight, same server, the better of before and after the starts).\n\n\
+         | start | how due states are learnt | ready | first pass | Vault requests per secret | LIST requests | start reads | limit of the first pass |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|\n",
         sched.secrets,
-        sched.cold_start.as_secs_f64(),
-        fmt_rate(sched.secrets as f64 / sched.cold_start.as_secs_f64()),
-        sched.warm_start.as_secs_f64(),
-        fmt_rate(sched.secrets as f64 / sched.warm_start.as_secs_f64()),
+        sched.cold_list.rounds,
+        sched.warm_list.rounds,
+        fmt_rate(sched.raw_writes_per_sec),
+        fmt_rate(sched.raw_reads_per_sec),
+    );
+    for (start, how, run, limit_rate) in [
+        (
+            "cold",
+            "each secret's first run reads `S` (before)",
+            &sched.cold_per_secret,
+            sched.raw_writes_per_sec,
+        ),
+        (
+            "cold",
+            "one LIST, no read of absent records (after)",
+            &sched.cold_list,
+            sched.raw_writes_per_sec,
+        ),
+        (
+            "warm",
+            "each secret's first run reads `S`; the bench polls `stats()` every 10 ms (before, measured as before)",
+            &sched.warm_polled,
+            sched.raw_reads_per_sec,
+        ),
+        (
+            "warm",
+            "each secret's first run reads `S` (before)",
+            &sched.warm_per_secret,
+            sched.raw_reads_per_sec,
+        ),
+        (
+            "warm",
+            "one LIST + a read of each listed record (after)",
+            &sched.warm_list,
+            sched.raw_reads_per_sec,
+        ),
+    ] {
+        let per_secret = run.requests / n;
+        // Every request priced at the raw rate of its kind (cold: as a write).
+        let floor = run.requests / limit_rate;
+        let range = |(lo, hi): (f64, f64)| {
+            if run.rounds > 1 {
+                format!(" ({lo:.2}–{hi:.2})")
+            } else {
+                String::new()
+            }
+        };
+        out.push_str(&format!(
+            "| {start} | {how} | {:.2} s{} | {:.2} s{} ({}) | {per_secret:.2} | {} | {} | {floor:.2} s |\n",
+            run.ready.as_secs_f64(),
+            range(run.ready_range),
+            run.pass.as_secs_f64(),
+            range(run.pass_range),
+            fmt_rate(n / run.pass.as_secs_f64()),
+            run.progress.start_list_requests,
+            run.progress.start_reads,
+        ));
+    }
+    out.push_str(&format!(
+        "\nPolling cost with {} secrets: `stats()` {:.2} ms per call (a copy of every `SecretStats`), `progress()` {:.0} ns.\n",
+        sched.secrets,
+        sched.stats_call.as_secs_f64() * 1e3,
+        sched.progress_call.as_secs_f64() * 1e9,
+    ));
+    out.push_str(&format!(
+        "\n| idle CPU, this process | idle CPU, OpenBao | RSS before → idle with all scheduled | open fds before → idle |\n\
+         |---:|---:|---:|---:|\n\
+         | {:.0} ms over {secs:.1} s ({:.2} %) | {:.0} ms ({:.2} %) | {:.1} → {:.1} MiB | {} → {} |\n",
         sched.idle_cpu_ms,
         sched.idle_cpu_ms / 10.0 / secs,
         sched.idle_bao_cpu_ms,
@@ -632,32 +962,45 @@ fn main() {
     rt.block_on(wait_for_kv(&vault_client(&bao)));
     rt.block_on(common::seed_real_server(&bao.addr(), bao.root_token()));
 
+    let parts = Parts::from_env();
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .without_plots()
         .configure_from_args();
-    let api = bench_api_keys(&mut c, &rt, &bao, &sizes);
-    c.final_summary();
-    let db = rt.block_on(bench_database(&bao, &pg, &sizes));
+    let mut out = String::new();
+    if parts.api {
+        let api = bench_api_keys(&mut c, &rt, &bao, &sizes);
+        c.final_summary();
+        out.push_str(&api_report(&api));
+    }
+    if parts.db {
+        let db = rt.block_on(bench_database(&bao, &pg, &sizes));
+        out.push_str(&db_report(&db));
+    }
     // The idle watchers before the scheduler: afterwards their memory would come out of what
     // the allocator kept from 10,000 scheduler tasks, and RSS would not show it.
-    let idle = rt.block_on(watch::bench_idle(
-        &bao,
-        sizes.watchers,
-        sizes.watch_poll,
-        sizes.watch_period,
-    ));
-    let sched = rt.block_on(bench_scheduler(&bao, &sizes));
-    let handover = rt.block_on(watch::bench_handover(
-        &bao,
-        &pg,
-        sizes.handovers,
-        sizes.handover_poll,
-    ));
-
-    let mut out = report(&api, &db, &sched);
-    out.push_str(&watch::report(&idle, &handover));
+    let idle = parts.watch.then(|| {
+        rt.block_on(watch::bench_idle(
+            &bao,
+            sizes.watchers,
+            sizes.watch_poll,
+            sizes.watch_period,
+        ))
+    });
+    if parts.scheduler {
+        let sched = rt.block_on(bench_scheduler(&bao, &sizes));
+        out.push_str(&sched_report(&sched));
+    }
+    if let Some(idle) = idle {
+        let handover = rt.block_on(watch::bench_handover(
+            &bao,
+            &pg,
+            sizes.handovers,
+            sizes.handover_poll,
+        ));
+        out.push_str(&watch::report(&idle, &handover));
+    }
     println!("\n{out}");
     if smoke {
         eprintln!("smoke run done (run with `cargo bench` or `./dev bench` to measure)");

@@ -186,20 +186,22 @@
 //!   rotated". Still, grant write access to `S` only to the rotator that owns it.
 //! - **Each rotator has its own `S` prefix**: `rotation-state/database/<name>` for
 //!   [`DatabaseCredentialRotator`], `rotation-state/api-key/<path of C>` for [`ApiKeyRotator`].
-//!   Give each its own policy, and consumers none on `rotation-state/*`:
+//!   Give each its own policy, and consumers none on `rotation-state/*` (`list` on the
+//!   records' metadata lets the [`RotationScheduler`] start with one LIST instead of a read
+//!   per secret; without it the start reads each record):
 //!
 //! ```hcl
 //! # The database rotator's token
 //! path "secret/data/database/*"                     { capabilities = ["create", "read", "update"] }
 //! path "secret/metadata/database/*"                 { capabilities = ["create", "read", "update"] }
 //! path "secret/data/rotation-state/database/*"      { capabilities = ["create", "read", "update"] }
-//! path "secret/metadata/rotation-state/database/*"  { capabilities = ["create", "read", "update"] }
+//! path "secret/metadata/rotation-state/database/*"  { capabilities = ["create", "read", "update", "list"] }
 //!
 //! # The API-key rotator's token
 //! path "secret/data/api-keys/*"                     { capabilities = ["create", "read", "update"] }
 //! path "secret/metadata/api-keys/*"                 { capabilities = ["create", "read", "update"] }
 //! path "secret/data/rotation-state/api-key/*"       { capabilities = ["create", "read", "update"] }
-//! path "secret/metadata/rotation-state/api-key/*"   { capabilities = ["create", "read", "update"] }
+//! path "secret/metadata/rotation-state/api-key/*"   { capabilities = ["create", "read", "update", "list"] }
 //! ```
 //!
 //! - Times and durations read from `S` or from Vault's replies never panic: unreadable
@@ -268,10 +270,11 @@ use std::sync::Arc;
 
 pub use api_key::{ApiKeyRotator, KeyIssuer};
 pub use database::{DatabaseCredentialRotator, PasswordPolicy, Strategy, TlsMode};
-pub use rotator::{RotationResult, RotationStatus, Rotator, StepTiming};
+pub use rotator::{KnownState, RotationResult, RotationStatus, Rotator, StepTiming};
 pub use schedule::{CronSchedule, RotationPolicy, Schedule};
 pub use scheduler::{
-    RotationScheduler, SchedulerHandle, SchedulerOptions, SchedulerStats, SecretStats,
+    RotationScheduler, SchedulerHandle, SchedulerOptions, SchedulerProgress, SchedulerStats,
+    SecretStats,
 };
 pub use watcher::{CredentialWatcher, WatchedCredential, WatcherOptions};
 

@@ -67,6 +67,22 @@ impl RotationResult {
     }
 }
 
+/// What a caller of [`Rotator::rotate_if_due_known`] knows about a secret's state record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KnownState {
+    /// Nothing: the rotator reads the record first (what [`Rotator::rotate_if_due`] does).
+    Unknown,
+    /// A complete LIST of the state prefix did not show the record: it had never been written
+    /// when the LIST was answered.
+    Absent {
+        /// Vault's clock when it answered the LIST (its `Date` header), if it sent one. It
+        /// stands in for the clock of the read that was skipped: earlier than the run, so
+        /// anything timed from it (a revocation's grace period) comes late, never early.
+        listed_at: Option<SystemTime>,
+    },
+}
+
 /// Something that rotates named secrets.
 #[async_trait]
 pub trait Rotator: Send + Sync {
@@ -77,6 +93,23 @@ pub trait Rotator: Send + Sync {
     /// reports [`RotationStatus::SkippedNotDue`]. Safe to call from many replicas at once:
     /// exactly one of them rotates per period.
     async fn rotate_if_due(&self, name: &str, every: Duration) -> RotationResult;
+
+    /// Like [`rotate_if_due`](Self::rotate_if_due), for a caller that already knows something
+    /// about `name`'s state record: with [`KnownState::Absent`] (a complete LIST of the state
+    /// prefix did not show it) a rotator may skip its first read of the record and claim it
+    /// as never written. That claim must be a check-and-set create (version 0), so a record
+    /// another replica wrote since the LIST makes it stand back, never rotate twice.
+    ///
+    /// The default ignores `known` and calls `rotate_if_due`; both built-in rotators use it.
+    async fn rotate_if_due_known(
+        &self,
+        name: &str,
+        every: Duration,
+        known: KnownState,
+    ) -> RotationResult {
+        let _ = known;
+        self.rotate_if_due(name, every).await
+    }
 
     /// The store of this rotator's state records and the record name of the secret `name`:
     /// where the [`RotationScheduler`](crate::RotationScheduler) reads the last rotation for a

@@ -136,8 +136,8 @@ use serde_json::{Map, Value};
 use vault_ops_core::ApiKey;
 use vault_ops_core::VaultClient;
 
-use crate::protocol::driver::drive;
-use crate::rotator::{RotationResult, Rotator};
+use crate::protocol::driver::drive_known;
+use crate::rotator::{KnownState, RotationResult, Rotator};
 use crate::state::{self, default_owner, ClaimOptions, Close, HistoryOutcome, StateStore};
 use crate::{FaultHook, RotationError};
 
@@ -285,7 +285,7 @@ impl std::fmt::Debug for ApiKeyRotator {
 }
 
 /// The moment Vault's `Date` header (whole seconds, rounded down) shows `t` or later.
-fn ceil_second(t: SystemTime) -> SystemTime {
+pub(crate) fn ceil_second(t: SystemTime) -> SystemTime {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     if d.subsec_nanos() == 0 {
         t
@@ -404,7 +404,7 @@ impl ApiKeyRotator {
     /// Rotates the key at `path` (inside the mount) now with a generated key, first finishing
     /// a rotation a crashed run left pending.
     pub async fn rotate_generic_api_key(&self, path: &str) -> RotationResult {
-        self.run(path, path, None, None).await
+        self.run(path, path, None, None, KnownState::Unknown).await
     }
 
     /// Like [`rotate_generic_api_key`](Self::rotate_generic_api_key), but only when the last
@@ -414,7 +414,8 @@ impl ApiKeyRotator {
         path: &str,
         every: Duration,
     ) -> RotationResult {
-        self.run(path, path, Some(every), None).await
+        self.run(path, path, Some(every), None, KnownState::Unknown)
+            .await
     }
 
     /// The keys of `name` (a [`Rotator`] name) waiting for revocation.
@@ -455,13 +456,14 @@ impl ApiKeyRotator {
         path: &str,
         every: Option<Duration>,
         issuer: Option<Arc<dyn KeyIssuer>>,
+        known: KnownState,
     ) -> RotationResult {
         let target = ApiKeyTarget {
             rotator: self,
             path: path.to_string(),
             issuer,
         };
-        drive(&target, name, every).await
+        drive_known(&target, name, every, known).await
     }
 }
 
@@ -471,16 +473,38 @@ impl Rotator for ApiKeyRotator {
     /// issuer if one is registered, else with a generated key.
     async fn rotate(&self, name: &str) -> RotationResult {
         let path = self.path_for(name);
-        self.run(name, &path, None, self.issuers.get(name).cloned())
-            .await
+        self.run(
+            name,
+            &path,
+            None,
+            self.issuers.get(name).cloned(),
+            KnownState::Unknown,
+        )
+        .await
     }
 
     /// Like [`rotate`](Rotator::rotate), only when due by Vault's clock; also revokes replaced
     /// keys whose grace period has passed.
     async fn rotate_if_due(&self, name: &str, every: Duration) -> RotationResult {
-        let path = self.path_for(name);
-        self.run(name, &path, Some(every), self.issuers.get(name).cloned())
+        self.rotate_if_due_known(name, every, KnownState::Unknown)
             .await
+    }
+
+    async fn rotate_if_due_known(
+        &self,
+        name: &str,
+        every: Duration,
+        known: KnownState,
+    ) -> RotationResult {
+        let path = self.path_for(name);
+        self.run(
+            name,
+            &path,
+            Some(every),
+            self.issuers.get(name).cloned(),
+            known,
+        )
+        .await
     }
     fn schedule_state(&self, name: &str) -> Option<(StateStore, String)> {
         Some((self.store.clone(), self.path_for(name)))

@@ -225,8 +225,8 @@ use serde::{Deserialize, Serialize};
 use vault_ops_core::Password;
 use vault_ops_core::VaultClient;
 
-use crate::protocol::driver::drive;
-use crate::rotator::{RotationResult, Rotator};
+use crate::protocol::driver::{drive, drive_known};
+use crate::rotator::{KnownState, RotationResult, Rotator};
 use crate::state::{self, default_owner, StateStore};
 use crate::FaultHook;
 
@@ -567,6 +567,10 @@ impl DatabaseCredentialRotator {
     async fn run(&self, name: &str, every: Option<Duration>) -> RotationResult {
         drive(self, name, every).await
     }
+
+    async fn run_known(&self, name: &str, every: Duration, known: KnownState) -> RotationResult {
+        drive_known(self, name, Some(every), known).await
+    }
 }
 
 #[async_trait]
@@ -577,6 +581,15 @@ impl Rotator for DatabaseCredentialRotator {
 
     async fn rotate_if_due(&self, name: &str, every: Duration) -> RotationResult {
         self.run(name, Some(every)).await
+    }
+
+    async fn rotate_if_due_known(
+        &self,
+        name: &str,
+        every: Duration,
+        known: KnownState,
+    ) -> RotationResult {
+        self.run_known(name, every, known).await
     }
 
     fn schedule_state(&self, name: &str) -> Option<(StateStore, String)> {

@@ -39,7 +39,7 @@ use vault_ops_core::api::kv2::MetadataUpdate;
 use vault_ops_core::VaultClient;
 
 use super::{conflict, failed, reject_record, Failure, Outcome, RecordCheck, Run};
-use crate::rotator::{RotationResult, RotationStatus};
+use crate::rotator::{KnownState, RotationResult, RotationStatus};
 use crate::state::{
     self, Claim, ClaimOptions, Close, HistoryOutcome, Pending, Snapshot, StateError, StateStore,
     Step,
@@ -256,6 +256,19 @@ pub(crate) async fn drive<T: Target>(
     name: &str,
     every: Option<Duration>,
 ) -> RotationResult {
+    drive_known(target, name, every, KnownState::Unknown).await
+}
+
+/// [`drive`], starting from what the caller knows about `S`: with [`KnownState::Absent`] the
+/// first pass takes `S` as never written (version 0, the idle default record) instead of
+/// loading it. Nothing else changes: the claim is a check-and-set against version 0, a create,
+/// so a record written since (another replica's claim) fences it and the run stands back.
+pub(crate) async fn drive_known<T: Target>(
+    target: &T,
+    name: &str,
+    every: Option<Duration>,
+    known: KnownState,
+) -> RotationResult {
     let subject = match target.subject(name) {
         Ok(s) => s,
         Err(e) => {
@@ -276,7 +289,7 @@ pub(crate) async fn drive<T: Target>(
         store: target.store(),
         subject,
     };
-    let outcome = driver.run(&mut run).instrument(span.clone()).await;
+    let outcome = driver.run(&mut run, known).instrument(span.clone()).await;
     span.in_scope(|| run.finish(outcome))
 }
 
@@ -297,9 +310,9 @@ type TRun<T> = Run<<T as Target>::Cx>;
 type TClaim<T> = Claim<<T as Target>::Payload>;
 
 impl<T: Target> Driver<'_, T> {
-    async fn run(&self, run: &mut TRun<T>) -> Outcome {
+    async fn run(&self, run: &mut TRun<T>, known: KnownState) -> Outcome {
         let mut now = None;
-        let outcome = self.passes(run, &mut now).await;
+        let outcome = self.passes(run, &mut now, known).await;
         if matches!(&outcome, Err((_, RotationError::Interrupted(_)))) {
             // Stopped as if the process had died: no further step.
             return outcome;
@@ -314,14 +327,27 @@ impl<T: Target> Driver<'_, T> {
         }
     }
 
-    async fn passes(&self, run: &mut TRun<T>, now: &mut Option<SystemTime>) -> Outcome {
+    async fn passes(
+        &self,
+        run: &mut TRun<T>,
+        now: &mut Option<SystemTime>,
+        known: KnownState,
+    ) -> Outcome {
+        let mut known = Some(known);
         // At most three passes: a resolved conflict closes `S` and goes on with a fresh
         // rotation; a fresh rotation that finds `S` changed by another run looks again.
         for _ in 0..3 {
-            let snap = run
-                .timed("load", self.store.load::<T::Payload>(&self.subject.key))
-                .await
-                .map_err(failed)?;
+            let snap = match known.take() {
+                // Seen absent by the caller's LIST: the first pass starts from the record a
+                // load would have returned then. Later passes load.
+                Some(KnownState::Absent { listed_at }) => {
+                    Snapshot::absent(&self.subject.key, listed_at)
+                }
+                _ => run
+                    .timed("load", self.store.load::<T::Payload>(&self.subject.key))
+                    .await
+                    .map_err(failed)?,
+            };
             now.get_or_insert(snap.now());
             if run.version_before.is_none() {
                 run.version_before = snap.state.credential_version;

@@ -1038,3 +1038,426 @@ async fn a_password_the_server_rejects_ends_held_on_every_replica_until_resumed(
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Scheduler start (issue 12): one LIST of the state records, a read of each listed one, no read
+// before the claim of a never-rotated secret. OpenBao's file audit device (declared in a config
+// file: 2.7.2 refuses to enable one through the API) shows every request the server handled.
+// ---------------------------------------------------------------------------------------------
+
+/// The state record path (in the `secret` mount) of the API key `name` with the default options.
+fn api_state_path(name: &str) -> String {
+    format!("rotation-state/api-key/api-keys/{name}")
+}
+
+/// A dev server that writes an audit log, and the log's path.
+async fn audited_server() -> (
+    BaoServer,
+    VaultClient,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("audit.log");
+    let config = dir.path().join("audit.hcl");
+    std::fs::write(
+        &config,
+        format!(
+            "audit \"file\" \"test\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+            log.display()
+        ),
+    )
+    .expect("config");
+    let arg = format!("-config={}", config.display());
+    let bao = BaoServer::start_with_args(&[&arg]).await;
+    let client = VaultClient::builder()
+        .address(bao.addr())
+        .token(bao.root_token())
+        .build()
+        .expect("client");
+    (bao, client, dir, log)
+}
+
+/// The requests of the audit log from line `from` on: (operation, path, query data keys).
+fn audited_requests(log: &std::path::Path, from: usize) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .skip(from)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "request")
+        .map(|v| {
+            (
+                v["request"]["operation"].as_str().unwrap_or("").to_string(),
+                v["request"]["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn audit_lines(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log).map_or(0, |t| t.lines().count())
+}
+
+/// Waits (at most `limit`) until `done` holds for the handle's progress.
+async fn wait_progress(
+    handle: &vault_ops_rotation::SchedulerHandle,
+    limit: Duration,
+    done: impl Fn(&vault_ops_rotation::SchedulerProgress) -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let p = handle.progress();
+        if done(&p) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not within {limit:?}: {p:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn start_scheduler(
+    client: &VaultClient,
+    names: &[String],
+    owner: &str,
+) -> Result<RotationScheduler, Box<dyn std::error::Error>> {
+    let mut s = RotationScheduler::new(client.clone())
+        .with_options(fast_options().jitter(Duration::ZERO))
+        .with_api_key_rotator(api_rotator(client, owner));
+    for name in names {
+        s.schedule_api_key_rotation(name.as_str(), Duration::from_secs(86_400))?;
+    }
+    Ok(s)
+}
+
+#[tokio::test]
+async fn a_cold_start_claims_never_rotated_secrets_without_reading_their_records() -> Res {
+    let (_bao, client, _dir, log) = audited_server().await;
+    let names: Vec<String> = (0..20).map(|i| format!("cold-{i}")).collect();
+    let from = audit_lines(&log);
+    let handle = start_scheduler(&client, &names, "replica-1")?.start()?;
+    tokio::time::timeout(Duration::from_secs(30), handle.ready()).await?;
+    wait_progress(&handle, Duration::from_secs(60), |p| p.last_success == 20).await;
+    let p = handle.progress();
+    let stats = handle.shutdown().await;
+    assert_eq!(stats.total_rotations(), 20);
+    assert_eq!(
+        (p.start_absent, p.start_reads, p.start_list_requests),
+        (20, 0, 1)
+    );
+
+    let requests = audited_requests(&log, from);
+    let lists: Vec<_> = requests.iter().filter(|(op, _)| op == "list").collect();
+    assert_eq!(
+        lists,
+        [&(
+            "list".to_string(),
+            "secret/metadata/rotation-state/api-key/api-keys/".to_string()
+        )],
+        "one LIST of the state folder"
+    );
+    for name in &names {
+        let data = format!("secret/data/{}", api_state_path(name));
+        let ops: Vec<&str> = requests
+            .iter()
+            .filter(|(_, p)| *p == data)
+            .map(|(op, _)| op.as_str())
+            .collect();
+        // The claim (a CAS write against version 0), then the close: no read at all.
+        assert_eq!(ops, ["update", "update"], "{name}");
+        let version = client
+            .kv2("secret")
+            .read_metadata(&format!("api-keys/{name}"))
+            .await?
+            .map(|m| m.current_version);
+        assert_eq!(version, Some(1), "{name} rotated once");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_warm_start_lists_once_and_reads_only_the_scheduled_records() -> Res {
+    let (_bao, client, _dir, log) = audited_server().await;
+    let n = 25usize;
+    let names: Vec<String> = (0..n).map(|i| format!("warm-{i}")).collect();
+    let first = start_scheduler(&client, &names, "replica-1")?.start()?;
+    wait_progress(&first, Duration::from_secs(60), |p| p.last_success == n).await;
+    first.shutdown().await;
+    // Records of other secrets in the same folder: listed, never read.
+    let kv = client.kv2("secret");
+    for i in 0..200 {
+        kv.put(
+            &api_state_path(&format!("other-{i:04}")),
+            &serde_json::json!({"x": 1}),
+        )
+        .await?;
+    }
+
+    let from = audit_lines(&log);
+    let handle = start_scheduler(&client, &names, "replica-2")?.start()?;
+    tokio::time::timeout(Duration::from_secs(30), handle.ready()).await?;
+    wait_progress(&handle, Duration::from_secs(30), |p| p.last_skipped == n).await;
+    let p = handle.progress();
+    let requests = audited_requests(&log, from);
+    let stats = handle.shutdown().await;
+    assert_eq!(stats.total_rotations(), 0, "nothing was due");
+    assert!(stats
+        .secrets
+        .iter()
+        .all(|s| s.skipped == 1 && s.attempts == 1));
+    assert_eq!(
+        (p.start_reads, p.start_absent, p.start_list_requests),
+        (n as u64, 0, 1)
+    );
+
+    // On the server: one LIST + one read per scheduled record, nothing else at all.
+    let lists = requests.iter().filter(|(op, _)| op == "list").count();
+    let reads: Vec<&String> = requests
+        .iter()
+        .filter(|(op, _)| op == "read")
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(lists, 1, "{requests:?}");
+    assert_eq!(reads.len(), n, "{reads:?}");
+    for name in &names {
+        let path = format!("secret/data/{}", api_state_path(name));
+        assert_eq!(reads.iter().filter(|p| ***p == path).count(), 1, "{name}");
+    }
+    assert!(
+        requests.len() <= n + 1,
+        "LIST + reads ≤ N + pages: {} requests",
+        requests.len()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_record_another_replica_writes_between_the_list_and_the_claim_is_respected() -> Res {
+    use vault_ops_rotation::FaultPoint;
+    let (_bao, client) = server().await;
+    // The other replica rotates the secret while this one's first attempt is between its read
+    // of the credential and its claim (the LIST said: never rotated).
+    let other = Arc::new(api_rotator(&client, "replica-2"));
+    let raced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hook: vault_ops_rotation::FaultHook = {
+        let (other, raced) = (other.clone(), raced.clone());
+        Arc::new(move |point| {
+            let (other, raced) = (other.clone(), raced.clone());
+            Box::pin(async move {
+                if point == FaultPoint::AfterRead && !raced.swap(true, Ordering::SeqCst) {
+                    let r = other.rotate("race").await;
+                    assert!(r.is_success(), "{:?}", r.error);
+                }
+                false
+            })
+        })
+    };
+    let mut s = RotationScheduler::new(client.clone())
+        .with_options(fast_options().jitter(Duration::ZERO))
+        .with_api_key_rotator(api_rotator(&client, "replica-1").with_fault_hook(hook));
+    s.schedule_api_key_rotation("race", Duration::from_secs(86_400))?;
+    let handle = s.start()?;
+    wait_progress(&handle, Duration::from_secs(30), |p| p.attempts >= 1).await;
+    let p = handle.progress();
+    let stats = handle.shutdown().await;
+    assert!(raced.load(Ordering::SeqCst), "the race was run");
+    assert_eq!(p.start_absent, 1, "the LIST said never rotated");
+    let st = stats.get("race").expect("stats");
+    assert_eq!((st.rotations, st.failures), (0, 0), "{st:?}");
+    assert_eq!(st.last_status, Some(RotationStatus::SkippedNotDue));
+    // One rotation in all: the other replica's.
+    let meta = client
+        .kv2("secret")
+        .read_metadata("api-keys/race")
+        .await?
+        .expect("credential");
+    assert_eq!(meta.current_version, 1);
+    let state: serde_json::Value = client
+        .kv2("secret")
+        .get::<serde_json::Value>(&api_state_path("race"))
+        .await?
+        .data;
+    assert_eq!(state["rotations"], 1, "{state}");
+    assert_eq!(state["history"][0]["owner"], "replica-2", "{state}");
+    Ok(())
+}
+
+/// How the hostile server of [`a_hostile_list_reply_is_bounded_and_ignored`] answers a LIST.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum HostileList {
+    /// Twice as many keys as `limit` asks for.
+    IgnoresLimit,
+    /// Full pages of new keys, forever.
+    Endless,
+    /// One page: the scheduled names among escapes, folders, huge and odd keys.
+    Garbage,
+}
+
+impl wiremock::Respond for HostileList {
+    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let query: std::collections::HashMap<_, _> = req.url.query_pairs().collect();
+        let limit: u64 = query
+            .get("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(1000);
+        let keys: Vec<String> = match self {
+            HostileList::IgnoresLimit => (0..2 * limit).map(|i| format!("k{i:09}")).collect(),
+            HostileList::Endless => {
+                let after = query.get("after");
+                let base = after.map_or(0, |a| a[1..].parse::<u64>().unwrap_or(0) + 1);
+                (base..base + limit).map(|i| format!("k{i:09}")).collect()
+            }
+            HostileList::Garbage => {
+                let mut keys: Vec<String> = (0..3).map(|i| format!("h-{i}")).collect();
+                keys.extend(
+                    [
+                        "../../../sys/raw",
+                        "h-0/",
+                        "h-1/../../evil",
+                        "..",
+                        "h-2",
+                        "h-0",
+                        "ünïcödé\u{0}",
+                    ]
+                    .map(String::from),
+                );
+                keys.push("h".repeat(100_000));
+                keys
+            }
+        };
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(serde_json::json!({"data": {"keys": keys}}))
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_list_reply_is_bounded_and_ignored() -> Res {
+    use wiremock::matchers::{method, path, path_regex, query_param};
+    let names: Vec<String> = (0..3).map(|i| format!("h-{i}")).collect();
+    let now = vault_time::format_rfc3339(SystemTime::now());
+    // Each record: rotated just now, not due for a day.
+    let record = serde_json::json!({"data": {
+        "data": {"phase": {"state": "idle"}, "epoch": 1, "rotations": 1,
+                 "credential_version": 1, "last_rotated_at": now, "write_id": "0123456789abcdef"},
+        "metadata": {"version": 3, "created_time": now}
+    }});
+    for mode in [
+        HostileList::IgnoresLimit,
+        HostileList::Endless,
+        HostileList::Garbage,
+    ] {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(method("GET"))
+            .and(path("/v1/secret/metadata/rotation-state/api-key/api-keys/"))
+            .and(query_param("list", "true"))
+            .respond_with(mode)
+            .mount(&server)
+            .await;
+        wiremock::Mock::given(method("GET"))
+            .and(path_regex(
+                r"^/v1/secret/data/rotation-state/api-key/api-keys/h-[0-2]$",
+            ))
+            .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(&record))
+            .mount(&server)
+            .await;
+        let client = VaultClient::builder()
+            .address(server.uri())
+            .token("t")
+            .build()?;
+        let t = Instant::now();
+        let handle = start_scheduler(&client, &names, "replica-1")?.start()?;
+        tokio::time::timeout(Duration::from_secs(30), handle.ready()).await?;
+        wait_progress(&handle, Duration::from_secs(30), |p| p.last_skipped == 3).await;
+        let took = t.elapsed();
+        let p = handle.progress();
+        let stats = handle.shutdown().await;
+        assert_eq!(
+            (stats.total_rotations(), stats.total_failures()),
+            (0, 0),
+            "{mode:?}"
+        );
+        assert!(took < Duration::from_secs(20), "{mode:?}: {took:?}");
+
+        let received = server.received_requests().await.unwrap_or_default();
+        let lists = received
+            .iter()
+            .filter(|r| r.url.query().is_some_and(|q| q.contains("list=true")))
+            .count();
+        let reads: Vec<&str> = received
+            .iter()
+            .filter(|r| r.url.query().is_none_or(|q| !q.contains("list=true")))
+            .map(|r| r.url.path())
+            .collect();
+        // Nothing but the LIST pages and one read of each scheduled record: no write, no path
+        // taken from a listed key.
+        assert!(
+            received.iter().all(|r| r.method.as_str() == "GET"),
+            "{mode:?}: only reads"
+        );
+        assert_eq!(reads.len(), 3, "{mode:?}: {reads:?}");
+        for name in &names {
+            let p = format!("/v1/secret/data/{}", api_state_path(name));
+            assert_eq!(
+                reads.iter().filter(|r| **r == p).count(),
+                1,
+                "{mode:?} {name}"
+            );
+        }
+        match mode {
+            // More keys than asked for, or a full page at the bound (10,000 + 10 per scheduled
+            // secret): incomplete after one LIST; each secret's first run reads its record.
+            HostileList::IgnoresLimit | HostileList::Endless => {
+                assert_eq!(lists, 1, "{mode:?}");
+                assert_eq!((p.start_reads, p.start_absent), (0, 0), "{mode:?}");
+            }
+            // Complete: the three scheduled names are read at start; the rest is ignored.
+            HostileList::Garbage => {
+                assert_eq!(lists, 1);
+                assert_eq!((p.start_reads, p.start_absent), (3, 0));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_token_without_list_starts_as_before_reading_each_record() -> Res {
+    let (_bao, root) = server().await;
+    let names: Vec<String> = (0..5).map(|i| format!("nolist-{i}")).collect();
+    // The policy of deployments set up before the LIST: no `list` on the state records.
+    let hcl = r#"path "secret/data/api-keys/*" { capabilities = ["create", "read", "update"] }
+path "secret/metadata/api-keys/*" { capabilities = ["create", "read", "update"] }
+path "secret/data/rotation-state/*" { capabilities = ["create", "read", "update"] }
+path "secret/metadata/rotation-state/*" { capabilities = ["create", "read", "update"] }"#;
+    root.policies().write("scheduler-no-list", hcl).await?;
+    let auth = root
+        .tokens()
+        .create(
+            &vault_ops_core::api::tokens::TokenCreateRequest::with_policies(["scheduler-no-list"]),
+        )
+        .await?;
+    let client = root.with_token(auth.client_token.clone());
+    for (round, status) in [
+        (0, RotationStatus::Success),
+        (1, RotationStatus::SkippedNotDue),
+    ] {
+        let handle = start_scheduler(&client, &names, "replica-1")?.start()?;
+        tokio::time::timeout(Duration::from_secs(30), handle.ready()).await?;
+        wait_progress(&handle, Duration::from_secs(30), |p| match status {
+            RotationStatus::Success => p.last_success == 5,
+            _ => p.last_skipped == 5,
+        })
+        .await;
+        let p = handle.progress();
+        let stats = handle.shutdown().await;
+        // The LIST was refused: nothing learnt at start, every first run read its record.
+        assert_eq!(
+            (p.start_list_requests, p.start_reads, p.start_absent),
+            (0, 0, 0),
+            "round {round}"
+        );
+        assert_eq!(stats.total_failures(), 0, "round {round}");
+        let rotated = if round == 0 { 5 } else { 0 };
+        assert_eq!(stats.total_rotations(), rotated, "round {round}");
+    }
+    Ok(())
+}

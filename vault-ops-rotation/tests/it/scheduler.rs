@@ -17,11 +17,7 @@ type Res = Result<(), Box<dyn std::error::Error>>;
 
 async fn server() -> (BaoServer, VaultClient) {
     let bao = BaoServer::start().await;
-    let client = VaultClient::builder()
-        .address(bao.addr())
-        .token(bao.root_token())
-        .build()
-        .expect("client");
+    let client = crate::common::root_client(&bao);
     (bao, client)
 }
 
